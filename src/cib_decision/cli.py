@@ -1,0 +1,123 @@
+"""The `cib` command. Thin: parses arguments, calls the pure functions, prints results.
+
+Errors caused by input print as one clear message (file and line, or commit message line)
+with exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+from .changes import compute_changes
+from .config import DirectorySource, Fleet, load_fleet
+from .directives import Vocabulary, parse_directives
+from .errors import CibError, ConfigError
+from .gitrepo import GitTreeSource, open_repo, resolve
+from .render import changes_table
+
+DEFAULT_CONFIG_DIR = "config"
+
+
+def _load(config_dir: str) -> Fleet:
+    return load_fleet(DirectorySource(config_dir))
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    fleet = _load(args.config_dir)
+    pools = sum(len(k.pools) for k in fleet.keys.values())
+    targets = sum(len(k.targets) for k in fleet.keys.values())
+    print(f"{args.config_dir}: OK ({len(fleet.keys)} keys, {targets} targets, {pools} pools, "
+          f"{len(fleet.environments)} environments)")
+    return 0
+
+
+def cmd_directives(args: argparse.Namespace) -> int:
+    if args.file == "-":
+        message = sys.stdin.read()
+    else:
+        try:
+            message = Path(args.file).read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise CibError(f"cannot read {args.file}: {exc.strerror}") from None
+    directives = parse_directives(message, Vocabulary.from_fleet(_load(args.config_dir)))
+    print(json.dumps(directives.to_json(), indent=2))
+    return 0
+
+
+def cmd_changes(args: argparse.Namespace) -> int:
+    repo = open_repo(args.repo)
+    base_commit, head_commit = resolve(repo, args.base), resolve(repo, args.head)
+    head_source = GitTreeSource(head_commit, args.config_dir)
+    if not head_source.exists:
+        raise CibError(f"{args.head} has no {args.config_dir}/ directory")
+    head = load_fleet(head_source)
+    base_source = GitTreeSource(base_commit, args.config_dir)
+    base, base_problem = None, None
+    if base_source.exists:
+        try:
+            base = load_fleet(base_source)
+        except ConfigError as exc:
+            base_problem = f"config at base does not load ({exc.problems[0]})"
+            print(f"warning: {exc}\nwarning: treating every image as changed",
+                  file=sys.stderr)
+    report = compute_changes(base, head, base_commit.hexsha, head_commit.hexsha, base_problem)
+    if args.format == "json":
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        changes_table(report, sys.stdout)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cib", description="Plan cloud machine image builds under Taskcluster.")
+    parser.add_argument("--version", action="version", version=f"cib {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    config = commands.add_parser("config", help="work with the config directory")
+    config_commands = config.add_subparsers(dest="config_command", required=True,
+                                            metavar="SUBCOMMAND")
+    check = config_commands.add_parser(
+        "check", help="validate every config file; problems are listed as FILE:LINE: message")
+    check.add_argument("--config-dir", default=DEFAULT_CONFIG_DIR)
+    check.set_defaults(func=cmd_config_check)
+
+    directives = commands.add_parser(
+        "directives", help="parse CI directive lines of a commit message and print them as JSON")
+    directives.add_argument("--config-dir", default=DEFAULT_CONFIG_DIR,
+                            help="config whose keys, pools, regions and environments may be named")
+    directives.add_argument("file", nargs="?", default="-", metavar="FILE|-",
+                            help="file holding the commit message (default: standard input)")
+    directives.set_defaults(func=cmd_directives)
+
+    changes = commands.add_parser(
+        "changes", help="which images must be rebuilt between two revisions, and why")
+    changes.add_argument("--repo", default=".", help="git repository (default: .)")
+    changes.add_argument("--base", required=True, help="revision the images were built from")
+    changes.add_argument("--head", default="HEAD", help="revision to build (default: HEAD)")
+    changes.add_argument("--config-dir", default=DEFAULT_CONFIG_DIR,
+                         help="config directory inside the repository (default: config)")
+    changes.add_argument("--format", choices=("table", "json"), default="table")
+    changes.set_defaults(func=cmd_changes)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `cib` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except CibError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,213 @@
+"""Load and validate a config directory into a Fleet, collecting every problem with its line."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import jsonschema
+
+from ..errors import ConfigError, Problem
+from ..suggest import closest
+from ..yamlsrc import YamlDocument, YamlProblem, parse_yaml
+from . import schemas
+from .model import (
+    DEFAULT_ENVIRONMENTS,
+    ENVIRONMENTS_FILE,
+    SHARED_FILES,
+    Environment,
+    Fleet,
+    ImageKey,
+    Pool,
+    SharedInputs,
+    Target,
+    normalise_region,
+)
+from .source import ConfigSource
+
+KEY_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+# worker-manager's workerPoolId pattern (services/worker-manager/schemas/constants.yml).
+WORKER_POOL_ID = re.compile(r"^[a-zA-Z0-9-_]{1,38}/[a-z]([-a-z0-9]{0,36}[a-z0-9])?$")
+
+_VALIDATORS = {
+    "key": jsonschema.Draft202012Validator(schemas.KEY),
+    ENVIRONMENTS_FILE: jsonschema.Draft202012Validator(schemas.ENVIRONMENTS),
+    **{name: jsonschema.Draft202012Validator(schema) for name, schema in schemas.SHARED.items()},
+}
+
+
+def load_fleet(source: ConfigSource) -> Fleet:
+    """Read every file of `source`; raise ConfigError listing all problems, or return the Fleet."""
+    problems: list[Problem] = []
+    docs: dict[str, YamlDocument] = {}
+    for name in source.names():
+        stem, dot, ext = name.rpartition(".")
+        if not dot or ext not in ("yaml", "yml") or name.startswith("."):
+            continue  # READMEs, scripts and editor files are not config
+        display = source.display(name)
+        if ext == "yml":
+            problems.append(Problem(display, 0, f"config files end in .yaml; rename to {stem}.yaml"))
+            continue
+        try:
+            doc = parse_yaml(source.read(name), display)
+        except YamlProblem as exc:
+            problems.append(exc.problem)
+            continue
+        kind = stem if stem in SHARED_FILES or stem == ENVIRONMENTS_FILE else "key"
+        if kind == "key" and not KEY_NAME.match(stem):
+            problems.append(Problem(display, 0, f"key name {stem!r} must be lower case letters, "
+                                                "digits, '.', '_' or '-'"))
+            continue
+        schema_problems = _schema_problems(doc, _VALIDATORS[kind])
+        problems.extend(schema_problems)
+        if not schema_problems:
+            docs[stem] = doc
+    keys = {stem: _build_key(stem, doc, problems)
+            for stem, doc in docs.items() if stem not in SHARED_FILES and stem != ENVIRONMENTS_FILE}
+    problems.extend(_duplicate_pools(keys, docs))
+    if problems:
+        raise ConfigError(problems)
+    shared = SharedInputs({name: docs[name].data for name in SHARED_FILES if name in docs})
+    return Fleet(dict(sorted(keys.items())), shared, _environments(docs.get(ENVIRONMENTS_FILE)))
+
+
+def _environments(doc: YamlDocument | None) -> dict[str, Environment]:
+    if doc is None:
+        return {e.name: e for e in DEFAULT_ENVIRONMENTS}
+    return {name: Environment(name, value["root-url"], value.get("description", ""))
+            for name, value in doc.data.items()}
+
+
+def _build_key(name: str, doc: YamlDocument, problems: list[Problem]) -> ImageKey:
+    raw = doc.data
+    here = doc.filename
+    image = raw["image"]
+    base = image.get("base") or {}
+    if not (raw.get("iso") or image.get("source") or base):
+        problems.append(Problem(here, doc.line_of(("image",)),
+                                "no image source: give `iso`, `image.source` or `image.base`"))
+    targets = _targets(raw["target"])
+    if base and not (raw.get("iso") or image.get("source")):
+        for index, target in enumerate(targets):
+            if target.platform not in base:
+                problems.append(Problem(here, doc.line_of(("target", index, "platform")),
+                                        f"target {target.id} has no image source: `image.base` "
+                                        f"has no {target.platform!r} and there is no iso or "
+                                        "image.source to build a disk image from"))
+    seen: dict[str, int] = {}
+    for index, target in enumerate(targets):
+        line = doc.line_of(("target", index))
+        signature = f"{target.platform}/{target.region}/{target.group or ''}"
+        if signature in seen:
+            problems.append(Problem(here, line, f"duplicate target {target.id} "
+                                                f"(same platform, region and group as line "
+                                                f"{seen[signature]})"))
+        seen.setdefault(signature, line)
+    pools = tuple(Pool(p["domain"], p["variant"], p)
+                  for p in (raw.get("manager") or {}).get("pool") or ())
+    for index, pool in enumerate(pools):
+        path = ("manager", "pool", index)
+        if not WORKER_POOL_ID.match(pool.id):
+            problems.append(Problem(here, doc.line_of((*path, "variant")),
+                                    f"pool id {pool.id!r} is not a valid worker pool id: the "
+                                    "domain is 1-38 letters, digits, '-' or '_'; the variant "
+                                    "is lower case, starts with a letter, has at most 38 "
+                                    "characters and does not end with '-'"))
+        places = {t.region for t in targets
+                  if pool.platform is None or t.platform == pool.platform}
+        for loc_index, location in enumerate(pool.locations):
+            if location not in places:
+                where = f"{pool.platform} " if pool.platform else ""
+                hint = closest(location, sorted(places))
+                problems.append(Problem(
+                    here, doc.line_of((*path, "locations", loc_index)),
+                    f"pool {pool.id} location {location!r} has no {where}target in this file"
+                    + (f"; did you mean {hint!r}?" if hint else "")))
+    return ImageKey(name, here, raw, targets, pools)
+
+
+def _targets(raw_targets: list[dict[str, Any]]) -> tuple[Target, ...]:
+    """Targets are named `<platform>/<region>`, with `/<group>` added only where a key has
+    several targets on the same platform and region (cloud-image-builder allowed that)."""
+    bases = [f"{t['platform']}/{normalise_region(t['region'])}" for t in raw_targets]
+    result = []
+    for base, raw in zip(bases, raw_targets, strict=True):
+        ambiguous = bases.count(base) > 1 and raw.get("group")
+        target_id = f"{base}/{raw['group']}" if ambiguous else base
+        result.append(Target(target_id, raw["platform"], normalise_region(raw["region"]), raw))
+    return tuple(result)
+
+
+def _duplicate_pools(keys: dict[str, ImageKey], docs: dict[str, YamlDocument]) -> list[Problem]:
+    first: dict[str, str] = {}
+    problems = []
+    for key in sorted(keys.values(), key=lambda k: k.name):
+        doc = docs[key.name]
+        for index, pool in enumerate(key.pools):
+            where = f"{key.file}:{doc.line_of(('manager', 'pool', index))}"
+            if pool.id in first:
+                problems.append(Problem(key.file, doc.line_of(("manager", "pool", index)),
+                                        f"duplicate pool id {pool.id} (also defined at "
+                                        f"{first[pool.id]})"))
+            else:
+                first[pool.id] = where
+    return problems
+
+
+def _schema_problems(doc: YamlDocument, validator: jsonschema.Draft202012Validator
+                     ) -> list[Problem]:
+    problems = []
+    for error in validator.iter_errors(doc.data):
+        problems.extend(_describe(doc, error))
+    return problems
+
+
+def _describe(doc: YamlDocument, error: jsonschema.ValidationError) -> list[Problem]:
+    path = tuple(error.absolute_path)
+    where = _dotted(path) or "the file"
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    if error.validator == "additionalProperties":
+        known = sorted(schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(known)) if isinstance(error.instance, dict) else []
+        result = []
+        for name in extra:
+            hint = closest(name, known)
+            message = f"unknown field {name!r} in {where}"
+            message += f"; did you mean {hint!r}?" if hint else f"; known fields: {', '.join(known)}"
+            result.append(Problem(doc.filename, doc.line_of((*path, name)), message))
+        return result
+    if error.validator == "required":
+        return [Problem(doc.filename, doc.line_of(path),
+                        f"missing required field in {where}: {error.message.split(' is ')[0]}")]
+    if error.validator == "type":
+        expected = schema.get("type")
+        expected = " or ".join(expected) if isinstance(expected, list) else expected
+        return [Problem(doc.filename, doc.line_of(path),
+                        f"wrong type for {where}: expected {expected}, got "
+                        f"{_type_name(error.instance)} ({error.instance!r})")]
+    if error.validator == "enum":
+        hint = closest(str(error.instance), [str(v) for v in schema["enum"]])
+        allowed = ", ".join(str(v) for v in schema["enum"])
+        return [Problem(doc.filename, doc.line_of(path),
+                        f"invalid value {error.instance!r} for {where}: expected one of {allowed}"
+                        + (f"; did you mean {hint!r}?" if hint else ""))]
+    if error.validator == "anyOf" and schema.get("properties", {}).get("url"):
+        return [Problem(doc.filename, doc.line_of(path),
+                        f"{where} needs `url`, or `platform` with `bucket` and `key`")]
+    if error.validator == "oneOf" and error.context:
+        # Report the alternative that got furthest (the deepest error), not "is not valid under".
+        best = max(error.context, key=lambda e: len(e.absolute_path))
+        return _describe(doc, best)
+    return [Problem(doc.filename, doc.line_of(path), f"invalid {where}: {error.message}")]
+
+
+def _dotted(path: tuple[Any, ...]) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "mapping", list: "list", str: "string", bool: "boolean", int: "integer",
+            float: "number", type(None): "null"}.get(type(value), type(value).__name__)

@@ -1,0 +1,143 @@
+"""The fleet: image keys, their targets and pools, shared sysprep inputs and environments.
+
+Objects here are read-only views over validated config content; `raw` keeps the parsed
+content exactly as written (after YAML parsing), which is what digests are computed over.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+SHARED_FILES = ("disable-windows-service", "drivers", "packages", "product-keys",
+                "unattend-commands")
+ENVIRONMENTS_FILE = "environments"
+
+
+def normalise_region(region: str) -> str:
+    """Canonical spelling of a region: lower case, no white space (`North Central US` ->
+    `northcentralus`, `us-east-1` stays `us-east-1`), as worker-manager and the clouds spell it."""
+    return re.sub(r"\s+", "", region.strip().lower())
+
+
+def region_match_key(region: str) -> str:
+    """Looser form used to compare regions typed by people: letters and digits only."""
+    return re.sub(r"[^a-z0-9]", "", region.lower())
+
+
+@dataclass(frozen=True, eq=False)
+class Target:
+    """One place a machine image is built: a cloud platform, a region and its resources."""
+
+    id: str
+    platform: str
+    region: str
+    raw: dict[str, Any]
+
+    @property
+    def group(self) -> str | None:
+        return self.raw.get("group")
+
+
+@dataclass(frozen=True, eq=False)
+class Pool:
+    """A worker-manager pool `domain/variant`, fed by the images of one key."""
+
+    domain: str
+    variant: str
+    raw: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        return f"{self.domain}/{self.variant}"
+
+    @property
+    def platform(self) -> str | None:
+        return self.raw.get("platform")
+
+    @property
+    def locations(self) -> tuple[str, ...]:
+        return tuple(normalise_region(loc) for loc in self.raw.get("locations", ()))
+
+
+@dataclass(frozen=True, eq=False)
+class ImageKey:
+    """One image definition: the file `<key>.yaml`."""
+
+    name: str
+    file: str
+    raw: dict[str, Any]
+    targets: tuple[Target, ...]
+    pools: tuple[Pool, ...]
+
+    @property
+    def image(self) -> dict[str, Any]:
+        return self.raw["image"]
+
+    @property
+    def iso(self) -> dict[str, Any] | None:
+        return self.raw.get("iso")
+
+    @property
+    def platforms(self) -> frozenset[str]:
+        return frozenset(t.platform for t in self.targets)
+
+    def target(self, target_id: str) -> Target:
+        return next(t for t in self.targets if t.id == target_id)
+
+
+@dataclass(frozen=True)
+class Environment:
+    """A Taskcluster deployment the repository is wired to."""
+
+    name: str
+    root_url: str
+    description: str = ""
+
+
+# cloud-image-builder hard-coded its two deployments; a config without environments.yaml gets them.
+DEFAULT_ENVIRONMENTS = (
+    Environment("production", "https://firefox-ci-tc.services.mozilla.com",
+                "cloud-image-builder's default production deployment"),
+    Environment("staging", "https://stage.taskcluster.nonprod.cloudops.mozgcp.net",
+                "cloud-image-builder's default staging deployment"),
+)
+
+
+@dataclass(frozen=True, eq=False)
+class SharedInputs:
+    """The shared sysprep inputs; each file is optional and empty when absent."""
+
+    files: dict[str, Any] = field(default_factory=dict)
+
+    def entries(self, name: str) -> Any:
+        default: Any = {} if name == "product-keys" else []
+        value = self.files.get(name)
+        return default if value is None else value
+
+
+@dataclass(frozen=True, eq=False)
+class Fleet:
+    """Everything in one config directory."""
+
+    keys: dict[str, ImageKey]
+    shared: SharedInputs
+    environments: dict[str, Environment]
+
+    @cached_property
+    def pools(self) -> dict[str, Pool]:
+        return {p.id: p for k in self.keys.values() for p in k.pools}
+
+    @cached_property
+    def pool_keys(self) -> dict[str, str]:
+        """Pool id -> the key whose images feed it."""
+        return {p.id: k.name for k in self.keys.values() for p in k.pools}
+
+    @cached_property
+    def regions(self) -> tuple[str, ...]:
+        """Every region a target or pool names, in canonical spelling."""
+        names = {t.region for k in self.keys.values() for t in k.targets}
+        names |= {loc for p in self.pools.values() for loc in p.locations}
+        return tuple(sorted(names))

@@ -1,0 +1,183 @@
+"""JSON Schemas (draft 2020-12) of the config files.
+
+They describe cloud-image-builder's format as its real files use it, plus our extensions
+(marked "extension" below): AWS and GCP targets, base images, source images, checksums and
+environments. Every object forbids unknown fields so that a typo is an error, not a silent no-op.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PLATFORMS = ("amazon", "azure", "google")
+
+
+def _obj(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": properties,
+                              "additionalProperties": False}
+    if required:
+        schema["required"] = list(required)
+    return schema
+
+
+def _list(items: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "array", "items": items}
+
+
+STR = {"type": "string"}
+NONEMPTY = {"type": "string", "minLength": 1}
+INT = {"type": "integer"}
+BOOL = {"type": "boolean"}
+OPT_STR = {"type": ["string", "null"]}
+SHA256 = {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}
+PLATFORM = {"enum": list(PLATFORMS)}
+
+# Where a shared sysprep input applies: every listed criterion must match the image.
+CRITERIA = _obj({
+    "cloud": _list({"enum": [*PLATFORMS, "url"]}),
+    "os": _list(STR),
+    "architecture": _list(STR),
+    "gpu": _list(BOOL),
+})
+
+# A file to fetch: a bucket object on a cloud, or (`platform: url`) an https URL.
+SOURCE = _obj({
+    "platform": {"enum": [*PLATFORMS, "url"]},
+    "bucket": STR,
+    "key": STR,
+    "url": {"type": "string", "pattern": "^https?://"},
+    "sha256": SHA256,  # extension
+    "format": STR,  # extension: qcow2, raw, vhd, vhdx, vmdk
+})
+SOURCE["anyOf"] = [{"required": ["url"]}, {"required": ["platform", "key"]}]
+
+PARTITION = _obj({
+    "id": INT, "type": _obj({"name": STR, "id": INT}), "size": INT, "active": BOOL,
+    "extend": BOOL, "format": STR, "label": STR, "letter": STR,
+})
+
+IMAGE = _obj({
+    "os": NONEMPTY, "edition": STR, "language": STR, "architecture": NONEMPTY,
+    "timezone": OPT_STR, "hostname": OPT_STR, "gpu": BOOL, "owner": STR, "organization": STR,
+    "partition": STR, "format": STR, "type": STR, "size": INT, "rdp": BOOL, "obfuscate": BOOL,
+    "reseal": _obj({"mode": STR, "shutdown": BOOL}),
+    "generalize": _obj({"mode": STR, "shutdown": BOOL}),
+    "reboot": INT,
+    "network": _obj({
+        "location": STR,
+        "dns": _obj({"domain": OPT_STR, "suffixes": {"type": ["array", "null"], "items": STR},
+                     "devolution": BOOL}),
+        "interfaces": _list(_obj({
+            "alias": STR,
+            "dns": _obj({"domain": OPT_STR, "dynamic": BOOL, "register": BOOL,
+                         "search": _list(STR)}),
+        })),
+    }),
+    "disks": _list(_obj({"id": INT, "wipe": BOOL, "partitions": _list(PARTITION)})),
+    # Where the built disk image is stored.
+    "target": _obj({"platform": PLATFORM, "bucket": STR, "storage": STR, "group": STR},
+                   ("platform",)),
+    # extension: a source disk image (e.g. a Linux cloud image) converted instead of an ISO.
+    "source": SOURCE,
+    # extension: start machine images from a cloud's own base image instead of a disk image.
+    "base": _obj({
+        "amazon": {"oneOf": [
+            _obj({"id": {"type": "string", "pattern": "^ami-[0-9a-f]+$"}}, ("id",)),
+            _obj({"owner": NONEMPTY, "name": NONEMPTY}, ("owner", "name")),
+        ]},
+        "azure": _obj({"publisher": NONEMPTY, "offer": NONEMPTY, "sku": NONEMPTY,
+                       "version": STR}, ("publisher", "offer", "sku")),
+        "google": _obj({"project": NONEMPTY, "family": STR, "image": STR}, ("project",)),
+    }),
+}, ("os", "architecture"))
+
+ISO = _obj({"source": SOURCE, "wimindex": INT, "sha256": SHA256}, ("source",))
+
+POOL = _obj({
+    "domain": NONEMPTY, "variant": NONEMPTY, "id": STR,
+    "capacity": _obj({"minimum": {"type": "integer", "minimum": 0},
+                      "maximum": {"type": "integer", "minimum": 0}}),
+    "timeout": _obj({"registration": INT, "reregistration": INT}),
+    "locations": {"type": "array", "items": NONEMPTY, "minItems": 1},
+    "lifecycle": STR, "owner": STR, "provider": NONEMPTY, "platform": PLATFORM,
+}, ("domain", "variant", "locations"))
+
+_RULE_FIELDS = ("name", "description", "access", "protocol", "direction", "priority",
+                "sourceAddressPrefix", "sourcePortRange", "destinationAddressPrefix",
+                "destinationPortRange")
+# Older cloud-image-builder files spell rule fields in PascalCase; both load.
+RULE = _obj({
+    **{f: {} for f in _RULE_FIELDS},
+    **{f[0].upper() + f[1:]: {} for f in _RULE_FIELDS},
+}, ())
+
+COMMAND = {"oneOf": [STR, {"type": "null"},
+                     _obj({"format": STR, "tokens": _list(STR), "exec": BOOL})]}
+EXECUTION = _obj({
+    "name": NONEMPTY, "shell": NONEMPTY, "commands": _list(COMMAND),
+    "test": {"type": "object"},  # free-form expectations, passed to the builder as they are
+    "on": _obj({"success": STR, "failure": STR}),
+    "match": {"type": "object"},
+}, ("name", "shell"))
+
+TARGET = _obj({
+    "platform": PLATFORM, "region": NONEMPTY, "group": STR, "storage": STR,
+    "bucket": STR, "project": STR, "zone": STR,  # extensions (AWS, GCP)
+    "hostname": _obj({"format": STR, "slug": _obj({"type": STR, "length": INT})}),
+    "machine": _obj({"cpu": INT, "ram": INT, "format": STR, "hyperv": STR, "agent": STR,
+                     "type": STR}),  # `type`: extension, an explicit instance type
+    "agent": STR, "diagnostics": STR,
+    "disk": _list(_obj({"os": BOOL, "source": STR, "variant": STR, "size": INT, "caching": STR,
+                        "create": STR, "label": STR, "letter": STR, "name": STR})),
+    "network": _obj({
+        "name": STR, "prefix": STR, "dns": _list(STR),
+        "subnet": _obj({"name": STR, "prefix": STR}),
+        "flow": _obj({"name": STR, "rules": _list(RULE)}),
+    }),
+    "tag": {"type": ["array", "null"],
+            "items": _obj({"name": NONEMPTY, "value": {"type": ["string", "integer"]}},
+                          ("name", "value"))},
+    "bootstrap": _obj({"executions": {"type": ["array", "null"], "items": EXECUTION}}),
+}, ("platform", "region"))
+
+KEY = _obj({
+    "image": IMAGE,
+    "iso": ISO,
+    "manager": _obj({"pool": _list(POOL)}),
+    "target": {"type": "array", "items": TARGET, "minItems": 1},
+    "log": _list(STR),
+    "validation": _obj({"instance": _obj({"log": _list(_obj({"program": STR, "match": STR}))})}),
+}, ("image", "target"))
+
+# Shared sysprep inputs, one schema per file.
+SHARED = {
+    "disable-windows-service": _list(_obj({"name": NONEMPTY, "target": CRITERIA}, ("name",))),
+    "drivers": _list(_obj({"name": NONEMPTY, "infpath": STR, "extract": BOOL,
+                           "target": CRITERIA, "sources": _list(SOURCE)}, ("name",))),
+    "packages": _list(_obj({
+        "name": NONEMPTY, "savepath": STR, "extract": BOOL, "target": CRITERIA,
+        "sources": _list(SOURCE),
+        "unattend": _list(_obj({"description": STR, "command": NONEMPTY, "pass": STR,
+                                "synchronicity": STR, "priority": INT, "reboot": STR},
+                               ("command",))),
+    }, ("name",))),
+    "product-keys": {"type": "object",
+                     "additionalProperties": {"type": "object",
+                                              "additionalProperties": NONEMPTY}},
+    "unattend-commands": _list(_obj({
+        "description": STR, "command": NONEMPTY, "pass": STR, "synchronicity": STR,
+        "priority": INT, "target": CRITERIA,
+        "unattend": _list(_obj({"description": STR, "command": NONEMPTY, "target": CRITERIA})),
+    }, ("command",))),
+}
+
+# extension: the Taskcluster deployments this repository is wired to.
+ENVIRONMENTS = {
+    "type": "object",
+    "minProperties": 1,
+    "propertyNames": {"pattern": "^[a-z][a-z0-9-]*$"},
+    "additionalProperties": _obj({
+        "root-url": {"type": "string", "pattern": "^https?://[^/\\s]+(/[^\\s]*)?$"},
+        "description": STR,
+    }, ("root-url",)),
+}

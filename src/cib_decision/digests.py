@@ -1,0 +1,104 @@
+"""Content digests: SHA-256 over the canonical content of exactly the inputs of an image.
+
+The disk digest of a key covers its `image` and `iso` sections and the entries of the shared
+sysprep inputs that apply to it. The machine digest of a target covers the disk digest and the
+target's `bootstrap` and `tag`. Content is hashed after parsing, as canonical JSON, so comments,
+key order, indentation and YAML anchors change nothing; pool definitions are not an input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .config.model import SHARED_FILES, Fleet, ImageKey, SharedInputs, Target
+
+# Bump when what a digest covers changes, so that every image is rebuilt once under the new rule.
+DIGEST_VERSION = 1
+
+
+def canonical_json(value: Any) -> bytes:
+    """The one serialisation digests are computed over: sorted keys, no white space, UTF-8."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode("utf-8")
+
+
+def sha256_of(value: Any) -> str:
+    """Hex SHA-256 of the canonical JSON of `value`."""
+    return hashlib.sha256(canonical_json(value)).hexdigest()
+
+
+def _matches(criteria: dict[str, Any] | None, key: ImageKey) -> bool:
+    if not criteria:
+        return True
+    image = key.image
+    checks = {
+        "cloud": lambda clouds: bool(key.platforms & set(clouds)),
+        "os": lambda values: image.get("os") in values,
+        "architecture": lambda values: image.get("architecture") in values,
+        "gpu": lambda values: bool(image.get("gpu", False)) in values,
+    }
+    return all(check(criteria[name]) for name, check in checks.items() if name in criteria)
+
+
+def applicable_shared_inputs(key: ImageKey, shared: SharedInputs) -> dict[str, Any]:
+    """The part of each shared sysprep input that applies to `key`, by file name.
+
+    List files keep the entries whose `target` criteria match the key's os, architecture,
+    gpu and clouds (its targets' platforms); product keys keep the key for the image's os and
+    edition.
+    """
+    result: dict[str, Any] = {}
+    for name in SHARED_FILES:
+        entries = shared.entries(name)
+        if name == "product-keys":
+            editions = entries.get(key.image.get("os")) or {}
+            edition = key.image.get("edition")
+            result[name] = editions.get(edition) if edition is not None else None
+        else:
+            result[name] = [e for e in entries if _matches(e.get("target"), key)]
+    return result
+
+
+def disk_inputs(key: ImageKey, shared: SharedInputs) -> dict[str, Any]:
+    """Everything the disk image of `key` is made from."""
+    return {"v": DIGEST_VERSION, "image": key.image, "iso": key.iso,
+            "shared": applicable_shared_inputs(key, shared)}
+
+
+def machine_inputs(disk_digest: str, target: Target) -> dict[str, Any]:
+    """Everything the machine image of one target is made from."""
+    return {"v": DIGEST_VERSION, "disk": disk_digest,
+            "bootstrap": target.raw.get("bootstrap"), "tag": target.raw.get("tag")}
+
+
+def disk_digest(key: ImageKey, shared: SharedInputs) -> str:
+    """Digest of the disk image of `key`."""
+    return sha256_of(disk_inputs(key, shared))
+
+
+def machine_digest(disk: str, target: Target) -> str:
+    """Digest of the machine image built for `target` from the disk image with digest `disk`."""
+    return sha256_of(machine_inputs(disk, target))
+
+
+@dataclass(frozen=True)
+class KeyDigests:
+    """The digests of one key: its disk image and each target's machine image."""
+
+    key: str
+    disk: str
+    machines: dict[str, str]
+
+
+def key_digests(key: ImageKey, shared: SharedInputs) -> KeyDigests:
+    """Digests of one key and all its targets."""
+    disk = disk_digest(key, shared)
+    return KeyDigests(key.name, disk, {t.id: machine_digest(disk, t) for t in key.targets})
+
+
+def fleet_digests(fleet: Fleet) -> dict[str, KeyDigests]:
+    """Digests of every key of the fleet, by key name."""
+    return {name: key_digests(key, fleet.shared) for name, key in fleet.keys.items()}

@@ -1,0 +1,37 @@
+"""Errors that are the user's to fix: the CLI prints them without a traceback and exits 2."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class CibError(Exception):
+    """Base of every error caused by input (config, commit message, git revisions, arguments)."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One problem in one config file, with the line it is on when known."""
+
+    file: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.message}" if self.line else f"{self.file}: {self.message}"
+
+
+class ConfigError(CibError):
+    """The config directory has one or more problems; all of them are listed."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = sorted(set(problems))
+        count = len(self.problems)
+        header = f"config has {count} problem{'s' if count != 1 else ''}:"
+        super().__init__("\n".join([header, *(f"  {p}" for p in self.problems)]))
+
+
+class GitError(CibError):
+    """A repository or revision that cannot be read."""

@@ -1,0 +1,63 @@
+"""Reading config straight from git objects (no checkout): works in bare and shallow clones."""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+
+import git
+from gitdb.exc import BadName, BadObject
+
+from .errors import GitError
+
+
+def open_repo(path: str | Path) -> git.Repo:
+    """Open the repository at (or above) `path`."""
+    try:
+        return git.Repo(path, search_parent_directories=True)
+    except (git.NoSuchPathError, git.InvalidGitRepositoryError):
+        raise GitError(f"not a git repository: {path}") from None
+
+
+def resolve(repo: git.Repo, rev: str) -> git.Commit:
+    """The commit `rev` names; a clear error when it is not in this clone."""
+    try:
+        commit = repo.commit(rev)
+        commit.tree  # noqa: B018 - a shallow clone can know the name but lack the objects
+        return commit
+    except (BadName, BadObject, ValueError, git.GitCommandError):
+        shallow = Path(repo.git_dir, "shallow").exists()
+        hint = (" (this is a shallow clone: fetch more history, e.g. `git fetch --deepen=50`, "
+                "or fetch that revision)") if shallow else ""
+        raise GitError(f"revision {rev!r} is not in the repository at "
+                       f"{repo.working_dir or repo.git_dir}{hint}") from None
+
+
+def commit_message(repo: git.Repo, rev: str) -> str:
+    """The full message of commit `rev`."""
+    message = resolve(repo, rev).message
+    return message.decode("utf-8", "replace") if isinstance(message, bytes) else message
+
+
+class GitTreeSource:
+    """Config files of one directory of one commit, read from git objects."""
+
+    def __init__(self, commit: git.Commit, directory: str):
+        self.commit = commit
+        self.directory = PurePosixPath(directory.strip("/") or ".")
+        self._blobs: dict[str, git.Blob] = {}
+        try:
+            tree = commit.tree if str(self.directory) == "." else commit.tree / str(self.directory)
+        except KeyError:
+            tree = None
+        if tree is not None and tree.type == "tree":
+            self._blobs = {b.name: b for b in tree.blobs}
+        self.exists = tree is not None
+
+    def names(self) -> list[str]:
+        return sorted(self._blobs)
+
+    def read(self, name: str) -> bytes:
+        return self._blobs[name].data_stream.read()
+
+    def display(self, name: str) -> str:
+        return f"{self.commit.hexsha[:12]}:{self.directory / name}"
