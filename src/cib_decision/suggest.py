@@ -10,6 +10,9 @@ def closest(word: str, candidates: Iterable[str], cutoff: float = 0.6) -> str | 
     """The candidate most like `word` (case-insensitive), or None when nothing is close."""
     options = list(candidates)
     lowered = {c.lower(): c for c in options}
+    prefixed = [c for c in lowered if len(word) >= 3 and c.startswith(word.lower())]
+    if len(prefixed) == 1:  # an abbreviation: `prod` for `production`
+        return lowered[prefixed[0]]
     match = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=cutoff)
     return lowered[match[0]] if match else None
 

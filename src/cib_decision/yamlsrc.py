@@ -96,7 +96,8 @@ def _construct(loader: _Loader, node: yaml.Node, path: Path, doc: YamlDocument) 
         result: dict[str, Any] = {}
         for key_node, value_node in node.value:
             if key_node.tag == _MERGE_TAG:
-                merged = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+                merged = (value_node.value if isinstance(value_node, yaml.SequenceNode)
+                          else [value_node])
                 for source in merged:
                     for k, v in _construct(loader, source, path, doc).items():
                         result.setdefault(k, v)

@@ -46,7 +46,8 @@ def load_fleet(source: ConfigSource) -> Fleet:
             continue  # READMEs, scripts and editor files are not config
         display = source.display(name)
         if ext == "yml":
-            problems.append(Problem(display, 0, f"config files end in .yaml; rename to {stem}.yaml"))
+            problems.append(Problem(display, 0,
+                                    f"config files end in .yaml; rename to {stem}.yaml"))
             continue
         try:
             doc = parse_yaml(source.read(name), display)
@@ -157,8 +158,13 @@ def _duplicate_pools(keys: dict[str, ImageKey], docs: dict[str, YamlDocument]) -
 def _schema_problems(doc: YamlDocument, validator: jsonschema.Draft202012Validator
                      ) -> list[Problem]:
     problems = []
+    seen = set()
     for error in validator.iter_errors(doc.data):
-        problems.extend(_describe(doc, error))
+        # Content shared through a YAML alias fails once per use; report it once, at its line.
+        where = (doc.line_of(tuple(error.absolute_path)), tuple(error.schema_path))
+        if where not in seen:
+            seen.add(where)
+            problems.extend(_describe(doc, error))
     return problems
 
 
@@ -173,7 +179,8 @@ def _describe(doc: YamlDocument, error: jsonschema.ValidationError) -> list[Prob
         for name in extra:
             hint = closest(name, known)
             message = f"unknown field {name!r} in {where}"
-            message += f"; did you mean {hint!r}?" if hint else f"; known fields: {', '.join(known)}"
+            message += (f"; did you mean {hint!r}?" if hint
+                        else f"; known fields: {', '.join(known)}")
             result.append(Problem(doc.filename, doc.line_of((*path, name)), message))
         return result
     if error.validator == "required":
