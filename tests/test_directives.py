@@ -55,7 +55,8 @@ def test_flags_ignore_case_and_surrounding_white_space():
 
 
 def test_a_directive_may_be_the_subject_line():
-    assert parse("overwrite-disk-image\n\ninclude pools: gecko-t/win10-64-azure").overwrite_disk_image
+    message = "overwrite-disk-image\n\ninclude pools: gecko-t/win10-64-azure"
+    assert parse(message).overwrite_disk_image
 
 
 def test_no_travis_ci_is_accepted_with_no_effect_and_reported_as_ignored():
