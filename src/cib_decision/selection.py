@@ -1,0 +1,119 @@
+"""What a decision puts in scope: the fleet narrowed by directives, environment and event (pure).
+
+Rules (documented in the README):
+- `no-ci` / `no-taskcluster-ci`, or an environment the directives exclude (or do not include),
+  select nothing.
+- `include keys` / `exclude keys` narrow the keys; `include pools` selects the keys that feed
+  those pools, and of their targets only those on the pools' platforms and locations.
+- `include regions` / `exclude regions` narrow the targets; a pool stays in scope when one of its
+  locations does.
+- A pool is in scope when its key is, it survives the pool filters, and it keeps a location.
+- A key's disk image is needed when one of its selected targets is on a platform that
+  `image.base` does not cover.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .config.model import Fleet, ImageKey, Pool, Target
+from .directives import Directives
+
+
+@dataclass(frozen=True)
+class KeySelection:
+    """The parts of one key in scope."""
+
+    key: str
+    disk_image: bool
+    targets: tuple[str, ...]
+    pools: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Everything in scope, plus why each thing left out was left out."""
+
+    keys: dict[str, KeySelection] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def empty(self) -> bool:
+        return not self.keys
+
+
+def select(fleet: Fleet, directives: Directives, environment: str) -> Selection:
+    """Apply the directives to the fleet for a decision running in `environment`."""
+    if directives.skip_ci:
+        flag = "no-ci" if directives.no_ci else "no-taskcluster-ci"
+        return Selection(skipped={"*": f"`{flag}` in the commit message"})
+    inc, exc = directives.include, directives.exclude
+    if (inc.environments and environment not in inc.environments) or \
+            environment in exc.environments:
+        return Selection(skipped={"*": f"environment {environment} is excluded by the "
+                                       "commit message"})
+    skipped: dict[str, str] = {}
+    chosen: dict[str, KeySelection] = {}
+    for key in fleet.keys.values():
+        reason = _key_skipped(key, directives, fleet)
+        if reason:
+            skipped[key.name] = reason
+            continue
+        pools = [p for p in key.pools if _pool_wanted(p, directives, skipped)]
+        targets = [t for t in key.targets if _target_wanted(t, key, pools, directives, skipped)]
+        regions = {t.region for t in targets}
+        kept_pools = []
+        for pool in pools:
+            if not any(_region_in(loc, directives) for loc in pool.locations):
+                skipped[pool.id] = "no location in the selected regions"
+                continue
+            kept_pools.append(pool)
+        if not targets and not kept_pools:
+            skipped[key.name] = "no target or pool left after the region filters"
+            continue
+        base = key.image.get("base") or {}
+        needs_disk = bool(regions) and any(t.platform not in base for t in targets)
+        chosen[key.name] = KeySelection(key.name, needs_disk, tuple(t.id for t in targets),
+                                        tuple(p.id for p in kept_pools))
+    return Selection(chosen, skipped)
+
+
+def _key_skipped(key: ImageKey, directives: Directives, fleet: Fleet) -> str | None:
+    inc, exc = directives.include, directives.exclude
+    if inc.keys and key.name not in inc.keys:
+        return "not in `include keys`"
+    if key.name in exc.keys:
+        return "in `exclude keys`"
+    if inc.pools and not any(p.id in inc.pools for p in key.pools):
+        return "feeds none of the pools in `include pools`"
+    return None
+
+
+def _pool_wanted(pool: Pool, directives: Directives, skipped: dict[str, str]) -> bool:
+    inc, exc = directives.include, directives.exclude
+    if inc.pools and pool.id not in inc.pools:
+        skipped[pool.id] = "not in `include pools`"
+        return False
+    if pool.id in exc.pools:
+        skipped[pool.id] = "in `exclude pools`"
+        return False
+    return True
+
+
+def _region_in(region: str, directives: Directives) -> bool:
+    inc, exc = directives.include, directives.exclude
+    return (not inc.regions or region in inc.regions) and region not in exc.regions
+
+
+def _target_wanted(target: Target, key: ImageKey, pools: list[Pool], directives: Directives,
+                   skipped: dict[str, str]) -> bool:
+    label = f"{key.name} {target.id}"
+    if not _region_in(target.region, directives):
+        skipped[label] = f"region {target.region} is filtered out"
+        return False
+    if directives.include.pools and not any(
+            target.region in p.locations and p.platform in (None, target.platform)
+            for p in pools):
+        skipped[label] = "no pool in `include pools` runs there"
+        return False
+    return True
