@@ -49,8 +49,8 @@ _TYPE_SPELLINGS = {"key": "keys", "pool": "pools", "region": "regions",
 
 
 @dataclass(frozen=True)
-class Filter:
-    """Names of one verb (include or exclude), by type, in their canonical config spelling."""
+class Names:
+    """Names by filter type, in their canonical config spelling."""
 
     keys: tuple[str, ...] = ()
     pools: tuple[str, ...] = ()
@@ -62,6 +62,11 @@ class Filter:
 
     def __bool__(self) -> bool:
         return any(getattr(self, name) for name in FILTER_TYPES)
+
+
+@dataclass(frozen=True)
+class Filter(Names):
+    """The names one verb (include or exclude) of the commit message gives."""
 
 
 @dataclass(frozen=True)
@@ -108,13 +113,8 @@ class Directives:
 
 
 @dataclass(frozen=True)
-class Vocabulary:
-    """The names a commit message may use, in their canonical spelling."""
-
-    keys: tuple[str, ...] = ()
-    pools: tuple[str, ...] = ()
-    regions: tuple[str, ...] = ()
-    environments: tuple[str, ...] = ()
+class Vocabulary(Names):
+    """The names a commit message may use: everything the config has."""
 
     @classmethod
     def from_fleet(cls, fleet: Fleet) -> Vocabulary:
