@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import subprocess
@@ -122,6 +123,8 @@ def test_an_image_field_rebuilds_the_disk_and_every_machine_image_of_that_key(re
 
 def test_a_bootstrap_change_rebuilds_only_that_targets_machine_image(repo, capsys):
     def change(data):
+        # the bootstrap is shared through a YAML alias: give the first target its own copy
+        data["target"][0]["bootstrap"] = copy.deepcopy(data["target"][0]["bootstrap"])
         data["target"][0]["bootstrap"]["executions"][0]["name"] = "renamed-step"
 
     repo.edit("win11-64.yaml", change)

@@ -7,6 +7,7 @@ Timestamps stay strings, and mapping keys are always strings, so parsed content 
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,13 +77,11 @@ def parse_yaml(text: str | bytes, filename: str) -> YamlDocument:
         if node is None:
             return YamlDocument(filename, None, {(): 1})
         doc = YamlDocument(filename, None, {(): node.start_mark.line + 1})
-        doc.data = _construct(loader, node, (), doc)
+        _record_lines(node, (), doc.lines)
+        doc.data = _construct(loader, node, {})
         return doc
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 1
-        reason = " ".join(str(part) for part in (exc.context, exc.problem) if part)
-        raise YamlProblem(Problem(filename, line, f"invalid YAML: {reason}")) from None
+        raise YamlProblem(_marked_problem(exc, filename, text.count("\n") + 1)) from None
     except yaml.YAMLError as exc:
         raise YamlProblem(Problem(filename, 1, f"invalid YAML: {exc}")) from None
     except (ValueError, TypeError, RecursionError) as exc:
@@ -91,33 +90,82 @@ def parse_yaml(text: str | bytes, filename: str) -> YamlDocument:
         loader.dispose()
 
 
-def _construct(loader: _Loader, node: yaml.Node, path: Path, doc: YamlDocument) -> Any:
+def _marked_problem(exc: yaml.MarkedYAMLError, filename: str, last_line: int) -> Problem:
+    reason = " ".join(str(part) for part in (exc.context, exc.problem) if part)
+    problem_line = exc.problem_mark.line + 1 if exc.problem_mark else 1
+    context_line = exc.context_mark.line + 1 if exc.context_mark else None
+    # An unclosed flow collection is only noticed where the parser gives up (often the end of
+    # the file); the line that opened it is the one to fix. Other errors are where they stop.
+    if context_line and (exc.context or "").startswith("while parsing a flow"):
+        line = context_line
+        reason += f" (parsing stopped on line {min(problem_line, last_line)})"
+    else:
+        line = min(problem_line, last_line)
+    return Problem(filename, line, f"invalid YAML: {reason}")
+
+
+def _merge_sources(node: yaml.Node) -> list[yaml.Node]:
+    return node.value if isinstance(node, yaml.SequenceNode) else [node]
+
+
+def _record_lines(node: yaml.Node, path: Path, lines: dict[Path, int]) -> None:
+    """Record the line of every key and item below `node`; aliased content is recorded once
+    per use, at the lines of its anchor."""
     if isinstance(node, yaml.MappingNode):
-        result: dict[str, Any] = {}
         for key_node, value_node in node.value:
             if key_node.tag == _MERGE_TAG:
-                merged = (value_node.value if isinstance(value_node, yaml.SequenceNode)
-                          else [value_node])
-                for source in merged:
-                    for k, v in _construct(loader, source, path, doc).items():
-                        result.setdefault(k, v)
+                for source in _merge_sources(value_node):
+                    _record_lines(source, path, lines)
+                continue
+            if isinstance(key_node, yaml.ScalarNode):
+                child = (*path, str(key_node.value))
+                lines[child] = key_node.start_mark.line + 1
+                _record_lines(value_node, child, lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            lines[(*path, index)] = item.start_mark.line + 1
+            _record_lines(item, (*path, index), lines)
+
+
+def _construct(loader: _Loader, node: yaml.Node, memo: dict[int, Any]) -> Any:
+    """Plain JSON-like data. Aliases share one object, as in PyYAML."""
+    if id(node) in memo:
+        return memo[id(node)]
+    if isinstance(node, yaml.MappingNode):
+        result: dict[str, Any] = {}
+        memo[id(node)] = result
+        merged: dict[str, Any] = {}
+        first_lines: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                for source in _merge_sources(value_node):
+                    for k, v in _construct(loader, source, memo).items():
+                        merged.setdefault(k, v)  # the first merged mapping wins
                 continue
             key = _scalar_key(loader, key_node)
             if key in result:
-                first = doc.lines.get((*path, key), "?")
                 raise yaml.MarkedYAMLError(
-                    problem=f"duplicate key '{key}' (first defined on line {first})",
+                    problem=f"duplicate key '{key}' (first defined on line {first_lines[key]})",
                     problem_mark=key_node.start_mark)
-            doc.lines[(*path, key)] = key_node.start_mark.line + 1
-            result[key] = _construct(loader, value_node, (*path, key), doc)
+            first_lines[key] = key_node.start_mark.line + 1
+            result[key] = _construct(loader, value_node, memo)
+        for k, v in merged.items():
+            result.setdefault(k, v)  # explicit keys override merged ones
         return result
     if isinstance(node, yaml.SequenceNode):
-        items = []
-        for index, item in enumerate(node.value):
-            doc.lines[(*path, index)] = item.start_mark.line + 1
-            items.append(_construct(loader, item, (*path, index), doc))
+        items: list[Any] = []
+        memo[id(node)] = items
+        items.extend(_construct(loader, item, memo) for item in node.value)
         return items
-    return loader.construct_object(node, deep=True)
+    value = loader.construct_object(node, deep=True)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise yaml.MarkedYAMLError(problem=f"{node.value!r} is not a finite number",
+                                   problem_mark=node.start_mark)
+    if not isinstance(value, str | int | float | bool | type(None)):
+        raise yaml.MarkedYAMLError(
+            problem=f"unsupported value of type {type(value).__name__} ({node.tag})",
+            problem_mark=node.start_mark)
+    return value
 
 
 def _scalar_key(loader: _Loader, node: yaml.Node) -> str:

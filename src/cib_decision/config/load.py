@@ -160,8 +160,12 @@ def _schema_problems(doc: YamlDocument, validator: jsonschema.Draft202012Validat
     problems = []
     seen = set()
     for error in validator.iter_errors(doc.data):
-        # Content shared through a YAML alias fails once per use; report it once, at its line.
-        where = (doc.line_of(tuple(error.absolute_path)), tuple(error.schema_path))
+        # Content shared through a YAML alias is one object that fails once per use; report it
+        # once. (Scalars are compared by line: equal numbers may be one object.)
+        instance = error.instance
+        identity = (id(instance) if isinstance(instance, dict | list)
+                    else doc.line_of(tuple(error.absolute_path)))
+        where = (identity, tuple(error.schema_path))
         if where not in seen:
             seen.add(where)
             problems.extend(_describe(doc, error))
