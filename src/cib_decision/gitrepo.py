@@ -49,9 +49,9 @@ class GitTreeSource:
             tree = commit.tree if str(self.directory) == "." else commit.tree / str(self.directory)
         except KeyError:
             tree = None
-        if tree is not None and tree.type == "tree":
+        self.exists = tree is not None and tree.type == "tree"
+        if self.exists:
             self._blobs = {b.name: b for b in tree.blobs}
-        self.exists = tree is not None
 
     def names(self) -> list[str]:
         return sorted(self._blobs)

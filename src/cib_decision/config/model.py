@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from ..naming import pool_id
+
 SHARED_FILES = ("disable-windows-service", "drivers", "packages", "product-keys",
                 "unattend-commands")
 ENVIRONMENTS_FILE = "environments"
@@ -51,7 +53,7 @@ class Pool:
 
     @property
     def id(self) -> str:
-        return f"{self.domain}/{self.variant}"
+        return pool_id(self.domain, self.variant)
 
     @property
     def platform(self) -> str | None:
@@ -129,11 +131,6 @@ class Fleet:
     @cached_property
     def pools(self) -> dict[str, Pool]:
         return {p.id: p for k in self.keys.values() for p in k.pools}
-
-    @cached_property
-    def pool_keys(self) -> dict[str, str]:
-        """Pool id -> the key whose images feed it."""
-        return {p.id: k.name for k in self.keys.values() for p in k.pools}
 
     @cached_property
     def regions(self) -> tuple[str, ...]:
