@@ -1,0 +1,79 @@
+"""One loader for every cib kind: turns the fleet into the inputs of the kind's transforms.
+
+`cib-items` in kind.yml says what one input is: the config (lint), a cloud region (purge),
+a disk image, a machine image (key and target), a key (tag) or a pool (worker-pool, verify).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from taskgraph.config import load_graph_config
+
+from ..config.model import Fleet, ImageKey, Pool
+from . import fleet as graph_fleet
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
+
+
+def needs_disk_image(key: ImageKey, platform: str) -> bool:
+    """A machine image on `platform` is made from the disk image unless `image.base` says
+    which base image of that cloud to start from."""
+    return platform not in (key.image.get("base") or {})
+
+
+def pool_targets(key: ImageKey, pool: Pool) -> list[str]:
+    """The targets whose images a pool runs: same platform, in one of its locations."""
+    return [t.id for t in key.targets
+            if t.platform == (pool.platform or t.platform) and t.region in pool.locations]
+
+
+def _items(kind: str, fleet: Fleet, digests) -> Iterator[dict[str, Any]]:
+    if kind == "config":
+        yield {"name": "config"}
+    elif kind == "clouds":
+        places = sorted({(t.platform, t.region) for k in fleet.keys.values() for t in k.targets})
+        for platform, region in places:
+            yield {"name": f"{platform}-{_slug(region)}", "platform": platform, "region": region}
+        yield {"name": "worker-manager", "platform": "taskcluster", "region": ""}
+    elif kind == "disk-images":
+        for key in fleet.keys.values():
+            if any(needs_disk_image(key, t.platform) for t in key.targets):
+                yield {"name": key.name, "key": key.name, "digest": digests[key.name].disk}
+    elif kind == "machine-images":
+        for key in fleet.keys.values():
+            for target in key.targets:
+                yield {"name": f"{key.name}-{_slug(target.id)}", "key": key.name,
+                       "target": target.id, "platform": target.platform,
+                       "region": target.region,
+                       "digest": digests[key.name].machines[target.id],
+                       "disk-image": needs_disk_image(key, target.platform)}
+    elif kind == "keys":
+        for key in fleet.keys.values():
+            yield {"name": key.name, "key": key.name, "targets": [t.id for t in key.targets]}
+    elif kind == "pools":
+        for key in fleet.keys.values():
+            for pool in key.pools:
+                yield {"name": _slug(pool.id), "key": key.name, "pool": pool.id,
+                       "platform": pool.platform, "targets": pool_targets(key, pool),
+                       "os": "windows" if "windows" in key.image["os"].lower() else "linux"}
+    else:
+        raise ValueError(f"unknown cib-items {kind!r}")
+
+
+def loader(kind, path, config, params, loaded_tasks, write_artifacts=False):
+    """taskgraph loader: the fleet's items for this kind, one input each."""
+    # path is taskcluster/kinds/<kind>; the graph config is taskcluster/config.yml.
+    graph_config = _graph_config(str(Path(path).parents[1]))
+    loaded = graph_fleet.load(graph_fleet.config_dir(graph_config))
+    yield from _items(config["cib-items"], loaded.fleet, loaded.digests)
+
+
+@cache
+def _graph_config(root_dir: str):
+    return load_graph_config(root_dir)

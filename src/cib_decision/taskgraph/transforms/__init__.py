@@ -1,0 +1,1 @@
+"""Transforms of cib's kinds: fleet items in, taskgraph task descriptions out."""

@@ -1,0 +1,62 @@
+"""Pieces every cib task description shares: the command, Treeherder fields, attributes."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shlex
+from typing import Any
+
+MAX_SYMBOL = 25  # Treeherder's limit for symbols and group symbols
+PLATFORM_ABBREVIATIONS = {"amazon": "aws", "azure": "az", "google": "gcp"}
+
+
+def th_symbol(text: str) -> str:
+    """A Treeherder symbol for `text`: kept when short enough, else shortened with a hash
+    so that two long names never share a symbol."""
+    text = re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-")
+    if len(text) <= MAX_SYMBOL:
+        return text
+    digest = hashlib.sha256(text.encode()).hexdigest()[:6]
+    return f"{text[:MAX_SYMBOL - 7]}-{digest}"
+
+
+def th_platform(name: str) -> str:
+    """A Treeherder machine platform (letters, digits, `_` and `-`, at most 50)."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", name)[:50] + "/opt"
+
+
+def target_symbol(target_id: str) -> str:
+    platform, _, rest = target_id.partition("/")
+    return th_symbol(f"{PLATFORM_ABBREVIATIONS.get(platform, platform)}-{rest.replace('/', '-')}")
+
+
+def treeherder(group: str, symbol: str, platform: str, kind: str = "other") -> dict[str, Any]:
+    return {"symbol": f"{group}({symbol})", "platform": th_platform(platform), "kind": kind,
+            "tier": 1}
+
+
+def run_cib(params, *args: str) -> dict[str, Any]:
+    """A generic-worker (Linux) payload that checks out the pushed revision and runs `cib`."""
+    cib = " ".join(shlex.quote(a) for a in args)
+    script = ('git clone --quiet "$CIB_HEAD_REPOSITORY" src && cd src && '
+              'git checkout --quiet "$CIB_HEAD_REV" && ./scripts/setup && '
+              f".venv/bin/cib {cib}")
+    return {
+        "command": [["bash", "-c", script]],
+        "env": {"CIB_HEAD_REPOSITORY": params["head_repository"],
+                "CIB_HEAD_REV": params["head_rev"],
+                "CIB_ENVIRONMENT": params["cib_environment"]},
+        "max-run-time": 3600,
+        "chain-of-trust": False,
+        "taskcluster-proxy": True,
+        "artifacts": [{"type": "directory", "path": "src/artifacts", "name": "public"}],
+    }
+
+
+def attributes(item: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """Attributes the target-tasks method selects by."""
+    result = {f"cib-{name}": item[name] for name in ("key", "target", "pool", "platform",
+                                                     "region") if item.get(name)}
+    result.update(extra)
+    return result

@@ -1,0 +1,35 @@
+"""machine-image: one cloud image per key and target, made from the exact disk image task."""
+
+from __future__ import annotations
+
+from taskgraph.transforms.base import TransformSequence
+
+from ...naming import image_name
+from .common import attributes, run_cib, target_symbol, treeherder
+
+transforms = TransformSequence()
+
+
+@transforms.add
+def machine_image_task(config, items):
+    for item in items:
+        name = image_name(item["key"], item["digest"])
+        worker = run_cib(config.params, "image", "machine", "--key", item["key"],
+                         "--target", item["target"])
+        worker["max-run-time"] = 6 * 3600
+        dependencies = {}
+        if item["disk-image"]:
+            # The disk image comes from the dependency task itself, never from a `.latest`.
+            dependencies["disk-image"] = f"disk-image-{item['key']}"
+            worker["env"]["CIB_DISK_IMAGE_TASK_ID"] = {"task-reference": "<disk-image>"}
+        yield {
+            "label": f"{config.kind}-{item['name']}",
+            "description": f"Build machine image {name} of {item['key']} for {item['target']}",
+            "attributes": attributes(item, **{"cib-kind": config.kind,
+                                              "cib-digest": item["digest"]}),
+            "dependencies": dependencies,
+            "worker-type": "images",
+            "worker": worker,
+            "treeherder": treeherder("I", target_symbol(item["target"]), item["key"],
+                                     kind="build"),
+        }

@@ -1,0 +1,29 @@
+"""purge: remove resources that builds left behind, per cloud region (and worker-manager's)."""
+
+from __future__ import annotations
+
+from taskgraph.transforms.base import TransformSequence
+
+from .common import attributes, run_cib, target_symbol, treeherder
+
+transforms = TransformSequence()
+
+
+@transforms.add
+def purge_task(config, items):
+    for item in items:
+        if item["platform"] == "taskcluster":
+            args = ("purge", "--cloud", "taskcluster")
+            symbol, what = "worker-manager", "worker-manager resources of this repository's pools"
+        else:
+            args = ("purge", "--cloud", item["platform"], "--region", item["region"])
+            symbol = target_symbol(f"{item['platform']}/{item['region']}")
+            what = f"orphaned build resources in {item['platform']} {item['region']}"
+        yield {
+            "label": f"{config.kind}-{item['name']}",
+            "description": f"Purge {what}",
+            "attributes": attributes(item, **{"cib-kind": config.kind}),
+            "worker-type": "b-linux",
+            "worker": run_cib(config.params, *args),
+            "treeherder": treeherder("P", symbol, "maintenance"),
+        }

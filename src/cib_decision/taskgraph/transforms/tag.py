@@ -1,0 +1,27 @@
+"""tag: apply the release tags to every machine image of a key."""
+
+from __future__ import annotations
+
+from taskgraph.transforms.base import TransformSequence
+
+from .common import attributes, run_cib, treeherder
+
+transforms = TransformSequence()
+
+
+@transforms.add
+def tag_task(config, items):
+    for item in items:
+        images = {label: task for label, task in config.kind_dependencies_tasks.items()
+                  if task.kind == "machine-image" and task.attributes.get("cib-key") == item["key"]}
+        yield {
+            "label": f"{config.kind}-{item['name']}",
+            "description": f"Tag the machine images of {item['key']}",
+            "attributes": attributes(item, **{"cib-kind": config.kind}),
+            # Soft: the tag runs over whichever of the key's images this graph builds, so a
+            # region filter does not pull the other regions' builds back in.
+            "soft-dependencies": sorted(images),
+            "worker-type": "b-linux",
+            "worker": run_cib(config.params, "image", "tag", "--key", item["key"]),
+            "treeherder": treeherder("T", "tag", item["key"]),
+        }

@@ -1,0 +1,39 @@
+"""verify: a small task that only a worker of the new pool can claim."""
+
+from __future__ import annotations
+
+from taskgraph.transforms.base import TransformSequence
+
+from .common import attributes, th_symbol, treeherder
+
+transforms = TransformSequence()
+
+
+@transforms.add
+def verify_task(config, items):
+    for item in items:
+        windows = item["os"] == "windows"
+        command = ["echo verified on %COMPUTERNAME%"] if windows else \
+            [["/bin/sh", "-c", "echo verified on $(hostname)"]]
+        yield {
+            "label": f"{config.kind}-{item['name']}",
+            "description": f"Run a task on a worker of {item['pool']}",
+            "attributes": attributes(item, **{"cib-kind": config.kind}),
+            "dependencies": {"worker-pool": f"worker-pool-{item['name']}"},
+            "worker-type": "pool-windows" if windows else "pool-linux",
+            "worker": {"command": command, "max-run-time": 600, "env": {},
+                       "chain-of-trust": False},
+            "treeherder": treeherder("V", th_symbol(item["pool"]), item["key"], kind="test"),
+        }
+
+
+verify_on_pool = TransformSequence()
+
+
+@verify_on_pool.add
+def run_on_the_pool(config, tasks):
+    """After taskgraph's task transforms: claimable only by the pool under test."""
+    for task in tasks:
+        domain, variant = task["attributes"]["cib-pool"].split("/", 1)
+        task["task"]["provisionerId"], task["task"]["workerType"] = domain, variant
+        yield task
