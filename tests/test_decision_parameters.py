@@ -1,0 +1,66 @@
+"""The decision task fills cib's parameters from the head commit and its environment."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+from taskgraph.config import load_graph_config
+
+from cib_decision.directives import DirectiveError
+from cib_decision.taskgraph.parameters import decision_parameters
+
+from .conftest import CONFIG_DIR, ROOT
+
+
+@pytest.fixture
+def repo(tmp_path):
+    path = tmp_path / "images"
+    shutil.copytree(CONFIG_DIR, path / "config")
+    (path / "taskcluster").mkdir()
+    shutil.copy(ROOT / "taskcluster" / "config.yml", path / "taskcluster" / "config.yml")
+    subprocess.run(["git", "init", "-q", str(path)], check=True)
+    return path
+
+
+def commit(repo, message: str) -> str:
+    def git(*args):
+        return subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c",
+                               "user.email=t@example.com", *args], check=True,
+                              capture_output=True, text=True).stdout.strip()
+    git("add", "-A")
+    git("commit", "-q", "--allow-empty", "-m", message)
+    return git("rev-parse", "HEAD")
+
+
+def fill(repo, head_rev: str) -> dict:
+    parameters = {"head_rev": head_rev}
+    decision_parameters(load_graph_config(str(repo / "taskcluster")), parameters)
+    return parameters
+
+
+def test_directives_come_from_the_head_commit_message(repo, monkeypatch):
+    monkeypatch.delenv("CIB_ENVIRONMENT", raising=False)
+    monkeypatch.delenv("TASKCLUSTER_ROOT_URL", raising=False)
+    monkeypatch.setenv("CIB_PULL_REQUEST_NUMBER", "42")
+    head = commit(repo, "Rebuild\n\ninclude keys: WIN10-64\noverwrite-machine-image")
+    parameters = fill(repo, head)
+    assert parameters["cib_directives"]["include"]["keys"] == ["win10-64"]
+    assert parameters["cib_directives"]["overwrite_machine_image"] is True
+    assert parameters["cib_environment"] == "production"
+    assert parameters["cib_pull_request"] == 42
+
+
+def test_the_environment_follows_the_deployments_root_url(repo, monkeypatch):
+    monkeypatch.delenv("CIB_ENVIRONMENT", raising=False)
+    monkeypatch.setenv("TASKCLUSTER_ROOT_URL", "https://tc-staging.example.com/")
+    assert fill(repo, commit(repo, "x"))["cib_environment"] == "staging"
+    monkeypatch.setenv("CIB_ENVIRONMENT", "production")
+    assert fill(repo, commit(repo, "y"))["cib_environment"] == "production"
+
+
+def test_a_bad_directive_fails_the_decision_naming_the_line(repo):
+    head = commit(repo, "subject\n\nincude keys: win10-64")
+    with pytest.raises(DirectiveError, match="commit message line 3"):
+        fill(repo, head)
