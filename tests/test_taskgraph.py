@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+import responses
 from taskgraph.config import load_graph_config
 from taskgraph.generator import TaskGraphGenerator
 from taskgraph.parameters import Parameters, parameters_loader
 from taskgraph.util.parameterization import resolve_task_references, resolve_timestamps
+from taskgraph.util.taskcluster import get_root_url, get_taskcluster_client
 from taskgraph.util.time import current_json_time
 
 from cib_decision.config import DirectorySource, load_fleet
@@ -20,9 +24,49 @@ FLEET = load_fleet(DirectorySource(CONFIG_DIR))
 DECISION_TASK_ID = "VDUz1QL7RvC8TrIzTf-qXg"
 
 
+ROOT_URL = "https://tc.example.com"
+
+
+class FakeIndex:
+    """The index and queue status calls that index-search optimization makes, answered from
+    a dict of index path -> task id (all tasks completed). Request shapes are the real API's."""
+
+    def __init__(self, mock: responses.RequestsMock):
+        self.indexed: dict[str, str] = {}
+        self.asked: list[str] = []
+        mock.add_callback(responses.POST, f"{ROOT_URL}/api/index/v1/tasks/indexes",
+                          callback=self._find, content_type="application/json")
+        mock.add_callback(responses.POST, f"{ROOT_URL}/api/queue/v1/tasks/status",
+                          callback=self._statuses, content_type="application/json")
+
+    def _find(self, request):
+        paths = json.loads(request.body)["indexes"]
+        self.asked += paths
+        tasks = [{"namespace": p, "taskId": self.indexed[p], "rank": 0, "data": {},
+                  "expires": "2099-01-01T00:00:00.000Z"} for p in paths if p in self.indexed]
+        return 200, {}, json.dumps({"tasks": tasks})
+
+    def _statuses(self, request):
+        ids = json.loads(request.body)["taskIds"]
+        statuses = [{"taskId": i, "status": {"taskId": i, "state": "completed",
+                                             "expires": "2099-01-01T00:00:00.000Z"}}
+                    for i in ids]
+        return 200, {}, json.dumps({"statuses": statuses})
+
+
 @pytest.fixture(autouse=True)
 def _serial(monkeypatch):
     monkeypatch.setenv("TASKGRAPH_SERIAL", "1")
+    monkeypatch.setenv("TASKCLUSTER_ROOT_URL", ROOT_URL)
+    monkeypatch.delenv("TASKCLUSTER_PROXY_URL", raising=False)
+    get_taskcluster_client.cache_clear()
+    get_root_url.cache_clear()
+
+
+@pytest.fixture
+def index():
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield FakeIndex(mock)
 
 
 def generator(message: str = "commit", environment: str = "production",
@@ -65,7 +109,7 @@ def test_machine_images_take_their_disk_image_from_the_exact_dependency_task():
     assert "disk-image-win2022-64" not in full
 
 
-def test_every_task_definition_validates_against_the_genuine_create_task_schema():
+def test_every_task_definition_validates_against_the_genuine_create_task_schema(index):
     check = validator("/schemas/queue/v1/create-task-request.json")
     tgg = generator("commit\n\npurge-taskcluster-resources")
     graph, label_to_taskid = tgg.morphed_task_graph, tgg.label_to_taskid
@@ -166,3 +210,73 @@ def test_every_checked_in_parameter_set_generates_a_target_graph(params_file):
     assert "lint-config" in labels
     if tgg.parameters["cib_directives"]["pool_deploy"]:
         assert not of_kind(labels, "machine-image")
+
+
+# -- optimization by content digest -----------------------------------------------------------
+
+PREFIX = "cib.v2.cib-decision.cache"
+
+
+def digest_route(kind: str, name: str, digest: str, level: str = "level-3") -> str:
+    return f"{PREFIX}.{level}.{kind}.{name}.hash.{digest}"
+
+
+def test_image_tasks_are_indexed_under_their_digest():
+    from cib_decision.digests import fleet_digests
+
+    digests = fleet_digests(FLEET)
+    full = generator().full_task_graph.tasks
+    disk = full["disk-image-win10-64"]
+    route = digest_route("disk-image", "win10-64", digests["win10-64"].disk)
+    assert disk.optimization == {"index-search": [route]}
+    assert f"index.{route}" in disk.task["routes"]
+    machine = full["machine-image-win10-64-azure-centralus"]
+    route = digest_route("machine-image", "win10-64-azure-centralus",
+                         digests["win10-64"].machines["azure/centralus"])
+    assert machine.optimization == {"index-search": [route]}
+
+
+def test_an_image_built_before_is_not_rebuilt(index):
+    from cib_decision.digests import fleet_digests
+
+    digests = fleet_digests(FLEET)
+    index.indexed[digest_route("disk-image", "win10-64", digests["win10-64"].disk)] = "D" * 22
+    for target, digest in digests["win10-64"].machines.items():
+        name = "win10-64-" + target.replace("/", "-")
+        index.indexed[digest_route("machine-image", name, digest)] = "M" * 22
+    tgg = generator()
+    optimized = {task.label for task in tgg.optimized_task_graph.tasks.values()}
+    assert not any("win10-64-azure" in label for label in optimized if "image" in label)
+    assert "disk-image-win10-64" not in optimized
+    assert tgg.label_to_taskid["disk-image-win10-64"] == "D" * 22
+    assert "machine-image-win11-64-azure-eastus" in optimized  # never built: builds
+
+
+def test_a_rebuilt_disk_image_rebuilds_its_machine_images(index):
+    from cib_decision.digests import fleet_digests
+
+    digests = fleet_digests(FLEET)
+    for target, digest in digests["win10-64"].machines.items():  # machines indexed, disk not
+        name = "win10-64-" + target.replace("/", "-")
+        index.indexed[digest_route("machine-image", name, digest)] = "M" * 22
+    optimized = {t.label for t in generator().optimized_task_graph.tasks.values()}
+    assert {"disk-image-win10-64", "machine-image-win10-64-azure-centralus"} <= optimized
+
+
+@pytest.mark.parametrize(("flag", "kind"), [("overwrite-disk-image", "disk-image"),
+                                            ("overwrite-machine-image", "machine-image")])
+def test_overwrite_builds_even_when_indexed(flag, kind):
+    full = generator(f"commit\n\n{flag}").full_task_graph.tasks
+    tasks = [t for t in full.values() if t.kind == kind]
+    assert tasks and all(t.optimization is None for t in tasks)
+    assert all(any(".hash." in r for r in t.task["routes"]) for t in tasks)
+
+
+def test_level_3_graphs_search_only_level_3_builds_and_prs_may_reuse_them():
+    push = generator().full_task_graph.tasks["disk-image-win10-64"]
+    assert all(".level-3." in p for p in push.optimization["index-search"])
+    pr = generator(level="1", tasks_for="github-pull-request", head_ref="feature").\
+        full_task_graph.tasks["disk-image-win10-64"]
+    searched = pr.optimization["index-search"]
+    assert searched[0].startswith(f"{PREFIX}.level-3.") and any(".pr." in p for p in searched)
+    assert all(".cache.pr." in r for r in pr.task["routes"] if r.startswith("index."))

@@ -7,6 +7,8 @@ import re
 import shlex
 from typing import Any
 
+from taskgraph.util.cached_tasks import add_optimization
+
 MAX_SYMBOL = 25  # Treeherder's limit for symbols and group symbols
 PLATFORM_ABBREVIATIONS = {"amazon": "aws", "azure": "az", "google": "gcp"}
 
@@ -52,6 +54,18 @@ def run_cib(params, *args: str) -> dict[str, Any]:
         "taskcluster-proxy": True,
         "artifacts": [{"type": "directory", "path": "src/artifacts", "name": "public"}],
     }
+
+
+def index_by_digest(config, overwrite: bool, cache_type: str, name: str, digest: str,
+                    task: dict[str, Any]) -> dict[str, Any]:
+    """Index the task under its content digest, and let the optimizer replace it by an
+    earlier task with the same digest (taskgraph's cached tasks: level 3 builds are reused by
+    every graph, pull-request builds only by pull requests). `overwrite` keeps the index
+    routes but always builds. A task whose dependency is rebuilt is rebuilt too."""
+    add_optimization(config, task, cache_type=cache_type, cache_name=name, digest=digest)
+    if overwrite:
+        task.pop("optimization")
+    return task
 
 
 def attributes(item: dict[str, Any], **extra: Any) -> dict[str, Any]:

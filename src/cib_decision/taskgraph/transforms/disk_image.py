@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from taskgraph.transforms.base import TransformSequence
 
+from ...directives import Directives
 from ...naming import image_name
-from .common import attributes, run_cib, treeherder
+from .common import attributes, index_by_digest, run_cib, treeherder
 
 transforms = TransformSequence()
 
 
 @transforms.add
 def disk_image_task(config, items):
+    overwrite = Directives.from_json(config.params["cib_directives"]).overwrite_disk_image
     for item in items:
         name = image_name(item["key"], item["digest"], kind="disk")
-        yield {
+        yield index_by_digest(config, overwrite, "disk-image", item["key"], item["digest"], {
             "label": f"{config.kind}-{item['name']}",
             "description": f"Build disk image {name} of {item['key']}",
             "attributes": attributes(item, **{"cib-kind": config.kind,
@@ -23,4 +25,4 @@ def disk_image_task(config, items):
             "worker": {**run_cib(config.params, "image", "disk", "--key", item["key"]),
                        "max-run-time": 4 * 3600},
             "treeherder": treeherder("D", "disk", item["key"], kind="build"),
-        }
+        })

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from taskgraph.transforms.base import TransformSequence
 
+from ...directives import Directives
 from ...naming import image_name
-from .common import attributes, run_cib, target_symbol, treeherder
+from .common import attributes, index_by_digest, run_cib, target_symbol, treeherder
 
 transforms = TransformSequence()
 
 
 @transforms.add
 def machine_image_task(config, items):
+    overwrite = Directives.from_json(config.params["cib_directives"]).overwrite_machine_image
     for item in items:
         name = image_name(item["key"], item["digest"])
         worker = run_cib(config.params, "image", "machine", "--key", item["key"],
@@ -22,7 +24,7 @@ def machine_image_task(config, items):
             # The disk image comes from the dependency task itself, never from a `.latest`.
             dependencies["disk-image"] = f"disk-image-{item['key']}"
             worker["env"]["CIB_DISK_IMAGE_TASK_ID"] = {"task-reference": "<disk-image>"}
-        yield {
+        yield index_by_digest(config, overwrite, "machine-image", item["name"], item["digest"], {
             "label": f"{config.kind}-{item['name']}",
             "description": f"Build machine image {name} of {item['key']} for {item['target']}",
             "attributes": attributes(item, **{"cib-kind": config.kind,
@@ -32,4 +34,4 @@ def machine_image_task(config, items):
             "worker": worker,
             "treeherder": treeherder("I", target_symbol(item["target"]), item["key"],
                                      kind="build"),
-        }
+        })
