@@ -44,6 +44,7 @@ def test_directives_come_from_the_head_commit_message(repo, monkeypatch):
     monkeypatch.delenv("CIB_ENVIRONMENT", raising=False)
     monkeypatch.delenv("TASKCLUSTER_ROOT_URL", raising=False)
     monkeypatch.setenv("CIB_PULL_REQUEST_NUMBER", "42")
+    monkeypatch.setenv("CIB_PULL_REQUEST_ACTION", "opened")
     head = commit(repo, "Rebuild\n\ninclude keys: WIN10-64\noverwrite-machine-image")
     parameters = fill(repo, head)
     assert parameters["cib_directives"]["include"]["keys"] == ["win10-64"]
@@ -64,3 +65,24 @@ def test_a_bad_directive_fails_the_decision_naming_the_line(repo):
     head = commit(repo, "subject\n\nincude keys: win10-64")
     with pytest.raises(DirectiveError, match="commit message line 3"):
         fill(repo, head)
+
+
+def test_a_pull_request_records_the_keys_it_changes(repo, monkeypatch):
+    monkeypatch.setenv("CIB_PULL_REQUEST_NUMBER", "5")
+    monkeypatch.setenv("CIB_PULL_REQUEST_ACTION", "synchronize")
+    base = commit(repo, "base")
+    path = repo / "config" / "win10-64.yaml"
+    path.write_text(path.read_text().replace("edition: Professional", "edition: Enterprise"))
+    head = commit(repo, "change win10")
+    parameters = {"head_rev": head, "base_rev": base}
+    decision_parameters(load_graph_config(str(repo / "taskcluster")), parameters)
+    assert parameters["cib_changed_keys"] == ["win10-64"]
+    assert parameters["cib_pull_request_action"] == "synchronize"
+
+
+def test_a_pull_request_whose_base_is_missing_builds_every_key(repo, monkeypatch):
+    monkeypatch.setenv("CIB_PULL_REQUEST_NUMBER", "5")
+    head = commit(repo, "x")
+    parameters = {"head_rev": head, "base_rev": "f" * 40}
+    decision_parameters(load_graph_config(str(repo / "taskcluster")), parameters)
+    assert parameters["cib_changed_keys"] is None

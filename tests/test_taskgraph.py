@@ -207,6 +207,9 @@ def test_every_checked_in_parameter_set_generates_a_target_graph(params_file):
     tgg = TaskGraphGenerator(root_dir=TASKCLUSTER,
                              parameters=parameters_loader(str(params_file), strict=False))
     labels = set(tgg.target_task_graph.tasks)
+    if tgg.parameters["cib_pull_request_action"] == "closed":
+        assert labels == {"pr-teardown-pull-request"}
+        return
     assert "lint-config" in labels
     if tgg.parameters["cib_directives"]["pool_deploy"]:
         assert not of_kind(labels, "machine-image")
@@ -280,3 +283,65 @@ def test_level_3_graphs_search_only_level_3_builds_and_prs_may_reuse_them():
     searched = pr.optimization["index-search"]
     assert searched[0].startswith(f"{PREFIX}.level-3.") and any(".pr." in p for p in searched)
     assert all(".cache.pr." in r for r in pr.task["routes"] if r.startswith("index."))
+
+
+# -- pull requests ---------------------------------------------------------------------------
+
+HOSTILE = ("Take over\n\npurge-taskcluster-resources\ninclude environments: production\n"
+           "pool-deploy\ndisable-cleanup\noverwrite-machine-image")
+
+
+def pr(message: str = "commit", environment: str = "staging", action: str = "opened",
+       changed: list[str] | None = None, number: int = 17):
+    return generator(message, environment=environment, level="1",
+                     tasks_for="github-pull-request", head_ref="feature",
+                     cib_pull_request=number, cib_pull_request_action=action,
+                     cib_changed_keys=changed)
+
+
+def test_a_pull_request_builds_only_the_keys_it_changes_under_pr_names():
+    tgg = pr(changed=["win10-64"])
+    labels = set(tgg.target_task_graph.tasks)
+    assert {label.split("-")[0] for label in labels} <= {"lint", "disk", "machine", "tag",
+                                                         "worker", "verify"}
+    assert of_kind(labels, "worker-pool") == {"worker-pool-gecko-t-win10-64-azure"}
+    assert not of_kind(labels, "purge")
+    tasks = tgg.full_task_graph.tasks
+    machine = tasks["machine-image-win10-64-azure-centralus"].task
+    assert "--pull-request 17" in machine["payload"]["command"][0][-1]
+    assert "win10-64-pr17-" in machine["metadata"]["description"]
+
+
+def test_a_pull_request_deploys_and_verifies_only_its_per_pr_pools():
+    tasks = pr(changed=["win10-64"]).full_task_graph.tasks
+    pool = tasks["worker-pool-gecko-t-win10-64-azure"]
+    assert pool.attributes["cib-deploy-pool"] == "cib-pr/gecko-t-win10-64-azure-pr17"
+    assert "--pull-request 17" in pool.task["payload"]["command"][0][-1]
+    verify = tasks["verify-gecko-t-win10-64-azure"].task
+    assert (verify["provisionerId"], verify["workerType"]) == ("cib-pr",
+                                                               "gecko-t-win10-64-azure-pr17")
+
+
+@pytest.mark.parametrize("message", [
+    "commit", HOSTILE, "x\n\npurge-taskcluster-resources\npool-deploy\nexclude keys: ubuntu-2404"])
+def test_no_commit_message_makes_a_pr_graph_touch_real_pools_production_or_wm(message):
+    for environment in ("staging", "production"):
+        tgg = pr(message, environment=environment)
+        for label in tgg.target_task_graph.tasks:
+            task = tgg.full_task_graph.tasks[label]
+            assert task.kind != "purge", label
+            if task.kind in ("worker-pool", "verify"):
+                assert task.attributes["cib-deploy-pool"].startswith("cib-pr/"), label
+            if environment == "production":
+                assert task.kind == "lint", label
+
+
+def test_a_closed_pull_request_gets_only_the_teardown():
+    tgg = pr(action="closed")
+    assert set(tgg.target_task_graph.tasks) == {"pr-teardown-pull-request"}
+    task = tgg.full_task_graph.tasks["pr-teardown-pull-request"].task
+    assert "pool teardown --pull-request 17" in task["payload"]["command"][0][-1]
+
+
+def test_a_pull_request_that_changes_no_key_checks_the_config_only():
+    assert set(pr(changed=[]).target_task_graph.tasks) == {"lint-config"}

@@ -3,6 +3,7 @@ all call these functions, so a name computed anywhere finds the same image."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 DIGEST_CHARS = 12
@@ -35,3 +36,30 @@ def image_name(key: str, digest: str, *, kind: str = "machine",
 def pool_id(domain: str, variant: str) -> str:
     """The worker-manager id of a pool."""
     return f"{domain}/{variant}"
+
+
+# Per-pull-request pools live under their own domain, so a pull request's role can manage them
+# (`worker-manager:manage-worker-pool:<PR_POOL_DOMAIN>/*`) without reaching any real pool.
+PR_POOL_DOMAIN = "cib-pr"
+MAX_POOL_VARIANT = 38
+
+
+def pr_pool_id(pool: str, pull_request: int, domain: str = PR_POOL_DOMAIN) -> str:
+    """The per-pull-request pool for `pool` (`domain/variant`): `cib-pr/<domain>-<variant>-pr<N>`.
+
+    worker-manager's rule for the part after `/`: lower case letters, digits and `-`, starting
+    with a letter, at most 38 characters, not ending in `-`. Longer names keep their start and
+    get a short hash of the whole pool id, so distinct pools never share a PR pool.
+    """
+    if pull_request <= 0:
+        raise ValueError(f"not a pull request number: {pull_request}")
+    base = re.sub(r"[^a-z0-9]+", "-", pool.lower()).strip("-")
+    if not base[:1].isalpha():
+        base = f"p-{base}"
+    suffix = f"-pr{pull_request}"
+    variant = base + suffix
+    if len(variant) > MAX_POOL_VARIANT:
+        digest = hashlib.sha256(pool.encode()).hexdigest()[:6]
+        keep = MAX_POOL_VARIANT - len(suffix) - len(digest) - 1
+        variant = f"{base[:keep].rstrip('-')}-{digest}{suffix}"
+    return pool_id(domain, variant)

@@ -75,7 +75,8 @@ def load_fleet(source: ConfigSource) -> Fleet:
 def _environments(doc: YamlDocument | None) -> dict[str, Environment]:
     if doc is None:
         return {e.name: e for e in DEFAULT_ENVIRONMENTS}
-    return {name: Environment(name, value["root-url"], value.get("description", ""))
+    return {name: Environment(name, value["root-url"], value.get("description", ""),
+                              value.get("pull-requests", False))
             for name, value in doc.data.items()}
 
 

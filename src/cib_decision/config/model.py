@@ -97,6 +97,7 @@ class Environment:
     name: str
     root_url: str
     description: str = ""
+    pull_requests: bool = False
 
 
 # cloud-image-builder hard-coded its two deployments; a config without environments.yaml gets them.
@@ -104,7 +105,7 @@ DEFAULT_ENVIRONMENTS = (
     Environment("production", "https://firefox-ci-tc.services.mozilla.com",
                 "cloud-image-builder's default production deployment"),
     Environment("staging", "https://stage.taskcluster.nonprod.cloudops.mozgcp.net",
-                "cloud-image-builder's default staging deployment"),
+                "cloud-image-builder's default staging deployment", pull_requests=True),
 )
 
 

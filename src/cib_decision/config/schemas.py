@@ -179,5 +179,7 @@ ENVIRONMENTS = {
     "additionalProperties": _obj({
         "root-url": {"type": "string", "pattern": "^https?://[^/\\s]+(/[^\\s]*)?$"},
         "description": STR,
+        # Pull requests build images and per-PR pools only in environments that say so.
+        "pull-requests": BOOL,
     }, ("root-url",)),
 }

@@ -33,8 +33,11 @@ def pool_targets(key: ImageKey, pool: Pool) -> list[str]:
             if t.platform == (pool.platform or t.platform) and t.region in pool.locations]
 
 
-def _items(kind: str, fleet: Fleet, digests) -> Iterator[dict[str, Any]]:
-    if kind == "config":
+def _items(kind: str, fleet: Fleet, digests, params) -> Iterator[dict[str, Any]]:
+    if kind == "pull-request":
+        if params["cib_pull_request"]:
+            yield {"name": "pull-request", "pull-request": params["cib_pull_request"]}
+    elif kind == "config":
         yield {"name": "config"}
     elif kind == "clouds":
         places = sorted({(t.platform, t.region) for k in fleet.keys.values() for t in k.targets})
@@ -71,7 +74,7 @@ def loader(kind, path, config, params, loaded_tasks, write_artifacts=False):
     # path is taskcluster/kinds/<kind>; the graph config is taskcluster/config.yml.
     graph_config = _graph_config(str(Path(path).parents[1]))
     loaded = graph_fleet.load(graph_fleet.config_dir(graph_config))
-    yield from _items(config["cib-items"], loaded.fleet, loaded.digests)
+    yield from _items(config["cib-items"], loaded.fleet, loaded.digests, params)
 
 
 @cache

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import os
+from pathlib import Path
 from typing import Any
 
 from taskgraph.parameters import extend_parameters_schema
 from taskgraph.util.schema import Schema
 
+from ..changes import compute_changes
+from ..config import load_fleet
 from ..directives import Directives, Vocabulary, parse_directives
-from ..gitrepo import commit_message, open_repo
+from ..errors import CibError
+from ..gitrepo import GitTreeSource, commit_message, open_repo, resolve
 from . import fleet as graph_fleet
+
+logger = logging.getLogger(__name__)
 
 CibParameters = Schema.from_dict(
     {
@@ -20,6 +27,11 @@ CibParameters = Schema.from_dict(
         "cib_environment": str,
         # The pull request number on pull-request events, else 0.
         "cib_pull_request": int,
+        # The pull request event's action (opened, synchronize, reopened, closed), else "".
+        "cib_pull_request_action": str,
+        # Keys whose images or pools differ between base_rev and head_rev (pull requests build
+        # only these); None when not computed, meaning every key.
+        "cib_changed_keys": list[str] | None,
     },
     name="CibParameters",
     forbid_unknown_fields=False,
@@ -29,7 +41,7 @@ CibParameters = Schema.from_dict(
 
 def _defaults(repo_root: str | None = None) -> dict[str, Any]:
     return {"cib_directives": Directives().to_json(), "cib_environment": "production",
-            "cib_pull_request": 0}
+            "cib_pull_request": 0, "cib_pull_request_action": "", "cib_changed_keys": None}
 
 
 extend_parameters_schema(CibParameters, defaults_fn=_defaults)
@@ -56,3 +68,30 @@ def decision_parameters(graph_config, parameters) -> None:
     parameters["cib_environment"] = os.environ.get("CIB_ENVIRONMENT") or \
         environment_for_root_url(fleet, os.environ.get("TASKCLUSTER_ROOT_URL"))
     parameters["cib_pull_request"] = int(os.environ.get("CIB_PULL_REQUEST_NUMBER") or 0)
+    parameters["cib_pull_request_action"] = os.environ.get("CIB_PULL_REQUEST_ACTION", "")
+    parameters["cib_changed_keys"] = None
+    if parameters["cib_pull_request"]:
+        parameters["cib_changed_keys"] = changed_keys(
+            graph_fleet.repo_root(graph_config), graph_fleet.config_dir(graph_config),
+            parameters.get("base_rev"), parameters["head_rev"])
+
+
+def changed_keys(repo_root: Path, config_dir: Path, base_rev: str | None,
+                 head_rev: str) -> list[str] | None:
+    """Keys whose images or pools change between the two revisions; None (every key) when the
+    base revision cannot be read, so a pull request never silently skips its images."""
+    if not base_rev:
+        return None
+    repo = open_repo(repo_root)
+    relative = str(config_dir.relative_to(repo_root))
+    try:
+        base = GitTreeSource(resolve(repo, base_rev), relative)
+        base_fleet = load_fleet(base) if base.exists else None
+    except CibError as exc:
+        logger.warning("cannot compare with the base revision (%s); building every key", exc)
+        return None
+    head = load_fleet(GitTreeSource(resolve(repo, head_rev), relative))
+    report = compute_changes(base_fleet, head, base_rev, head_rev)
+    return sorted(k.key for k in report.keys if not k.removed and (
+        k.disk_image.rebuild or any(t.machine_image.rebuild for t in k.targets)
+        or any(p.update for p in k.pools)))

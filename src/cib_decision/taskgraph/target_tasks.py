@@ -1,28 +1,52 @@
-"""The `cib` target-tasks method: the directives and the event choose the tasks."""
+"""The `cib` target-tasks method: the directives and the event choose the tasks.
+
+Pull requests get fixed rules that no commit message can widen: a closed pull request gets
+only the teardown of its per-PR pools; an open one builds only the keys it changes, deploys
+only per-PR pools, never purges anything, and does all that only in environments whose
+`pull-requests` is true (elsewhere it gets the config check alone).
+"""
 
 from __future__ import annotations
 
 from taskgraph.target_tasks import register_target_task, standard_filter
 
 from ..directives import Directives
-from ..selection import select
+from ..selection import Selection, select
 from . import fleet as graph_fleet
+
+
+def _is_pull_request(parameters) -> bool:
+    return parameters["tasks_for"].startswith("github-pull-request")
 
 
 @register_target_task("cib")
 def target_tasks_cib(full_task_graph, parameters, graph_config):
     directives = Directives.from_json(parameters["cib_directives"])
-    loaded = graph_fleet.load(graph_fleet.config_dir(graph_config))
-    selection = select(loaded.fleet, directives, parameters["cib_environment"])
+    fleet = graph_fleet.load(graph_fleet.config_dir(graph_config)).fleet
+    selection = select(fleet, directives, parameters["cib_environment"])
     if "*" in selection.skipped:  # no-ci, or an environment the commit excludes
         return []
+    pull_request = _is_pull_request(parameters)
+    if pull_request:
+        if parameters["cib_pull_request_action"] == "closed":
+            return [label for label, task in full_task_graph.tasks.items()
+                    if task.kind == "pr-teardown"]
+        environment = fleet.environments.get(parameters["cib_environment"])
+        changed = parameters["cib_changed_keys"]
+        if environment is None or not environment.pull_requests:
+            selection = Selection()
+        elif changed is not None:
+            selection = Selection({k: v for k, v in selection.keys.items() if k in changed},
+                                  selection.skipped)
 
     def wanted(task) -> bool:
         kind, attrs = task.kind, task.attributes
         if kind == "lint":
             return True
+        if kind == "pr-teardown":
+            return False
         if kind == "purge":
-            if directives.disable_cleanup:
+            if pull_request or directives.disable_cleanup:
                 return False
             if attrs.get("cib-platform") == "taskcluster":
                 return directives.purge_taskcluster_resources

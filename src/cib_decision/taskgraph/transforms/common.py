@@ -9,6 +9,8 @@ from typing import Any
 
 from taskgraph.util.cached_tasks import add_optimization
 
+from ...naming import pr_pool_id
+
 MAX_SYMBOL = 25  # Treeherder's limit for symbols and group symbols
 PLATFORM_ABBREVIATIONS = {"amazon": "aws", "azure": "az", "google": "gcp"}
 
@@ -66,6 +68,18 @@ def index_by_digest(config, overwrite: bool, cache_type: str, name: str, digest:
     if overwrite:
         task.pop("optimization")
     return task
+
+
+def deploy_pool(params, pool: str) -> str:
+    """The pool a graph deploys for `pool`: itself, or its per-PR pool on pull requests."""
+    number = params["cib_pull_request"]
+    return pr_pool_id(pool, number) if number else pool
+
+
+def pull_request_args(params) -> tuple[str, ...]:
+    """`cib` arguments that make a command work under pull-request names."""
+    number = params["cib_pull_request"]
+    return ("--pull-request", str(number)) if number else ()
 
 
 def attributes(item: dict[str, Any], **extra: Any) -> dict[str, Any]:

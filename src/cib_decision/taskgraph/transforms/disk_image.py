@@ -6,7 +6,7 @@ from taskgraph.transforms.base import TransformSequence
 
 from ...directives import Directives
 from ...naming import image_name
-from .common import attributes, index_by_digest, run_cib, treeherder
+from .common import attributes, index_by_digest, pull_request_args, run_cib, treeherder
 
 transforms = TransformSequence()
 
@@ -15,14 +15,16 @@ transforms = TransformSequence()
 def disk_image_task(config, items):
     overwrite = Directives.from_json(config.params["cib_directives"]).overwrite_disk_image
     for item in items:
-        name = image_name(item["key"], item["digest"], kind="disk")
+        name = image_name(item["key"], item["digest"], kind="disk",
+                          pull_request=config.params["cib_pull_request"])
         yield index_by_digest(config, overwrite, "disk-image", item["key"], item["digest"], {
             "label": f"{config.kind}-{item['name']}",
             "description": f"Build disk image {name} of {item['key']}",
             "attributes": attributes(item, **{"cib-kind": config.kind,
                                               "cib-digest": item["digest"]}),
             "worker-type": "images",
-            "worker": {**run_cib(config.params, "image", "disk", "--key", item["key"]),
+            "worker": {**run_cib(config.params, "image", "disk", "--key", item["key"],
+                                         *pull_request_args(config.params)),
                        "max-run-time": 4 * 3600},
             "treeherder": treeherder("D", "disk", item["key"], kind="build"),
         })

@@ -6,7 +6,14 @@ from taskgraph.transforms.base import TransformSequence
 
 from ...directives import Directives
 from ...naming import image_name
-from .common import attributes, index_by_digest, run_cib, target_symbol, treeherder
+from .common import (
+    attributes,
+    index_by_digest,
+    pull_request_args,
+    run_cib,
+    target_symbol,
+    treeherder,
+)
 
 transforms = TransformSequence()
 
@@ -15,9 +22,10 @@ transforms = TransformSequence()
 def machine_image_task(config, items):
     overwrite = Directives.from_json(config.params["cib_directives"]).overwrite_machine_image
     for item in items:
-        name = image_name(item["key"], item["digest"])
+        name = image_name(item["key"], item["digest"],
+                          pull_request=config.params["cib_pull_request"])
         worker = run_cib(config.params, "image", "machine", "--key", item["key"],
-                         "--target", item["target"])
+                         "--target", item["target"], *pull_request_args(config.params))
         worker["max-run-time"] = 6 * 3600
         dependencies = {}
         if item["disk-image"]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from taskgraph.transforms.base import TransformSequence
 
-from .common import attributes, th_symbol, treeherder
+from .common import attributes, deploy_pool, th_symbol, treeherder
 
 transforms = TransformSequence()
 
@@ -15,10 +15,12 @@ def verify_task(config, items):
         windows = item["os"] == "windows"
         command = ["echo verified on %COMPUTERNAME%"] if windows else \
             [["/bin/sh", "-c", "echo verified on $(hostname)"]]
+        target_pool = deploy_pool(config.params, item["pool"])
         yield {
             "label": f"{config.kind}-{item['name']}",
-            "description": f"Run a task on a worker of {item['pool']}",
-            "attributes": attributes(item, **{"cib-kind": config.kind}),
+            "description": f"Run a task on a worker of {target_pool}",
+            "attributes": attributes(item, **{"cib-kind": config.kind,
+                                              "cib-deploy-pool": target_pool}),
             "dependencies": {"worker-pool": f"worker-pool-{item['name']}"},
             "worker-type": "pool-windows" if windows else "pool-linux",
             "worker": {"command": command, "max-run-time": 600, "env": {},
@@ -34,6 +36,6 @@ verify_on_pool = TransformSequence()
 def run_on_the_pool(config, tasks):
     """After taskgraph's task transforms: claimable only by the pool under test."""
     for task in tasks:
-        domain, variant = task["attributes"]["cib-pool"].split("/", 1)
+        domain, variant = task["attributes"]["cib-deploy-pool"].split("/", 1)
         task["task"]["provisionerId"], task["task"]["workerType"] = domain, variant
         yield task

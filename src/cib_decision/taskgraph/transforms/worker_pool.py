@@ -5,7 +5,7 @@ from __future__ import annotations
 from taskgraph.transforms.base import TransformSequence
 
 from ...directives import Directives
-from .common import attributes, run_cib, th_symbol, treeherder
+from .common import attributes, deploy_pool, pull_request_args, run_cib, th_symbol, treeherder
 
 transforms = TransformSequence()
 
@@ -20,14 +20,17 @@ def worker_pool_task(config, items):
                 label for label, task in config.kind_dependencies_tasks.items()
                 if task.attributes.get("cib-key") == item["key"] and (
                     task.kind == "tag" or task.attributes.get("cib-target") in item["targets"]))
+        target_pool = deploy_pool(config.params, item["pool"])
         yield {
             "label": f"{config.kind}-{item['name']}",
-            "description": f"Deploy worker pool {item['pool']} from the images of {item['key']}",
-            "attributes": attributes(item, **{"cib-kind": config.kind}),
+            "description": f"Deploy worker pool {target_pool} from the images of {item['key']}",
+            "attributes": attributes(item, **{"cib-kind": config.kind,
+                                              "cib-deploy-pool": target_pool}),
             # Soft: the pool waits for the images this graph builds for it; regions whose
             # image is not rebuilt keep the image they have.
             "soft-dependencies": upstream,
             "worker-type": "b-linux",
-            "worker": run_cib(config.params, "pool", "apply", "--pool", item["pool"]),
+            "worker": run_cib(config.params, "pool", "apply", "--pool", item["pool"],
+                              *pull_request_args(config.params)),
             "treeherder": treeherder("W", th_symbol(item["pool"]), item["key"]),
         }
