@@ -6,12 +6,15 @@ import shutil
 from pathlib import Path
 
 import pytest
+import responses
+from taskgraph.util.taskcluster import get_root_url, get_taskcluster_client
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = ROOT / "config"
 SHARED = ROOT.parent / "shared"
 REFERENCE = SHARED / "reference"
 REFERENCE_CONFIG = REFERENCE / "cib-config"
+FAKE_ROOT_URL = "https://tc.example.com"
 
 
 def require_reference(path: Path = REFERENCE) -> Path:
@@ -32,3 +35,22 @@ def fleet_dir(tmp_path: Path) -> Path:
     target = tmp_path / "config"
     shutil.copytree(CONFIG_DIR, target)
     return target
+
+
+@pytest.fixture
+def graph_env(monkeypatch):
+    """Generate graphs in-process against a fake Taskcluster root URL."""
+    monkeypatch.setenv("TASKGRAPH_SERIAL", "1")
+    monkeypatch.setenv("TASKCLUSTER_ROOT_URL", FAKE_ROOT_URL)
+    monkeypatch.delenv("TASKCLUSTER_PROXY_URL", raising=False)
+    get_taskcluster_client.cache_clear()
+    get_root_url.cache_clear()
+
+
+@pytest.fixture
+def index():
+    """A fake index and queue (responses) for index-search optimization."""
+    from .graphs import FakeIndex
+
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield FakeIndex(mock)

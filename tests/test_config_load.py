@@ -117,6 +117,7 @@ def duplicate_pool_id(d: Path) -> Expected:
     line = insert_after(d / "win11-64-gpu.yaml", "manager:\n    pool:\n",
                         "        - domain: gecko-t\n"
                         "          variant: win10-64-azure\n"
+                        "          provider: azure\n"
                         "          locations:\n"
                         "              - eastus\n")
     # Keys are checked in name order, so the later file gets the problem and names the first.

@@ -473,8 +473,8 @@ NO_DIGEST_EDITS = {
                             "          lifecycle: spot\n", None),
     "pool-added": ("win10-64.yaml", "manager:\n    pool:\n",
                    "manager:\n    pool:\n        - domain: gecko-3\n"
-                   "          variant: win10-64-azure\n          locations:\n"
-                   "              - centralus\n", None),
+                   "          variant: win10-64-azure\n          provider: azure\n"
+                   "          locations:\n              - centralus\n", None),
     "pool-owner-and-lifecycle": ("win2022-64.yaml", "          lifecycle: spot\n"
                                  "          owner: relops-windows@example.com\n",
                                  "          lifecycle: on-demand\n"

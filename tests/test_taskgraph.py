@@ -2,90 +2,18 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
-import responses
 from taskgraph.config import load_graph_config
 from taskgraph.generator import TaskGraphGenerator
-from taskgraph.parameters import Parameters, parameters_loader
+from taskgraph.parameters import parameters_loader
 from taskgraph.util.parameterization import resolve_task_references, resolve_timestamps
-from taskgraph.util.taskcluster import get_root_url, get_taskcluster_client
 from taskgraph.util.time import current_json_time
 
-from cib_decision.config import DirectorySource, load_fleet
-from cib_decision.directives import Vocabulary, parse_directives
-
-from .conftest import CONFIG_DIR, ROOT
+from .conftest import ROOT
+from .graphs import DECISION_TASK_ID, FLEET, HOSTILE, TASKCLUSTER, generator, of_kind, pr, target
 from .tcschemas import treeherder_validator, validator
 
-TASKCLUSTER = str(ROOT / "taskcluster")
-FLEET = load_fleet(DirectorySource(CONFIG_DIR))
-DECISION_TASK_ID = "VDUz1QL7RvC8TrIzTf-qXg"
-
-
-ROOT_URL = "https://tc.example.com"
-
-
-class FakeIndex:
-    """The index and queue status calls that index-search optimization makes, answered from
-    a dict of index path -> task id (all tasks completed). Request shapes are the real API's."""
-
-    def __init__(self, mock: responses.RequestsMock):
-        self.indexed: dict[str, str] = {}
-        self.asked: list[str] = []
-        mock.add_callback(responses.POST, f"{ROOT_URL}/api/index/v1/tasks/indexes",
-                          callback=self._find, content_type="application/json")
-        mock.add_callback(responses.POST, f"{ROOT_URL}/api/queue/v1/tasks/status",
-                          callback=self._statuses, content_type="application/json")
-
-    def _find(self, request):
-        paths = json.loads(request.body)["indexes"]
-        self.asked += paths
-        tasks = [{"namespace": p, "taskId": self.indexed[p], "rank": 0, "data": {},
-                  "expires": "2099-01-01T00:00:00.000Z"} for p in paths if p in self.indexed]
-        return 200, {}, json.dumps({"tasks": tasks})
-
-    def _statuses(self, request):
-        ids = json.loads(request.body)["taskIds"]
-        statuses = [{"taskId": i, "status": {"taskId": i, "state": "completed",
-                                             "expires": "2099-01-01T00:00:00.000Z"}}
-                    for i in ids]
-        return 200, {}, json.dumps({"statuses": statuses})
-
-
-@pytest.fixture(autouse=True)
-def _serial(monkeypatch):
-    monkeypatch.setenv("TASKGRAPH_SERIAL", "1")
-    monkeypatch.setenv("TASKCLUSTER_ROOT_URL", ROOT_URL)
-    monkeypatch.delenv("TASKCLUSTER_PROXY_URL", raising=False)
-    get_taskcluster_client.cache_clear()
-    get_root_url.cache_clear()
-
-
-@pytest.fixture
-def index():
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield FakeIndex(mock)
-
-
-def generator(message: str = "commit", environment: str = "production",
-              **overrides) -> TaskGraphGenerator:
-    load_graph_config(TASKCLUSTER).register()
-    directives = parse_directives(message, Vocabulary.from_fleet(FLEET)).to_json()
-    values = {"head_repository": "https://github.com/example/images", "head_rev": "a" * 40,
-              "base_rev": "b" * 40, "project": "images", "tasks_for": "github-push",
-              "level": "3", "target_tasks_method": "cib", "cib_directives": directives,
-              "cib_environment": environment, **overrides}
-    return TaskGraphGenerator(root_dir=TASKCLUSTER, parameters=Parameters(strict=False, **values))
-
-
-def target(message: str = "commit", **kw) -> set[str]:
-    return set(generator(message, **kw).target_task_graph.tasks)
-
-
-def of_kind(labels: set[str], kind: str) -> set[str]:
-    return {label for label in labels if label.startswith(f"{kind}-")}
+pytestmark = pytest.mark.usefixtures("graph_env")
 
 
 def test_full_graph_has_every_kind_and_one_machine_image_per_key_and_target():
@@ -244,8 +172,8 @@ def test_an_image_built_before_is_not_rebuilt(index):
 
     digests = fleet_digests(FLEET)
     index.indexed[digest_route("disk-image", "win10-64", digests["win10-64"].disk)] = "D" * 22
-    for target, digest in digests["win10-64"].machines.items():
-        name = "win10-64-" + target.replace("/", "-")
+    for target_id, digest in digests["win10-64"].machines.items():
+        name = "win10-64-" + target_id.replace("/", "-")
         index.indexed[digest_route("machine-image", name, digest)] = "M" * 22
     tgg = generator()
     optimized = {task.label for task in tgg.optimized_task_graph.tasks.values()}
@@ -259,8 +187,8 @@ def test_a_rebuilt_disk_image_rebuilds_its_machine_images(index):
     from cib_decision.digests import fleet_digests
 
     digests = fleet_digests(FLEET)
-    for target, digest in digests["win10-64"].machines.items():  # machines indexed, disk not
-        name = "win10-64-" + target.replace("/", "-")
+    for target_id, digest in digests["win10-64"].machines.items():  # machines indexed, disk not
+        name = "win10-64-" + target_id.replace("/", "-")
         index.indexed[digest_route("machine-image", name, digest)] = "M" * 22
     optimized = {t.label for t in generator().optimized_task_graph.tasks.values()}
     assert {"disk-image-win10-64", "machine-image-win10-64-azure-centralus"} <= optimized
@@ -287,18 +215,6 @@ def test_level_3_graphs_search_only_level_3_builds_and_prs_may_reuse_them():
 
 # -- pull requests ---------------------------------------------------------------------------
 
-HOSTILE = ("Take over\n\npurge-taskcluster-resources\ninclude environments: production\n"
-           "pool-deploy\ndisable-cleanup\noverwrite-machine-image")
-
-
-def pr(message: str = "commit", environment: str = "staging", action: str = "opened",
-       changed: list[str] | None = None, number: int = 17):
-    return generator(message, environment=environment, level="1",
-                     tasks_for="github-pull-request", head_ref="feature",
-                     cib_pull_request=number, cib_pull_request_action=action,
-                     cib_changed_keys=changed)
-
-
 def test_a_pull_request_builds_only_the_keys_it_changes_under_pr_names():
     tgg = pr(changed=["win10-64"])
     labels = set(tgg.target_task_graph.tasks)
@@ -316,7 +232,7 @@ def test_a_pull_request_deploys_and_verifies_only_its_per_pr_pools():
     tasks = pr(changed=["win10-64"]).full_task_graph.tasks
     pool = tasks["worker-pool-gecko-t-win10-64-azure"]
     assert pool.attributes["cib-deploy-pool"] == "cib-pr/gecko-t-win10-64-azure-pr17"
-    assert "--pull-request 17" in pool.task["payload"]["command"][0][-1]
+    assert "--pull-request 17 --ttl '7 days'" in pool.task["payload"]["command"][0][-1]
     verify = tasks["verify-gecko-t-win10-64-azure"].task
     assert (verify["provisionerId"], verify["workerType"]) == ("cib-pr",
                                                                "gecko-t-win10-64-azure-pr17")

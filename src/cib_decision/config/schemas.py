@@ -100,7 +100,7 @@ POOL = _obj({
     "timeout": _obj({"registration": INT, "reregistration": INT}),
     "locations": {"type": "array", "items": NONEMPTY, "minItems": 1},
     "lifecycle": STR, "owner": STR, "provider": NONEMPTY, "platform": PLATFORM,
-}, ("domain", "variant", "locations"))
+}, ("domain", "variant", "locations", "provider"))
 
 _RULE_FIELDS = ("name", "description", "access", "protocol", "direction", "priority",
                 "sourceAddressPrefix", "sourcePortRange", "destinationAddressPrefix",

@@ -14,6 +14,7 @@ from typing import Any
 from taskgraph.config import load_graph_config
 
 from ..config.model import Fleet, ImageKey, Pool
+from ..naming import PR_POOL_DOMAIN
 from . import fleet as graph_fleet
 
 
@@ -43,7 +44,9 @@ def _items(kind: str, fleet: Fleet, digests, params) -> Iterator[dict[str, Any]]
         places = sorted({(t.platform, t.region) for k in fleet.keys.values() for t in k.targets})
         for platform, region in places:
             yield {"name": f"{platform}-{_slug(region)}", "platform": platform, "region": region}
-        yield {"name": "worker-manager", "platform": "taskcluster", "region": ""}
+        # worker-manager: the fleet's pools, and expired per-PR pools.
+        yield {"name": "worker-manager", "platform": "taskcluster", "region": "",
+               "pools": [*sorted(fleet.pools), f"{PR_POOL_DOMAIN}/*"]}
     elif kind == "disk-images":
         for key in fleet.keys.values():
             if any(needs_disk_image(key, t.platform) for t in key.targets):
@@ -63,7 +66,8 @@ def _items(kind: str, fleet: Fleet, digests, params) -> Iterator[dict[str, Any]]
         for key in fleet.keys.values():
             for pool in key.pools:
                 yield {"name": _slug(pool.id), "key": key.name, "pool": pool.id,
-                       "platform": pool.platform, "targets": pool_targets(key, pool),
+                       "platform": pool.platform, "provider": pool.raw["provider"],
+                       "targets": pool_targets(key, pool),
                        "os": "windows" if "windows" in key.image["os"].lower() else "linux"}
     else:
         raise ValueError(f"unknown cib-items {kind!r}")

@@ -70,6 +70,10 @@ def index_by_digest(config, overwrite: bool, cache_type: str, name: str, digest:
     return task
 
 
+# Cloud credentials of image builders and purges, per level: pull requests get level 1's.
+CLOUD_SECRETS_SCOPE = "secrets:get:project/cib/level-{level}/clouds"
+
+
 def deploy_pool(params, pool: str) -> str:
     """The pool a graph deploys for `pool`: itself, or its per-PR pool on pull requests."""
     number = params["cib_pull_request"]

@@ -6,7 +6,14 @@ from taskgraph.transforms.base import TransformSequence
 
 from ...directives import Directives
 from ...naming import image_name
-from .common import attributes, index_by_digest, pull_request_args, run_cib, treeherder
+from .common import (
+    CLOUD_SECRETS_SCOPE,
+    attributes,
+    index_by_digest,
+    pull_request_args,
+    run_cib,
+    treeherder,
+)
 
 transforms = TransformSequence()
 
@@ -23,6 +30,7 @@ def disk_image_task(config, items):
             "attributes": attributes(item, **{"cib-kind": config.kind,
                                               "cib-digest": item["digest"]}),
             "worker-type": "images",
+            "scopes": [CLOUD_SECRETS_SCOPE],
             "worker": {**run_cib(config.params, "image", "disk", "--key", item["key"],
                                          *pull_request_args(config.params)),
                        "max-run-time": 4 * 3600},

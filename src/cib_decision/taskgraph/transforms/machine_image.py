@@ -7,6 +7,7 @@ from taskgraph.transforms.base import TransformSequence
 from ...directives import Directives
 from ...naming import image_name
 from .common import (
+    CLOUD_SECRETS_SCOPE,
     attributes,
     index_by_digest,
     pull_request_args,
@@ -39,6 +40,7 @@ def machine_image_task(config, items):
                                               "cib-digest": item["digest"]}),
             "dependencies": dependencies,
             "worker-type": "images",
+            "scopes": [CLOUD_SECRETS_SCOPE],
             "worker": worker,
             "treeherder": treeherder("I", target_symbol(item["target"]), item["key"],
                                      kind="build"),

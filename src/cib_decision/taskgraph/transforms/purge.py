@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from taskgraph.transforms.base import TransformSequence
 
-from .common import attributes, run_cib, target_symbol, treeherder
+from .common import CLOUD_SECRETS_SCOPE, attributes, run_cib, target_symbol, treeherder
 
 transforms = TransformSequence()
 
@@ -15,8 +15,11 @@ def purge_task(config, items):
         if item["platform"] == "taskcluster":
             args = ("purge", "--cloud", "taskcluster")
             symbol, what = "worker-manager", "worker-manager resources of this repository's pools"
+            scopes = ["worker-manager:list-worker-pools",
+                      *(f"worker-manager:manage-worker-pool:{pool}" for pool in item["pools"])]
         else:
             args = ("purge", "--cloud", item["platform"], "--region", item["region"])
+            scopes = [CLOUD_SECRETS_SCOPE]
             symbol = target_symbol(f"{item['platform']}/{item['region']}")
             what = f"orphaned build resources in {item['platform']} {item['region']}"
         yield {
@@ -24,6 +27,7 @@ def purge_task(config, items):
             "description": f"Purge {what}",
             "attributes": attributes(item, **{"cib-kind": config.kind}),
             "worker-type": "b-linux",
+            "scopes": scopes,
             "worker": run_cib(config.params, *args),
             "treeherder": treeherder("P", symbol, "maintenance"),
         }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from taskgraph.transforms.base import TransformSequence
 
-from .common import attributes, run_cib, treeherder
+from .common import CLOUD_SECRETS_SCOPE, attributes, run_cib, treeherder
 
 transforms = TransformSequence()
 
@@ -22,6 +22,7 @@ def tag_task(config, items):
             # region filter does not pull the other regions' builds back in.
             "soft-dependencies": sorted(images),
             "worker-type": "b-linux",
+            "scopes": [CLOUD_SECRETS_SCOPE],
             "worker": run_cib(config.params, "image", "tag", "--key", item["key"]),
             "treeherder": treeherder("T", "tag", item["key"]),
         }

@@ -13,6 +13,9 @@ transforms = TransformSequence()
 @transforms.add
 def worker_pool_task(config, items):
     pool_deploy = Directives.from_json(config.params["cib_directives"]).pool_deploy
+    ttl: tuple[str, ...] = ()
+    if config.params["cib_pull_request"]:  # per-PR pools record when they may be swept
+        ttl = ("--ttl", config.graph_config["cib"]["pr-pool-ttl"])
     for item in items:
         upstream = []
         if not pool_deploy:  # a pool-deploy keeps the newest existing images
@@ -30,7 +33,10 @@ def worker_pool_task(config, items):
             # image is not rebuilt keep the image they have.
             "soft-dependencies": upstream,
             "worker-type": "b-linux",
+            "scopes": [f"worker-manager:manage-worker-pool:{target_pool}",
+                       f"worker-manager:get-worker-pool:{target_pool}",
+                       f"worker-manager:provider:{item['provider']}"],
             "worker": run_cib(config.params, "pool", "apply", "--pool", item["pool"],
-                              *pull_request_args(config.params)),
+                              *pull_request_args(config.params), *ttl),
             "treeherder": treeherder("W", th_symbol(item["pool"]), item["key"]),
         }
