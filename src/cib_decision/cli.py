@@ -18,7 +18,8 @@ from .config import DirectorySource, Fleet, load_fleet
 from .directives import Vocabulary, parse_directives
 from .errors import CibError, ConfigError
 from .gitrepo import GitTreeSource, open_repo, resolve
-from .render import changes_table
+from .plan import TASKS_FOR, PlanRequest, make_plan
+from .render import changes_table, plan_dot, plan_mermaid, plan_table
 
 DEFAULT_CONFIG_DIR = "config"
 
@@ -73,6 +74,25 @@ def cmd_changes(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    message = args.message
+    if message is not None and message.startswith("@"):
+        message = Path(message[1:]).read_text(encoding="utf-8", errors="replace")
+    plan = make_plan(PlanRequest(
+        repo=Path(args.repo), head=args.head, base=args.base, message=message,
+        tasks_for=args.tasks_for, pull_request=args.pull_request or 0,
+        pull_request_action=args.pull_request_action, environment=args.environment))
+    if args.format == "json":
+        print(json.dumps(plan.to_json(), indent=2, sort_keys=True))
+    elif args.format == "dot":
+        print(plan_dot(plan))
+    elif args.format == "mermaid":
+        print(plan_mermaid(plan))
+    else:
+        plan_table(plan, sys.stdout)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cib", description="Plan cloud machine image builds under Taskcluster.")
@@ -104,6 +124,25 @@ def build_parser() -> argparse.ArgumentParser:
                          help="config directory inside the repository (default: config)")
     changes.add_argument("--format", choices=("table", "json"), default="table")
     changes.set_defaults(func=cmd_changes)
+    plan = commands.add_parser(
+        "plan", help="the task graph a decision would create, offline (no credentials)",
+        description="Runs the decision's own taskgraph generation on the repository, treating "
+                    "images whose digest was built at --base as already built.")
+    plan.add_argument("--repo", default=".", help="git repository (default: .)")
+    plan.add_argument("--head", help="revision to plan (default: the working tree)")
+    plan.add_argument("--base", help="revision whose images count as built (default: the "
+                                     "head's parent, or HEAD for the working tree)")
+    plan.add_argument("--message", help="commit message to read directives from (default: "
+                                         "the head commit's; @FILE reads a file)")
+    plan.add_argument("--tasks-for", default="github-push", choices=TASKS_FOR)
+    plan.add_argument("--pull-request", type=int, metavar="N",
+                      help="pull request number (with --tasks-for github-pull-request)")
+    plan.add_argument("--pull-request-action", default="opened",
+                      choices=("opened", "synchronize", "reopened", "closed"))
+    plan.add_argument("--environment", help="environment the decision runs for "
+                                            "(default: the first in environments.yaml)")
+    plan.add_argument("--format", choices=("table", "json", "dot", "mermaid"), default="table")
+    plan.set_defaults(func=cmd_plan)
     return parser
 
 

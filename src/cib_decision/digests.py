@@ -84,6 +84,18 @@ def machine_digest(disk: str, target: Target) -> str:
     return sha256_of(machine_inputs(disk, target))
 
 
+def tag_digest(machines: dict[str, str]) -> str:
+    """Digest of tagging a key's images: the machine digests it tags."""
+    return sha256_of({"v": DIGEST_VERSION, "tag": machines})
+
+
+def pool_digest(pool_definition: dict[str, Any], machines: dict[str, str], deploy_as: str) -> str:
+    """Digest of one pool deploy: the pool's definition, the machine digests of the images it
+    runs (by target) and the pool it is deployed as. A deploy with the same digest was done."""
+    return sha256_of({"v": DIGEST_VERSION, "pool": pool_definition, "images": machines,
+                      "as": deploy_as})
+
+
 @dataclass(frozen=True)
 class KeyDigests:
     """The digests of one key: its disk image and each target's machine image."""

@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .changes import ChangeReport
+from .plan import Plan
 
 
 def _yes_no(flag: bool, yes: str) -> str:
@@ -33,3 +34,36 @@ def changes_table(report: ChangeReport, out: TextIO) -> None:
                           ", ".join(pool.because))
     console.print(images)
     console.print(pools)
+
+
+def plan_table(plan: Plan, out: TextIO) -> None:
+    """Label, kind, Treeherder symbol, dependencies and reason of every task that would run."""
+    console = Console(file=out, width=200 if not out.isatty() else None)
+    table = Table("label", "kind", "symbol", "dependencies", "reason", box=None,
+                  pad_edge=False)
+    for task in plan.tasks.values():
+        table.add_row(task.label, task.kind, task.symbol, ", ".join(task.dependencies) or "-",
+                      task.reason)
+    console.print(table)
+    skipped = f"; {len(plan.built)} already built at the base" if plan.built else ""
+    console.print(f"{len(plan.tasks)} tasks{skipped}")
+
+
+def plan_dot(plan: Plan) -> str:
+    """Graphviz of the planned graph."""
+    lines = ["digraph plan {", "  rankdir=LR;", "  node [shape=box];"]
+    for task in plan.tasks.values():
+        lines.append(f'  "{task.label}" [label="{task.label}\\n{task.symbol}"];')
+        lines += [f'  "{task.label}" -> "{dep}";' for dep in task.dependencies
+                  if dep in plan.tasks]
+    return "\n".join([*lines, "}"])
+
+
+def plan_mermaid(plan: Plan) -> str:
+    """Mermaid flowchart of the planned graph (dependencies point at what they wait for)."""
+    ids = {label: f"t{index}" for index, label in enumerate(plan.tasks)}
+    lines = ["flowchart LR"]
+    for label, task in plan.tasks.items():
+        lines.append(f'  {ids[label]}["{label}<br/>{task.symbol}"]')
+        lines += [f"  {ids[label]} --> {ids[dep]}" for dep in task.dependencies if dep in ids]
+    return "\n".join(lines)

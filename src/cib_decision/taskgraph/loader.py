@@ -14,7 +14,8 @@ from typing import Any
 from taskgraph.config import load_graph_config
 
 from ..config.model import Fleet, ImageKey, Pool
-from ..naming import PR_POOL_DOMAIN
+from ..digests import pool_digest, tag_digest
+from ..naming import PR_POOL_DOMAIN, pr_pool_id
 from . import fleet as graph_fleet
 
 
@@ -34,10 +35,29 @@ def pool_targets(key: ImageKey, pool: Pool) -> list[str]:
             if t.platform == (pool.platform or t.platform) and t.region in pool.locations]
 
 
+def cache_entry(cache_type: str, name: str, digest: str) -> str:
+    """How `cib plan` names one cached task: `<type>/<name>/<digest>`."""
+    return f"{cache_type}/{name}/{digest}"
+
+
+# Kinds whose tasks are content-addressed: items -> the cache type of their tasks.
+CACHED_ITEMS = {"disk-images": ("disk-image",), "machine-images": ("machine-image",),
+                "keys": ("tag",), "pools": ("worker-pool", "verify")}
+
+
+def built_tasks(fleet: Fleet, digests, params) -> list[str]:
+    """The cache entries of every content-addressed task a graph of `fleet` would run."""
+    return sorted(cache_entry(cache_type, item["cache-name"], item["digest"])
+                  for kind, types in CACHED_ITEMS.items()
+                  for item in _items(kind, fleet, digests, params)
+                  for cache_type in types)
+
+
 def _items(kind: str, fleet: Fleet, digests, params) -> Iterator[dict[str, Any]]:
+    number = params.get("cib_pull_request") or 0
     if kind == "pull-request":
-        if params["cib_pull_request"]:
-            yield {"name": "pull-request", "pull-request": params["cib_pull_request"]}
+        if number:
+            yield {"name": "pull-request", "pull-request": number}
     elif kind == "config":
         yield {"name": "config"}
     elif kind == "clouds":
@@ -50,24 +70,33 @@ def _items(kind: str, fleet: Fleet, digests, params) -> Iterator[dict[str, Any]]
     elif kind == "disk-images":
         for key in fleet.keys.values():
             if any(needs_disk_image(key, t.platform) for t in key.targets):
-                yield {"name": key.name, "key": key.name, "digest": digests[key.name].disk}
+                yield {"name": key.name, "key": key.name, "cache-name": key.name,
+                       "digest": digests[key.name].disk}
     elif kind == "machine-images":
         for key in fleet.keys.values():
             for target in key.targets:
-                yield {"name": f"{key.name}-{_slug(target.id)}", "key": key.name,
+                name = f"{key.name}-{_slug(target.id)}"
+                yield {"name": name, "key": key.name, "cache-name": name,
                        "target": target.id, "platform": target.platform,
                        "region": target.region,
                        "digest": digests[key.name].machines[target.id],
                        "disk-image": needs_disk_image(key, target.platform)}
     elif kind == "keys":
         for key in fleet.keys.values():
-            yield {"name": key.name, "key": key.name, "targets": [t.id for t in key.targets]}
+            yield {"name": key.name, "key": key.name, "cache-name": key.name,
+                   "targets": [t.id for t in key.targets],
+                   "digest": tag_digest(digests[key.name].machines)}
     elif kind == "pools":
         for key in fleet.keys.values():
             for pool in key.pools:
+                targets = pool_targets(key, pool)
+                deploy = pr_pool_id(pool.id, number) if number else pool.id
+                machines = {t: digests[key.name].machines[t] for t in targets}
                 yield {"name": _slug(pool.id), "key": key.name, "pool": pool.id,
+                       "deploy-pool": deploy, "cache-name": _slug(deploy),
+                       "digest": pool_digest(pool.raw, machines, deploy),
                        "platform": pool.platform, "provider": pool.raw["provider"],
-                       "targets": pool_targets(key, pool),
+                       "targets": targets,
                        "os": "windows" if "windows" in key.image["os"].lower() else "linux"}
     else:
         raise ValueError(f"unknown cib-items {kind!r}")

@@ -32,6 +32,9 @@ CibParameters = Schema.from_dict(
         # Keys whose images or pools differ between base_rev and head_rev (pull requests build
         # only these); None when not computed, meaning every key.
         "cib_changed_keys": list[str] | None,
+        # `cib plan` only: content-addressed tasks done at the base revision, as
+        # "<type>/<name>/<digest>" (the offline optimization).
+        "cib_built_tasks": list[str] | None,
     },
     name="CibParameters",
     forbid_unknown_fields=False,
@@ -41,7 +44,8 @@ CibParameters = Schema.from_dict(
 
 def _defaults(repo_root: str | None = None) -> dict[str, Any]:
     return {"cib_directives": Directives().to_json(), "cib_environment": "production",
-            "cib_pull_request": 0, "cib_pull_request_action": "", "cib_changed_keys": None}
+            "cib_pull_request": 0, "cib_pull_request_action": "", "cib_changed_keys": None,
+            "cib_built_tasks": None}
 
 
 extend_parameters_schema(CibParameters, defaults_fn=_defaults)
@@ -70,6 +74,7 @@ def decision_parameters(graph_config, parameters) -> None:
     parameters["cib_pull_request"] = int(os.environ.get("CIB_PULL_REQUEST_NUMBER") or 0)
     parameters["cib_pull_request_action"] = os.environ.get("CIB_PULL_REQUEST_ACTION", "")
     parameters["cib_changed_keys"] = None
+    parameters["cib_built_tasks"] = None
     if parameters["cib_pull_request"]:
         parameters["cib_changed_keys"] = changed_keys(
             graph_fleet.repo_root(graph_config), graph_fleet.config_dir(graph_config),

@@ -9,8 +9,6 @@ from typing import Any
 
 from taskgraph.util.cached_tasks import add_optimization
 
-from ...naming import pr_pool_id
-
 MAX_SYMBOL = 25  # Treeherder's limit for symbols and group symbols
 PLATFORM_ABBREVIATIONS = {"amazon": "aws", "azure": "az", "google": "gcp"}
 
@@ -58,13 +56,14 @@ def run_cib(params, *args: str) -> dict[str, Any]:
     }
 
 
-def index_by_digest(config, overwrite: bool, cache_type: str, name: str, digest: str,
+def index_by_digest(config, overwrite: bool, cache_type: str, item: dict[str, Any],
                     task: dict[str, Any]) -> dict[str, Any]:
-    """Index the task under its content digest, and let the optimizer replace it by an
-    earlier task with the same digest (taskgraph's cached tasks: level 3 builds are reused by
+    """Index the task under the content digest of its item, and let the optimizer replace it
+    by an earlier task with the same digest (taskgraph's cached tasks: level 3 builds are reused by
     every graph, pull-request builds only by pull requests). `overwrite` keeps the index
     routes but always builds. A task whose dependency is rebuilt is rebuilt too."""
-    add_optimization(config, task, cache_type=cache_type, cache_name=name, digest=digest)
+    add_optimization(config, task, cache_type=cache_type, cache_name=item["cache-name"],
+                     digest=item["digest"])
     if overwrite:
         task.pop("optimization")
     return task
@@ -72,12 +71,6 @@ def index_by_digest(config, overwrite: bool, cache_type: str, name: str, digest:
 
 # Cloud credentials of image builders and purges, per level: pull requests get level 1's.
 CLOUD_SECRETS_SCOPE = "secrets:get:project/cib/level-{level}/clouds"
-
-
-def deploy_pool(params, pool: str) -> str:
-    """The pool a graph deploys for `pool`: itself, or its per-PR pool on pull requests."""
-    number = params["cib_pull_request"]
-    return pr_pool_id(pool, number) if number else pool
 
 
 def pull_request_args(params) -> tuple[str, ...]:

@@ -24,7 +24,7 @@ def disk_image_task(config, items):
     for item in items:
         name = image_name(item["key"], item["digest"], kind="disk",
                           pull_request=config.params["cib_pull_request"])
-        yield index_by_digest(config, overwrite, "disk-image", item["key"], item["digest"], {
+        yield index_by_digest(config, overwrite, "disk-image", item, {
             "label": f"{config.kind}-{item['name']}",
             "description": f"Build disk image {name} of {item['key']}",
             "attributes": attributes(item, **{"cib-kind": config.kind,

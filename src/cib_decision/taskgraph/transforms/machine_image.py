@@ -33,7 +33,7 @@ def machine_image_task(config, items):
             # The disk image comes from the dependency task itself, never from a `.latest`.
             dependencies["disk-image"] = f"disk-image-{item['key']}"
             worker["env"]["CIB_DISK_IMAGE_TASK_ID"] = {"task-reference": "<disk-image>"}
-        yield index_by_digest(config, overwrite, "machine-image", item["name"], item["digest"], {
+        yield index_by_digest(config, overwrite, "machine-image", item, {
             "label": f"{config.kind}-{item['name']}",
             "description": f"Build machine image {name} of {item['key']} for {item['target']}",
             "attributes": attributes(item, **{"cib-kind": config.kind,

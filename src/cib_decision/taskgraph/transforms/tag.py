@@ -4,17 +4,21 @@ from __future__ import annotations
 
 from taskgraph.transforms.base import TransformSequence
 
-from .common import CLOUD_SECRETS_SCOPE, attributes, run_cib, treeherder
+from ...directives import Directives
+from .common import CLOUD_SECRETS_SCOPE, attributes, index_by_digest, run_cib, treeherder
 
 transforms = TransformSequence()
 
 
 @transforms.add
 def tag_task(config, items):
+    directives = Directives.from_json(config.params["cib_directives"])
+    # Overwritten images are new images: tag them even though their digests are not new.
+    rebuild = directives.overwrite_disk_image or directives.overwrite_machine_image
     for item in items:
         images = {label: task for label, task in config.kind_dependencies_tasks.items()
                   if task.kind == "machine-image" and task.attributes.get("cib-key") == item["key"]}
-        yield {
+        yield index_by_digest(config, rebuild, "tag", item, {
             "label": f"{config.kind}-{item['name']}",
             "description": f"Tag the machine images of {item['key']}",
             "attributes": attributes(item, **{"cib-kind": config.kind}),
@@ -25,4 +29,4 @@ def tag_task(config, items):
             "scopes": [CLOUD_SECRETS_SCOPE],
             "worker": run_cib(config.params, "image", "tag", "--key", item["key"]),
             "treeherder": treeherder("T", "tag", item["key"]),
-        }
+        })

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 from taskgraph.transforms.base import TransformSequence
 
-from .common import attributes, deploy_pool, th_symbol, treeherder
+from ...directives import Directives
+from .common import attributes, index_by_digest, th_symbol, treeherder
 
 transforms = TransformSequence()
 
 
 @transforms.add
 def verify_task(config, items):
+    directives = Directives.from_json(config.params["cib_directives"])
+    redeploy = directives.pool_deploy or directives.overwrite_disk_image or \
+        directives.overwrite_machine_image
     for item in items:
         windows = item["os"] == "windows"
         command = ["echo verified on %COMPUTERNAME%"] if windows else \
             [["/bin/sh", "-c", "echo verified on $(hostname)"]]
-        target_pool = deploy_pool(config.params, item["pool"])
-        yield {
+        target_pool = item["deploy-pool"]
+        yield index_by_digest(config, redeploy, "verify", item, {
             "label": f"{config.kind}-{item['name']}",
             "description": f"Run a task on a worker of {target_pool}",
             "attributes": attributes(item, **{"cib-kind": config.kind,
@@ -26,7 +30,7 @@ def verify_task(config, items):
             "worker": {"command": command, "max-run-time": 600, "env": {},
                        "chain-of-trust": False},
             "treeherder": treeherder("V", th_symbol(item["pool"]), item["key"], kind="test"),
-        }
+        })
 
 
 verify_on_pool = TransformSequence()

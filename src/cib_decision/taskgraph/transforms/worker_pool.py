@@ -5,14 +5,18 @@ from __future__ import annotations
 from taskgraph.transforms.base import TransformSequence
 
 from ...directives import Directives
-from .common import attributes, deploy_pool, pull_request_args, run_cib, th_symbol, treeherder
+from .common import attributes, index_by_digest, pull_request_args, run_cib, th_symbol, treeherder
 
 transforms = TransformSequence()
 
 
 @transforms.add
 def worker_pool_task(config, items):
-    pool_deploy = Directives.from_json(config.params["cib_directives"]).pool_deploy
+    directives = Directives.from_json(config.params["cib_directives"])
+    pool_deploy = directives.pool_deploy
+    # Deploy again when asked to, or when overwritten images replace the ones deployed.
+    redeploy = pool_deploy or directives.overwrite_disk_image or \
+        directives.overwrite_machine_image
     ttl: tuple[str, ...] = ()
     if config.params["cib_pull_request"]:  # per-PR pools record when they may be swept
         ttl = ("--ttl", config.graph_config["cib"]["pr-pool-ttl"])
@@ -23,8 +27,10 @@ def worker_pool_task(config, items):
                 label for label, task in config.kind_dependencies_tasks.items()
                 if task.attributes.get("cib-key") == item["key"] and (
                     task.kind == "tag" or task.attributes.get("cib-target") in item["targets"]))
-        target_pool = deploy_pool(config.params, item["pool"])
-        yield {
+        target_pool = item["deploy-pool"]
+        # A deploy of the same definition with the same images was done: skip it, unless
+        # pool-deploy asks for one.
+        yield index_by_digest(config, redeploy, "worker-pool", item, {
             "label": f"{config.kind}-{item['name']}",
             "description": f"Deploy worker pool {target_pool} from the images of {item['key']}",
             "attributes": attributes(item, **{"cib-kind": config.kind,
@@ -39,4 +45,4 @@ def worker_pool_task(config, items):
             "worker": run_cib(config.params, "pool", "apply", "--pool", item["pool"],
                               *pull_request_args(config.params), *ttl),
             "treeherder": treeherder("W", th_symbol(item["pool"]), item["key"]),
-        }
+        })

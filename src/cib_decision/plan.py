@@ -1,0 +1,238 @@
+"""`cib plan`: the release engineer's offline view of a decision.
+
+It runs the same taskgraph generation as the decision task (our kinds, transforms and target
+method) on the repository at `--head` (or its working tree), with parameters built from the
+command line instead of the event, and an offline optimization: images whose digest was built at
+`--base` count as built. No credentials, no network.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import git
+
+from .changes import ChangeReport, compute_changes
+from .config import DirectorySource, Fleet, load_fleet
+from .digests import fleet_digests
+from .directives import Directives, Vocabulary, parse_directives
+from .errors import CibError, ConfigError
+from .gitrepo import GitTreeSource, commit_message, open_repo, resolve
+
+TASKS_FOR = ("github-push", "github-pull-request", "github-pull-request-untrusted", "cron",
+             "action")
+
+
+@dataclass
+class PlanRequest:
+    """What `cib plan` was asked for."""
+
+    repo: Path = Path(".")
+    head: str | None = None  # None: the working tree
+    base: str | None = None  # None: the head's parent (HEAD for the working tree)
+    message: str | None = None  # None: the head commit's message
+    tasks_for: str = "github-push"
+    pull_request: int = 0
+    pull_request_action: str = "opened"
+    environment: str | None = None  # None: the first environment of the config
+
+
+@dataclass
+class PlannedTask:
+    label: str
+    kind: str
+    symbol: str
+    dependencies: list[str]
+    reason: str
+    task: dict[str, Any]
+
+
+@dataclass
+class Plan:
+    directives: Directives
+    parameters: dict[str, Any]
+    tasks: dict[str, PlannedTask] = field(default_factory=dict)
+    built: dict[str, str] = field(default_factory=dict)  # label -> why it is not run
+
+    def to_json(self) -> dict[str, Any]:
+        return {"directives": self.directives.to_json(), "parameters": self.parameters,
+                "tasks": {label: {"kind": t.kind, "reason": t.reason, "task": t.task}
+                          for label, t in self.tasks.items()}}
+
+
+def _export(commit: git.Commit, paths: list[str], into: Path) -> None:
+    """Write the files below `paths` of `commit` into `into` (no checkout needed)."""
+    for path in paths:
+        try:
+            tree = commit.tree / path
+        except KeyError:
+            continue
+        for item in tree.traverse():
+            if item.type == "blob":
+                target = into / PurePosixPath(item.path)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(item.data_stream.read())
+
+
+def _config_dir_name(taskcluster_dir: Path) -> str:
+    from taskgraph.config import load_graph_config
+
+    return (load_graph_config(str(taskcluster_dir)).get("cib") or {}).get("config-dir", "config")
+
+
+def make_plan(request: PlanRequest) -> Plan:
+    """Generate the graph a decision would create for `request`, offline."""
+    if request.tasks_for not in TASKS_FOR:
+        raise CibError(f"unknown --tasks-for {request.tasks_for!r}; one of {', '.join(TASKS_FOR)}")
+    repo = open_repo(request.repo)
+    with tempfile.TemporaryDirectory(prefix="cib-plan-") as scratch:
+        if request.head is None:
+            if repo.bare or not repo.working_tree_dir:
+                raise CibError("a bare repository has no working tree: give --head REV")
+            root = Path(repo.working_tree_dir)
+            head_commit = resolve(repo, "HEAD")
+        else:
+            head_commit = resolve(repo, request.head)
+            root = Path(scratch)
+            _export(head_commit, ["taskcluster"], root)
+        taskcluster_dir = root / "taskcluster"
+        if not (taskcluster_dir / "config.yml").exists():
+            raise CibError(f"no taskcluster/config.yml at {request.head or 'the working tree'}")
+        config_name = _config_dir_name(taskcluster_dir)
+        if request.head is not None:
+            _export(head_commit, [config_name], root)
+        head_fleet = load_fleet(DirectorySource(root / config_name))
+        base_fleet, base_rev = _base(repo, request, head_commit, config_name)
+        message = request.message
+        if message is None:
+            message = commit_message(repo, head_commit.hexsha)
+        directives = parse_directives(message, Vocabulary.from_fleet(head_fleet))
+        report = compute_changes(base_fleet, head_fleet, base_rev or "", head_commit.hexsha)
+        parameters = _parameters(request, head_fleet, base_fleet, report, directives,
+                                 head_commit.hexsha, base_rev)
+        return _generate(taskcluster_dir, parameters, directives, report)
+
+
+def _base(repo: git.Repo, request: PlanRequest, head: git.Commit,
+          config_name: str) -> tuple[Fleet | None, str | None]:
+    if request.base is not None:
+        commit = resolve(repo, request.base)
+    elif request.head is None:
+        commit = head
+    elif head.parents:
+        commit = head.parents[0]
+    else:
+        return None, None
+    source = GitTreeSource(commit, config_name)
+    if not source.exists:
+        return None, commit.hexsha
+    try:
+        return load_fleet(source), commit.hexsha
+    except ConfigError:
+        return None, commit.hexsha  # nothing counts as built at a broken base
+
+
+def _parameters(request: PlanRequest, fleet: Fleet, base: Fleet | None, report: ChangeReport,
+                directives: Directives, head_rev: str, base_rev: str | None) -> dict[str, Any]:
+    from .taskgraph.loader import built_tasks
+
+    pull_request = request.tasks_for.startswith("github-pull-request")
+    number = (request.pull_request or 1) if pull_request else 0
+    environment = request.environment or next(iter(fleet.environments))
+    if environment not in fleet.environments:
+        raise CibError(f"unknown --environment {environment!r}; the config has "
+                       f"{', '.join(fleet.environments)}")
+    changed = sorted(k.key for k in report.keys if not k.removed and (
+        k.disk_image.rebuild or any(t.machine_image.rebuild for t in k.targets)
+        or any(p.update for p in k.pools)))
+    now = int(time.time())
+    return {
+        "base_repository": "https://github.com/example/images", "base_ref": "refs/heads/main",
+        "base_rev": base_rev or head_rev, "build_date": now, "build_number": 1,
+        "do_not_optimize": [], "enable_always_target": False, "existing_tasks": {},
+        "files_changed": [], "filters": ["target_tasks_method"],
+        "head_ref": "refs/heads/plan" if pull_request else "refs/heads/main",
+        "head_repository": "https://github.com/example/images", "head_rev": head_rev,
+        "head_tag": "", "level": "1" if pull_request else "3",
+        "moz_build_date": time.strftime("%Y%m%d%H%M%S", time.gmtime(now)),
+        "next_version": None, "optimize_strategies": "cib_decision.taskgraph.offline:strategies",
+        "optimize_target_tasks": True, "owner": "plan@example.com", "project": "images",
+        "pushdate": now, "pushlog_id": "0", "repository_type": "git",
+        "target_tasks_method": "cib", "tasks_for": request.tasks_for, "version": None,
+        "cib_directives": directives.to_json(), "cib_environment": environment,
+        "cib_pull_request": number,
+        "cib_pull_request_action": request.pull_request_action if pull_request else "",
+        "cib_changed_keys": changed if pull_request else None,
+        "cib_built_tasks": built_tasks(base, fleet_digests(base), {"cib_pull_request": number})
+        if base else [],
+    }
+
+
+def _generate(taskcluster_dir: Path, values: dict[str, Any], directives: Directives,
+              report: ChangeReport) -> Plan:
+    from taskgraph.config import load_graph_config
+    from taskgraph.generator import TaskGraphGenerator
+    from taskgraph.parameters import Parameters
+
+    load_graph_config(str(taskcluster_dir)).register()
+    parameters = Parameters(strict=True, **values)
+    tgg = TaskGraphGenerator(root_dir=str(taskcluster_dir), parameters=parameters)
+    optimized = tgg.optimized_task_graph
+    label_of = {task_id: label for label, task_id in tgg.label_to_taskid.items()}
+    reasons = _Reasons(report, directives)
+    plan = Plan(directives, dict(parameters))
+    for task in sorted(optimized.tasks.values(), key=lambda t: t.label):
+        th = task.task.get("extra", {}).get("treeherder", {})
+        symbol = f"{th.get('groupSymbol', '?')}({th.get('symbol', '')})" if th else ""
+        plan.tasks[task.label] = PlannedTask(
+            task.label, task.kind, symbol,
+            sorted(label_of.get(d, d) for d in task.dependencies.values()),
+            reasons.why(task), task.task)
+    for label in sorted(set(tgg.target_task_graph.tasks) - set(plan.tasks)):
+        plan.built[label] = "done at the base revision with the same digest"
+    return plan
+
+
+class _Reasons:
+    """One line per task saying why it runs."""
+
+    def __init__(self, report: ChangeReport, directives: Directives):
+        self.directives = directives
+        self.keys = {k.key: k for k in report.keys}
+
+    def why(self, task) -> str:
+        attrs, kind = task.attributes, task.kind
+        key = self.keys.get(attrs.get("cib-key", ""))
+        if kind == "lint":
+            return "config check"
+        if kind == "purge":
+            return "remove resources builds left behind"
+        if kind == "pr-teardown":
+            return "pull request closed"
+        if kind == "disk-image" and key:
+            if self.directives.overwrite_disk_image:
+                return "overwrite-disk-image"
+            return "; ".join(key.disk_image.because) or "not built before"
+        if kind == "machine-image" and key:
+            if self.directives.overwrite_machine_image:
+                return "overwrite-machine-image"
+            target = next((t for t in key.targets if t.target == attrs.get("cib-target")), None)
+            because = target.machine_image.because if target else []
+            return "; ".join(because) or "disk image rebuilt or not built before"
+        if kind == "tag":
+            return "tag the new images"
+        if kind == "worker-pool" and key:
+            if self.directives.pool_deploy:
+                return "pool-deploy: newest existing images"
+            pool = next((p for p in key.pools if p.pool == attrs.get("cib-pool")), None)
+            if pool and pool.update:
+                return "pool definition: " + "; ".join(pool.because)
+            return "deploy the new images"
+        if kind == "verify":
+            return f"claim a task on {attrs.get('cib-deploy-pool')}"
+        return ""
+

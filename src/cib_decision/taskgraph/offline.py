@@ -1,0 +1,25 @@
+"""Offline optimization for `cib plan`: images whose digest was built at the base revision
+count as built, with no call to the index. Selected through taskgraph's `optimize_strategies`
+parameter, which overrides registered strategies by name."""
+
+from __future__ import annotations
+
+from taskgraph.optimize.base import OptimizationStrategy
+
+from .loader import cache_entry
+
+
+class BuiltAtBase(OptimizationStrategy):
+    """Stands in for `index-search`: replaces a cached task listed in the parameter
+    `cib_built_tasks` (`<type>/<name>/<digest>`) by a placeholder task id."""
+
+    def should_replace_task(self, task, params, deadline, arg):
+        cached = task.attributes.get("cached_task") or {}
+        entry = cache_entry(cached.get("type", ""), cached.get("name", ""),
+                            cached.get("digest", ""))
+        if entry in set(params.get("cib_built_tasks") or ()):
+            return f"built-at-base-{cached['digest'][:12]}"
+        return False
+
+
+strategies = {"index-search": BuiltAtBase()}

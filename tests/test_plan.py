@@ -1,0 +1,107 @@
+"""`cib plan`: the decision's own graph generation, offline, from the command line.
+
+Each call runs in a subprocess: taskgraph registers one graph root per process.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import CONFIG_DIR, ROOT
+
+
+def git(repo, *args) -> str:
+    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c",
+                           "user.email=t@example.com", *args], check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    """A fleet repository: first commit, then one that changes win10-64's edition."""
+    path = tmp_path_factory.mktemp("plan") / "images"
+    shutil.copytree(CONFIG_DIR, path / "config")
+    shutil.copytree(ROOT / "taskcluster", path / "taskcluster")
+    git(path.parent, "init", "-q", "-b", "main", str(path))
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", "initial fleet")
+    fleet = path / "config" / "win10-64.yaml"
+    fleet.write_text(fleet.read_text().replace("edition: Professional", "edition: Enterprise"))
+    git(path, "commit", "-q", "-am", "win10: Enterprise edition")
+    return path
+
+
+def cib(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cib_decision", *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+def plan_json(repo, *args: str) -> dict:
+    result = cib("plan", "--repo", str(repo), "--format", "json", *args)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_only_what_changed_since_base_is_built(repo):
+    tasks = plan_json(repo, "--head", "HEAD")["tasks"]
+    built = {label for label in tasks if label.startswith(("disk-image", "machine-image"))}
+    assert built == {"disk-image-win10-64", "machine-image-win10-64-azure-centralus",
+                     "machine-image-win10-64-azure-eastus2",
+                     "machine-image-win10-64-azure-westus2"}
+    assert tasks["disk-image-win10-64"]["reason"] == "image.edition; product-keys.yaml"
+    assert {label for label in tasks if label.startswith("worker-pool")} == {
+        "worker-pool-gecko-t-win10-64-azure"}
+    assert tasks["disk-image-win10-64"]["task"]["provisionerId"] == "cib-3"
+
+
+def test_the_json_carries_directives_parameters_and_full_task_definitions(repo):
+    data = plan_json(repo, "--head", "HEAD", "--message", "x\n\ninclude keys: win10-64")
+    assert set(data) == {"directives", "parameters", "tasks"}
+    assert data["directives"]["include"]["keys"] == ["win10-64"]
+    assert data["parameters"]["target_tasks_method"] == "cib"
+    task = data["tasks"]["machine-image-win10-64-azure-centralus"]
+    assert task["kind"] == "machine-image" and task["task"]["payload"]["command"]
+
+
+def test_the_table_shows_label_kind_symbol_dependencies_and_reason(repo):
+    result = cib("plan", "--repo", str(repo), "--head", "HEAD")
+    assert result.returncode == 0, result.stderr
+    row = next(line for line in result.stdout.splitlines()
+               if line.startswith("machine-image-win10-64-azure-centralus"))
+    for text in ("machine-image", "I(az-centralus)", "disk-image-win10-64", "image.edition"):
+        assert text in row
+    assert "already built at the base" in result.stdout
+
+
+@pytest.mark.parametrize(("fmt", "edge"), [
+    ("dot", '"machine-image-win10-64-azure-centralus" -> "disk-image-win10-64";'),
+    ("mermaid", "-->")])
+def test_dot_and_mermaid_draw_the_graph(repo, fmt, edge):
+    result = cib("plan", "--repo", str(repo), "--head", "HEAD", "--format", fmt)
+    assert result.returncode == 0, result.stderr
+    assert edge in result.stdout
+
+
+def test_an_old_revision_plans_its_own_images(repo):
+    tasks = plan_json(repo, "--head", "HEAD~1")["tasks"]  # the first commit: nothing built yet
+    assert "disk-image-win11-64" in tasks and "disk-image-win10-64" in tasks
+
+
+def test_a_pull_request_plan_uses_per_pr_pools(repo):
+    tasks = plan_json(repo, "--head", "HEAD", "--tasks-for", "github-pull-request",
+                      "--pull-request", "9", "--environment", "staging")["tasks"]
+    pool = tasks["worker-pool-gecko-t-win10-64-azure"]["task"]
+    assert "--pull-request 9" in pool["payload"]["command"][0][-1]
+    assert not any(label.startswith("purge") for label in tasks)
+
+
+def test_a_bad_directive_exits_2_naming_the_line(repo):
+    result = cib("plan", "--repo", str(repo), "--head", "HEAD", "--message", "x\n\npool deploy")
+    assert result.returncode == 2
+    assert "commit message line 3: `pool deploy`" in result.stderr
+    assert "Traceback" not in result.stderr
