@@ -79,7 +79,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if message is not None and message.startswith("@"):
         message = Path(message[1:]).read_text(encoding="utf-8", errors="replace")
     plan = make_plan(PlanRequest(
-        repo=Path(args.repo), head=args.head, base=args.base, message=message,
+        repo=Path(args.repo), head=args.head, base=args.base, no_base=args.no_base,
+        message=message,
         tasks_for=args.tasks_for, pull_request=args.pull_request or 0,
         pull_request_action=args.pull_request_action, environment=args.environment))
     if args.format == "json":
@@ -132,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--head", help="revision to plan (default: the working tree)")
     plan.add_argument("--base", help="revision whose images count as built (default: the "
                                      "head's parent, or HEAD for the working tree)")
+    plan.add_argument("--no-base", action="store_true",
+                      help="treat nothing as built: the whole graph")
     plan.add_argument("--message", help="commit message to read directives from (default: "
                                          "the head commit's; @FILE reads a file)")
     plan.add_argument("--tasks-for", default="github-push", choices=TASKS_FOR)

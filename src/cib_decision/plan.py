@@ -34,6 +34,7 @@ class PlanRequest:
     repo: Path = Path(".")
     head: str | None = None  # None: the working tree
     base: str | None = None  # None: the head's parent (HEAD for the working tree)
+    no_base: bool = False  # nothing counts as built
     message: str | None = None  # None: the head commit's message
     tasks_for: str = "github-push"
     pull_request: int = 0
@@ -111,7 +112,9 @@ def make_plan(request: PlanRequest) -> Plan:
         if message is None:
             message = commit_message(repo, head_commit.hexsha)
         directives = parse_directives(message, Vocabulary.from_fleet(head_fleet))
-        report = compute_changes(base_fleet, head_fleet, base_rev or "", head_commit.hexsha)
+        report = compute_changes(base_fleet, head_fleet, base_rev or "", head_commit.hexsha,
+                                 "nothing counts as built (--no-base)" if request.no_base
+                                 else None)
         parameters = _parameters(request, head_fleet, base_fleet, report, directives,
                                  head_commit.hexsha, base_rev)
         return _generate(taskcluster_dir, parameters, directives, report)
@@ -119,6 +122,8 @@ def make_plan(request: PlanRequest) -> Plan:
 
 def _base(repo: git.Repo, request: PlanRequest, head: git.Commit,
           config_name: str) -> tuple[Fleet | None, str | None]:
+    if request.no_base:
+        return None, None
     if request.base is not None:
         commit = resolve(repo, request.base)
     elif request.head is None:
@@ -230,7 +235,7 @@ class _Reasons:
                 return "pool-deploy: newest existing images"
             pool = next((p for p in key.pools if p.pool == attrs.get("cib-pool")), None)
             if pool and pool.update:
-                return "pool definition: " + "; ".join(pool.because)
+                return "deploy: " + "; ".join(pool.because)
             return "deploy the new images"
         if kind == "verify":
             return f"claim a task on {attrs.get('cib-deploy-pool')}"
