@@ -17,11 +17,12 @@ from typing import Any
 import git
 
 from .changes import ChangeReport, compute_changes
-from .config import DirectorySource, Fleet, load_fleet
+from .config import Fleet, load_fleet
 from .digests import fleet_digests
 from .directives import Directives, Vocabulary, parse_directives
 from .errors import CibError, ConfigError
 from .gitrepo import GitTreeSource, commit_message, open_repo, resolve
+from .taskgraph import fleet as graph_fleet
 
 TASKS_FOR = ("github-push", "github-pull-request", "github-pull-request-untrusted", "cron",
              "action")
@@ -106,7 +107,7 @@ def make_plan(request: PlanRequest) -> Plan:
         config_name = _config_dir_name(taskcluster_dir)
         if request.head is not None:
             _export(head_commit, [config_name], root)
-        head_fleet = load_fleet(DirectorySource(root / config_name))
+        head_fleet = graph_fleet.load(root / config_name).fleet  # the graph reuses it
         base_fleet, base_rev = _base(repo, request, head_commit, config_name)
         message = request.message
         if message is None:

@@ -19,7 +19,12 @@ from .errors import Problem
 Path = tuple[str | int, ...]
 
 
-class _Loader(yaml.SafeLoader):
+# libyaml's parser when PyYAML has it (it is several times faster); the resolvers and
+# constructors below are Python either way, so both give the same result.
+_Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_Base):  # type: ignore[misc,valid-type]
     """SafeLoader with YAML 1.2 booleans and no implicit timestamps or sexagesimal ints."""
 
 

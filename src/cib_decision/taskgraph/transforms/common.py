@@ -79,6 +79,15 @@ def pull_request_args(params) -> tuple[str, ...]:
     return ("--pull-request", str(number)) if number else ()
 
 
+def upstream_by_key(config) -> dict[str, list[Any]]:
+    """The tasks of the kind-dependencies, grouped by the key they belong to (built once per
+    kind, so linking a task to its key's upstream tasks is not a scan of every task)."""
+    grouped: dict[str, list[Any]] = {}
+    for task in config.kind_dependencies_tasks.values():
+        grouped.setdefault(task.attributes.get("cib-key", ""), []).append(task)
+    return grouped
+
+
 def attributes(item: dict[str, Any], **extra: Any) -> dict[str, Any]:
     """Attributes the target-tasks method selects by."""
     result = {f"cib-{name}": item[name] for name in ("key", "target", "pool", "platform",

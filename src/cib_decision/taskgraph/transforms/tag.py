@@ -5,7 +5,14 @@ from __future__ import annotations
 from taskgraph.transforms.base import TransformSequence
 
 from ...directives import Directives
-from .common import CLOUD_SECRETS_SCOPE, attributes, index_by_digest, run_cib, treeherder
+from .common import (
+    CLOUD_SECRETS_SCOPE,
+    attributes,
+    index_by_digest,
+    run_cib,
+    treeherder,
+    upstream_by_key,
+)
 
 transforms = TransformSequence()
 
@@ -15,9 +22,10 @@ def tag_task(config, items):
     directives = Directives.from_json(config.params["cib_directives"])
     # Overwritten images are new images: tag them even though their digests are not new.
     rebuild = directives.overwrite_disk_image or directives.overwrite_machine_image
+    upstream = upstream_by_key(config)
     for item in items:
-        images = {label: task for label, task in config.kind_dependencies_tasks.items()
-                  if task.kind == "machine-image" and task.attributes.get("cib-key") == item["key"]}
+        images = [task.label for task in upstream.get(item["key"], [])
+                  if task.kind == "machine-image"]
         yield index_by_digest(config, rebuild, "tag", item, {
             "label": f"{config.kind}-{item['name']}",
             "description": f"Tag the machine images of {item['key']}",

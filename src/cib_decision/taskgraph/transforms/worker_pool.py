@@ -5,7 +5,15 @@ from __future__ import annotations
 from taskgraph.transforms.base import TransformSequence
 
 from ...directives import Directives
-from .common import attributes, index_by_digest, pull_request_args, run_cib, th_symbol, treeherder
+from .common import (
+    attributes,
+    index_by_digest,
+    pull_request_args,
+    run_cib,
+    th_symbol,
+    treeherder,
+    upstream_by_key,
+)
 
 transforms = TransformSequence()
 
@@ -20,13 +28,14 @@ def worker_pool_task(config, items):
     ttl: tuple[str, ...] = ()
     if config.params["cib_pull_request"]:  # per-PR pools record when they may be swept
         ttl = ("--ttl", config.graph_config["cib"]["pr-pool-ttl"])
+    by_key = upstream_by_key(config)
     for item in items:
         upstream = []
         if not pool_deploy:  # a pool-deploy keeps the newest existing images
+            targets = set(item["targets"])
             upstream = sorted(
-                label for label, task in config.kind_dependencies_tasks.items()
-                if task.attributes.get("cib-key") == item["key"] and (
-                    task.kind == "tag" or task.attributes.get("cib-target") in item["targets"]))
+                task.label for task in by_key.get(item["key"], [])
+                if task.kind == "tag" or task.attributes.get("cib-target") in targets)
         target_pool = item["deploy-pool"]
         # A deploy of the same definition with the same images was done: skip it, unless
         # pool-deploy asks for one.
