@@ -9,6 +9,8 @@ from typing import Any
 
 from taskgraph.util.cached_tasks import add_optimization
 
+from ...directives import Directives
+
 MAX_SYMBOL = 25  # Treeherder's limit for symbols and group symbols
 PLATFORM_ABBREVIATIONS = {"amazon": "aws", "azure": "az", "google": "gcp"}
 
@@ -77,6 +79,17 @@ def pull_request_args(params) -> tuple[str, ...]:
     """`cib` arguments that make a command work under pull-request names."""
     number = params["cib_pull_request"]
     return ("--pull-request", str(number)) if number else ()
+
+
+def directives_of(config) -> Directives:
+    """The commit message's directives, from the parameters."""
+    return Directives.from_json(config.params["cib_directives"])
+
+
+def images_overwritten(directives: Directives) -> bool:
+    """Overwritten images are new images even though their digests are not: what tags or
+    deploys them must run again."""
+    return directives.overwrite_disk_image or directives.overwrite_machine_image
 
 
 def upstream_by_key(config) -> dict[str, list[Any]]:

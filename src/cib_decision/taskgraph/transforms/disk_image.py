@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from taskgraph.transforms.base import TransformSequence
 
-from ...directives import Directives
 from ...naming import image_name
 from .common import (
     CLOUD_SECRETS_SCOPE,
     attributes,
+    directives_of,
     index_by_digest,
     pull_request_args,
     run_cib,
@@ -20,7 +20,7 @@ transforms = TransformSequence()
 
 @transforms.add
 def disk_image_task(config, items):
-    overwrite = Directives.from_json(config.params["cib_directives"]).overwrite_disk_image
+    overwrite = directives_of(config).overwrite_disk_image
     for item in items:
         name = image_name(item["key"], item["digest"], kind="disk",
                           pull_request=config.params["cib_pull_request"])

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from taskgraph.transforms.base import TransformSequence
 
-from ...directives import Directives
 from ...naming import image_name
 from .common import (
     CLOUD_SECRETS_SCOPE,
     attributes,
+    directives_of,
     index_by_digest,
     pull_request_args,
     run_cib,
@@ -21,7 +21,7 @@ transforms = TransformSequence()
 
 @transforms.add
 def machine_image_task(config, items):
-    overwrite = Directives.from_json(config.params["cib_directives"]).overwrite_machine_image
+    overwrite = directives_of(config).overwrite_machine_image
     for item in items:
         name = image_name(item["key"], item["digest"],
                           pull_request=config.params["cib_pull_request"])

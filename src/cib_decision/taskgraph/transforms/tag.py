@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from taskgraph.transforms.base import TransformSequence
 
-from ...directives import Directives
 from .common import (
     CLOUD_SECRETS_SCOPE,
     attributes,
+    directives_of,
+    images_overwritten,
     index_by_digest,
     run_cib,
     treeherder,
@@ -19,9 +20,7 @@ transforms = TransformSequence()
 
 @transforms.add
 def tag_task(config, items):
-    directives = Directives.from_json(config.params["cib_directives"])
-    # Overwritten images are new images: tag them even though their digests are not new.
-    rebuild = directives.overwrite_disk_image or directives.overwrite_machine_image
+    rebuild = images_overwritten(directives_of(config))
     upstream = upstream_by_key(config)
     for item in items:
         images = [task.label for task in upstream.get(item["key"], [])

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 from taskgraph.transforms.base import TransformSequence
 
-from ...directives import Directives
-from .common import attributes, index_by_digest, th_symbol, treeherder
+from .common import (
+    attributes,
+    directives_of,
+    images_overwritten,
+    index_by_digest,
+    th_symbol,
+    treeherder,
+)
 
 transforms = TransformSequence()
 
 
 @transforms.add
 def verify_task(config, items):
-    directives = Directives.from_json(config.params["cib_directives"])
-    redeploy = directives.pool_deploy or directives.overwrite_disk_image or \
-        directives.overwrite_machine_image
+    directives = directives_of(config)
+    redeploy = directives.pool_deploy or images_overwritten(directives)
     for item in items:
         windows = item["os"] == "windows"
         command = ["echo verified on %COMPUTERNAME%"] if windows else \

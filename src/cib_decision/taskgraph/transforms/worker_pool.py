@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from taskgraph.transforms.base import TransformSequence
 
-from ...directives import Directives
 from .common import (
     attributes,
+    directives_of,
+    images_overwritten,
     index_by_digest,
     pull_request_args,
     run_cib,
@@ -20,11 +21,10 @@ transforms = TransformSequence()
 
 @transforms.add
 def worker_pool_task(config, items):
-    directives = Directives.from_json(config.params["cib_directives"])
+    directives = directives_of(config)
     pool_deploy = directives.pool_deploy
     # Deploy again when asked to, or when overwritten images replace the ones deployed.
-    redeploy = pool_deploy or directives.overwrite_disk_image or \
-        directives.overwrite_machine_image
+    redeploy = pool_deploy or images_overwritten(directives)
     ttl: tuple[str, ...] = ()
     if config.params["cib_pull_request"]:  # per-PR pools record when they may be swept
         ttl = ("--ttl", config.graph_config["cib"]["pr-pool-ttl"])
