@@ -261,3 +261,11 @@ def test_a_closed_pull_request_gets_only_the_teardown():
 
 def test_a_pull_request_that_changes_no_key_checks_the_config_only():
     assert set(pr(changed=[]).target_task_graph.tasks) == {"lint-config"}
+
+
+def test_disable_cleanup_tells_builders_to_keep_their_resources():
+    tasks = generator("commit\n\ndisable-cleanup").full_task_graph.tasks
+    for label in ("disk-image-win10-64", "machine-image-win10-64-azure-centralus"):
+        assert "--keep-resources" in tasks[label].task["payload"]["command"][0][-1]
+    plain = generator().full_task_graph.tasks["disk-image-win10-64"]
+    assert "--keep-resources" not in plain.task["payload"]["command"][0][-1]

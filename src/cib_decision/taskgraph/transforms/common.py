@@ -75,6 +75,17 @@ def index_by_digest(config, overwrite: bool, cache_type: str, item: dict[str, An
 CLOUD_SECRETS_SCOPE = "secrets:get:project/cib/level-{level}/clouds"
 
 
+def build_args(params) -> tuple[str, ...]:
+    """`cib image` arguments every builder gets: pull-request names on pull requests, and
+    `--keep-resources` when the commit says `disable-cleanup` (builders leave their VMs,
+    disks and networks for debugging)."""
+    number = params["cib_pull_request"]
+    args = ("--pull-request", str(number)) if number else ()
+    if Directives.from_json(params["cib_directives"]).disable_cleanup:
+        args += ("--keep-resources",)
+    return args
+
+
 def pull_request_args(params) -> tuple[str, ...]:
     """`cib` arguments that make a command work under pull-request names."""
     number = params["cib_pull_request"]

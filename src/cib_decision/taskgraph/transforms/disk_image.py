@@ -8,9 +8,9 @@ from ...naming import image_name
 from .common import (
     CLOUD_SECRETS_SCOPE,
     attributes,
+    build_args,
     directives_of,
     index_by_digest,
-    pull_request_args,
     run_cib,
     treeherder,
 )
@@ -32,7 +32,7 @@ def disk_image_task(config, items):
             "worker-type": "images",
             "scopes": [CLOUD_SECRETS_SCOPE],
             "worker": {**run_cib(config.params, "image", "disk", "--key", item["key"],
-                                         *pull_request_args(config.params)),
+                                         *build_args(config.params)),
                        "max-run-time": 4 * 3600},
             "treeherder": treeherder("D", "disk", item["key"], kind="build"),
         })

@@ -8,9 +8,9 @@ from ...naming import image_name
 from .common import (
     CLOUD_SECRETS_SCOPE,
     attributes,
+    build_args,
     directives_of,
     index_by_digest,
-    pull_request_args,
     run_cib,
     target_symbol,
     treeherder,
@@ -26,7 +26,7 @@ def machine_image_task(config, items):
         name = image_name(item["key"], item["digest"],
                           pull_request=config.params["cib_pull_request"])
         worker = run_cib(config.params, "image", "machine", "--key", item["key"],
-                         "--target", item["target"], *pull_request_args(config.params))
+                         "--target", item["target"], *build_args(config.params))
         worker["max-run-time"] = 6 * 3600
         dependencies = {}
         if item["disk-image"]:
