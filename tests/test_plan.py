@@ -105,3 +105,9 @@ def test_a_bad_directive_exits_2_naming_the_line(repo):
     assert result.returncode == 2
     assert "commit message line 3: `pool deploy`" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_an_unreadable_message_file_exits_2_without_traceback(repo, tmp_path):
+    result = cib("plan", "--repo", str(repo), "--message", f"@{tmp_path / 'missing'}")
+    assert result.returncode == 2
+    assert "cannot read" in result.stderr and "Traceback" not in result.stderr

@@ -47,6 +47,12 @@ class ChangeReport:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    def changed_keys(self) -> list[str]:
+        """Keys (still present at head) with an image to rebuild or a pool to update."""
+        return sorted(k.key for k in self.keys if not k.removed and (
+            k.disk_image.rebuild or any(t.machine_image.rebuild for t in k.targets)
+            or any(p.update for p in k.pools)))
+
 
 def compute_changes(base: Fleet | None, head: Fleet, base_rev: str, head_rev: str,
                     base_problem: str | None = None) -> ChangeReport:

@@ -77,7 +77,10 @@ def cmd_changes(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     message = args.message
     if message is not None and message.startswith("@"):
-        message = Path(message[1:]).read_text(encoding="utf-8", errors="replace")
+        try:
+            message = Path(message[1:]).read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise CibError(f"cannot read {message[1:]}: {exc.strerror}") from None
     plan = make_plan(PlanRequest(
         repo=Path(args.repo), head=args.head, base=args.base, no_base=args.no_base,
         message=message,

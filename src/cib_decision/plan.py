@@ -152,9 +152,6 @@ def _parameters(request: PlanRequest, fleet: Fleet, base: Fleet | None, report: 
     if environment not in fleet.environments:
         raise CibError(f"unknown --environment {environment!r}; the config has "
                        f"{', '.join(fleet.environments)}")
-    changed = sorted(k.key for k in report.keys if not k.removed and (
-        k.disk_image.rebuild or any(t.machine_image.rebuild for t in k.targets)
-        or any(p.update for p in k.pools)))
     now = int(time.time())
     return {
         "base_repository": "https://github.com/example/images", "base_ref": "refs/heads/main",
@@ -172,7 +169,7 @@ def _parameters(request: PlanRequest, fleet: Fleet, base: Fleet | None, report: 
         "cib_directives": directives.to_json(), "cib_environment": environment,
         "cib_pull_request": number,
         "cib_pull_request_action": request.pull_request_action if pull_request else "",
-        "cib_changed_keys": changed if pull_request else None,
+        "cib_changed_keys": report.changed_keys() if pull_request else None,
         "cib_built_tasks": built_tasks(base, fleet_digests(base), {"cib_pull_request": number})
         if base else [],
     }

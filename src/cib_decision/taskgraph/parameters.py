@@ -96,7 +96,4 @@ def changed_keys(repo_root: Path, config_dir: Path, base_rev: str | None,
         logger.warning("cannot compare with the base revision (%s); building every key", exc)
         return None
     head = load_fleet(GitTreeSource(resolve(repo, head_rev), relative))
-    report = compute_changes(base_fleet, head, base_rev, head_rev)
-    return sorted(k.key for k in report.keys if not k.removed and (
-        k.disk_image.rebuild or any(t.machine_image.rebuild for t in k.targets)
-        or any(p.update for p in k.pools)))
+    return compute_changes(base_fleet, head, base_rev, head_rev).changed_keys()

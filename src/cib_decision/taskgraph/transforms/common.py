@@ -79,8 +79,7 @@ def build_args(params) -> tuple[str, ...]:
     """`cib image` arguments every builder gets: pull-request names on pull requests, and
     `--keep-resources` when the commit says `disable-cleanup` (builders leave their VMs,
     disks and networks for debugging)."""
-    number = params["cib_pull_request"]
-    args = ("--pull-request", str(number)) if number else ()
+    args = pull_request_args(params)
     if Directives.from_json(params["cib_directives"]).disable_cleanup:
         args += ("--keep-resources",)
     return args
@@ -101,6 +100,11 @@ def images_overwritten(directives: Directives) -> bool:
     """Overwritten images are new images even though their digests are not: what tags or
     deploys them must run again."""
     return directives.overwrite_disk_image or directives.overwrite_machine_image
+
+
+def pools_redeployed(directives: Directives) -> bool:
+    """Deploy pools (and verify them) again: asked for, or their images were overwritten."""
+    return directives.pool_deploy or images_overwritten(directives)
 
 
 def upstream_by_key(config) -> dict[str, list[Any]]:

@@ -7,8 +7,8 @@ from taskgraph.transforms.base import TransformSequence
 from .common import (
     attributes,
     directives_of,
-    images_overwritten,
     index_by_digest,
+    pools_redeployed,
     th_symbol,
     treeherder,
 )
@@ -18,8 +18,7 @@ transforms = TransformSequence()
 
 @transforms.add
 def verify_task(config, items):
-    directives = directives_of(config)
-    redeploy = directives.pool_deploy or images_overwritten(directives)
+    redeploy = pools_redeployed(directives_of(config))
     for item in items:
         windows = item["os"] == "windows"
         command = ["echo verified on %COMPUTERNAME%"] if windows else \

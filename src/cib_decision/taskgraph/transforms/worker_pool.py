@@ -7,8 +7,8 @@ from taskgraph.transforms.base import TransformSequence
 from .common import (
     attributes,
     directives_of,
-    images_overwritten,
     index_by_digest,
+    pools_redeployed,
     pull_request_args,
     run_cib,
     th_symbol,
@@ -23,8 +23,7 @@ transforms = TransformSequence()
 def worker_pool_task(config, items):
     directives = directives_of(config)
     pool_deploy = directives.pool_deploy
-    # Deploy again when asked to, or when overwritten images replace the ones deployed.
-    redeploy = pool_deploy or images_overwritten(directives)
+    redeploy = pools_redeployed(directives)
     ttl: tuple[str, ...] = ()
     if config.params["cib_pull_request"]:  # per-PR pools record when they may be swept
         ttl = ("--ttl", config.graph_config["cib"]["pr-pool-ttl"])
