@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from functools import cache
 
 import yaml
 from jsonschema import Draft6Validator, Draft7Validator
-from referencing import Registry
-from referencing.jsonschema import DRAFT6
+
+from cib_decision.tcschemas import SchemaStore
 
 from .conftest import REFERENCE, require_reference
 
@@ -16,18 +15,15 @@ SCHEMAS = REFERENCE / "taskcluster-schemas" / "taskcluster" / "schemas"
 
 
 @cache
-def _registry() -> Registry:
-    docs = [json.loads(p.read_text()) for p in SCHEMAS.rglob("*.json")]
-    return Registry().with_resources(
-        (d["$id"].rstrip("#"), DRAFT6.create_resource(d)) for d in docs).crawl()
+def store() -> SchemaStore:
+    """The reference schemas (skips the calling test without them)."""
+    return SchemaStore.from_directory(require_reference(SCHEMAS))
 
 
 def validator(schema_id: str) -> Draft6Validator:
     """A validator for e.g. `/schemas/queue/v1/create-task-request.json` (skips without it)."""
     require_reference(SCHEMAS)
-    registry = _registry()
-    return Draft6Validator(registry.contents(schema_id), registry=registry,
-                           format_checker=Draft6Validator.FORMAT_CHECKER)
+    return store().validator(schema_id)
 
 
 def treeherder_validator() -> Draft7Validator:
