@@ -2,53 +2,36 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
-import jsone
 import pytest
 import slugid
 import yaml
+
+from cib_decision import github_events as events
+from cib_decision.github_events import repository
 
 from .conftest import ROOT
 from .tcschemas import validator
 
 TEMPLATE = yaml.safe_load((ROOT / ".taskcluster.yml").read_text())
-REPO = {"name": "images", "full_name": "example/images",
-        "html_url": "https://github.com/example/images",
-        "clone_url": "https://github.com/example/images.git", "default_branch": "main"}
-FORK = {"name": "images", "full_name": "someone/images",
-        "html_url": "https://github.com/someone/images",
-        "clone_url": "https://github.com/someone/images.git", "default_branch": "main"}
+REPO = repository("example/images")
+FORK = repository("someone/images")
 HEAD, BASE = "c" * 40, "d" * 40
 NOW = "2026-11-21T12:00:00.000Z"
+ROOT_URL = "https://tc.example.com"
 
 
 def push_event(ref: str = "refs/heads/main") -> dict[str, Any]:
-    return {"ref": ref, "before": BASE, "after": HEAD, "created": False, "deleted": False,
-            "forced": False, "repository": REPO,
-            "pusher": {"name": "dev", "email": "dev@example.com"},
-            "sender": {"login": "dev", "id": 1, "type": "User"},
-            "head_commit": {"id": HEAD, "message": "Rebuild\n\ninclude keys: win10-64"}}
+    return events.push_event(REPO, HEAD, BASE, "Rebuild\n\ninclude keys: win10-64", ref=ref)
 
 
 def pr_event(action: str, head_repo: dict = FORK) -> dict[str, Any]:
-    return {"action": action, "number": 17,
-            "pull_request": {
-                "number": 17, "state": "closed" if action == "closed" else "open",
-                "title": "New image", "user": {"login": "someone"},
-                "head": {"ref": "new-image", "sha": HEAD, "repo": head_repo,
-                         "label": "someone:new-image"},
-                "base": {"ref": "main", "sha": BASE, "repo": REPO, "label": "example:main"},
-                "merged": False},
-            "repository": REPO, "sender": {"login": "someone", "id": 2, "type": "User"}}
+    return events.pull_request_event(action, 17, REPO, HEAD, BASE, head_repo=head_repo)
 
 
 def github_context(tasks_for: str, event: dict) -> dict[str, Any]:
-    ids: dict[str, str] = {}
-    return {"tasks_for": tasks_for, "event": event, "now": NOW,
-            "taskcluster_root_url": "https://tc.example.com",
-            "as_slugid": lambda name: ids.setdefault(name, slugid.nice())}
+    return events.github_context(tasks_for, event, ROOT_URL, NOW)
 
 
 def hook_context(tasks_for: str, **extra: Any) -> dict[str, Any]:
@@ -68,7 +51,7 @@ ACTION = hook_context(
 
 
 def render(context: dict[str, Any]) -> list[dict[str, Any]]:
-    return jsone.render(copy.deepcopy(TEMPLATE), context)["tasks"]
+    return events.render_tasks(TEMPLATE, context)
 
 
 EVENTS = {
@@ -119,7 +102,7 @@ def test_untrusted_pull_requests_only_check_the_config():
     (task,) = render(EVENTS["pr-untrusted"])
     command = task["payload"]["command"][0][-1]
     assert command.endswith("cib config check")
-    assert "taskgraph decision" not in command
+    assert "cib decision" not in command
 
 
 def test_pull_requests_carry_their_number_and_action_to_the_decision():
@@ -143,3 +126,23 @@ def test_the_decision_builds_the_pushed_revision():
 ])
 def test_other_events_render_no_task(context):
     assert render(context) == []
+
+
+@pytest.mark.parametrize("event", ["push-main", "pr-opened", "pr-closed", "cron"])
+def test_the_decision_task_runs_cib_decision_with_arguments_it_accepts(event):
+    import shlex
+
+    from cib_decision.cli import build_parser
+
+    (task,) = render(EVENTS[event])
+    command = task["payload"]["command"][0][-1]
+    decision = command[command.index(".venv/bin/cib decision"):]
+    args = build_parser().parse_args(shlex.split(decision)[1:])
+    assert args.command == "decision"
+    assert args.tasks_for == task["extra"]["tasks_for"]
+    assert args.head_rev == HEAD
+
+
+def test_cron_decisions_know_their_job_for_the_cron_role():
+    (task,) = render(EVENTS["cron"])
+    assert task["payload"]["env"]["CIB_CRON_JOB"] == "nightly"

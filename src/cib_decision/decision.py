@@ -1,0 +1,214 @@
+"""`cib decision`: generate the graph, check all of it, then submit it.
+
+The steps, in order, each finished before the next starts:
+1. generate the graph with taskgraph (our register(), parameters from the event and the head
+   commit), task ids derived from the decision task id and each label (taskids.py);
+2. write taskgraph's usual artifacts (parameters, full and optimized graphs, label to task id);
+3. complete every definition as the queue will see it (task group, scheduler id, the decision
+   dependency, timestamps) and check all of them: the genuine createTask schema, and the scopes
+   each needs against the repository role of the event (taskcluster/roles.yml);
+4. only when every task passes, submit (submit.py).
+A failed check submits nothing; a decision run again submits only what is missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import CibError
+from .scopes import missing_scopes, role_for_event, role_scopes
+from .submit import PendingTask, Progress, SubmitReport, Submitter
+from .taskids import task_id_for
+from .tcschemas import CREATE_TASK, SchemaStore
+
+log = logging.getLogger(__name__)
+
+ROLES_FILE = Path("taskcluster", "roles.yml")
+
+
+@contextlib.contextmanager
+def deterministic_task_ids(decision_task_id: str) -> Iterator[None]:
+    """While active, taskgraph names every task it keeps `task_id_for(decision, label)` instead
+    of a random slugid. (taskgraph assigns ids in `optimize.base.get_subgraph`, filling in the
+    labels not yet in `label_to_taskid`; we fill them first.)"""
+    from taskgraph.optimize import base
+
+    original = base.get_subgraph
+
+    def get_subgraph(target_task_graph, removed_tasks, replaced_tasks, label_to_taskid,
+                     *args, **kwargs):
+        for label in target_task_graph.graph.nodes - removed_tasks - set(label_to_taskid):
+            label_to_taskid[label] = task_id_for(decision_task_id, label)
+        return original(target_task_graph, removed_tasks, replaced_tasks, label_to_taskid,
+                        *args, **kwargs)
+
+    base.get_subgraph = get_subgraph
+    try:
+        yield
+    finally:
+        base.get_subgraph = original
+
+
+def timestamp_paths(value: Any, path: tuple[str | int, ...] = ()
+                    ) -> Iterator[tuple[str | int, ...]]:
+    """The paths of `{"relative-datestamp": ...}` values in an unresolved definition."""
+    if isinstance(value, dict):
+        if set(value) == {"relative-datestamp"}:
+            yield path
+            return
+        for key, item in value.items():
+            yield from timestamp_paths(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from timestamp_paths(item, (*path, index))
+
+
+def complete_definitions(graph: Any, label_to_taskid: Mapping[str, str], decision_task_id: str,
+                         scheduler_id: str, now: datetime) -> list[PendingTask]:
+    """Every task of the optimized graph as the queue will receive it (what taskgraph's
+    `create_tasks` adds, and timestamps resolved against `now`)."""
+    from taskgraph.util.parameterization import resolve_timestamps
+    label_of = {task_id: label for label, task_id in label_to_taskid.items()}
+    pending = []
+    for task_id in graph.graph.nodes:
+        definition = dict(graph.tasks[task_id].task)
+        dependencies = list(definition.get("dependencies", []))
+        # Root tasks wait for the decision task, so a half-submitted graph never starts.
+        if not any(d in graph.tasks for d in dependencies):
+            dependencies.append(decision_task_id)
+        definition["dependencies"] = dependencies
+        definition["taskGroupId"] = decision_task_id
+        definition["schedulerId"] = scheduler_id
+        paths = frozenset(timestamp_paths(definition))
+        pending.append(PendingTask(task_id, label_of[task_id],
+                                   resolve_timestamps(now, definition), paths))
+    return pending
+
+
+def check(pending: list[PendingTask], schemas: SchemaStore, granted: list[str]) -> list[str]:
+    """Every problem with the graph: schema errors and scopes the role does not grant."""
+    problems = []
+    for task in sorted(pending, key=lambda t: t.label):
+        problems += [f"{task.label}: {error}" for error in schemas.errors(CREATE_TASK,
+                                                                            task.definition)]
+        problems += [f"{task.label}: needs scope {scope}, which the role does not grant"
+                     for scope in missing_scopes(task.definition, granted)]
+    return problems
+
+
+@dataclass
+class DecisionRequest:
+    """What `cib decision` was asked to do."""
+
+    options: dict[str, Any]  # taskgraph decision options (project, level, tasks_for, revs...)
+    decision_task_id: str
+    root: Path = Path(".")
+    artifacts: Path = Path("artifacts")
+    cron_job: str = ""
+    action_permission: str = ""
+    dry_run: bool = False
+    concurrency: int = 50
+
+
+@dataclass
+class DecisionResult:
+    label_to_taskid: dict[str, str]
+    pending: list[PendingTask]
+    report: SubmitReport | None = None
+    role: str = ""
+    problems: list[str] = field(default_factory=list)
+
+
+def _role_scopes(request: DecisionRequest, root: Path) -> tuple[str, list[str]]:
+    role = role_for_event(request.options["tasks_for"], request.cron_job,
+                          request.action_permission)
+    roles_file = root / ROLES_FILE
+    try:
+        roles = yaml.safe_load(roles_file.read_text()) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise CibError(f"{roles_file}: cannot read the roles file: {error}") from error
+    return role, role_scopes(roles, role, project=request.options["project"])
+
+
+def _write_artifacts(tgg: Any, label_to_taskid: dict[str, str], artifacts: Path) -> None:
+    from taskgraph.util import json as tg_json
+
+    artifacts.mkdir(parents=True, exist_ok=True)
+    (artifacts / "parameters.yml").write_text(
+        yaml.safe_dump(dict(tgg.parameters), default_flow_style=False, sort_keys=True))
+    outputs = {
+        "full-task-graph.json": tgg.full_task_graph.to_json(),
+        "target-tasks.json": list(tgg.target_task_set.tasks.keys()),
+        "task-graph.json": tgg.morphed_task_graph.to_json(),
+        "label-to-taskid.json": label_to_taskid,
+    }
+    for name, data in outputs.items():
+        (artifacts / name).write_text(tg_json.dumps(data, sort_keys=True, indent=2))
+
+
+def generate(request: DecisionRequest) -> Any:
+    """The taskgraph generator for the decision, run to its morphed graph."""
+    from taskgraph.config import load_graph_config
+    from taskgraph.decision import get_decision_parameters
+    from taskgraph.generator import TaskGraphGenerator
+
+    root = request.root / "taskcluster"
+    graph_config = load_graph_config(str(root))
+    graph_config.register()
+    with deterministic_task_ids(request.decision_task_id):
+        tgg = TaskGraphGenerator(
+            root_dir=str(root), decision_task_id=request.decision_task_id,
+            parameters=lambda config: get_decision_parameters(config, request.options))
+        tgg.morphed_task_graph  # noqa: B018 (runs every phase inside the context)
+    return tgg
+
+
+def run_decision(request: DecisionRequest, queue: Any, schemas: SchemaStore,
+                 progress: Progress | None = None) -> DecisionResult:
+    """Generate, write artifacts, check, and (unless a dry run) submit."""
+    role, granted = _role_scopes(request, request.root)
+    tgg = generate(request)
+    label_to_taskid = dict(tgg.label_to_taskid)
+    graph = tgg.morphed_task_graph
+    for task_id, task in graph.tasks.items():  # morphs (index tasks) name theirs at random
+        label_to_taskid[task.label] = task_id
+    _write_artifacts(tgg, label_to_taskid, request.artifacts)
+    scheduler_id = f"{tgg.graph_config['trust-domain']}-level-{tgg.parameters['level']}"
+    pending = complete_definitions(graph, label_to_taskid, request.decision_task_id,
+                                   scheduler_id, datetime.now(UTC))
+    result = DecisionResult(label_to_taskid, pending, role=role)
+    result.problems = check(pending, schemas, granted)
+    if result.problems:
+        shown = "\n  ".join(result.problems[:50])
+        more = len(result.problems) - 50
+        raise CibError(f"the graph fails its checks; nothing was submitted:\n  {shown}"
+                       + (f"\n  ... and {more} more" if more > 0 else ""))
+    log.info("%d tasks pass the createTask schema and the %s role's scopes",
+             len(pending), role)
+    if request.dry_run:
+        return result
+    result.report = Submitter(queue, concurrency=request.concurrency).submit(pending, progress)
+    if not result.report.ok:
+        failed = "\n  ".join(f"{label}: {why}" for label, why in
+                             sorted(result.report.failed.items())[:50])
+        raise CibError(f"{len(result.report.failed)} tasks failed to submit and "
+                       f"{len(result.report.not_attempted)} were not attempted; run the "
+                       f"decision again to complete the graph:\n  {failed}")
+    return result
+
+
+def decision_task_id(explicit: str | None = None) -> str:
+    """The decision task's own id: `--task-id`, else `$TASK_ID` (set by the worker)."""
+    task_id = explicit or os.environ.get("TASK_ID")
+    if not task_id:
+        raise CibError("no decision task id: run inside a task (TASK_ID) or give --task-id")
+    return task_id

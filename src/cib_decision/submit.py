@@ -1,0 +1,245 @@
+"""Submit a task graph to the queue: concurrently, in dependency order, retried, idempotent.
+
+Every task is created only after the tasks it depends on (the queue refuses a task whose
+dependencies do not exist). Server errors (5xx) and lost connections are retried with the exact
+same body, so a create whose answer was lost is answered 200 the second time. A 409 means the
+task id is taken: when the stored task is ours (the same definition but for the timestamps the
+previous run resolved, as after a decision task is rerun) it counts as already created; anything
+else is a real conflict and fails the submission. Client errors (400, 401, 403) are not retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent import futures
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from taskcluster.exceptions import (
+    TaskclusterAuthFailure,
+    TaskclusterConnectionError,
+    TaskclusterRestFailure,
+)
+
+from .errors import CibError
+
+log = logging.getLogger(__name__)
+
+CONCURRENCY = 50
+ATTEMPTS = 10
+
+
+class QueueClient(Protocol):
+    """What submission needs of `taskcluster.Queue`."""
+
+    def createTask(self, *args: Any, **kwargs: Any) -> Any: ...
+
+    def task(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
+@dataclass(frozen=True)
+class PendingTask:
+    """One task to create: its id, label, definition (timestamps resolved) and the paths in the
+    definition that hold timestamps (allowed to differ from a previous run's)."""
+
+    task_id: str
+    label: str
+    definition: dict[str, Any]
+    timestamp_paths: frozenset[tuple[str | int, ...]] = frozenset()
+
+    @property
+    def dependencies(self) -> list[str]:
+        return list(self.definition.get("dependencies", []))
+
+
+@dataclass
+class SubmitReport:
+    """What a submission did."""
+
+    created: list[str] = field(default_factory=list)
+    existing: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    not_attempted: list[str] = field(default_factory=list)
+    retries: int = 0
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.not_attempted
+
+
+class Progress(Protocol):
+    """Told about each task as it is settled."""
+
+    def start(self, total: int) -> None: ...
+
+    def advance(self, label: str, outcome: str) -> None: ...
+
+    def finish(self, report: SubmitReport) -> None: ...
+
+
+class LogProgress:
+    """Plain log lines for CI logs: one every `every` tasks (and failures), and a summary."""
+
+    def __init__(self, every: int = 0):
+        self.every = every
+        self.done = 0
+        self.total = 0
+
+    def start(self, total: int) -> None:
+        self.total = total
+        self.every = self.every or max(1, total // 10)
+        log.info("submitting %d tasks", total)
+
+    def advance(self, label: str, outcome: str) -> None:
+        self.done += 1
+        if outcome == "failed":
+            log.error("%s: failed", label)
+        if self.done % self.every == 0 or self.done == self.total:
+            log.info("submitted %d/%d tasks", self.done, self.total)
+
+    def finish(self, report: SubmitReport) -> None:
+        log.info("%d created, %d already existed, %d failed, %d not attempted, %d retries, "
+                 "%.1f s", len(report.created), len(report.existing), len(report.failed),
+                 len(report.not_attempted), report.retries, report.seconds)
+
+
+def same_task(stored: Mapping[str, Any], ours: PendingTask) -> bool:
+    """True when the queue's stored definition is `ours` but for timestamps: every field we send
+    is equal, except at the timestamp paths."""
+    def equal(a: Any, b: Any, path: tuple[str | int, ...]) -> bool:
+        if path in ours.timestamp_paths:
+            return True
+        if isinstance(b, dict):
+            return isinstance(a, dict) and all(
+                key in a and equal(a[key], value, (*path, key)) for key, value in b.items())
+        if isinstance(b, list):
+            return isinstance(a, list) and len(a) == len(b) and all(
+                equal(x, y, (*path, i)) for i, (x, y) in enumerate(zip(a, b, strict=True)))
+        return a == b
+
+    return equal(stored, ours.definition, ())
+
+
+class Submitter:
+    """Creates tasks with a queue client that does not retry by itself (`maxRetries: 0`)."""
+
+    def __init__(self, queue: QueueClient, *, concurrency: int = CONCURRENCY,
+                 attempts: int = ATTEMPTS, backoff: float = 0.1,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.queue = queue
+        self.concurrency = concurrency
+        self.attempts = attempts
+        self.backoff = backoff
+        self.sleep = sleep
+        self._lock = threading.Lock()
+        self._retries = 0
+
+    def _retry_wait(self, attempt: int) -> None:
+        with self._lock:
+            self._retries += 1
+        self.sleep(min(10.0, self.backoff * 2 ** attempt) * random.uniform(0.75, 1.25))
+
+    def _call(self, what: str, function: Callable[[], Any]) -> Any:
+        """Call `function`, retrying 5xx answers and connection failures."""
+        for attempt in range(self.attempts):
+            try:
+                return function()
+            except TaskclusterRestFailure as error:
+                if (error.status_code or 0) < 500 or attempt == self.attempts - 1:
+                    raise
+                log.debug("%s: %s, retrying", what, error.status_code)
+            except TaskclusterConnectionError:
+                if attempt == self.attempts - 1:
+                    raise
+                log.debug("%s: connection failed, retrying", what)
+            self._retry_wait(attempt)
+        raise AssertionError("unreachable")
+
+    def create(self, task: PendingTask) -> str:
+        """Create one task: "created", or "existing" when it was created before."""
+        try:
+            self._call(task.label, lambda: self.queue.createTask(task.task_id, task.definition))
+            return "created"
+        except TaskclusterRestFailure as error:
+            if error.status_code != 409:
+                raise
+        stored = self._call(task.label, lambda: self.queue.task(task.task_id))
+        if same_task(stored, task):
+            return "existing"
+        raise CibError(f"{task.label}: task id {task.task_id} is already used by a different "
+                       "task (the graph changed between runs of this decision task?)")
+
+    def submit(self, tasks: Iterable[PendingTask], progress: Progress | None = None
+               ) -> SubmitReport:
+        """Create every task, each after its dependencies within `tasks`. A task whose
+        dependency failed is not attempted."""
+        started = time.monotonic()
+        tasks = {task.task_id: task for task in tasks}
+        progress = progress or LogProgress()
+        progress.start(len(tasks))
+        report = SubmitReport()
+        waiting_on: dict[str, set[str]] = {
+            task_id: {d for d in task.dependencies if d in tasks}
+            for task_id, task in tasks.items()}
+        dependents: dict[str, list[str]] = {task_id: [] for task_id in tasks}
+        for task_id, deps in waiting_on.items():
+            for dep in deps:
+                dependents[dep].append(task_id)
+        blocked: set[str] = set()
+
+        with futures.ThreadPoolExecutor(self.concurrency) as pool:
+            running: dict[futures.Future[str], str] = {}
+
+            def launch(task_id: str) -> None:
+                running[pool.submit(self.create, tasks[task_id])] = task_id
+
+            for task_id, deps in waiting_on.items():
+                if not deps:
+                    launch(task_id)
+            while running:
+                done, _ = futures.wait(running, return_when=futures.FIRST_COMPLETED)
+                for future in done:
+                    task_id = running.pop(future)
+                    label = tasks[task_id].label
+                    error = future.exception()
+                    if error is None:
+                        (report.created if future.result() == "created"
+                         else report.existing).append(label)
+                        progress.advance(label, future.result())
+                        for child in dependents[task_id]:
+                            waiting_on[child].discard(task_id)
+                            if not waiting_on[child] and child not in blocked:
+                                launch(child)
+                    else:
+                        report.failed[label] = _describe(error)
+                        progress.advance(label, "failed")
+                        blocked |= _descendants(task_id, dependents)
+        report.not_attempted = sorted(tasks[t].label for t in blocked)
+        report.retries = self._retries
+        report.seconds = time.monotonic() - started
+        progress.finish(report)
+        return report
+
+
+def _descendants(task_id: str, dependents: Mapping[str, list[str]]) -> set[str]:
+    found: set[str] = set()
+    stack = list(dependents[task_id])
+    while stack:
+        child = stack.pop()
+        if child not in found:
+            found.add(child)
+            stack.extend(dependents[child])
+    return found
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, TaskclusterRestFailure | TaskclusterAuthFailure):
+        code = error.body.get("code", "") if isinstance(error.body, dict) else ""
+        lines = str(error).strip().splitlines()
+        return f"{error.status_code} {code}: {lines[0] if lines else ''}"
+    return str(error) or type(error).__name__
