@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import __version__, decision_cli
+from . import __version__, decision_cli, image_cli
 from .changes import compute_changes
 from .config import DirectorySource, Fleet, load_fleet
 from .directives import Vocabulary, parse_directives
@@ -150,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--format", choices=("table", "json", "dot", "mermaid"), default="table")
     plan.set_defaults(func=cmd_plan)
     decision_cli.add_parser(commands)
+    image_cli.add_parser(commands)
     return parser
 
 

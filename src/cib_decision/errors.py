@@ -36,3 +36,17 @@ class ConfigError(CibError):
 
 class GitError(CibError):
     """A repository or revision that cannot be read."""
+
+
+class BuildError(CibError):
+    """An image build that failed in the cloud (a bootstrap that never finished, an image that
+    went to `failed`): exit 3. Running the task again will not help without a change."""
+
+    exit_code = 3
+
+
+class TransientError(CibError):
+    """A cloud error that a later attempt may not meet (quota exhausted, capacity, throttling,
+    a service error): exit 75 (EX_TEMPFAIL), which image tasks' definitions retry on."""
+
+    exit_code = 75

@@ -377,3 +377,80 @@ def loads(text: str | bytes, source: str) -> MachineImageRecord | Release:
     if isinstance(data, dict) and "images" in data:
         return parse_release(data, source)
     return parse_machine_image(data, source)
+
+
+# --- disk-image records (added for `cib image disk`) ---------------------------------------
+
+DISK_IMAGE_ARTIFACT = "public/disk-image.json"
+DISK_IMAGE_FIELDS = ("format", "key", "name", "platform", "region", "location", "image_format",
+                     "size", "sha256", "disk_digest", "config_commit", "build_task_id",
+                     "created")
+_LOCATION = re.compile(r"(?:s3://[^/\s]+/\S+|https://\S+)")
+
+
+@dataclass(frozen=True)
+class DiskImageRecord:
+    """`public/disk-image.json`: the disk image one disk-image task uploaded. `location` is
+    `s3://<bucket>/<object>` (in `region`) or an https URL (an Azure blob); `sha256` and `size`
+    are those of the uploaded file, `image_format` its format (`raw`, `vhd`, ...)."""
+
+    key: str
+    name: str
+    platform: str
+    region: str
+    location: str
+    image_format: str
+    size: int
+    sha256: str
+    disk_digest: str
+    config_commit: str
+    build_task_id: str
+    created: str
+    format: int = FORMAT
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": self.format, "key": self.key, "name": self.name,
+                "platform": self.platform, "region": self.region, "location": self.location,
+                "image_format": self.image_format, "size": self.size, "sha256": self.sha256,
+                "disk_digest": self.disk_digest, "config_commit": self.config_commit,
+                "build_task_id": self.build_task_id, "created": self.created}
+
+
+def disk_image_record(key: str, *, platform: str, region: str, location: str,
+                      image_format: str, size: int, sha256: str, disk_digest: str,
+                      config_commit: str, build_task_id: str, created: datetime,
+                      pull_request: int | None = None) -> DiskImageRecord:
+    """The record of the disk image of `key`, named by `naming.image_name` (kind `disk`) and
+    checked like a parsed record."""
+    record = DiskImageRecord(
+        key=key, name=image_name(key, disk_digest, kind="disk", pull_request=pull_request),
+        platform=platform, region=normalise_region(region), location=location,
+        image_format=image_format, size=size, sha256=sha256, disk_digest=disk_digest,
+        config_commit=config_commit, build_task_id=build_task_id, created=format_time(created))
+    return parse_disk_image(record.to_json(), f"disk-image record of {key}")
+
+
+def _size(value: Any) -> str | None:
+    return None if type(value) is int and value > 0 else f"{value!r} is not a size in bytes"
+
+
+def parse_disk_image(data: Any, source: str = DISK_IMAGE_ARTIFACT) -> DiskImageRecord:
+    """A disk-image record from its parsed JSON; RecordError naming each bad field."""
+    r = _Reader(data, source, DISK_IMAGE_FIELDS)
+    values = {
+        "format": r.get("format", _format), "key": r.get("key", _string()),
+        "name": r.get("name", _string()), "platform": r.get("platform", _platform),
+        "region": r.get("region", _region),
+        "location": r.get("location", _string(_LOCATION, "an s3:// or https:// location")),
+        "image_format": r.get("image_format", _string()), "size": r.get("size", _size),
+        "sha256": r.get("sha256", _DIGEST_CHECK),
+        "disk_digest": r.get("disk_digest", _DIGEST_CHECK),
+        "config_commit": r.get("config_commit", _COMMIT_CHECK),
+        "build_task_id": r.get("build_task_id", _TASK_CHECK), "created": r.get("created", _time),
+    }
+    name, digest = values["name"], values["disk_digest"]
+    if (isinstance(name, str) and isinstance(digest, str) and _DIGEST.fullmatch(digest)
+            and not name.endswith(f"-{digest[:12]}")):
+        r.problems.append(f"name: {name!r} is not named for disk digest {digest[:12]}")
+    r.done()
+    return DiskImageRecord(**values)
