@@ -8,10 +8,12 @@ cloud error (quota, capacity, throttling): the image tasks' definitions retry on
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
 from pathlib import Path
 
 from . import manifest
-from .images.context import read_json_file
+from .images.context import BuildContext, load_context, read_json_file
 
 DEFAULT_CONFIG_DIR = "config"
 DEFAULT_ARTIFACTS = "artifacts"
@@ -28,8 +30,67 @@ def cmd_release_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _context(args: argparse.Namespace) -> BuildContext:
+    return load_context(args.key, args.config_dir, artifacts=args.artifacts,
+                        pull_request=args.pull_request,
+                        keep_resources=getattr(args, "keep_resources", False))
+
+
+def cmd_image_disk(args: argparse.Namespace) -> int:
+    """Build the disk image of a key and write public/disk-image.json."""
+    import requests
+
+    from .clouds.aws import S3
+    from .images.disk import DiskBuild, build_disk_image
+
+    ctx = _context(args)
+    with tempfile.TemporaryDirectory(prefix="cib-disk-", dir=args.work_dir) as work:
+        record = build_disk_image(ctx, DiskBuild(
+            s3=S3(), http=requests.Session(), work_dir=Path(work),
+            convert_command=args.convert_command))
+    ctx.progress.say(f"done: {record.location} ({record.size} bytes, sha256 {record.sha256})")
+    return 0
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--key", required=True, help="image key (config/<key>.yaml)")
+    parser.add_argument("--config-dir", default=DEFAULT_CONFIG_DIR,
+                        help="config directory (default: config)")
+    parser.add_argument("--artifacts", default=DEFAULT_ARTIFACTS, metavar="DIR",
+                        help="where to write the records; the task publishes it as public/ "
+                             "(default: artifacts)")
+    parser.add_argument("--pull-request", type=int, metavar="N",
+                        help="build under pull-request names (<key>-pr<N>-<digest>)")
+
+
+EXIT_STATUSES = """exit statuses:
+  0   done (or an image with this digest already existed and was reused)
+  2   bad input: unknown key or target, bad config, a checksum that does not match
+  3   the build failed in the cloud (a wait timed out, an image failed); resources cleaned up
+  75  transient cloud error (quota, capacity, throttling): the task is retried
+"""
+
+
 def add_parser(commands: argparse._SubParsersAction) -> None:
     """Register `cib image ...` and `cib release ...` on the `cib` command."""
+    image = commands.add_parser("image", help="build images (what the image tasks run)")
+    image_commands = image.add_subparsers(dest="image_command", required=True,
+                                          metavar="SUBCOMMAND")
+    disk = image_commands.add_parser(
+        "disk", help="build a key's disk image and write public/disk-image.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=_doc("images.disk"), epilog=EXIT_STATUSES)
+    _common(disk)
+    disk.add_argument("--convert-command", default=os.environ.get("CIB_CONVERT_COMMAND"),
+                      metavar="COMMAND",
+                      help="the worker's ISO -> disk image command, with {iso}, {output}, "
+                           "{config} and {format} (default: $CIB_CONVERT_COMMAND)")
+    disk.add_argument("--work-dir", help="where to download and convert (default: a "
+                                         "temporary directory, removed afterwards)")
+    disk.add_argument("--keep-resources", action="store_true",
+                      help="accepted for symmetry with `machine`; a disk build leaves nothing")
+    disk.set_defaults(func=cmd_image_disk)
+
     release = commands.add_parser("release", help="work with release records")
     release_commands = release.add_subparsers(dest="release_command", required=True,
                                               metavar="SUBCOMMAND")
@@ -41,3 +102,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     verify.add_argument("file", type=Path, metavar="FILE")
     verify.set_defaults(func=cmd_release_verify)
 
+
+def _doc(module: str) -> str:
+    """The steps a builder module documents: its docstring after the first line."""
+    import importlib
+
+    text = importlib.import_module(f"cib_decision.{module}").__doc__ or ""
+    return text.split("\n", 1)[-1].strip()

@@ -1,0 +1,255 @@
+"""`cib image disk --key K`: the disk image of a key, from its ISO or source image.
+
+Steps, each one line in the task log:
+
+1. **fetch** the source the config names: `image.source` (a disk image, e.g. a Linux cloud
+   image) or else `iso.source` (an installation ISO), from S3 (`platform: amazon`, boto3) or an
+   https URL (`url:`);
+2. **verify** its SHA-256 against `source.sha256` / `iso.sha256` when the config gives one
+   (a mismatch is an error: exit 2);
+3. **convert** it: a source image with `qemu-img convert` to `image.format` (raw by default;
+   VHD is written fixed-size, as Azure needs); an ISO with the worker's conversion command
+   (`--convert-command`, default `$CIB_CONVERT_COMMAND`), run as a subprocess;
+4. **upload** the result to `image.target` (an S3 bucket) as `<name>.<ext>`, where the name is
+   `naming.image_name(key, disk digest, kind="disk")`; an object already there with the same
+   disk digest and SHA-256 is reused;
+5. **record** it in `public/disk-image.json` (`manifest.DiskImageRecord`).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import subprocess
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from .. import manifest
+from ..clouds.aws import S3, sha256_file
+from ..config import ImageKey
+from ..digests import disk_inputs
+from ..errors import BuildError, CibError, TransientError
+from ..naming import image_name
+from .context import BuildContext
+
+# image.format (any case) -> qemu-img's name of the format, and the file extension.
+QEMU_FORMATS = {"raw": "raw", "vhd": "vpc", "vpc": "vpc", "vhdx": "vhdx", "vmdk": "vmdk",
+                "qcow2": "qcow2"}
+EXTENSIONS = {"raw": "raw", "vpc": "vhd", "vhdx": "vhdx", "vmdk": "vmdk", "qcow2": "qcow2"}
+DIGEST_METADATA = "cib-disk-digest"
+SHA256_METADATA = "cib-sha256"
+
+Runner = Callable[[Sequence[str]], int]
+
+
+@dataclass(frozen=True)
+class Source:
+    """The file a disk image is made from."""
+
+    kind: str  # "image" (a disk image to convert) or "iso" (an installation ISO)
+    platform: str  # "amazon" or "url"
+    location: str  # s3://bucket/key or an https URL
+    sha256: str | None
+    format: str | None
+
+    @property
+    def filename(self) -> str:
+        name = self.location.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0]
+        return name or f"source.{self.kind}"
+
+
+def disk_source(key: ImageKey) -> Source:
+    """Where the disk image of `key` comes from (pure): `image.source`, else `iso.source`."""
+    image_source = key.image.get("source")
+    iso = key.iso or {}
+    if image_source:
+        kind, source, sha = "image", image_source, image_source.get("sha256")
+    elif iso.get("source"):
+        source = iso["source"]
+        kind, sha = "iso", source.get("sha256") or iso.get("sha256")
+    else:
+        raise CibError(f"{key.file}: {key.name} has no image.source or iso.source: it needs "
+                       "no disk image (built from image.base)")
+    if source.get("url"):
+        platform, location = "url", source["url"]
+    elif source.get("platform") == "amazon" and source.get("bucket"):
+        platform, location = "amazon", f"s3://{source['bucket']}/{source['key']}"
+    else:
+        raise CibError(f"{key.file}: {kind} source of {key.name} must be an https `url` or an "
+                       f"amazon `bucket` and `key` (platform {source.get('platform')!r} is "
+                       "not supported for fetching yet)")
+    return Source(kind, platform, location, sha.lower() if sha else None, source.get("format"))
+
+
+def output_format(key: ImageKey) -> str:
+    """qemu-img's name of the format the disk image is written in (`image.format`, raw by
+    default)."""
+    wanted = str(key.image.get("format") or "raw").lower()
+    if wanted not in QEMU_FORMATS:
+        raise CibError(f"{key.file}: image.format {key.image.get('format')!r} is not one of "
+                       f"{', '.join(sorted(QEMU_FORMATS))}")
+    return QEMU_FORMATS[wanted]
+
+
+def qemu_convert_command(source: Path, source_format: str | None, output: Path,
+                         out_format: str) -> list[str]:
+    """The `qemu-img convert` command line (pure). VHD is written fixed-size with its exact
+    size, the form Azure accepts."""
+    command = ["qemu-img", "convert", "-p"]
+    if source_format:
+        command += ["-f", QEMU_FORMATS.get(source_format.lower(), source_format.lower())]
+    command += ["-O", out_format]
+    if out_format == "vpc":
+        command += ["-o", "subformat=fixed,force_size=on"]
+    return [*command, str(source), str(output)]
+
+
+def conversion_command(template: str, *, iso: Path, output: Path, config: Path,
+                       out_format: str) -> list[str]:
+    """The worker's ISO conversion command (pure): `template` split like a shell would, with
+    `{iso}`, `{output}`, `{config}` (a JSON file of the disk image's inputs) and `{format}`
+    replaced in each word."""
+    values = {"iso": str(iso), "output": str(output), "config": str(config),
+              "format": out_format}
+    try:
+        return [word.format(**values) for word in shlex.split(template)]
+    except (KeyError, IndexError, ValueError) as exc:
+        raise CibError(f"conversion command {template!r}: bad placeholder {exc}; use {{iso}}, "
+                       "{output}, {config} and {format}") from None
+
+
+def verify_sha256(path: Path, expected: str | None, what: str) -> str:
+    """The file's SHA-256; CibError when the config gives another one."""
+    actual = sha256_file(path)
+    if expected is not None and actual != expected:
+        raise CibError(f"{what}: SHA-256 is {actual} but the config says {expected}; the file "
+                       "changed or the config is wrong")
+    return actual
+
+
+def run(command: Sequence[str]) -> int:
+    """Run `command`, its output going to the task log; its exit status."""
+    try:
+        return subprocess.run(list(command), check=False).returncode
+    except FileNotFoundError:
+        raise CibError(f"{command[0]}: command not found on this worker") from None
+
+
+def download_url(url: str, destination: Path, http: requests.Session) -> None:
+    """Stream an https URL to `destination`."""
+    try:
+        with http.get(url, stream=True, timeout=60) as response:
+            if response.status_code >= 500 or response.status_code == 429:
+                raise TransientError(f"{url}: HTTP {response.status_code}; try again later")
+            if response.status_code != 200:
+                raise BuildError(f"{url}: HTTP {response.status_code}")
+            with destination.open("wb") as handle:
+                for block in response.iter_content(1 << 20):
+                    handle.write(block)
+    except requests.RequestException as exc:
+        raise TransientError(f"downloading {url} failed: {exc}") from None
+
+
+@dataclass
+class DiskBuild:
+    """The tools a disk build uses; tests pass fakes of the clouds' endpoints, not of these."""
+
+    s3: S3
+    http: requests.Session
+    work_dir: Path
+    convert_command: str | None = None
+    runner: Runner = run
+
+
+def fetch(source: Source, build: DiskBuild, ctx: BuildContext) -> Path:
+    """Download the source into the work directory."""
+    destination = build.work_dir / f"source-{source.filename}"
+    ctx.progress.say(f"fetching the {source.kind} {source.location}")
+    if source.platform == "url":
+        download_url(source.location, destination, build.http)
+    else:
+        bucket, _, key = source.location.removeprefix("s3://").partition("/")
+        build.s3.download(bucket, key, destination)
+    ctx.progress.say(f"fetched {destination.stat().st_size} bytes")
+    return destination
+
+
+def convert(source: Source, fetched: Path, ctx: BuildContext, build: DiskBuild) -> Path:
+    """Convert the fetched file to the disk image's format; the path of the result."""
+    fmt = output_format(ctx.key)
+    name = image_name(ctx.key.name, ctx.digests.disk, kind="disk",
+                      pull_request=ctx.pull_request)
+    output = build.work_dir / f"{name}.{EXTENSIONS[fmt]}"
+    if source.kind == "image":
+        if shutil.which("qemu-img") is None and build.runner is run:
+            raise CibError("qemu-img is not installed on this worker (Debian: qemu-utils)")
+        command = qemu_convert_command(fetched, source.format, output, fmt)
+    else:
+        template = build.convert_command
+        if not template:
+            raise CibError(f"{ctx.key.name} is built from an ISO: give the worker's conversion "
+                           "command with --convert-command or CIB_CONVERT_COMMAND")
+        inputs = build.work_dir / "disk-inputs.json"
+        inputs.write_text(json.dumps({"key": ctx.key.name, "digest": ctx.digests.disk,
+                                      **disk_inputs(ctx.key, ctx.fleet.shared)}, indent=2))
+        command = conversion_command(template, iso=fetched, output=output, config=inputs,
+                                     out_format=fmt)
+    ctx.progress.say(f"converting: {shlex.join(command)}")
+    status = build.runner(command)
+    if status != 0:
+        raise BuildError(f"conversion failed with exit status {status}: {shlex.join(command)}")
+    if not output.is_file() or output.stat().st_size == 0:
+        raise BuildError(f"conversion exited 0 but wrote no {output.name}")
+    ctx.progress.say(f"converted to {output.name} ({output.stat().st_size} bytes)")
+    return output
+
+
+def upload_target(key: ImageKey) -> str:
+    """The S3 bucket the disk image is stored in (`image.target`)."""
+    target = key.image.get("target") or {}
+    if target.get("platform") != "amazon" or not target.get("bucket"):
+        raise CibError(f"{key.file}: image.target of {key.name} must be an amazon bucket "
+                       f"(platform {target.get('platform')!r} is not supported for disk images "
+                       "yet)")
+    return target["bucket"]
+
+
+def build_disk_image(ctx: BuildContext, build: DiskBuild) -> manifest.DiskImageRecord:
+    """Fetch, verify, convert and upload the disk image of `ctx.key`; write and return its
+    record."""
+    source = disk_source(ctx.key)
+    bucket = upload_target(ctx.key)
+    fmt = output_format(ctx.key)
+    name = image_name(ctx.key.name, ctx.digests.disk, kind="disk",
+                      pull_request=ctx.pull_request)
+    object_key = f"{name}.{EXTENSIONS[fmt]}"
+    ctx.progress.say(f"disk image {name} of {ctx.key.name} (disk digest {ctx.digests.disk})")
+    region = build.s3.bucket_region(bucket)
+    existing = build.s3.head(bucket, object_key)
+    metadata = (existing or {}).get("Metadata", {})
+    if existing and metadata.get(DIGEST_METADATA) == ctx.digests.disk and \
+            metadata.get(SHA256_METADATA):
+        ctx.progress.say(f"s3://{bucket}/{object_key} already holds this disk digest: reusing it")
+        size, sha = int(existing["ContentLength"]), metadata[SHA256_METADATA]
+    else:
+        fetched = fetch(source, build, ctx)
+        checked = verify_sha256(fetched, source.sha256, source.location)
+        ctx.progress.say(f"SHA-256 {checked} " + ("matches the config" if source.sha256 else
+                                                  "(the config gives none to check)"))
+        output = convert(source, fetched, ctx, build)
+        size, sha = output.stat().st_size, sha256_file(output)
+        ctx.progress.say(f"uploading {output.name} to s3://{bucket}/{object_key} ({region})")
+        build.s3.upload(output, bucket, object_key,
+                        {DIGEST_METADATA: ctx.digests.disk, SHA256_METADATA: sha})
+    record = manifest.disk_image_record(
+        ctx.key.name, platform="amazon", region=region, location=f"s3://{bucket}/{object_key}",
+        image_format=EXTENSIONS[fmt], size=size, sha256=sha, disk_digest=ctx.digests.disk,
+        config_commit=ctx.config_commit, build_task_id=ctx.task_id, created=ctx.now(),
+        pull_request=ctx.pull_request)
+    ctx.write_artifact("disk-image.json", manifest.dumps(record))
+    return record
+
