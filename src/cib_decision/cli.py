@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import __version__, decision_cli, image_cli
+from . import __version__, decision_cli, image_cli, pool_cli
 from .changes import compute_changes
 from .config import DirectorySource, Fleet, load_fleet
 from .directives import Vocabulary, parse_directives
@@ -151,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.set_defaults(func=cmd_plan)
     decision_cli.add_parser(commands)
     image_cli.add_parser(commands)
+    pool_cli.add_parser(commands)
     return parser
 
 
