@@ -1,9 +1,11 @@
-"""purge: remove resources that builds left behind, per cloud region (and worker-manager's)."""
+"""purge: remove resources that builds left behind, per cloud region; and expired per-PR pools
+from worker-manager (`cib pool sweep`)."""
 
 from __future__ import annotations
 
 from taskgraph.transforms.base import TransformSequence
 
+from ...naming import PR_POOL_DOMAIN
 from .common import CLOUD_SECRETS_SCOPE, attributes, run_cib, target_symbol, treeherder
 
 transforms = TransformSequence()
@@ -13,10 +15,11 @@ transforms = TransformSequence()
 def purge_task(config, items):
     for item in items:
         if item["platform"] == "taskcluster":
-            args = ("purge", "--cloud", "taskcluster")
-            symbol, what = "worker-manager", "worker-manager resources of this repository's pools"
+            # worker-manager: delete the per-PR pools whose time to live has passed
+            args = ("pool", "sweep")
+            symbol, what = "worker-manager", "expired per-PR worker pools"
             scopes = ["worker-manager:list-worker-pools",
-                      *(f"worker-manager:manage-worker-pool:{pool}" for pool in item["pools"])]
+                      f"worker-manager:manage-worker-pool:{PR_POOL_DOMAIN}/*"]
         else:
             args = ("purge", "--cloud", item["platform"], "--region", item["region"])
             scopes = [CLOUD_SECRETS_SCOPE]
