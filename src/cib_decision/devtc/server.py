@@ -1,0 +1,120 @@
+"""HTTP plumbing: a threaded HTTP/1.1 (keep-alive) server on the loopback interface that hands
+`/api/...` requests to the pipeline (after deciding their fault) and `/dev/...` requests to the
+dev hooks."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from .api import Api, Reply, Request
+from .apierror import ApiError
+from .devhooks import DevRoutes
+from .faults import Faults, Stats
+
+_FAULT_ERRORS = {
+    500: ("InternalServerError", "Internal Server Error (a fault injected by dev-taskcluster)"),
+    502: ("BadGateway", "Bad Gateway (a fault injected by dev-taskcluster)"),
+    503: ("ServiceUnavailable", "Service Unavailable (a fault injected by dev-taskcluster)"),
+}
+
+
+class DevServer(ThreadingHTTPServer):
+    """The server; its handler threads are daemons, so `stop` never waits for idle
+    keep-alive connections."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    api: Api
+    dev: DevRoutes
+
+    def __init__(self, address: tuple[str, int], faults: Faults, stats: Stats,
+                 log: Callable[[str], None] | None = None):
+        super().__init__(address, _Handler)
+        self.faults, self.stats, self.log = faults, stats, log
+
+    @property
+    def port(self) -> int:
+        """The port listened on (chosen by the system when 0 was asked for)."""
+        return int(self.server_address[1])
+
+    def attach(self, api: Api, dev: DevRoutes) -> None:
+        """What to serve (the root URL is known only once the port is)."""
+        self.api, self.dev = api, dev
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    timeout = 120  # an idle keep-alive connection ends after this
+    server: DevServer
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    do_PUT = do_POST = do_DELETE = do_PATCH = do_HEAD = do_GET
+
+    def log_message(self, format: str, *args: object) -> None:
+        if self.server.log is not None:
+            self.server.log(f"{self.address_string()} {format % args}")
+
+    def _handle(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        body = self.rfile.read(length) if length else b""
+        path, _, query = self.path.partition("?")
+        if path.startswith("/dev/"):
+            self._send(self.server.dev.handle(self.command, path, body))
+            return
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        request = Request(self.command, path, query, headers, body,
+                          f"http://{self.headers.get('host', '')}{self.path}")
+        self._api(request)
+
+    def _api(self, request: Request) -> None:
+        server = self.server
+        routed = server.api.route(request)
+        method = routed[0].qualified if routed else "unknown"
+        server.stats.request(method)
+        fault = server.faults.decide()
+        if fault.latency_ms:
+            time.sleep(fault.latency_ms / 1000)
+        if fault.kind == "drop-before":
+            server.stats.fault(fault.kind)
+            self._drop()
+            return
+        if fault.status:
+            server.stats.fault(fault.kind or "")
+            code, message = _FAULT_ERRORS[fault.status]
+            reply = server.api.error_reply(ApiError(code, message),
+                                           routed[0].name if routed else "unknown",
+                                           routed[1] if routed else {})
+            server.stats.response(reply.status)
+            self._send(reply)
+            return
+        _, reply = server.api.handle(request)
+        if fault.kind == "drop-after":
+            server.stats.fault(fault.kind)
+            self._drop()
+            return
+        server.stats.response(reply.status)
+        self._send(reply)
+
+    def _drop(self) -> None:
+        """Close the connection without a response."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    def _send(self, reply: Reply) -> None:
+        data = reply.encoded()
+        self.send_response(reply.status)
+        self.send_header("Content-Type", reply.content_type)
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
