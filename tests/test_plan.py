@@ -111,3 +111,23 @@ def test_an_unreadable_message_file_exits_2_without_traceback(repo, tmp_path):
     result = cib("plan", "--repo", str(repo), "--message", f"@{tmp_path / 'missing'}")
     assert result.returncode == 2
     assert "cannot read" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_broken_config_at_head_names_the_revision_file_and_line(tmp_path):
+    """--head reads the config straight from git objects: a problem names `<commit>:<path>`."""
+    path = tmp_path / "images"
+    shutil.copytree(CONFIG_DIR, path / "config")
+    shutil.copytree(ROOT / "taskcluster", path / "taskcluster")
+    key = path / "config" / "win10-64.yaml"
+    text = key.read_text()
+    line = text[:text.index("      region: East US 2\n")].count("\n") + 1
+    key.write_text(text.replace("      region: East US 2\n", "      regoin: East US 2\n", 1))
+    git(tmp_path, "init", "-q", "-b", "main", str(path))
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", "typo")
+    head = git(path, "rev-parse", "HEAD")
+    result = cib("plan", "--repo", str(path), "--head", "HEAD", "--no-base")
+    assert result.returncode == 2
+    assert (f"{head[:12]}:config/win10-64.yaml:{line}: unknown field 'regoin' in target[1]; "
+            "did you mean 'region'?") in result.stderr
+    assert "Traceback" not in result.stderr

@@ -17,7 +17,7 @@ from typing import Any
 import git
 
 from .changes import ChangeReport, compute_changes
-from .config import Fleet, load_fleet
+from .config import DirectorySource, Fleet, load_fleet
 from .digests import fleet_digests
 from .directives import Directives, Vocabulary, parse_directives
 from .errors import CibError, ConfigError
@@ -80,6 +80,13 @@ def _export(commit: git.Commit, paths: list[str], into: Path) -> None:
                 target.write_bytes(item.data_stream.read())
 
 
+def _git_config(commit: git.Commit, config_name: str) -> GitTreeSource:
+    source = GitTreeSource(commit, config_name)
+    if not source.exists:
+        raise CibError(f"config directory not found: {config_name} at {commit.hexsha[:12]}")
+    return source
+
+
 def _config_dir_name(taskcluster_dir: Path) -> str:
     from taskgraph.config import load_graph_config
 
@@ -105,9 +112,11 @@ def make_plan(request: PlanRequest) -> Plan:
         if not (taskcluster_dir / "config.yml").exists():
             raise CibError(f"no taskcluster/config.yml at {request.head or 'the working tree'}")
         config_name = _config_dir_name(taskcluster_dir)
-        if request.head is not None:
-            _export(head_commit, [config_name], root)
-        head_fleet = graph_fleet.load(root / config_name).fleet  # the graph reuses it
+        # The config is read straight from git objects (no files written); the graph's kinds
+        # find the fleet loaded here under the directory taskgraph looks in.
+        source = (DirectorySource(root / config_name) if request.head is None
+                  else _git_config(head_commit, config_name))
+        head_fleet = graph_fleet.load(root / config_name, source).fleet
         base_fleet, base_rev = _base(repo, request, head_commit, config_name)
         message = request.message
         if message is None:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
-from ..config import DirectorySource, Fleet, load_fleet
+from ..config import ConfigSource, DirectorySource, Fleet, load_fleet
 from ..digests import KeyDigests, fleet_digests
 
 
@@ -29,8 +28,15 @@ def repo_root(graph_config) -> Path:
     return Path(graph_config.root_dir).parent
 
 
-@cache
-def load(directory: Path) -> GraphFleet:
-    """Load and digest the fleet in `directory` (cached: every kind reads the same one)."""
-    fleet = load_fleet(DirectorySource(directory))
-    return GraphFleet(fleet, fleet_digests(fleet))
+_loaded: dict[Path, GraphFleet] = {}
+
+
+def load(directory: Path, source: ConfigSource | None = None) -> GraphFleet:
+    """The fleet of `directory` and its digests, loaded once per process: every kind reads the
+    same one. With `source`, the files are read from there instead of from the directory (and
+    replace what was loaded before): `cib plan` reads a revision straight from git objects."""
+    if source is None and directory in _loaded:
+        return _loaded[directory]
+    fleet = load_fleet(source or DirectorySource(directory))
+    _loaded[directory] = loaded = GraphFleet(fleet, fleet_digests(fleet))
+    return loaded
