@@ -329,3 +329,21 @@ def test_expiry_round_trips_through_the_rendered_description():
     expires = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
     definition = render(GOOGLE, pull_request=3, expires=expires + timedelta(microseconds=7))
     assert pools.expiry(definition.body["description"]) == expires
+
+
+def test_a_location_served_by_a_copy_of_an_image_runs_the_copy_with_its_targets_settings():
+    req = request(AWS)
+    east = next(t for t in req.key.targets if t.region == "us-east-1")
+    copying = replace(east, raw={**east.raw, "copies": ["eu-west-1"]})
+    key = replace(req.key, targets=(copying,))
+    pool = Pool(req.pool.domain, req.pool.variant,
+                {**req.pool.raw, "locations": ["us-east-1", "eu-west-1"]})
+    own = next(i for i in images(AWS) if i.region == "us-east-1")
+    copy_of = replace(own, region="eu-west-1", target="amazon/eu-west-1",
+                      id="ami-0000000000000eu01")
+    definition = pools.render(pools.PoolRequest(key, pool, req.environment), [own, copy_of])
+    by_region = {lc["region"]: lc["launchConfig"] for lc in definition.launch_configs}
+    assert by_region["eu-west-1"]["ImageId"] == copy_of.id
+    assert by_region["us-east-1"]["ImageId"] == own.id
+    assert by_region["eu-west-1"]["InstanceType"] == "m5.xlarge"
+    assert schema_errors(definition) == []

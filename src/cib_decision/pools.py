@@ -38,7 +38,7 @@ from typing import Any
 import requests
 from taskcluster.exceptions import TaskclusterFailure
 
-from .config.model import Environment, Fleet, ImageKey, Pool, Target
+from .config.model import Environment, Fleet, ImageKey, Pool, Target, normalise_region
 from .errors import CibError
 from .manifest import (
     MACHINE_IMAGE_ARTIFACT,
@@ -165,13 +165,25 @@ def provider_type(key: ImageKey, pool: Pool) -> str:
 def pool_target(key: ImageKey, pool: Pool, region: str) -> Target | None:
     """The target whose image the pool runs in `region`: on the pool's platform, in that
     region; of several (one resource group per pool domain), the one whose group ends in
-    `-<domain>`, else the first."""
+    `-<domain>`, else the first. A region no target is in is served by the target whose image
+    is copied there (`copies`)."""
     platform = {v: k for k, v in PROVIDER_TYPES.items()}[provider_type(key, pool)]
-    candidates = [t for t in key.targets if t.platform == platform and t.region == region]
+    on_platform = [t for t in key.targets if t.platform == platform]
+    candidates = [t for t in on_platform if t.region == region] or [
+        t for t in on_platform
+        if region in {normalise_region(c) for c in t.raw.get("copies") or ()}]
     for target in candidates:
         if (target.group or "").endswith(f"-{pool.domain}"):
             return target
     return candidates[0] if candidates else None
+
+
+def image_for(target: Target, region: str, images: Iterable[ReleaseImage]
+              ) -> ReleaseImage | None:
+    """The image `target` built for `region`: its own (same target id), or in a region it
+    copies to, the copy (`<platform>/<region>`)."""
+    wanted = target.id if target.region == region else f"{target.platform}/{region}"
+    return next((i for i in images if i.target == wanted and i.region == region), None)
 
 
 # --- launch configs --------------------------------------------------------------------------
@@ -238,6 +250,9 @@ def _provenance(key: ImageKey, image: PoolImage) -> dict[str, str]:
 
 def _azure(request: PoolRequest, target: Target, image: PoolImage, spot: bool
            ) -> dict[str, Any]:
+    if target.region != image.region:
+        raise PoolError(f"pool {request.pool.id}: Azure target {target.id} cannot serve "
+                        f"{image.region}: Azure images are not copied between regions")
     subscription = re.match(r"/subscriptions/([^/]+)/", image.id)
     group = target.group
     if not subscription or not group:
@@ -291,7 +306,9 @@ def _label(text: str) -> str:
 
 def _google(request: PoolRequest, target: Target, image: PoolImage, spot: bool
             ) -> dict[str, Any]:
-    zone = target.raw.get("zone") or f"{image.region}-{GOOGLE_DEFAULT_ZONE}"
+    zone = target.raw.get("zone") or ""
+    if not zone.startswith(f"{image.region}-"):  # none, or the zone of another region
+        zone = f"{image.region}-{GOOGLE_DEFAULT_ZONE}"
     source = image.id
     if "/" not in source:
         project = target.raw.get("project")
@@ -422,13 +439,13 @@ def render(request: PoolRequest, images: Iterable[ReleaseImage],
     key, pool = request.key, request.pool
     provider = provider_type(key, pool)
     kept = current_images(provider, current)
-    new = {image.target: image for image in images}
+    images = list(images)
     chosen: dict[str, PoolImage] = {}
     launch_configs, missing = [], []
     spot = pool.raw.get("lifecycle") == "spot"
     for region in sorted(set(pool.locations)):
         target = pool_target(key, pool, region)
-        built = new.get(target.id) if target is not None else None
+        built = image_for(target, region, images) if target is not None else None
         image = PoolImage(region, built.id, built.name) if built else kept.get(region)
         if target is None or image is None:
             missing.append(region)
