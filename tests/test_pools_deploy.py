@@ -3,6 +3,7 @@ which validates every request with the genuine schemas and checks scopes like th
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -375,3 +376,15 @@ def test_teardown_and_sweep_commands(dev_taskcluster, in_task, capsys):
     code, _, err = cib(capsys, "pool", "sweep", "--now", "2026-11-21T13:00:00Z")
     assert code == 0 and f"{expired}: expired" in err
     assert set(providers(dev_taskcluster).values()) == {pools.NULL_PROVIDER}
+
+
+def test_a_dry_run_says_what_it_would_do_and_writes_nothing(dev_taskcluster, in_task, capsys,
+                                                            tmp_path):
+    path = tmp_path / "release.json"
+    path.write_text(manifest.dumps(release_of(GOOGLE)))
+    code, out, err = cib(capsys, "pool", "apply", "--config-dir", str(CONFIG_DIR), "--pool",
+                         GOOGLE, "--release", str(path), "--dry-run")
+    assert code == 0, err
+    assert f"{GOOGLE}: would create; launch configs: 1 added" in err
+    assert list(json.loads(out)) == [GOOGLE]
+    assert dev_taskcluster.worker_pools() == {}
