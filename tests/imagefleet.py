@@ -15,7 +15,8 @@ SOURCE_URL = "https://images.example.com/tiny.qcow2"
 def write_fleet(directory: Path, *, source_sha256: str | None = None,
                 iso_sha256: str | None = None, base: dict | None = None,
                 aws_targets: tuple[str, ...] = ("us-east-1", "us-west-2"),
-                pool_locations: tuple[str, ...] | None = None) -> Path:
+                pool_locations: tuple[str, ...] | None = None,
+                copies: tuple[str, ...] = ()) -> Path:
     """Write the fleet into `directory/config` and return that path."""
     config = directory / "config"
     config.mkdir(parents=True, exist_ok=True)
@@ -27,6 +28,7 @@ def write_fleet(directory: Path, *, source_sha256: str | None = None,
                   "source": source,
                   "target": {"platform": "amazon", "bucket": "disk-images"}},
         "target": [{"platform": "amazon", "region": region, "bucket": "amis",
+                    **({"copies": list(copies)} if copies else {}),
                     "machine": {"type": "t3.large"},
                     "tag": [{"name": "workerType", "value": "linux-test"}],
                     "bootstrap": {"executions": [
@@ -54,7 +56,8 @@ def write_fleet(directory: Path, *, source_sha256: str | None = None,
         "image": {"os": "Windows Server 2022", "architecture": "x86-64",
                   "base": {"amazon": base or {"owner": "amazon",
                                               "name": "Windows_Server-2022-English-Full-*"}}},
-        "target": [{"platform": "amazon", "region": region,
+        "target": [{"platform": "amazon", "region": region, "machine": {"type": "m5.xlarge"},
+                    **({"copies": list(copies)} if copies else {}),
                     "tag": [{"name": "workerType", "value": "win-test"}],
                     "bootstrap": {"executions": [
                         {"name": "provision", "shell": "powershell",

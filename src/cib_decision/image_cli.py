@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 from . import manifest
+from .errors import CibError
 from .images.context import BuildContext, load_context, read_json_file
 
 DEFAULT_CONFIG_DIR = "config"
@@ -49,6 +50,45 @@ def cmd_image_disk(args: argparse.Namespace) -> int:
             s3=S3(), http=requests.Session(), work_dir=Path(work),
             convert_command=args.convert_command))
     ctx.progress.say(f"done: {record.location} ({record.size} bytes, sha256 {record.sha256})")
+    return 0
+
+
+def _disk_record(args: argparse.Namespace) -> manifest.DiskImageRecord | None:
+    """The disk-image record: `--disk-image FILE`, or the artifact of the disk-image task
+    `CIB_DISK_IMAGE_TASK_ID` (never a `.latest` route)."""
+    if args.disk_image:
+        return manifest.parse_disk_image(read_json_file(args.disk_image), str(args.disk_image))
+    task = os.environ.get("CIB_DISK_IMAGE_TASK_ID")
+    if not task:
+        return None
+    import taskcluster
+
+    from .pools import read_artifact
+    from .tc import client_options
+
+    data = read_artifact(taskcluster.Queue(client_options()), task,
+                         manifest.DISK_IMAGE_ARTIFACT)
+    if data is None:
+        raise CibError(f"disk-image task {task} has no {manifest.DISK_IMAGE_ARTIFACT}")
+    return manifest.parse_disk_image(data, f"task {task} {manifest.DISK_IMAGE_ARTIFACT}")
+
+
+def cmd_image_machine(args: argparse.Namespace) -> int:
+    """Build (or reuse) the machine image of one target and write public/machine-image.json."""
+    from .clouds.aws import EC2
+    from .images.aws_machine import AwsBuild, Timeouts, build_machine_image
+
+    ctx = _context(args)
+    target = ctx.target(args.target)
+    if target.platform != "amazon":
+        raise CibError(f"{target.id}: building {target.platform} machine images is not "
+                       "supported yet (AWS only)")
+    timeouts = Timeouts(bootstrap=args.bootstrap_timeout, interval=args.poll_interval)
+    record = build_machine_image(ctx, AwsBuild(
+        ec2=EC2(target.region), target=target, overwrite=args.overwrite,
+        disk_record=_disk_record(args), timeouts=timeouts))
+    ctx.progress.say(f"done: {record.image_id} {record.image_name} in {record.region}"
+                     + "".join(f", {r} {i}" for r, i in record.copies))
     return 0
 
 
@@ -90,6 +130,30 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     disk.add_argument("--keep-resources", action="store_true",
                       help="accepted for symmetry with `machine`; a disk build leaves nothing")
     disk.set_defaults(func=cmd_image_disk)
+
+    machine = image_commands.add_parser(
+        "machine", help="build a target's machine image and write public/machine-image.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=_doc("images.aws_machine"), epilog=EXIT_STATUSES)
+    _common(machine)
+    machine.add_argument("--target", required=True,
+                         help="target id, e.g. amazon/us-east-1 (see `cib changes`)")
+    machine.add_argument("--overwrite", action="store_true",
+                         help="build a new image even when one exists for this digest "
+                              "(overwrite-machine-image); the existing one is kept")
+    machine.add_argument("--keep-resources", action="store_true",
+                         help="leave the builder instance, volumes, security group and key "
+                              "pair for debugging (disable-cleanup)")
+    machine.add_argument("--disk-image", type=Path, metavar="FILE",
+                         help="the disk-image record to import (default: the artifact of "
+                              "task $CIB_DISK_IMAGE_TASK_ID)")
+    machine.add_argument("--bootstrap-timeout", type=float, default=3 * 3600,
+                         metavar="SECONDS",
+                         help="how long the bootstrap may take to stop the builder "
+                              "(default: 10800)")
+    machine.add_argument("--poll-interval", type=float, default=15.0, metavar="SECONDS",
+                         help="how often waits ask the cloud (default: 15)")
+    machine.set_defaults(func=cmd_image_machine)
 
     release = commands.add_parser("release", help="work with release records")
     release_commands = release.add_subparsers(dest="release_command", required=True,

@@ -111,18 +111,31 @@ class MachineImageRecord:
     build_task_id: str
     created: str
     format: int = FORMAT
+    # Copies of the image in other regions (AWS `copies`), `((region, image id), ...)`.
+    copies: tuple[tuple[str, str], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {"format": self.format, "key": self.key, "target": self.target,
+        data = {"format": self.format, "key": self.key, "target": self.target,
                 "platform": self.platform, "region": self.region, "image_id": self.image_id,
                 "image_name": self.image_name, "machine_digest": self.machine_digest,
                 "disk_digest": self.disk_digest, "config_commit": self.config_commit,
                 "build_task_id": self.build_task_id, "created": self.created}
+        if self.copies:
+            data["copies"] = dict(self.copies)
+        return data
 
     def image(self) -> ReleaseImage:
         """This image as an entry of a release."""
         return ReleaseImage(self.platform, self.region, self.target, self.image_id,
                             self.image_name, self.machine_digest, self.build_task_id)
+
+    def images(self) -> tuple[ReleaseImage, ...]:
+        """This image and each copy as entries of a release; a copy's target is named
+        `<platform>/<region>` of the copy."""
+        return (self.image(), *(ReleaseImage(self.platform, region, f"{self.platform}/{region}",
+                                             image_id, self.image_name, self.machine_digest,
+                                             self.build_task_id)
+                                for region, image_id in self.copies))
 
 
 @dataclass(frozen=True)
@@ -179,8 +192,8 @@ def release_record(key: str, *, disk_digest: str, disk_sha256: str | None, confi
                    ) -> Release:
     """The sealed release of one build of `key` (images sorted by target). `disk_sha256` is
     None for keys without a disk image (built from a cloud's base image)."""
-    entries = tuple(sorted((i.image() if isinstance(i, MachineImageRecord) else i
-                            for i in images), key=lambda i: i.target))
+    entries = tuple(sorted((e for i in images for e in (
+        i.images() if isinstance(i, MachineImageRecord) else (i,))), key=lambda i: i.target))
     unsealed = Release(key, disk_digest, disk_sha256, config_commit, format_time(created),
                        entries, sha256="")
     body = unsealed.body()
@@ -313,7 +326,7 @@ IMAGE_FIELDS = ("platform", "region", "target", "id", "name", "machine_digest",
 
 def parse_machine_image(data: Any, source: str = MACHINE_IMAGE_ARTIFACT) -> MachineImageRecord:
     """A machine-image record from its parsed JSON; RecordError naming each bad field."""
-    r = _Reader(data, source, MACHINE_IMAGE_FIELDS)
+    r = _Reader(data, source, MACHINE_IMAGE_FIELDS, optional=("copies",))
     values = {
         "format": r.get("format", _format), "key": r.get("key", _string()),
         "target": r.get("target", _string()), "platform": r.get("platform", _platform),
@@ -325,8 +338,33 @@ def parse_machine_image(data: Any, source: str = MACHINE_IMAGE_ARTIFACT) -> Mach
         "build_task_id": r.get("build_task_id", _TASK_CHECK), "created": r.get("created", _time),
     }
     _check_image(r, values, "image_id", "image_name")
+    copies = _copies(r, data.get("copies", {}) if isinstance(data, dict) else {},
+                     values["platform"], values["region"])
     r.done()
-    return MachineImageRecord(**values)
+    return MachineImageRecord(**values, copies=copies)
+
+
+def _copies(r: _Reader, data: Any, platform: Any, region: Any) -> tuple[tuple[str, str], ...]:
+    """The `copies` of a machine-image record: `{region: image id}` in other regions."""
+    if not isinstance(data, dict):
+        r.problems.append("copies: must be an object of region: image id")
+        return ()
+    pattern = IMAGE_ID_PATTERNS.get(platform) if isinstance(platform, str) else None
+    for copy_region, image_id in sorted(data.items()):
+        problem = _region(copy_region) or (None if copy_region != region else
+                                           "is the image's own region")
+        if problem:
+            r.problems.append(f"copies: {copy_region!r}: {problem}")
+        if not isinstance(image_id, str) or (pattern and not pattern.fullmatch(image_id)):
+            r.problems.append(f"copies.{copy_region}: {image_id!r} is not an image id on "
+                              f"{platform}")
+    return tuple(sorted(data.items()))
+
+
+def with_copies(record: MachineImageRecord, copies: dict[str, str]) -> MachineImageRecord:
+    """`record` with copies of its image in other regions, checked like a parsed record."""
+    return parse_machine_image({**record.to_json(), "copies": dict(copies)},
+                               f"machine-image record of {record.target}")
 
 
 def parse_release(data: Any, source: str = RELEASE_ARTIFACT) -> Release:

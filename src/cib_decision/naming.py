@@ -17,18 +17,20 @@ def _slug(text: str) -> str:
 
 
 def image_name(key: str, digest: str, *, kind: str = "machine",
-               pull_request: int | None = None) -> str:
+               pull_request: int | None = None, revision: int | None = None) -> str:
     """Name of the disk or machine image of `key` with content digest `digest`.
 
     `<key>-<digest[:12]>` for machine images, `<key>-disk-<digest[:12]>` for disk images, with
     `-pr<N>` after the key for pull-request builds. Valid on AWS, Azure and GCP; a long key is
-    shortened, never the digest.
+    shortened, never the digest. `revision` (2, 3, ...) names an image rebuilt for a digest
+    that already has one (`overwrite-machine-image`): `<key>-r<R>-<digest[:12]>`.
     """
     if kind not in ("machine", "disk"):
         raise ValueError(f"unknown image kind {kind!r}")
     if not re.fullmatch(r"[0-9a-f]{12,}", digest):
         raise ValueError(f"not a hex digest: {digest!r}")
     suffix = ("-disk" if kind == "disk" else "") + (f"-pr{pull_request}" if pull_request else "")
+    suffix += f"-r{revision}" if revision and revision > 1 else ""
     suffix += f"-{digest[:DIGEST_CHARS]}"
     return _slug(key)[: MAX_IMAGE_NAME - len(suffix)].rstrip("-") + suffix
 

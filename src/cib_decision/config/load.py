@@ -115,8 +115,9 @@ def _build_key(name: str, doc: YamlDocument, problems: list[Problem]) -> ImageKe
                                     "domain is 1-38 letters, digits, '-' or '_'; the variant "
                                     "is lower case, starts with a letter, has at most 38 "
                                     "characters and does not end with '-'"))
-        places = {t.region for t in targets
-                  if pool.platform is None or t.platform == pool.platform}
+        on_platform = [t for t in targets if pool.platform is None or t.platform == pool.platform]
+        places = {t.region for t in on_platform}
+        places |= {normalise_region(c) for t in on_platform for c in t.raw.get("copies") or ()}
         for loc_index, location in enumerate(pool.locations):
             if location not in places:
                 where = f"{pool.platform} " if pool.platform else ""

@@ -123,6 +123,7 @@ EXECUTION = _obj({
 TARGET = _obj({
     "platform": PLATFORM, "region": NONEMPTY, "group": STR, "storage": STR,
     "bucket": STR, "project": STR, "zone": STR,  # extensions (AWS, GCP)
+    "copies": _list(NONEMPTY),  # extension (AWS): regions the built image is copied to
     "hostname": _obj({"format": STR, "slug": _obj({"type": STR, "length": INT})}),
     "machine": _obj({"cpu": INT, "ram": INT, "format": STR, "hyperv": STR, "agent": STR,
                      "type": STR}),  # `type`: extension, an explicit instance type

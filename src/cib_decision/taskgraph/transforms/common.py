@@ -71,6 +71,17 @@ def index_by_digest(config, overwrite: bool, cache_type: str, item: dict[str, An
     return task
 
 
+# `cib image` exits 75 (errors.TransientError) on quota, capacity and throttling errors: the
+# worker resolves the run as an exception and the queue retries the task.
+TRANSIENT_EXIT_STATUS = 75
+
+
+def retry_transient(worker: dict) -> dict:
+    """`worker` with generic-worker's `onExitStatus.retry` on the transient exit status."""
+    worker.setdefault("retry-exit-status", []).append(TRANSIENT_EXIT_STATUS)
+    return worker
+
+
 # Cloud credentials of image builders and purges, per level: pull requests get level 1's.
 CLOUD_SECRETS_SCOPE = "secrets:get:project/cib/level-{level}/clouds"
 

@@ -11,6 +11,7 @@ from .common import (
     build_args,
     directives_of,
     index_by_digest,
+    retry_transient,
     run_cib,
     treeherder,
 )
@@ -31,8 +32,8 @@ def disk_image_task(config, items):
                                               "cib-digest": item["digest"]}),
             "worker-type": "images",
             "scopes": [CLOUD_SECRETS_SCOPE],
-            "worker": {**run_cib(config.params, "image", "disk", "--key", item["key"],
-                                         *build_args(config.params)),
-                       "max-run-time": 4 * 3600},
+            "worker": retry_transient({**run_cib(config.params, "image", "disk", "--key",
+                                                 item["key"], *build_args(config.params)),
+                                       "max-run-time": 4 * 3600}),
             "treeherder": treeherder("D", "disk", item["key"], kind="build"),
         })

@@ -11,6 +11,7 @@ from .common import (
     build_args,
     directives_of,
     index_by_digest,
+    retry_transient,
     run_cib,
     target_symbol,
     treeherder,
@@ -25,8 +26,10 @@ def machine_image_task(config, items):
     for item in items:
         name = image_name(item["key"], item["digest"],
                           pull_request=config.params["cib_pull_request"])
-        worker = run_cib(config.params, "image", "machine", "--key", item["key"],
-                         "--target", item["target"], *build_args(config.params))
+        # --overwrite: a new image under a new name even though one exists for this digest
+        worker = retry_transient(run_cib(
+            config.params, "image", "machine", "--key", item["key"], "--target", item["target"],
+            *build_args(config.params), *(("--overwrite",) if overwrite else ())))
         worker["max-run-time"] = 6 * 3600
         dependencies = {}
         if item["disk-image"]:
