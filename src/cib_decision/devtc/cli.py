@@ -87,11 +87,11 @@ def cmd_dev_taskcluster(args: argparse.Namespace) -> int:
         raise CibError(f"cannot listen on port {args.port}: {exc.strerror}") from None
     try:
         print(f"TASKCLUSTER_ROOT_URL={tc.root_url}")
-        print(f"root            clientId={tc.root.client_id} "
-              f"accessToken={tc.root.access_token}")
-        for role in tc.roles:
-            client = tc.role_client(role)
-            print(f"{role:<15} clientId={client.client_id} accessToken={client.access_token}")
+        clients = [("root", tc.root), *((role, tc.role_client(role)) for role in tc.roles)]
+        width = max(len(name) for name, _ in clients)
+        for name, client in clients:
+            print(f"{name:<{width}}  clientId={client.client_id} "
+                  f"accessToken={client.access_token}")
         print(f"providers: {', '.join(f'{i}={t}' for i, t in tc.providers.items())}; "
               "dev hooks under /dev/ (stats, faults, reset, tasks/<id>/resolve); Ctrl-C stops",
               flush=True)

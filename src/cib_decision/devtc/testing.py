@@ -8,8 +8,12 @@ counters or faults). Tests skip when the Taskcluster schemas are absent.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+
+import taskcluster
 
 from ..tcschemas import ENV_VAR, find_schema_dir
 from .harness import DevTaskcluster
@@ -34,3 +38,21 @@ def dev_taskcluster(_dev_taskcluster_server: DevTaskcluster) -> DevTaskcluster:
     """A running local Taskcluster with fresh state (see `DevTaskcluster`)."""
     _dev_taskcluster_server.reset()
     return _dev_taskcluster_server
+
+
+def new_task(**fields: Any) -> dict[str, Any]:
+    """A valid createTask body (created now, deadline in an hour, queue `cib-3/decision`,
+    schedulerId `cib-level-3`); `fields` override it and a field set to None is left out."""
+    now = datetime.now(UTC)
+    body: dict[str, Any] = {
+        "taskQueueId": "cib-3/decision",
+        "schedulerId": "cib-level-3",
+        "created": taskcluster.stringDate(now),
+        "deadline": taskcluster.stringDate(now + timedelta(hours=1)),
+        "payload": {},
+        "metadata": {"name": "a task", "description": "made by a test",
+                     "owner": "dev@example.com",
+                     "source": "https://github.com/example/images/blob/main/x.yml"},
+    }
+    body.update(fields)
+    return {k: v for k, v in body.items() if v is not None}
