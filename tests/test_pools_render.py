@@ -347,3 +347,14 @@ def test_a_location_served_by_a_copy_of_an_image_runs_the_copy_with_its_targets_
     assert by_region["us-east-1"]["ImageId"] == own.id
     assert by_region["eu-west-1"]["InstanceType"] == "m5.xlarge"
     assert schema_errors(definition) == []
+
+
+def test_a_machine_image_record_gives_its_copies_too():
+    own = next(i for i in images(AWS) if i.region == "us-east-1")
+    record = manifest.MachineImageRecord(
+        "win2022-64", own.target, own.platform, own.region, own.id, own.name,
+        own.machine_digest, "ab" * 32, "0" * 40, own.build_task_id, "2026-12-01T00:00:00Z",
+        copies=(("eu-west-1", "ami-0000000000000eu01"),))
+    chosen = pools.collect_images([record], "win2022-64", print)
+    assert [(i.target, i.id) for i in chosen] == [
+        ("amazon/eu-west-1", "ami-0000000000000eu01"), ("amazon/us-east-1", own.id)]

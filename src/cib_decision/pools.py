@@ -516,8 +516,9 @@ def parse_record(data: Any, source: str) -> Record:
 def collect_images(records: Iterable[Record], key: str, log: Log) -> list[ReleaseImage]:
     """The images of `key` in `records`. Every release must verify (RecordError otherwise: a
     deploy never runs an image from a record that fails its seal); records of other keys are
-    skipped. Per target, a release's image wins over a machine-image record's, and of two the
-    newer (`created`) wins."""
+    skipped. A machine-image record gives its image and its copies in other regions. Per
+    target, a release's image wins over a machine-image record's, and of two the newer
+    (`created`) wins."""
     ranked: dict[str, tuple[tuple[int, datetime], ReleaseImage]] = {}
     for record in records:
         if record.key != key:
@@ -527,7 +528,7 @@ def collect_images(records: Iterable[Record], key: str, log: Log) -> list[Releas
             verify(record)
             entries, rank = record.images, (1, parse_time(record.created))
         else:
-            entries, rank = (record.image(),), (0, parse_time(record.created))
+            entries, rank = record.images(), (0, parse_time(record.created))
         for image in entries:
             if image.target not in ranked or ranked[image.target][0] < rank:
                 ranked[image.target] = (rank, image)
