@@ -27,6 +27,23 @@ _Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 class _Loader(_Base):  # type: ignore[misc,valid-type]
     """SafeLoader with YAML 1.2 booleans and no implicit timestamps or sexagesimal ints."""
 
+    def resolve(self, kind, value, implicit):
+        """The tag of a node; a scalar's depends only on its text and how it was quoted (there
+        are no path resolvers), so it is remembered: config files repeat most of their words."""
+        if kind is not yaml.ScalarNode:
+            return super().resolve(kind, value, implicit)
+        key = (value, implicit)
+        tag = _scalar_tags.get(key)
+        if tag is None:
+            tag = super().resolve(kind, value, implicit)
+            if len(_scalar_tags) < _MAX_REMEMBERED_TAGS:
+                _scalar_tags[key] = tag
+        return tag
+
+
+_scalar_tags: dict[tuple[str, tuple[bool, bool]], str] = {}
+_MAX_REMEMBERED_TAGS = 200_000
+
 
 _Loader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers if tag not in (
@@ -41,24 +58,38 @@ _Loader.add_implicit_resolver(
     list("-+0123456789"))
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_STR_TAG = "tag:yaml.org,2002:str"
 
 
 @dataclass
 class YamlDocument:
-    """Parsed YAML content plus the 1-based line of every mapping key and list item."""
+    """Parsed YAML content, and the 1-based line of every mapping key and list item.
+
+    The line map is built from `text` when a line is first asked for: most documents are
+    valid and never need one, so parsing does not pay for it.
+    """
 
     filename: str
     data: Any
-    lines: dict[Path, int] = field(default_factory=dict)
+    text: str = ""
+    _lines: dict[Path, int] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def lines(self) -> dict[Path, int]:
+        """Line of every mapping key and list item, by path (`()` is the document)."""
+        if self._lines is None:
+            self._lines = line_map(self.text)
+        return self._lines
 
     def line_of(self, path: Path) -> int:
         """Line of `path`, or of its nearest ancestor that has one (1 for the document)."""
+        lines = self.lines
         path = tuple(path)
         while path:
-            if path in self.lines:
-                return self.lines[path]
+            if path in lines:
+                return lines[path]
             path = path[:-1]
-        return self.lines.get((), 1)
+        return lines.get((), 1)
 
 
 class YamlProblem(Exception):
@@ -79,18 +110,28 @@ def parse_yaml(text: str | bytes, filename: str) -> YamlDocument:
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
-        if node is None:
-            return YamlDocument(filename, None, {(): 1})
-        doc = YamlDocument(filename, None, {(): node.start_mark.line + 1})
-        _record_lines(node, (), doc.lines)
-        doc.data = _construct(loader, node, {})
-        return doc
+        data = None if node is None else _construct(loader, node, {})
+        return YamlDocument(filename, data, text)
     except yaml.MarkedYAMLError as exc:
         raise YamlProblem(_marked_problem(exc, filename, text.count("\n") + 1)) from None
     except yaml.YAMLError as exc:
         raise YamlProblem(Problem(filename, 1, f"invalid YAML: {exc}")) from None
     except (ValueError, TypeError, RecursionError) as exc:
         raise YamlProblem(Problem(filename, 1, f"invalid YAML value: {exc}")) from None
+    finally:
+        loader.dispose()
+
+
+def line_map(text: str) -> dict[Path, int]:
+    """The 1-based line of every mapping key and list item of `text`, a valid YAML document."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return {(): 1}
+        lines = {(): node.start_mark.line + 1}
+        _record_lines(node, (), lines)
+        return lines
     finally:
         loader.dispose()
 
@@ -134,6 +175,9 @@ def _record_lines(node: yaml.Node, path: Path, lines: dict[Path, int]) -> None:
 
 def _construct(loader: _Loader, node: yaml.Node, memo: dict[int, Any]) -> Any:
     """Plain JSON-like data. Aliases share one object, as in PyYAML."""
+    if node.__class__ is yaml.ScalarNode:
+        # Most values are strings, which construct_yaml_str returns as they are.
+        return node.value if node.tag == _STR_TAG else _scalar_value(loader, node)
     if id(node) in memo:
         return memo[id(node)]
     if isinstance(node, yaml.MappingNode):
@@ -142,12 +186,16 @@ def _construct(loader: _Loader, node: yaml.Node, memo: dict[int, Any]) -> Any:
         merged: dict[str, Any] = {}
         first_lines: dict[str, int] = {}
         for key_node, value_node in node.value:
-            if key_node.tag == _MERGE_TAG:
+            tag = key_node.tag
+            if tag == _MERGE_TAG:
                 for source in _merge_sources(value_node):
                     for k, v in _construct(loader, source, memo).items():
                         merged.setdefault(k, v)  # the first merged mapping wins
                 continue
-            key = _scalar_key(loader, key_node)
+            if tag == _STR_TAG and key_node.__class__ is yaml.ScalarNode:
+                key = key_node.value
+            else:
+                key = _scalar_key(loader, key_node)
             if key in result:
                 raise yaml.MarkedYAMLError(
                     problem=f"duplicate key '{key}' (first defined on line {first_lines[key]})",
@@ -157,11 +205,13 @@ def _construct(loader: _Loader, node: yaml.Node, memo: dict[int, Any]) -> Any:
         for k, v in merged.items():
             result.setdefault(k, v)  # explicit keys override merged ones
         return result
-    if isinstance(node, yaml.SequenceNode):
-        items: list[Any] = []
-        memo[id(node)] = items
-        items.extend(_construct(loader, item, memo) for item in node.value)
-        return items
+    items: list[Any] = []
+    memo[id(node)] = items
+    items.extend([_construct(loader, item, memo) for item in node.value])
+    return items
+
+
+def _scalar_value(loader: _Loader, node: yaml.Node) -> Any:
     value = loader.construct_object(node, deep=True)
     if isinstance(value, float) and not math.isfinite(value):
         raise yaml.MarkedYAMLError(problem=f"{node.value!r} is not a finite number",

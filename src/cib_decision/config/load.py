@@ -96,15 +96,14 @@ def _build_key(name: str, doc: YamlDocument, problems: list[Problem]) -> ImageKe
                                         f"target {target.id} has no image source: `image.base` "
                                         f"has no {target.platform!r} and there is no iso or "
                                         "image.source to build a disk image from"))
-    seen: dict[str, int] = {}
+    seen: dict[str, int] = {}  # signature -> index of its first target
     for index, target in enumerate(targets):
-        line = doc.line_of(("target", index))
         signature = f"{target.platform}/{target.region}/{target.group or ''}"
         if signature in seen:
-            problems.append(Problem(here, line, f"duplicate target {target.id} "
-                                                f"(same platform, region and group as line "
-                                                f"{seen[signature]})"))
-        seen.setdefault(signature, line)
+            problems.append(Problem(here, doc.line_of(("target", index)),
+                                    f"duplicate target {target.id} (same platform, region and "
+                                    f"group as line {doc.line_of(('target', seen[signature]))})"))
+        seen.setdefault(signature, index)
     pools = tuple(Pool(p["domain"], p["variant"], p)
                   for p in (raw.get("manager") or {}).get("pool") or ())
     for index, pool in enumerate(pools):
@@ -142,18 +141,17 @@ def _targets(raw_targets: list[dict[str, Any]]) -> tuple[Target, ...]:
 
 
 def _duplicate_pools(keys: dict[str, ImageKey], docs: dict[str, YamlDocument]) -> list[Problem]:
-    first: dict[str, str] = {}
+    first: dict[str, tuple[ImageKey, int]] = {}  # pool id -> key and index that define it first
     problems = []
     for key in sorted(keys.values(), key=lambda k: k.name):
-        doc = docs[key.name]
         for index, pool in enumerate(key.pools):
-            where = f"{key.file}:{doc.line_of(('manager', 'pool', index))}"
-            if pool.id in first:
-                problems.append(Problem(key.file, doc.line_of(("manager", "pool", index)),
-                                        f"duplicate pool id {pool.id} (also defined at "
-                                        f"{first[pool.id]})"))
-            else:
-                first[pool.id] = where
+            if pool.id not in first:
+                first[pool.id] = (key, index)
+                continue
+            other, other_index = first[pool.id]
+            where = f"{other.file}:{docs[other.name].line_of(('manager', 'pool', other_index))}"
+            problems.append(Problem(key.file, docs[key.name].line_of(("manager", "pool", index)),
+                                    f"duplicate pool id {pool.id} (also defined at {where})"))
     return problems
 
 
