@@ -85,7 +85,8 @@ class Context:
     stats: Stats
     root_url: str
     providers: dict[str, str]
-    index_client: Client
+    index_client: Client  # signs the index's redirects to private artifacts
+    queue_client: Client  # issues task credentials
     clock: Callable[[], datetime] = dates.now
     max_task_deadline_days: int = 5
 

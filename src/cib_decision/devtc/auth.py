@@ -12,6 +12,7 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from mohawk.base import Resource
 from mohawk.exc import HawkFail
 from mohawk.util import calculate_mac, parse_authorization_header, strings_match
 
+from ..scopes import role_scopes
 from .expressions import grants
 
 # What a public deployment grants the `anonymous` role (Taskcluster's "Anonymous Role" manual);
@@ -77,11 +79,12 @@ class Caller:
 
 
 class Clients:
-    """The clients the deployment knows (thread-safe)."""
+    """The clients the deployment knows (thread-safe), and how it expands `assume:` scopes."""
 
-    def __init__(self) -> None:
+    def __init__(self, expand: Callable[[Iterable[str]], list[str]] | None = None) -> None:
         self._clients: dict[str, Client] = {}
         self._lock = threading.Lock()
+        self.expand: Callable[[Iterable[str]], list[str]] = expand or list
 
     def add(self, client: Client) -> Client:
         """Register (or replace) a client."""
@@ -178,6 +181,8 @@ def _credentials(clients: Clients, client_id: str,
     client = clients.get(issuer_id)
     if client is None:
         raise AuthError(f"Client ID {issuer_id} does not exist")
+    client = Client(client.client_id, client.access_token,
+                    tuple(clients.expand(client.scopes)))
     key, scopes = client.access_token, list(client.scopes)
     if certificate is not None:
         key, scopes = _temporary(client, client_id, certificate)
@@ -186,11 +191,11 @@ def _credentials(clients: Clients, client_id: str,
         if not isinstance(authorized, list) or not all(
                 isinstance(s, str) and _VALID_SCOPE.match(s) for s in authorized):
             raise AuthError("ext.authorizedScopes must be an array of valid scopes")
-        held = [*scopes, *ANONYMOUS_SCOPES]
+        held = clients.expand([*scopes, *ANONYMOUS_SCOPES])
         if not all(grants(held, s) for s in authorized):
             raise AuthError("Supplied credentials do not satisfy authorizedScopes")
         scopes = list(authorized)
-    return key, tuple(dict.fromkeys([*scopes, *ANONYMOUS_SCOPES]))
+    return key, tuple(dict.fromkeys(clients.expand([*scopes, *ANONYMOUS_SCOPES])))
 
 
 def _parse_ext(ext: str | None) -> dict[str, Any]:
@@ -244,3 +249,29 @@ def _temporary(issuer: Client, client_id: str,
     temporary = base64.urlsafe_b64encode(
         hmac.new(token, seed.encode(), hashlib.sha256).digest()).decode().rstrip("=")
     return temporary, scopes
+
+
+_REPO_ROLE = re.compile(r"assume:repo:([^:]+):(.+)")
+
+
+def repo_role_expander(roles: dict[str, list[str]]) -> Callable[[Iterable[str]], list[str]]:
+    """Expansion of `assume:repo:<host>/<org>/<repo>:<role>` scopes into the scopes the roles
+    file gives `<role>` (with `{project}` the repository name), as a deployment's roles for
+    the repository would; a granted `assume:repo:<repo>:<prefix>*` assumes every role of the
+    file under that prefix. Other `assume:` scopes stay as they are."""
+
+    def expand(scopes: Iterable[str]) -> list[str]:
+        result = list(scopes)
+        for scope in list(result):
+            found = _REPO_ROLE.fullmatch(scope)
+            if found is None:
+                continue
+            repo, role = found.groups()
+            project = repo.rstrip("/").rsplit("/", 1)[-1]
+            names = ([n for n in roles if n.startswith(role[:-1])] if role.endswith("*")
+                     else [role])
+            for name in names:
+                result += role_scopes(roles, name, project=project)
+        return list(dict.fromkeys(result))
+
+    return expand

@@ -12,10 +12,12 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import unquote
 
+import taskcluster
+
 from . import dates, index, queue
 from .api import Context, Reply
 from .faults import Faults, FaultSettings, Stats
-from .state import Artifact
+from .state import Artifact, TaskRecord
 
 RESOLUTIONS = ("completed", "failed", "exception")
 # exception reasons after which the queue retries the task (a new run) while retries are left
@@ -25,6 +27,7 @@ _EXCEPTION_REASONS = ("deadline-exceeded", "canceled", "claim-expired", "worker-
                       "malformed-payload", "resource-unavailable", "internal-error",
                       "intermittent-task", "superseded")
 WORKER_GROUP, WORKER_ID = "dev-taskcluster", "dev-worker"
+CLAIM_TIMEOUT = timedelta(minutes=20)
 
 
 class HookError(Exception):
@@ -63,18 +66,9 @@ def resolve_task(ctx: Context, task_id: str, state: str = "completed",
         if not re.fullmatch(r"[\x20-\x7e]+", name):
             raise HookError(f"artifact names are printable ASCII: {name!r}")
     with ctx.state.lock:
-        record = ctx.state.tasks.get(task_id)
-        if record is None:
-            raise HookError(f"no task {task_id}", 404)
-        if record.state() in RESOLUTIONS:
-            raise HookError(f"task {task_id} is already {record.state()}", 409)
-        queue.schedule(ctx, record)
+        record, run = _claim(ctx, task_id)
         now = ctx.clock()
-        run = record.runs[-1]
         run_id = run["runId"]
-        run.update(state="running", workerGroup=WORKER_GROUP, workerId=WORKER_ID,
-                   started=dates.to_json(now),
-                   takenUntil=dates.to_json(now + timedelta(minutes=20)))
         for name, content in (artifacts or {}).items():
             ctx.state.artifacts[(task_id, run_id, name)] = encode_artifact(content)
         run.update(state=state, reasonResolved=reason or state, resolved=dates.to_json(now))
@@ -88,6 +82,51 @@ def resolve_task(ctx: Context, task_id: str, state: str = "completed",
             if state == "completed":
                 index.index_completed_task(ctx, task_id)
         return record.status()
+
+
+def _claim(ctx: Context, task_id: str) -> tuple[TaskRecord, dict[str, Any]]:
+    """The task's run, claimed by the dev worker: a pending run becomes running (an
+    unscheduled task is scheduled first); a running run is claimed again (new takenUntil)."""
+    record = ctx.state.tasks.get(task_id)
+    if record is None:
+        raise HookError(f"no task {task_id}", 404)
+    if record.state() in RESOLUTIONS:
+        raise HookError(f"task {task_id} is already {record.state()}", 409)
+    queue.schedule(ctx, record)
+    now = ctx.clock()
+    run = record.runs[-1]
+    if run["state"] == "pending":
+        run.update(state="running", workerGroup=WORKER_GROUP, workerId=WORKER_ID,
+                   started=dates.to_json(now))
+    run["takenUntil"] = dates.to_json(now + CLAIM_TIMEOUT)
+    return record, run
+
+
+def task_credentials(ctx: Context, task_id: str) -> dict[str, Any]:
+    """Claim the task (see `_claim`) and issue what `claimWork` gives a worker: temporary
+    credentials named `task-client/<taskId>/<runId>/on/<group>/<worker>/until/<t>`, issued by
+    the queue, valid until the claim expires, holding the task's scopes plus reclaim, resolve
+    and create-artifact for its run (`services/queue/src/task-creds.js`)."""
+    with ctx.state.lock:
+        record, run = _claim(ctx, task_id)
+        run_id, taken = run["runId"], run["takenUntil"]
+        taken_until = dates.parse(taken)
+        scopes = [f"queue:reclaim-task:{task_id}/{run_id}",
+                  f"queue:resolve-task:{task_id}/{run_id}",
+                  f"queue:create-artifact:{task_id}/{run_id}",
+                  *record.definition["scopes"]]
+        status = record.status()
+    until = round(taken_until.timestamp() * 1000) / 1000  # JavaScript: getTime() / 1000
+    name = "/".join(["task-client", task_id, str(run_id), "on", WORKER_GROUP, WORKER_ID,
+                     "until", str(int(until)) if until.is_integer() else str(until)])
+    issuer = ctx.queue_client
+    credentials = taskcluster.createTemporaryCredentials(
+        issuer.client_id, issuer.access_token, ctx.clock() - timedelta(minutes=1), taken_until,
+        scopes, name=name)
+    credentials = {k: v.decode() if isinstance(v, bytes) else v
+                   for k, v in credentials.items()}
+    return {"status": status, "runId": run_id, "takenUntil": taken,
+            "credentials": credentials}
 
 
 def set_faults(faults: Faults, body: dict[str, Any]) -> FaultSettings:
@@ -143,6 +182,9 @@ class DevRoutes:
             return Reply(resolve_task(self.ctx, unquote(found.group(1)),
                                       body.get("state", "completed"), body.get("artifacts"),
                                       body.get("reason")))
+        found = re.fullmatch(r"/dev/task-credentials/([^/]+)", path)
+        if method == "POST" and found:
+            return Reply(task_credentials(self.ctx, unquote(found.group(1))))
         found = re.fullmatch(r"/dev/artifacts/([^/]+)/(\d+)/(.+)", path)
         if method == "GET" and found:
             key = (unquote(found.group(1)), int(found.group(2)), unquote(found.group(3)))

@@ -20,7 +20,7 @@ from . import index as index_service
 from . import queue as queue_service
 from . import workermanager as wm_service
 from .api import Api, Context
-from .auth import Client, Clients
+from .auth import Client, Clients, repo_role_expander
 from .faults import Faults, FaultSettings, Stats
 from .reference import References
 from .schemas import Schemas
@@ -31,6 +31,7 @@ DEFAULT_PROVIDERS = {"azure": "azure", "aws": "aws", "google": "google"}
 PROVIDER_TYPES = ("azure", "aws", "google", "static", "null", "testing")
 ROOT_CLIENT_ID = "static/taskcluster/root"
 INDEX_CLIENT_ID = "static/taskcluster/index"
+QUEUE_CLIENT_ID = "static/taskcluster/queue"
 ROLE_CLIENT_PREFIX = "dev/"
 HANDLERS = {**queue_service.HANDLERS, **index_service.HANDLERS, **wm_service.HANDLERS}
 DEFAULT_PROJECT = "images"
@@ -100,14 +101,16 @@ class DevTaskcluster:
         self.roles, self.project = roles, project
         self._access_token = access_token
         self._lock = threading.Lock()
-        self.clients = Clients()
+        self.clients = Clients(expand=repo_role_expander(roles))
         self.root = self.clients.add(Client(ROOT_CLIENT_ID, self._token(), ("*",)))
         index_client = self.clients.add(
             Client(INDEX_CLIENT_ID, self._token(), ("queue:get-artifact:*",)))
+        queue_client = self.clients.add(Client(QUEUE_CLIENT_ID, self._token(), ("*",)))
         self.faults = Faults(faults, seed=seed)
         self.counters = Stats()
         self._host, self._port = host, port
         self._ctx_args = dict(references=references, index_client=index_client,
+                              queue_client=queue_client,
                               max_task_deadline_days=max_task_deadline_days)
         self._log = log
         self._server: DevServer | None = None
@@ -229,6 +232,15 @@ class DevTaskcluster:
         """Resolve a task as a worker would (see `devhooks.resolve_task`); its status."""
         try:
             return devhooks.resolve_task(self._context(), task_id, state, artifacts, reason)
+        except devhooks.HookError as exc:
+            raise (KeyError if exc.status == 404 else ValueError)(str(exc)) from None
+
+    def task_credentials(self, task_id: str) -> dict[str, Any]:
+        """Claim the task as a worker would and return `{"status", "runId", "takenUntil",
+        "credentials"}`: temporary credentials holding the task's scopes (see
+        `devhooks.task_credentials`)."""
+        try:
+            return devhooks.task_credentials(self._context(), task_id)
         except devhooks.HookError as exc:
             raise (KeyError if exc.status == 404 else ValueError)(str(exc)) from None
 
