@@ -20,6 +20,7 @@ def teardown_task(config, items):
             "attributes": {"cib-kind": config.kind},
             "worker-type": "b-linux",
             "worker": run_cib(config.params, "pool", "teardown", "--pull-request", number),
-            "scopes": [f"worker-manager:manage-worker-pool:{PR_POOL_DOMAIN}/*"],
+            "scopes": ["worker-manager:list-worker-pools",
+                       f"worker-manager:manage-worker-pool:{PR_POOL_DOMAIN}/*"],
             "treeherder": treeherder("W", "teardown", "pull-request"),
         }

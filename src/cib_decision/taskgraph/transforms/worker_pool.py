@@ -46,6 +46,9 @@ def worker_pool_task(config, items):
             # Soft: the pool waits for the images this graph builds for it; regions whose
             # image is not rebuilt keep the image they have.
             "soft-dependencies": upstream,
+            # Run even when some image builds failed: those regions keep their previous
+            # launch config (`cib pool apply` reads which dependencies completed).
+            "requires": "all-resolved",
             "worker-type": "b-linux",
             "scopes": [f"worker-manager:manage-worker-pool:{target_pool}",
                        f"worker-manager:get-worker-pool:{target_pool}",
