@@ -16,6 +16,8 @@ REFERENCE = SHARED / "reference"
 REFERENCE_CONFIG = REFERENCE / "cib-config"
 FAKE_ROOT_URL = "https://tc.example.com"
 
+pytest_plugins = ["cib_decision.devtc.testing"]
+
 
 def require_reference(path: Path = REFERENCE) -> Path:
     """Skip the calling test when ../shared/reference is not beside the checkout."""

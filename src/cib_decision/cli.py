@@ -15,6 +15,7 @@ from pathlib import Path
 from . import __version__, decision_cli, image_cli, pool_cli
 from .changes import compute_changes
 from .config import DirectorySource, Fleet, load_fleet
+from .devtc import cli as devtc_cli
 from .directives import Vocabulary, parse_directives
 from .errors import CibError, ConfigError
 from .gitrepo import GitTreeSource, open_repo, resolve
@@ -152,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     decision_cli.add_parser(commands)
     image_cli.add_parser(commands)
     pool_cli.add_parser(commands)
+    devtc_cli.add_parser(commands)
     return parser
 
 
