@@ -191,7 +191,7 @@ class Api:
             self.ctx.schemas.apply_defaults(schema_in, call.body)
             problems = self.ctx.schemas.errors(schema_in, call.body)
             if problems:
-                raise ApiError("InputValidationError", _schema_message(
+                raise ApiError("InputValidationError", schema_message(
                     self.ctx.root_url, schema_in, problems))
         handler = self.handlers.get(entry.qualified)
         if handler is None:
@@ -267,6 +267,7 @@ def _check_query(entry: Entry, raw: str) -> dict[str, str]:
     return query
 
 
-def _schema_message(root_url: str, schema_id: str, problems: list[str]) -> str:
+def schema_message(root_url: str, schema_id: str, problems: list[str]) -> str:
+    """An InputValidationError message, in the services' wording."""
     return "\n".join(["Schema Validation Failed!", f"Rejecting Schema: {root_url}{schema_id}#",
                       "Errors:", *(f"  * {p}" for p in problems)])

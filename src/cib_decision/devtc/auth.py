@@ -75,6 +75,7 @@ class Caller:
 
     @property
     def failed(self) -> bool:
+        """True when the request carried credentials that do not authenticate."""
         return self.status == "auth-failed"
 
 

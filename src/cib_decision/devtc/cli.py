@@ -93,8 +93,7 @@ def cmd_dev_taskcluster(args: argparse.Namespace) -> int:
             print(f"{name:<{width}}  clientId={client.client_id} "
                   f"accessToken={client.access_token}")
         print(f"providers: {', '.join(f'{i}={t}' for i, t in tc.providers.items())}; "
-              "dev hooks under /dev/ (stats, faults, reset, tasks/<id>/resolve); Ctrl-C stops",
-              flush=True)
+              "dev hooks under /dev/ (docs/dev-taskcluster.md); Ctrl-C stops", flush=True)
         tc.serve_forever()
     except KeyboardInterrupt:
         pass

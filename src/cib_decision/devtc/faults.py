@@ -29,6 +29,7 @@ class FaultSettings:
             raise ValueError(f"latency_ms must not be negative, not {self.latency_ms}")
 
     def to_json(self) -> dict[str, Any]:
+        """`{"errorRate", "latencyMs", "dropRate"}`, as `/dev/faults` reads and writes them."""
         return {"errorRate": self.error_rate, "latencyMs": self.latency_ms,
                 "dropRate": self.drop_rate}
 
@@ -56,6 +57,7 @@ class Faults:
 
     @property
     def settings(self) -> FaultSettings:
+        """The current settings."""
         with self._lock:
             return self._settings
 
@@ -107,6 +109,7 @@ class Stats:
         self.reset()
 
     def reset(self) -> None:
+        """Zero every counter."""
         with self._lock:
             self._requests: Counter[str] = Counter()
             self._faults: Counter[str] = Counter()
@@ -114,18 +117,22 @@ class Stats:
             self._created: list[str] = []
 
     def request(self, method: str) -> None:
+        """Count an API request to `method` (`queue.createTask`)."""
         with self._lock:
             self._requests[method] += 1
 
     def fault(self, kind: str) -> None:
+        """Count an injected fault (`500`, `502`, `503`, `drop-before`, `drop-after`)."""
         with self._lock:
             self._faults[kind] += 1
 
     def response(self, status: int) -> None:
+        """Count an API response by HTTP status."""
         with self._lock:
             self._statuses[status] += 1
 
     def task_created(self, task_id: str) -> None:
+        """Count a task created (not an idempotent repeat)."""
         with self._lock:
             self._created.append(task_id)
 

@@ -53,11 +53,13 @@ class _Handler(BaseHTTPRequestHandler):
     server: DevServer
 
     def do_GET(self) -> None:
+        """Every method goes through `_handle`."""
         self._handle()
 
     do_PUT = do_POST = do_DELETE = do_PATCH = do_HEAD = do_GET
 
     def log_message(self, format: str, *args: object) -> None:
+        """Request log lines go to the server's `log` (none when it is None)."""
         if self.server.log is not None:
             self.server.log(f"{self.address_string()} {format % args}")
 

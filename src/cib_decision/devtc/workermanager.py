@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from . import dates
-from .api import Call, Context, Handler
+from .api import Call, Context, Handler, schema_message
 from .apierror import ApiError
 from .pagination import paginate, with_token
 from .state import LaunchConfig, WorkerPool
@@ -87,9 +87,7 @@ def _provider(ctx: Context, provider_id: str, config: dict[str, Any]) -> None:
     ctx.schemas.apply_defaults(schema, config)
     problems = ctx.schemas.errors(schema, config)
     if problems:
-        raise ApiError("InputValidationError", "\n".join(
-            ["Schema Validation Failed!", f"Rejecting Schema: {ctx.root_url}{schema}#",
-             "Errors:", *(f"  * {p}" for p in problems)]))
+        raise ApiError("InputValidationError", schema_message(ctx.root_url, schema, problems))
 
 
 def _pool(ctx: Context, pool_id: str) -> WorkerPool:
