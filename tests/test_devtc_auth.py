@@ -13,7 +13,7 @@ import slugid
 import taskcluster
 from cib_decision.devtc import DevTaskcluster
 from cib_decision.devtc.expressions import render, satisfied, template_params, unsatisfied
-from cib_decision.devtc.testing import new_task
+from cib_decision.devtc.testing import new_task, require_schemas
 
 
 def rejected(call, *args, **kwargs):
@@ -106,6 +106,7 @@ def test_untrusted_pull_requests_may_only_read(dev_taskcluster):
 @pytest.fixture(scope="module")
 def narrow():
     """A deployment whose only role may create `low` (or lower) priority tasks."""
+    require_schemas()
     roles = {"low": ["queue:scheduler-id:s", "queue:create-task:project:none",
                      "queue:create-task:low:p/w", "worker-manager:manage-worker-pool:p/*"]}
     with DevTaskcluster(roles=roles) as tc:

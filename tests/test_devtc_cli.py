@@ -12,8 +12,7 @@ import slugid
 
 import taskcluster
 from cib_decision.cli import main
-from cib_decision.devtc.testing import new_task
-from cib_decision.tcschemas import find_schema_dir
+from cib_decision.devtc.testing import new_task, require_schemas
 
 
 def test_missing_schemas_are_an_error_with_status_2(tmp_path, capsys, monkeypatch):
@@ -32,8 +31,7 @@ def test_schema_directory_without_references_is_an_error_with_status_2(tmp_path,
 
 
 def test_unknown_provider_type_and_missing_roles_file_are_errors(tmp_path, capsys):
-    if find_schema_dir() is None:
-        pytest.skip("the Taskcluster schemas are absent")
+    require_schemas()
     assert main(["dev-taskcluster", "--provider", "x=openstack"]) == 2
     assert "unknown provider type(s) openstack" in capsys.readouterr().err
     assert main(["dev-taskcluster", "--roles", str(tmp_path / "roles.yml")]) == 2
@@ -49,8 +47,7 @@ def test_malformed_options_are_usage_errors(arguments):
 
 
 def test_serves_until_interrupted_and_prints_root_url_and_credentials(tmp_path):
-    if find_schema_dir() is None:
-        pytest.skip("the Taskcluster schemas are absent")
+    require_schemas()
     roles = tmp_path / "roles.yml"
     roles.write_text("deploy:\n  - queue:scheduler-id:cib-level-3\n"
                      "  - queue:create-task:project:{project}\n"

@@ -9,6 +9,7 @@ import pytest
 
 import taskcluster
 from cib_decision.devtc import DevTaskcluster
+from cib_decision.devtc.testing import require_schemas
 from cib_decision.devtc.workermanager import launch_config_id
 
 from .tcschemas import validator
@@ -153,6 +154,7 @@ def test_config_is_checked_against_the_provider_type_schema(dev_taskcluster):
 
 
 def test_provider_ids_map_to_types_as_the_deployment_configures():
+    require_schemas()
     with DevTaskcluster(roles={}, providers={"azure2": "azure"}) as tc:
         wm = manager(tc)
         assert wm.createWorkerPool("gecko-t/x", pool("azure2", AZURE_SEQUENTIAL))[

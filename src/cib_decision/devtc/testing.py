@@ -19,12 +19,17 @@ from ..tcschemas import ENV_VAR, find_schema_dir
 from .harness import DevTaskcluster
 
 
-@pytest.fixture(scope="session")
-def _dev_taskcluster_server() -> Iterator[DevTaskcluster]:
+def require_schemas() -> None:
+    """Skip the calling test when the Taskcluster schemas are absent."""
     directory = find_schema_dir()
     if directory is None or not directory.is_dir():
         pytest.skip("the Taskcluster schemas are absent: they live in ../shared/reference "
                     f"beside the checkout (or set {ENV_VAR})")
+
+
+@pytest.fixture(scope="session")
+def _dev_taskcluster_server() -> Iterator[DevTaskcluster]:
+    require_schemas()
     server = DevTaskcluster()
     server.start()
     try:
