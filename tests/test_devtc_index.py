@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from functools import cache
 
 import pytest
 import requests
@@ -31,13 +32,14 @@ def taskgraph_env(dev_taskcluster, monkeypatch):
     for name, value in dev_taskcluster.environ().items():
         monkeypatch.setenv(name, value)
     caches = (tg.get_root_url, tg.get_taskcluster_client, tg.get_session)
-    for cache in caches:
-        cache.cache_clear()
+    for cached in caches:
+        cached.cache_clear()
     yield
-    for cache in caches:
-        cache.cache_clear()
+    for cached in caches:
+        cached.cache_clear()
 
 
+@cache
 def index_schemas() -> SchemaStore:
     """The index schemas, which only references.json holds."""
     documents = json.loads(references_path(find_schema_dir()).read_text())
