@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import __version__, decision_cli, image_cli, pool_cli
+from . import __version__, decision_cli, dev_event, image_cli, pool_cli
 from .changes import compute_changes
 from .config import DirectorySource, Fleet, load_fleet
 from .devtc import cli as devtc_cli
@@ -151,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--format", choices=("table", "json", "dot", "mermaid"), default="table")
     plan.set_defaults(func=cmd_plan)
     decision_cli.add_parser(commands)
+    dev_event.add_parser(commands)
     image_cli.add_parser(commands)
     pool_cli.add_parser(commands)
     devtc_cli.add_parser(commands)

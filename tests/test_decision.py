@@ -1,0 +1,209 @@
+"""`cib decision` end to end against the local Taskcluster, started the way Taskcluster starts
+it: `cib dev-event` renders .taskcluster.yml for a GitHub event, creates the decision task with
+the GitHub service's credentials and runs its command with the task's own scopes.
+
+Each decision runs in a subprocess (taskgraph registers one graph root per process).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cib_decision.devtc.harness import DevTaskcluster
+
+from .conftest import CONFIG_DIR, ROOT
+
+pytestmark = pytest.mark.usefixtures("dev_taskcluster")
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c",
+                           "user.email=t@example.com", *args], check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def make_repo(path: Path) -> Path:
+    """A fleet repository like ours: config, taskcluster, .taskcluster.yml; two commits."""
+    shutil.copytree(CONFIG_DIR, path / "config")
+    shutil.copytree(ROOT / "taskcluster", path / "taskcluster")
+    shutil.copy(ROOT / ".taskcluster.yml", path / ".taskcluster.yml")
+    git(path.parent, "init", "-q", "-b", "main", str(path))
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", "initial fleet")
+    key = path / "config" / "win10-64.yaml"
+    key.write_text(key.read_text().replace("edition: Professional", "edition: Enterprise"))
+    git(path, "commit", "-q", "-am", "win10: Enterprise edition")
+    return path
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    return make_repo(tmp_path / "images")
+
+
+def dev_event(tc: DevTaskcluster, repo: Path, *args: str, setup: str = "",
+              timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKCLUSTER_")}
+    env.update(tc.environ())
+    command = [sys.executable, "-m", "cib_decision", "dev-event", "--repo", str(repo), *args]
+    if setup:
+        command += ["--setup", setup]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def decision_ids(tc: DevTaskcluster) -> list[str]:
+    return [task_id for task_id, task in tc.tasks().items() if task_id == task["taskGroupId"]]
+
+
+def graph_tasks(tc: DevTaskcluster) -> dict[str, dict]:
+    """The tasks the decision created (not the decision task), by task id."""
+    return {task_id: task for task_id, task in tc.tasks().items()
+            if task_id != task["taskGroupId"]}
+
+
+def labels(tasks: dict[str, dict]) -> list[str]:
+    return sorted(task["tags"]["label"] for task in tasks.values())
+
+
+def test_a_push_submits_every_task_of_the_graph_once(dev_taskcluster, repo):
+    result = dev_event(dev_taskcluster, repo, "push")
+    assert result.returncode == 0, result.stderr
+    created = graph_tasks(dev_taskcluster)
+    label_to_taskid = json.loads((repo / "artifacts" / "label-to-taskid.json").read_text())
+    assert sorted(label_to_taskid) == labels(created)
+    assert {label_to_taskid[t["tags"]["label"]] for t in created.values()} == set(created)
+    (decision,) = decision_ids(dev_taskcluster)
+    assert all(t["taskGroupId"] == decision and t["schedulerId"] == "cib-level-3"
+               for t in created.values())
+    kinds = {t["tags"]["kind"] for t in created.values()}
+    assert {"disk-image", "machine-image", "worker-pool", "verify"} <= kinds
+    for name in ("parameters.yml", "full-task-graph.json", "task-graph.json",
+                 "target-tasks.json"):
+        assert (repo / "artifacts" / name).is_file()
+
+
+def test_a_decision_run_again_creates_no_duplicate(dev_taskcluster, repo):
+    assert dev_event(dev_taskcluster, repo, "push").returncode == 0
+    before = dev_taskcluster.tasks()
+    (decision,) = decision_ids(dev_taskcluster)
+    rerun = dev_event(dev_taskcluster, repo, "push", "--rerun", decision)
+    assert rerun.returncode == 0, rerun.stderr
+    assert dev_taskcluster.tasks() == before
+    assert f"0 created, {len(before) - 1} already existed" in rerun.stderr
+
+
+def test_a_decision_killed_half_way_completes_the_same_graph_when_run_again(
+        dev_taskcluster, repo):
+    dev_taskcluster.set_faults(latency_ms=40)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKCLUSTER_")}
+    env.update(dev_taskcluster.environ())
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cib_decision", "dev-event", "--repo", str(repo), "push"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while len(graph_tasks(dev_taskcluster)) < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(process.pid, 9)
+    process.wait()
+    partial = len(graph_tasks(dev_taskcluster))
+    dev_taskcluster.set_faults()
+    (decision,) = decision_ids(dev_taskcluster)
+    rerun = dev_event(dev_taskcluster, repo, "push", "--rerun", decision)
+    assert rerun.returncode == 0, rerun.stderr
+    created = graph_tasks(dev_taskcluster)
+    label_to_taskid = json.loads((repo / "artifacts" / "label-to-taskid.json").read_text())
+    assert 5 <= partial < len(label_to_taskid)
+    assert labels(created) == sorted(label_to_taskid)  # each label exactly once
+
+
+def test_a_pull_request_deploys_only_per_pr_pools_at_level_1(dev_taskcluster, repo):
+    result = dev_event(dev_taskcluster, repo, "pull-request", "--pull-request", "7",
+                       "--environment", "staging")
+    assert result.returncode == 0, result.stderr
+    created = graph_tasks(dev_taskcluster)
+    assert created and all(t["schedulerId"] == "cib-level-1" for t in created.values())
+    pool_scopes = [s for t in created.values() for s in t.get("scopes", [])
+                   if s.startswith("worker-manager:manage-worker-pool:")]
+    assert pool_scopes and all(s.startswith("worker-manager:manage-worker-pool:cib-pr/")
+                               for s in pool_scopes)
+
+
+def test_closing_a_pull_request_submits_its_teardown(dev_taskcluster, repo):
+    result = dev_event(dev_taskcluster, repo, "pull-request-closed", "--pull-request", "7")
+    assert result.returncode == 0, result.stderr
+    assert {t["tags"]["kind"] for t in graph_tasks(dev_taskcluster).values()} == {
+        "pr-teardown"}
+
+
+def test_a_bad_directive_exits_2_naming_the_line_and_submits_nothing(dev_taskcluster, repo):
+    git(repo, "commit", "-q", "--allow-empty", "-m", "Tweak\n\ninclude keys: win10-46")
+    result = dev_event(dev_taskcluster, repo, "push")
+    assert result.returncode == 2
+    assert "line 3" in result.stderr and "win10-46" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert graph_tasks(dev_taskcluster) == {}
+
+
+HOSTILE = """
+import sys
+import cib_decision.decision as d
+
+original = d.complete_definitions
+
+
+def aim_at_real_pools(*args, **kwargs):  # a PR whose code deploys the real pools
+    pending = original(*args, **kwargs)
+    for task in pending:
+        task.definition["scopes"] = [s.replace("cib-pr/", "gecko-t/")
+                                     for s in task.definition.get("scopes", [])]
+    return pending
+
+
+d.complete_definitions = aim_at_real_pools
+{bypass}
+from cib_decision.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_pull_request_aiming_at_production_pools_is_refused_before_submission(
+        dev_taskcluster, repo, tmp_path):
+    script = tmp_path / "hostile.py"
+    script.write_text(HOSTILE.format(bypass=""))
+    result = dev_event(dev_taskcluster, repo, "pull-request", "--environment", "staging",
+                       setup=f"{sys.executable} {script}")
+    assert result.returncode == 2, result.stderr
+    assert "nothing was submitted" in result.stderr
+    assert "worker-manager:manage-worker-pool:gecko-t/" in result.stderr
+    assert graph_tasks(dev_taskcluster) == {}
+
+
+def test_the_queue_refuses_production_pool_tasks_even_when_the_check_is_bypassed(
+        dev_taskcluster, repo, tmp_path):
+    script = tmp_path / "hostile.py"
+    script.write_text(HOSTILE.format(
+        bypass="import cib_decision.decision as d; d.check = lambda *a: []"))
+    result = dev_event(dev_taskcluster, repo, "pull-request", "--environment", "staging",
+                       setup=f"{sys.executable} {script}")
+    assert result.returncode == 2
+    assert "403 InsufficientScopes" in result.stderr
+    created = graph_tasks(dev_taskcluster)
+    assert not any(s.startswith("worker-manager:manage-worker-pool:gecko-")
+                   for t in created.values() for s in t.get("scopes", []))
+
+
+def test_the_decision_applies_the_commit_directives(dev_taskcluster, repo):
+    git(repo, "commit", "-q", "--allow-empty", "-m", "Only Linux\n\ninclude keys: ubuntu-2404")
+    result = dev_event(dev_taskcluster, repo, "push")
+    assert result.returncode == 0, result.stderr
+    built = {t["tags"]["label"] for t in graph_tasks(dev_taskcluster).values()
+             if t["tags"]["kind"] in ("disk-image", "machine-image")}
+    assert built and all("ubuntu-2404" in label for label in built)
