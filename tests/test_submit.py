@@ -164,5 +164,5 @@ def test_a_conflict_is_a_cib_error_naming_the_label():
     queue = FakeQueue()
     task = _task("a")
     queue.tasks[task.task_id] = {"metadata": {"name": "other"}}
-    with pytest.raises(CibError, match=r"^a: task id"):
+    with pytest.raises(CibError, match=r"already used by a different task \(it differs at created"):
         Submitter(queue, sleep=lambda s: None).create(task)

@@ -172,10 +172,28 @@ def generate(request: DecisionRequest) -> Any:
     return tgg
 
 
+def stable_pushdate(request: DecisionRequest, queue: Any) -> None:
+    """Without a push date, taskgraph dates the build (index ranks, dated routes) by the clock,
+    so a rerun would build a different graph. Use the decision task's creation time instead:
+    the same on every run of the task."""
+    if int(request.options.get("pushdate") or 0) or queue is None:
+        return
+    from taskcluster.exceptions import TaskclusterFailure
+
+    try:
+        created = queue.task(request.decision_task_id)["created"]
+    except TaskclusterFailure as error:
+        log.warning("cannot read the decision task (%s); the build date is the clock's", error)
+        return
+    request.options["pushdate"] = int(datetime.fromisoformat(created.replace("Z", "+00:00"))
+                                      .timestamp())
+
+
 def run_decision(request: DecisionRequest, queue: Any, schemas: SchemaStore,
                  progress: Progress | None = None) -> DecisionResult:
     """Generate, write artifacts, check, and (unless a dry run) submit."""
     role, granted = _role_scopes(request, request.root)
+    stable_pushdate(request, queue)
     tgg = generate(request)
     label_to_taskid = dict(tgg.label_to_taskid)
     graph = tgg.morphed_task_graph

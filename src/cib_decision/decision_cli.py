@@ -95,7 +95,9 @@ def cmd_decision(args: argparse.Namespace) -> int:
                               dry_run=args.dry_run, concurrency=args.concurrency)
     client = client_options()
     try:
-        schemas = SchemaStore.default(client["rootUrl"])
+        # Schemas come from the deployment itself (the proxy serves only the APIs).
+        schemas = SchemaStore.default(os.environ.get("TASKCLUSTER_ROOT_URL") or
+                                      client["rootUrl"])
     except LookupError as error:
         raise CibError(str(error)) from error
     queue = taskcluster.Queue({**client, "maxRetries": 0})

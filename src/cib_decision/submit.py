@@ -108,21 +108,34 @@ class LogProgress:
                  len(report.not_attempted), report.retries, report.seconds)
 
 
-def same_task(stored: Mapping[str, Any], ours: PendingTask) -> bool:
-    """True when the queue's stored definition is `ours` but for timestamps: every field we send
-    is equal, except at the timestamp paths."""
-    def equal(a: Any, b: Any, path: tuple[str | int, ...]) -> bool:
+def first_difference(stored: Mapping[str, Any], ours: PendingTask) -> str | None:
+    """The first path (`payload.env.X`) where the queue's stored definition differs from
+    `ours`, or None when it is `ours` but for timestamps: every field we send is equal, except
+    at the timestamp paths (fields we leave out are the queue's defaults)."""
+    def walk(a: Any, b: Any, path: tuple[str | int, ...]) -> tuple[str | int, ...] | None:
         if path in ours.timestamp_paths:
-            return True
-        if isinstance(b, dict):
-            return isinstance(a, dict) and all(
-                key in a and equal(a[key], value, (*path, key)) for key, value in b.items())
-        if isinstance(b, list):
-            return isinstance(a, list) and len(a) == len(b) and all(
-                equal(x, y, (*path, i)) for i, (x, y) in enumerate(zip(a, b, strict=True)))
-        return a == b
+            return None
+        if isinstance(b, dict) and isinstance(a, dict):
+            for key, value in b.items():
+                if key not in a:
+                    return (*path, key)
+                if (found := walk(a[key], value, (*path, key))) is not None:
+                    return found
+            return None
+        if isinstance(b, list) and isinstance(a, list) and len(a) == len(b):
+            for index, (x, y) in enumerate(zip(a, b, strict=True)):
+                if (found := walk(x, y, (*path, index))) is not None:
+                    return found
+            return None
+        return None if a == b else path
 
-    return equal(stored, ours.definition, ())
+    found = walk(stored, ours.definition, ())
+    return None if found is None else ".".join(map(str, found)) or "(the whole task)"
+
+
+def same_task(stored: Mapping[str, Any], ours: PendingTask) -> bool:
+    """True when the queue's stored definition is `ours` but for timestamps."""
+    return first_difference(stored, ours) is None
 
 
 class Submitter:
@@ -169,10 +182,12 @@ class Submitter:
             if error.status_code != 409:
                 raise
         stored = self._call(task.label, lambda: self.queue.task(task.task_id))
-        if same_task(stored, task):
+        difference = first_difference(stored, task)
+        if difference is None:
             return "existing"
-        raise CibError(f"{task.label}: task id {task.task_id} is already used by a different "
-                       "task (the graph changed between runs of this decision task?)")
+        raise CibError(f"task id {task.task_id} is already used by a different task (it "
+                       f"differs at {difference}; did the graph change between runs of this "
+                       "decision task?)")
 
     def submit(self, tasks: Iterable[PendingTask], progress: Progress | None = None
                ) -> SubmitReport:

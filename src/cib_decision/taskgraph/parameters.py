@@ -75,6 +75,10 @@ def decision_parameters(graph_config, parameters) -> None:
     parameters["cib_pull_request_action"] = os.environ.get("CIB_PULL_REQUEST_ACTION", "")
     parameters["cib_changed_keys"] = None
     parameters["cib_built_tasks"] = None
+    # Our target method applies the directives and the event's rules; taskgraph's "default"
+    # would run everything. An explicit --target-tasks-method (or DONTBUILD's "nothing") stays.
+    if parameters.get("target_tasks_method") in (None, "default"):
+        parameters["target_tasks_method"] = "cib"
     if parameters["cib_pull_request"]:
         parameters["cib_changed_keys"] = changed_keys(
             graph_fleet.repo_root(graph_config), graph_fleet.config_dir(graph_config),
