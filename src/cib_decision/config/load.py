@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
-
-import jsonschema
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, Problem
 from ..suggest import closest
@@ -24,15 +22,19 @@ from .model import (
     normalise_region,
 )
 from .source import ConfigSource
+from .validate import SchemaCheck
+
+if TYPE_CHECKING:
+    import jsonschema
 
 KEY_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 # worker-manager's workerPoolId pattern (services/worker-manager/schemas/constants.yml).
 WORKER_POOL_ID = re.compile(r"^[a-zA-Z0-9-_]{1,38}/[a-z]([-a-z0-9]{0,36}[a-z0-9])?$")
 
-_VALIDATORS = {
-    "key": jsonschema.Draft202012Validator(schemas.KEY),
-    ENVIRONMENTS_FILE: jsonschema.Draft202012Validator(schemas.ENVIRONMENTS),
-    **{name: jsonschema.Draft202012Validator(schema) for name, schema in schemas.SHARED.items()},
+_CHECKS = {
+    "key": SchemaCheck(schemas.KEY),
+    ENVIRONMENTS_FILE: SchemaCheck(schemas.ENVIRONMENTS),
+    **{name: SchemaCheck(schema) for name, schema in schemas.SHARED.items()},
 }
 
 
@@ -59,7 +61,7 @@ def load_fleet(source: ConfigSource) -> Fleet:
             problems.append(Problem(display, 0, f"key name {stem!r} must be lower case letters, "
                                                 "digits, '.', '_' or '-'"))
             continue
-        schema_problems = _schema_problems(doc, _VALIDATORS[kind])
+        schema_problems = _schema_problems(doc, _CHECKS[kind])
         problems.extend(schema_problems)
         if not schema_problems:
             docs[stem] = doc
@@ -155,11 +157,10 @@ def _duplicate_pools(keys: dict[str, ImageKey], docs: dict[str, YamlDocument]) -
     return problems
 
 
-def _schema_problems(doc: YamlDocument, validator: jsonschema.Draft202012Validator
-                     ) -> list[Problem]:
+def _schema_problems(doc: YamlDocument, check: SchemaCheck) -> list[Problem]:
     problems = []
     seen = set()
-    for error in validator.iter_errors(doc.data):
+    for error in check.errors(doc.data):
         # Content shared through a YAML alias is one object that fails once per use; report it
         # once. (Scalars are compared by line: equal numbers may be one object.)
         instance = error.instance
