@@ -24,12 +24,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cib_decision.config import DirectorySource, Fleet, load_fleet
-from cib_decision.config.model import SHARED_FILES
+from cib_decision.config.model import SHARED_FILES, ImageKey, SharedInputs
 from cib_decision.digests import (
     KeyDigests,
     applicable_shared_inputs,
     canonical_json,
+    disk_inputs,
     fleet_digests,
+    key_digests,
+    machine_inputs,
     sha256_of,
 )
 from cib_decision.errors import ConfigError
@@ -577,3 +580,41 @@ JSON = st.recursive(
 def test_canonical_json_ignores_key_order_for_any_content(value: Any) -> None:
     assert canonical_json(_reversed_keys(value)) == canonical_json(value)
     assert json.loads(canonical_json(value)) == value
+
+
+# --- computed once ---------------------------------------------------------------------------
+
+
+def test_a_keys_digests_are_computed_once_and_equal_a_fresh_computation() -> None:
+    fleet = load_original(CONFIG_DIR)
+    key = fleet.keys["win10-64"]
+    first = key_digests(key, fleet.shared)
+    assert key_digests(key, fleet.shared) is first
+    assert fleet_digests(fleet)["win10-64"] is first
+    disk = sha256_of(disk_inputs(key, fleet.shared))
+    assert first.disk == disk
+    assert first.machines == {t.id: sha256_of(machine_inputs(disk, t)) for t in key.targets}
+
+
+def test_other_shared_inputs_give_the_same_key_other_digests() -> None:
+    fleet = load_original(CONFIG_DIR)
+    other = SharedInputs({**fleet.shared.files, "packages": []})
+    key = fleet.keys["win10-64"]
+    assert key_digests(key, other).disk != key_digests(key, fleet.shared).disk
+    assert key_digests(key, other) == KeyDigests(
+        key.name, sha256_of(disk_inputs(key, other)),
+        {t.id: sha256_of(machine_inputs(sha256_of(disk_inputs(key, other)), t))
+         for t in key.targets})
+
+
+def test_keys_alike_in_os_architecture_gpu_clouds_and_edition_share_their_shared_inputs(
+        ) -> None:
+    fleet = load_original(CONFIG_DIR)
+    win10 = fleet.keys["win10-64"]
+    twin = ImageKey("twin", "twin.yaml", copy.deepcopy(win10.raw), win10.targets, win10.pools)
+    assert applicable_shared_inputs(twin, fleet.shared) is applicable_shared_inputs(
+        win10, fleet.shared)
+    gpu = ImageKey("gpu", "gpu.yaml", {**win10.raw, "image": {**win10.image, "gpu": True}},
+                   win10.targets, win10.pools)
+    assert applicable_shared_inputs(gpu, fleet.shared) is not applicable_shared_inputs(
+        win10, fleet.shared)

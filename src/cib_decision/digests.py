@@ -12,6 +12,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from .config.model import SHARED_FILES, Fleet, ImageKey, SharedInputs, Target
 
@@ -48,8 +49,25 @@ def applicable_shared_inputs(key: ImageKey, shared: SharedInputs) -> dict[str, A
 
     List files keep the entries whose `target` criteria match the key's os, architecture,
     gpu and clouds (its targets' platforms); product keys keep the key for the image's os and
-    edition.
+    edition. Keys alike in those share one result (do not modify it).
     """
+    image = key.image
+    alike = (image.get("os"), image.get("architecture"), bool(image.get("gpu", False)),
+             key.platforms, image.get("edition"))
+    try:
+        by_criteria = _applicable.setdefault(shared, {})
+        result = by_criteria.get(alike)
+    except TypeError:  # a value that cannot be a dict key (not valid config): no sharing
+        return _applicable_shared_inputs(key, shared)
+    if result is None:
+        result = by_criteria[alike] = _applicable_shared_inputs(key, shared)
+    return result
+
+
+_applicable: WeakKeyDictionary[SharedInputs, dict[tuple, dict[str, Any]]] = WeakKeyDictionary()
+
+
+def _applicable_shared_inputs(key: ImageKey, shared: SharedInputs) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for name in SHARED_FILES:
         entries = shared.entries(name)
@@ -106,9 +124,18 @@ class KeyDigests:
 
 
 def key_digests(key: ImageKey, shared: SharedInputs) -> KeyDigests:
-    """Digests of one key and all its targets."""
+    """Digests of one key and all its targets, computed once per key and shared inputs: the
+    loader, the change report and the image commands all ask (do not modify the result)."""
+    remembered = _key_digests.get(key)
+    if remembered is not None and remembered[0] is shared:
+        return remembered[1]
     disk = disk_digest(key, shared)
-    return KeyDigests(key.name, disk, {t.id: machine_digest(disk, t) for t in key.targets})
+    digests = KeyDigests(key.name, disk, {t.id: machine_digest(disk, t) for t in key.targets})
+    _key_digests[key] = (shared, digests)
+    return digests
+
+
+_key_digests: WeakKeyDictionary[ImageKey, tuple[SharedInputs, KeyDigests]] = WeakKeyDictionary()
 
 
 def fleet_digests(fleet: Fleet) -> dict[str, KeyDigests]:
