@@ -120,6 +120,12 @@ def tags_of(resource: dict[str, Any]) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in resource.get("Tags") or ()}
 
 
+def snapshots_of(image: dict[str, Any]) -> list[str]:
+    """The EBS snapshot ids of a described image."""
+    return [m["Ebs"]["SnapshotId"] for m in image.get("BlockDeviceMappings") or ()
+            if m.get("Ebs", {}).get("SnapshotId")]
+
+
 class EC2:
     """EC2 in one region: images, import tasks, builder instances and their resources."""
 
@@ -174,9 +180,17 @@ class EC2:
 
     def image_snapshots(self, image_id: str) -> list[str]:
         """The EBS snapshots an image is made of."""
-        image = self.image(image_id) or {}
-        return [m["Ebs"]["SnapshotId"] for m in image.get("BlockDeviceMappings") or ()
-                if m.get("Ebs", {}).get("SnapshotId")]
+        return snapshots_of(self.image(image_id) or {})
+
+    def tag_image(self, image_id: str, tags: dict[str, str]) -> list[str] | None:
+        """Add (or overwrite) `tags` on an image and its EBS snapshots, in one call; the
+        snapshots' ids, or None when there is no such image in this region."""
+        image = self.image(image_id)
+        if image is None:
+            return None
+        snapshots = snapshots_of(image)
+        self.tag([image_id, *snapshots], tags)
+        return snapshots
 
     def copy_image(self, source_id: str, source_region: str, name: str, description: str
                    ) -> str:

@@ -63,15 +63,31 @@ def identity_tags(key: str, machine_digest: str) -> dict[str, str]:
     return {f"{TAG_PREFIX}key": key, f"{TAG_PREFIX}machine-digest": machine_digest}
 
 
+def machine_image_tags(*, name: str, key: str, target: str, machine_digest: str,
+                       disk_digest: str, config_commit: str, build_task_id: str,
+                       environment: str, release_sha256: str | None = None
+                       ) -> dict[str, str]:
+    """Every tag of a machine image (and of its snapshots and copies): the one place these
+    tags are named. The build sets all but `cib:release-sha256`, which `cib image tag` adds
+    (the seal of the release record that lists the image)."""
+    tags = {"Name": name, **identity_tags(key, machine_digest),
+            f"{TAG_PREFIX}disk-digest": disk_digest,
+            f"{TAG_PREFIX}config-commit": config_commit,
+            f"{TAG_PREFIX}build-task-id": build_task_id,
+            f"{TAG_PREFIX}environment": environment or "unknown",
+            f"{TAG_PREFIX}target": target}
+    if release_sha256 is not None:
+        tags[f"{TAG_PREFIX}release-sha256"] = release_sha256
+    return tags
+
+
 def image_tags(ctx: BuildContext, target: Target, name: str) -> dict[str, str]:
-    """Every tag of a built image (and its snapshots and copies)."""
-    machine = ctx.digests.machines[target.id]
-    return {"Name": name, **identity_tags(ctx.key.name, machine),
-            f"{TAG_PREFIX}disk-digest": ctx.digests.disk,
-            f"{TAG_PREFIX}config-commit": ctx.config_commit,
-            f"{TAG_PREFIX}build-task-id": ctx.task_id,
-            f"{TAG_PREFIX}environment": ctx.environment or "unknown",
-            f"{TAG_PREFIX}target": target.id}
+    """Every tag of an image this build makes (and of its snapshots and copies)."""
+    return machine_image_tags(
+        name=name, key=ctx.key.name, target=target.id,
+        machine_digest=ctx.digests.machines[target.id], disk_digest=ctx.digests.disk,
+        config_commit=ctx.config_commit, build_task_id=ctx.task_id,
+        environment=ctx.environment)
 
 
 def builder_tags(ctx: BuildContext, target: Target, name: str) -> dict[str, str]:
