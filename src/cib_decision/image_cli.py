@@ -8,6 +8,7 @@ cloud error (quota, capacity, throttling): the image tasks' definitions retry on
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import tempfile
 from pathlib import Path
@@ -92,6 +93,25 @@ def cmd_image_machine(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_image_tag(args: argparse.Namespace) -> int:
+    """Tag the key's machine images of this graph and write public/release.json."""
+    import boto3
+
+    import taskcluster
+
+    from .clouds.aws import EC2
+    from .images.tag import tag_release
+    from .tc import client_options
+
+    ctx = load_context(args.key, args.config_dir, artifacts=args.artifacts)
+    session = boto3.session.Session()
+    release = tag_release(ctx, taskcluster.Queue(client_options()),
+                          functools.cache(lambda region: EC2(region, session)))
+    ctx.progress.say(f"done: release {release.sha256} of {len(release.images)} image"
+                     f"{'s' if len(release.images) != 1 else ''}")
+    return 0
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key", required=True, help="image key (config/<key>.yaml)")
     parser.add_argument("--config-dir", default=DEFAULT_CONFIG_DIR,
@@ -108,6 +128,14 @@ EXIT_STATUSES = """exit statuses:
   2   bad input: unknown key or target, bad config, a checksum that does not match
   3   the build failed in the cloud (a wait timed out, an image failed); resources cleaned up
   75  transient cloud error (quota, capacity, throttling): the task is retried
+"""
+
+
+TAG_EXIT_STATUSES = """exit statuses:
+  0   released: every AWS image tagged (Azure and Google ones named), public/release.json written
+  2   no dependency left a machine-image record of the key, or a record is malformed
+  3   an image a record names is not in its region
+  75  transient cloud error (throttling, a service error): running the task again may succeed
 """
 
 
@@ -154,6 +182,18 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     machine.add_argument("--poll-interval", type=float, default=15.0, metavar="SECONDS",
                          help="how often waits ask the cloud (default: 15)")
     machine.set_defaults(func=cmd_image_machine)
+
+    tag = image_commands.add_parser(
+        "tag", help="tag a key's new machine images and write public/release.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=_doc("images.tag"), epilog=TAG_EXIT_STATUSES)
+    tag.add_argument("--key", required=True, help="image key (config/<key>.yaml)")
+    tag.add_argument("--config-dir", default=DEFAULT_CONFIG_DIR,
+                     help="config directory (default: config)")
+    tag.add_argument("--artifacts", default=DEFAULT_ARTIFACTS, metavar="DIR",
+                     help="where to write release.json; the task publishes it as public/ "
+                          "(default: artifacts)")
+    tag.set_defaults(func=cmd_image_tag)
 
     release = commands.add_parser("release", help="work with release records")
     release_commands = release.add_subparsers(dest="release_command", required=True,

@@ -1,0 +1,213 @@
+"""`cib image tag --key K`: release the machine images a graph built for one key.
+
+Steps, each one line in the task log:
+
+1. **read** the tag task's own definition (`TASK_ID`) and, of each dependency, its
+   `public/machine-image.json` (a dependency without one, such as a failed build or the
+   decision task, is named and left out; no record at all is an error, exit 2). Records of
+   another key, or whose machine digest is not the config's at this commit, are left out too;
+2. **disk image**: the `public/disk-image.json` of the disk-image task each build was given
+   (`CIB_DISK_IMAGE_TASK_ID` in the machine-image task's definition), for the disk image's
+   SHA-256; keys built from a cloud's base image have none;
+3. **seal** the release record (`manifest.release_record`): every image and copy, both
+   digests, the config commit, the build tasks, and as its `created` time the tag task's own
+   `created`, so the task run again writes a byte-identical record;
+4. **tag** every AWS image, in every region, copies included, and its EBS snapshots with the
+   build's tags (`aws_machine.machine_image_tags`) and `cib:release-sha256`, the record's seal.
+   Azure and Google images are not tagged yet: one line says so per image, and they are in the
+   release all the same;
+5. **record** the release in `public/release.json` (`cib release verify` checks it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from taskcluster.exceptions import TaskclusterFailure
+
+from .. import manifest, pools
+from ..clouds.aws import EC2
+from ..errors import BuildError, CibError
+from .aws_machine import machine_image_tags
+from .context import BuildContext
+
+DISK_TASK_VARIABLE = "CIB_DISK_IMAGE_TASK_ID"
+
+
+@dataclass(frozen=True)
+class Builds:
+    """What the tag task's dependencies left: the machine-image records of this key, the
+    disk-image record they were made from (None for keys built from base images), and the tag
+    task's `created` time."""
+
+    records: tuple[manifest.MachineImageRecord, ...]
+    disk: manifest.DiskImageRecord | None
+    created: str
+
+
+def usable_records(ctx: BuildContext, records: Iterable[pools.Record]
+                   ) -> list[manifest.MachineImageRecord]:
+    """The machine-image records of this build of the key: records of another key, releases
+    and records of another machine digest than the config's at this commit are named in the
+    log and left out."""
+    usable = []
+    for record in records:
+        if isinstance(record, manifest.Release):
+            ctx.progress.say(f"skipping the release record of {record.key}: a tag task "
+                             "releases machine-image records")
+        elif record.key != ctx.key.name:
+            ctx.progress.say(f"skipping the machine-image record of {record.key} "
+                             f"({record.target}): this task tags {ctx.key.name}")
+        elif ctx.digests.machines.get(record.target) != record.machine_digest:
+            ctx.progress.say(f"skipping {record.image_id} of {record.target}: machine digest "
+                             f"{record.machine_digest[:12]} is not this config's")
+        else:
+            usable.append(record)
+    return sorted(usable, key=lambda r: r.target)
+
+
+def _disk_task(queue: Any, build_task_id: str) -> str | None:
+    """The disk-image task a machine-image task was given (its `CIB_DISK_IMAGE_TASK_ID`)."""
+    try:
+        definition = queue.task(build_task_id)
+    except TaskclusterFailure as exc:
+        if getattr(exc, "status_code", None) == 404:
+            return None
+        raise CibError(f"the queue refused to give the definition of task {build_task_id}: "
+                       f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                       ) from None
+    env = (definition.get("payload") or {}).get("env") or {}
+    value = env.get(DISK_TASK_VARIABLE)
+    return value if isinstance(value, str) and value else None
+
+
+def disk_record(ctx: BuildContext, queue: Any,
+                records: Iterable[manifest.MachineImageRecord]
+                ) -> manifest.DiskImageRecord | None:
+    """The disk-image record the builds of `records` imported, read from the disk-image task
+    each build task names; None when none names one (or its record is gone). Two different
+    disk images of one disk digest are an error."""
+    found: dict[str, manifest.DiskImageRecord] = {}
+    for build_task in sorted({r.build_task_id for r in records}):
+        task = _disk_task(queue, build_task)
+        if task is None or task in found:
+            continue
+        data = pools.read_artifact(queue, task, manifest.DISK_IMAGE_ARTIFACT)
+        if data is None:
+            ctx.progress.say(f"disk-image task {task} (of build {build_task}) left no "
+                             f"{manifest.DISK_IMAGE_ARTIFACT}")
+            continue
+        record = manifest.parse_disk_image(data, f"task {task} {manifest.DISK_IMAGE_ARTIFACT}")
+        if record.key != ctx.key.name or record.disk_digest != ctx.digests.disk:
+            ctx.progress.say(f"skipping disk image {record.name} of task {task}: not the disk "
+                             f"image of {ctx.key.name} at disk digest {ctx.digests.disk[:12]}")
+            continue
+        ctx.progress.say(f"read {manifest.DISK_IMAGE_ARTIFACT} of task {task}: {record.name} "
+                         f"sha256 {record.sha256}")
+        found[task] = record
+    digests = {r.sha256 for r in found.values()}
+    if len(digests) > 1:
+        raise CibError(f"the machine images of {ctx.key.name} were made from different disk "
+                       f"images of disk digest {ctx.digests.disk[:12]} (sha256 "
+                       f"{', '.join(sorted(digests))}, tasks {', '.join(sorted(found))}); "
+                       "refusing to release them as one")
+    return next(iter(found.values()), None)
+
+
+def read_builds(ctx: BuildContext, queue: Any) -> Builds:
+    """The records the tag task's dependencies left (step 1 and 2); CibError (exit 2) when
+    there is no usable machine-image record at all."""
+    records, created = pools.dependency_records(queue, ctx.task_id, ctx.progress.say)
+    usable = usable_records(ctx, records)
+    if not usable:
+        raise CibError(f"task {ctx.task_id}: no dependency left a machine-image record of "
+                       f"{ctx.key.name} (did every build fail?); nothing to tag or release")
+    disk = disk_record(ctx, queue, usable)
+    if disk is None:
+        ctx.progress.say("no disk-image record: the release's disk_sha256 is null")
+    return Builds(tuple(usable), disk, created)
+
+
+def release_images(ctx: BuildContext, records: Iterable[manifest.MachineImageRecord]
+                   ) -> list[manifest.ReleaseImage]:
+    """The images of `records` and their copies, one per region: a target's own image wins
+    over a copy into its region; where two targets copy into one region (the second build
+    usually reuses the first one's copy) the first target's (by id) is released, and a line
+    says so when they are different images (both stay tagged)."""
+    ordered = sorted(records, key=lambda r: r.target)
+    entries = [(r.target, r.image()) for r in ordered]
+    entries += [(r.target, image) for r in ordered for image in r.images()[1:]]
+    chosen: dict[str, tuple[str, manifest.ReleaseImage]] = {}
+    for source, image in entries:
+        if image.target not in chosen:
+            chosen[image.target] = (source, image)
+            continue
+        first, kept = chosen[image.target]
+        if kept.id == image.id:  # a copy both builds share (reused by name and digest)
+            continue
+        ctx.progress.say(f"{image.target} has images of both {first} ({kept.id}) and "
+                         f"{source} ({image.id}): releasing {kept.id}")
+    return [image for _, image in chosen.values()]
+
+
+def release_of(ctx: BuildContext, builds: Builds) -> manifest.Release:
+    """The sealed release of the builds (step 3): created at the tag task's creation."""
+    return manifest.release_record(
+        ctx.key.name, disk_digest=ctx.digests.disk,
+        disk_sha256=builds.disk.sha256 if builds.disk else None,
+        config_commit=ctx.config_commit, created=manifest.parse_time(builds.created),
+        images=release_images(ctx, builds.records))
+
+
+def record_tags(ctx: BuildContext, record: manifest.MachineImageRecord,
+                release: manifest.Release) -> dict[str, str]:
+    """The tags of the image of `record` and its copies: those its build set, and the
+    release's seal."""
+    return machine_image_tags(
+        name=record.image_name, key=record.key, target=record.target,
+        machine_digest=record.machine_digest, disk_digest=record.disk_digest,
+        config_commit=record.config_commit, build_task_id=record.build_task_id,
+        environment=ctx.environment, release_sha256=release.sha256)
+
+
+def apply_tags(ctx: BuildContext, records: Iterable[manifest.MachineImageRecord],
+               release: manifest.Release, ec2_for: Callable[[str], EC2]) -> int:
+    """Tag every AWS image of `records` and its copies, with their snapshots (step 4); one
+    line per image, and one saying Azure and Google images are not tagged yet. The number of
+    images tagged. An AWS image the record names but the region does not have is a
+    BuildError (exit 3)."""
+    tagged = 0
+    for record in records:
+        if record.platform != "amazon":
+            for image in record.images():
+                ctx.progress.say(f"{image.target}: tagging {record.platform} images is not "
+                                 f"supported yet; {image.id} is released untagged")
+            continue
+        tags = record_tags(ctx, record, release)
+        for region, image_id in ((record.region, record.image_id), *record.copies):
+            snapshots = ec2_for(region).tag_image(image_id, tags)
+            if snapshots is None:
+                raise BuildError(f"{record.target}: image {image_id} is not in {region} (its "
+                                 f"build, task {record.build_task_id}, recorded it there)")
+            tagged += 1
+            ctx.progress.say(f"tagged {image_id} {record.image_name} in {region}"
+                             + (f" and its snapshots {', '.join(snapshots)}" if snapshots
+                                else " (it has no snapshots yet)"))
+    return tagged
+
+
+def tag_release(ctx: BuildContext, queue: Any, ec2_for: Callable[[str], EC2]
+                ) -> manifest.Release:
+    """Read the builds, seal their release, tag the images and write public/release.json."""
+    ctx.progress.say(f"release of {ctx.key.name} (disk digest {ctx.digests.disk[:12]}) by "
+                     f"task {ctx.task_id}")
+    builds = read_builds(ctx, queue)
+    release = release_of(ctx, builds)
+    ctx.progress.say(f"release {release.sha256}: {len(release.images)} image"
+                     f"{'s' if len(release.images) != 1 else ''} "
+                     f"({', '.join(i.target for i in release.images)})")
+    apply_tags(ctx, builds.records, release, ec2_for)
+    ctx.write_artifact("release.json", manifest.dumps(release))
+    return release
