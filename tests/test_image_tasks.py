@@ -40,11 +40,14 @@ def test_image_tasks_retry_on_the_transient_exit_status_and_validate_as_generic_
 
 def test_every_image_command_of_the_graph_parses_with_the_cib_command():
     parser = build_parser()
+    parsed = set()
     for message in ("commit", "commit\n\noverwrite-machine-image\ndisable-cleanup"):
         for task in generator(message).full_task_graph.tasks.values():
-            if task.kind in IMAGE_KINDS:
+            if task.kind in (*IMAGE_KINDS, "tag"):
                 args = parser.parse_args(cib_args(task))
                 assert args.key == task.attributes["cib-key"]
+                parsed.add(args.image_command)
+    assert parsed == {"disk", "machine", "tag"}
 
 
 def test_overwrite_machine_image_makes_machine_image_tasks_build_under_a_new_name():
