@@ -22,6 +22,7 @@ from .digests import fleet_digests
 from .directives import Directives, Vocabulary, parse_directives
 from .errors import CibError, ConfigError
 from .gitrepo import GitTreeSource, commit_message, open_repo, resolve
+from .memory import gc_paused
 from .taskgraph import fleet as graph_fleet
 
 TASKS_FOR = ("github-push", "github-pull-request", "github-pull-request-untrusted", "cron",
@@ -95,6 +96,11 @@ def _config_dir_name(taskcluster_dir: Path) -> str:
 
 def make_plan(request: PlanRequest) -> Plan:
     """Generate the graph a decision would create for `request`, offline."""
+    with gc_paused():
+        return _make_plan(request)
+
+
+def _make_plan(request: PlanRequest) -> Plan:
     if request.tasks_for not in TASKS_FOR:
         raise CibError(f"unknown --tasks-for {request.tasks_for!r}; one of {', '.join(TASKS_FOR)}")
     repo = open_repo(request.repo)

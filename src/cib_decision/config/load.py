@@ -6,6 +6,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, Problem
+from ..memory import gc_paused
 from ..suggest import closest
 from ..yamlsrc import YamlDocument, YamlProblem, parse_yaml
 from . import schemas
@@ -40,6 +41,11 @@ _CHECKS = {
 
 def load_fleet(source: ConfigSource) -> Fleet:
     """Read every file of `source`; raise ConfigError listing all problems, or return the Fleet."""
+    with gc_paused():
+        return _load_fleet(source)
+
+
+def _load_fleet(source: ConfigSource) -> Fleet:
     problems: list[Problem] = []
     docs: dict[str, YamlDocument] = {}
     for name in source.names():
