@@ -193,7 +193,8 @@ def apply_tags(ctx: BuildContext, records: Iterable[manifest.MachineImageRecord]
                                  f"build, task {record.build_task_id}, recorded it there)")
             tagged += 1
             ctx.progress.say(f"tagged {image_id} {record.image_name} in {region}"
-                             + (f" and its snapshots {', '.join(snapshots)}" if snapshots
+                             + (f" and its snapshot{'s' if len(snapshots) > 1 else ''} "
+                                f"{', '.join(snapshots)}" if snapshots
                                 else " (it has no snapshots yet)"))
     return tagged
 
