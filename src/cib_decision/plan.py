@@ -8,8 +8,11 @@ command line instead of the event, and an offline optimization: images whose dig
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -190,6 +193,25 @@ def _parameters(request: PlanRequest, fleet: Fleet, base: Fleet | None, report: 
     }
 
 
+@contextmanager
+def _kinds_in_this_process() -> Iterator[None]:
+    """Load the kinds one after the other in this process (taskgraph's TASKGRAPH_SERIAL).
+
+    Our kinds form a chain (disk images, machine images, tags, pools, verification), so forking
+    a process per kind runs little at the same time and sends every task back through a pipe:
+    on 2 cores, 1000 keys, that made generation about 0.5 s slower.
+    """
+    previous = os.environ.get("TASKGRAPH_SERIAL")
+    os.environ["TASKGRAPH_SERIAL"] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["TASKGRAPH_SERIAL"]
+        else:
+            os.environ["TASKGRAPH_SERIAL"] = previous
+
+
 def _generate(taskcluster_dir: Path, values: dict[str, Any], directives: Directives,
               report: ChangeReport) -> Plan:
     from taskgraph.config import load_graph_config
@@ -199,7 +221,8 @@ def _generate(taskcluster_dir: Path, values: dict[str, Any], directives: Directi
     load_graph_config(str(taskcluster_dir)).register()
     parameters = Parameters(strict=True, **values)
     tgg = TaskGraphGenerator(root_dir=str(taskcluster_dir), parameters=parameters)
-    optimized = tgg.optimized_task_graph
+    with _kinds_in_this_process():
+        optimized = tgg.optimized_task_graph
     label_of = {task_id: label for label, task_id in tgg.label_to_taskid.items()}
     reasons = _Reasons(report, directives)
     plan = Plan(directives, dict(parameters))
