@@ -98,8 +98,12 @@ def _config_dir_name(taskcluster_dir: Path) -> str:
 
 
 def make_plan(request: PlanRequest) -> Plan:
-    """Generate the graph a decision would create for `request`, offline."""
-    with gc_paused():
+    """Generate the graph a decision would create for `request`, offline.
+
+    The plan is what the command prints before it exits, so the objects it is made of are
+    frozen for the garbage collector (see memory.gc_paused).
+    """
+    with gc_paused(freeze=True):
         return _make_plan(request)
 
 
