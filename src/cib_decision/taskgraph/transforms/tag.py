@@ -10,6 +10,7 @@ from .common import (
     directives_of,
     images_overwritten,
     index_by_digest,
+    retry_transient,
     run_cib,
     treeherder,
     upstream_by_key,
@@ -32,8 +33,11 @@ def tag_task(config, items):
             # Soft: the tag runs over whichever of the key's images this graph builds, so a
             # region filter does not pull the other regions' builds back in.
             "soft-dependencies": sorted(images),
+            # A failed region is left out of the release; the others are still released.
+            "requires": "all-resolved",
             "worker-type": "b-linux",
             "scopes": [CLOUD_SECRETS_SCOPE],
-            "worker": run_cib(config.params, "image", "tag", "--key", item["key"]),
+            "worker": retry_transient(run_cib(config.params, "image", "tag", "--key",
+                                              item["key"])),
             "treeherder": treeherder("T", "tag", item["key"]),
         })
