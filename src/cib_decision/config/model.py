@@ -59,8 +59,9 @@ class Pool:
     def platform(self) -> str | None:
         return self.raw.get("platform")
 
-    @property
+    @cached_property
     def locations(self) -> tuple[str, ...]:
+        """Its locations in canonical spelling (computed once: the graph asks per target)."""
         return tuple(normalise_region(loc) for loc in self.raw.get("locations", ()))
 
 

@@ -19,7 +19,10 @@ from ..naming import PR_POOL_DOMAIN, pr_pool_id
 from . import fleet as graph_fleet
 
 
+@cache
 def _slug(text: str) -> str:
+    """`text` in lower case, every other character than a letter or digit a `-` (the same few
+    target and pool ids come back for every key)."""
     return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
 
 

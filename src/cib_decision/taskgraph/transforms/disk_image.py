@@ -22,6 +22,7 @@ transforms = TransformSequence()
 @transforms.add
 def disk_image_task(config, items):
     overwrite = directives_of(config).overwrite_disk_image
+    args = build_args(config.params)
     for item in items:
         name = image_name(item["key"], item["digest"], kind="disk",
                           pull_request=config.params["cib_pull_request"])
@@ -33,7 +34,7 @@ def disk_image_task(config, items):
             "worker-type": "images",
             "scopes": [CLOUD_SECRETS_SCOPE],
             "worker": retry_transient({**run_cib(config.params, "image", "disk", "--key",
-                                                 item["key"], *build_args(config.params)),
+                                                 item["key"], *args),
                                        "max-run-time": 4 * 3600}),
             "treeherder": treeherder("D", "disk", item["key"], kind="build"),
         })

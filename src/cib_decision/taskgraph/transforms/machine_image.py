@@ -23,13 +23,14 @@ transforms = TransformSequence()
 @transforms.add
 def machine_image_task(config, items):
     overwrite = directives_of(config).overwrite_machine_image
+    args = build_args(config.params)
     for item in items:
         name = image_name(item["key"], item["digest"],
                           pull_request=config.params["cib_pull_request"])
         # --overwrite: a new image under a new name even though one exists for this digest
         worker = retry_transient(run_cib(
             config.params, "image", "machine", "--key", item["key"], "--target", item["target"],
-            *build_args(config.params), *(("--overwrite",) if overwrite else ())))
+            *args, *(("--overwrite",) if overwrite else ())))
         worker["max-run-time"] = 6 * 3600
         dependencies = {}
         if item["disk-image"]:
