@@ -207,3 +207,15 @@ def test_the_decision_applies_the_commit_directives(dev_taskcluster, repo):
     built = {t["tags"]["label"] for t in graph_tasks(dev_taskcluster).values()
              if t["tags"]["kind"] in ("disk-image", "machine-image")}
     assert built and all("ubuntu-2404" in label for label in built)
+
+
+def test_a_push_under_server_errors_latency_and_dropped_connections_loses_and_duplicates_nothing(
+        dev_taskcluster, repo):
+    dev_taskcluster.set_faults(error_rate=0.1, latency_ms=20, drop_rate=0.05, seed=7)
+    result = dev_event(dev_taskcluster, repo, "push")
+    faults = dev_taskcluster.stats()["faults"]
+    dev_taskcluster.set_faults()
+    assert result.returncode == 0, result.stderr
+    label_to_taskid = json.loads((repo / "artifacts" / "label-to-taskid.json").read_text())
+    assert labels(graph_tasks(dev_taskcluster)) == sorted(label_to_taskid)
+    assert faults.get("drop-after") and faults.get("500")  # the seed meets both kinds

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import sys
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from .api import Api, Reply, Request
 from .apierror import ApiError
@@ -28,6 +30,9 @@ class DevServer(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    # A real service's load balancer accepts a burst of connections; socketserver's default
+    # backlog of 5 would refuse a decision's 50 concurrent submissions as if they were faults.
+    request_queue_size = 256
 
     api: Api
     dev: DevRoutes
@@ -36,6 +41,12 @@ class DevServer(ThreadingHTTPServer):
                  log: Callable[[str], None] | None = None):
         super().__init__(address, _Handler)
         self.faults, self.stats, self.log = faults, stats, log
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-request (killed, timed out) is no server error."""
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
 
     @property
     def port(self) -> int:
