@@ -166,3 +166,28 @@ def test_a_conflict_is_a_cib_error_naming_the_label():
     queue.tasks[task.task_id] = {"metadata": {"name": "other"}}
     with pytest.raises(CibError, match=r"already used by a different task \(it differs at created"):
         Submitter(queue, sleep=lambda s: None).create(task)
+
+
+def test_the_build_date_is_the_decision_tasks_creation_time_even_through_server_errors():
+    from datetime import UTC, datetime
+
+    from cib_decision.decision import DecisionRequest, stable_pushdate
+
+    queue = FakeQueue()
+    decision = "Zk4ka7yQQ8-jOr2M0r4ZVg"
+    queue.tasks[decision] = {"created": "2026-11-21T10:00:00.000Z"}
+    queue.failures = {decision: [500, 0]}
+    request = DecisionRequest(options={"pushdate": 0}, decision_task_id=decision)
+    stable_pushdate(request, queue, sleep=lambda s: None)
+    assert request.options["pushdate"] == int(datetime(2026, 11, 21, 10, tzinfo=UTC).timestamp())
+
+
+def test_an_unreadable_decision_task_stops_the_decision_rather_than_change_the_graph():
+    from cib_decision.decision import DecisionRequest, stable_pushdate
+
+    queue = FakeQueue()
+    decision = "Zk4ka7yQQ8-jOr2M0r4ZVg"
+    queue.failures = {decision: [500] * 20}
+    with pytest.raises(CibError, match="cannot read the decision task"):
+        stable_pushdate(DecisionRequest(options={"pushdate": 0}, decision_task_id=decision),
+                        queue, sleep=lambda s: None)

@@ -152,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.set_defaults(func=cmd_plan)
     decision_cli.add_parser(commands)
     dev_event.add_parser(commands)
+    dev_event.add_release_parser(commands)
     image_cli.add_parser(commands)
     pool_cli.add_parser(commands)
     devtc_cli.add_parser(commands)

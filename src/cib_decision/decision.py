@@ -16,7 +16,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -172,19 +173,29 @@ def generate(request: DecisionRequest) -> Any:
     return tgg
 
 
-def stable_pushdate(request: DecisionRequest, queue: Any) -> None:
+def stable_pushdate(request: DecisionRequest, queue: Any,
+                    sleep: Callable[[float], None] = time.sleep) -> None:
     """Without a push date, taskgraph dates the build (index ranks, dated routes) by the clock,
     so a rerun would build a different graph. Use the decision task's creation time instead:
-    the same on every run of the task."""
+    the same on every run of the task. A decision task the queue does not know (a run by hand
+    with --task-id) keeps the clock; one it cannot read is an error, never a different graph."""
     if int(request.options.get("pushdate") or 0) or queue is None:
         return
-    from taskcluster.exceptions import TaskclusterFailure
+    from taskcluster.exceptions import TaskclusterFailure, TaskclusterRestFailure
 
     try:
-        created = queue.task(request.decision_task_id)["created"]
-    except TaskclusterFailure as error:
-        log.warning("cannot read the decision task (%s); the build date is the clock's", error)
+        created = Submitter(queue, sleep=sleep).call("the decision task",
+                                        lambda: queue.task(request.decision_task_id))["created"]
+    except TaskclusterRestFailure as error:
+        if error.status_code != 404:
+            raise CibError(f"cannot read the decision task {request.decision_task_id}: "
+                           f"{error}") from None
+        log.warning("the queue has no task %s; the build date is the clock's",
+                    request.decision_task_id)
         return
+    except TaskclusterFailure as error:
+        raise CibError(f"cannot read the decision task {request.decision_task_id}: "
+                       f"{error}") from None
     request.options["pushdate"] = int(datetime.fromisoformat(created.replace("Z", "+00:00"))
                                       .timestamp())
 

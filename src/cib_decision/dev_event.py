@@ -62,6 +62,38 @@ def add_parser(commands: Any) -> None:
     parser.set_defaults(func=cmd_dev_event)
 
 
+def add_release_parser(commands: Any) -> None:
+    """Register `cib dev-release` on the `cib` subcommands."""
+    parser = commands.add_parser(
+        "dev-release", help="print a stand-in release record of a key (for local pool deploys)",
+        description="A sealed release record (public/release.json) of the key's current "
+                    "digests, with image ids in each cloud's form but no cloud behind them: "
+                    "what `cib pool apply --release FILE` needs to try a deploy locally.")
+    parser.add_argument("--key", required=True)
+    parser.add_argument("--config-dir", default="config")
+    parser.add_argument("--build", type=int, default=0,
+                        help="another build's images (other digests and ids)")
+    parser.set_defaults(func=cmd_dev_release)
+
+
+def cmd_dev_release(args: argparse.Namespace) -> int:
+    from . import manifest
+    from .config import DirectorySource, load_fleet
+    from .devtc.fake_images import key_images
+    from .digests import fleet_digests
+
+    fleet = load_fleet(DirectorySource(Path(args.config_dir)))
+    if args.key not in fleet.keys:
+        raise CibError(f"no key {args.key!r} in {args.config_dir}")
+    key = fleet.keys[args.key]
+    release = manifest.release_record(
+        key.name, disk_digest=fleet_digests(fleet)[key.name].disk, disk_sha256="0" * 64,
+        config_commit="0" * 40, created=datetime(2026, 1, 1, tzinfo=UTC),
+        images=key_images(fleet, key, build=args.build))
+    sys.stdout.write(manifest.dumps(release))
+    return 0
+
+
 def _root_options() -> dict[str, Any]:
     try:
         return {"rootUrl": os.environ["TASKCLUSTER_ROOT_URL"],

@@ -157,7 +157,7 @@ class Submitter:
             self._retries += 1
         self.sleep(min(10.0, self.backoff * 2 ** attempt) * random.uniform(0.75, 1.25))
 
-    def _call(self, what: str, function: Callable[[], Any]) -> Any:
+    def call(self, what: str, function: Callable[[], Any]) -> Any:
         """Call `function`, retrying 5xx answers and connection failures."""
         for attempt in range(self.attempts):
             try:
@@ -176,12 +176,12 @@ class Submitter:
     def create(self, task: PendingTask) -> str:
         """Create one task: "created", or "existing" when it was created before."""
         try:
-            self._call(task.label, lambda: self.queue.createTask(task.task_id, task.definition))
+            self.call(task.label, lambda: self.queue.createTask(task.task_id, task.definition))
             return "created"
         except TaskclusterRestFailure as error:
             if error.status_code != 409:
                 raise
-        stored = self._call(task.label, lambda: self.queue.task(task.task_id))
+        stored = self.call(task.label, lambda: self.queue.task(task.task_id))
         difference = first_difference(stored, task)
         if difference is None:
             return "existing"
