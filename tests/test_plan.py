@@ -6,6 +6,7 @@ Each call runs in a subprocess: taskgraph registers one graph root per process.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -34,6 +35,12 @@ def repo(tmp_path_factory):
     fleet.write_text(fleet.read_text().replace("edition: Professional", "edition: Enterprise"))
     git(path, "commit", "-q", "-am", "win10: Enterprise edition")
     return path
+
+
+@pytest.fixture(autouse=True)
+def own_cache(monkeypatch, tmp_path_factory):
+    """cib plan caches parsed config (by default under ~/.cache/cib); these tests use their own."""
+    monkeypatch.setenv("CIB_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cib-cache"))
 
 
 def cib(*args: str) -> subprocess.CompletedProcess:
@@ -131,3 +138,22 @@ def test_a_broken_config_at_head_names_the_revision_file_and_line(tmp_path):
     assert (f"{head[:12]}:config/win10-64.yaml:{line}: unknown field 'regoin' in target[1]; "
             "did you mean 'region'?") in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_plan_from_cached_config_is_the_plan_from_parsed_config(repo, tmp_path, monkeypatch):
+    def plan() -> tuple[str, str]:
+        """The table (dependencies by label) and the JSON less what varies from run to run:
+        the temp dir task metadata names, times in index routes, and task ids."""
+        table = cib("plan", "--repo", str(repo), "--head", "HEAD", "--no-base")
+        assert table.returncode == 0, table.stderr
+        tasks = json.dumps(plan_json(repo, "--head", "HEAD", "--no-base")["tasks"])
+        varying = (r"cib-plan-[^/]+|pushdate[.0-9]+|\"rank\": [0-9]+|"
+                   r"\"dependencies\": \[[^]]*\]|\"CIB_DISK_IMAGE_TASK_ID\": \"[^\"]+\"")
+        return table.stdout, re.sub(varying, "X", tasks)
+
+    monkeypatch.setenv("CIB_CACHE_DIR", str(tmp_path / "cache"))
+    first = plan()
+    assert list((tmp_path / "cache").glob("*.sqlite"))
+    second = plan()
+    monkeypatch.setenv("CIB_CACHE_DIR", "")
+    assert first == second == plan()

@@ -3,7 +3,8 @@
 It runs the same taskgraph generation as the decision task (our kinds, transforms and target
 method) on the repository at `--head` (or its working tree), with parameters built from the
 command line instead of the event, and an offline optimization: images whose digest was built at
-`--base` count as built. No credentials, no network.
+`--base` count as built. No credentials, no network. Config files parsed and validated before
+are taken from a cache keyed by their content (config/cache.py; `CIB_CACHE_DIR=` turns it off).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import git
 
 from .changes import ChangeReport, compute_changes
 from .config import DirectorySource, Fleet, load_fleet
+from .config.cache import ParsedCache
 from .digests import fleet_digests
 from .directives import Directives, Vocabulary, parse_directives
 from .errors import CibError, ConfigError
@@ -129,8 +131,9 @@ def _make_plan(request: PlanRequest) -> Plan:
         # find the fleet loaded here under the directory taskgraph looks in.
         source = (DirectorySource(root / config_name) if request.head is None
                   else _git_config(head_commit, config_name))
-        head_fleet = graph_fleet.load(root / config_name, source).fleet
-        base_fleet, base_rev = _base(repo, request, head_commit, config_name)
+        cache = ParsedCache.from_environment()
+        head_fleet = graph_fleet.load(root / config_name, source, cache).fleet
+        base_fleet, base_rev = _base(repo, request, head_commit, config_name, cache)
         message = request.message
         if message is None:
             message = commit_message(repo, head_commit.hexsha)
@@ -143,8 +146,8 @@ def _make_plan(request: PlanRequest) -> Plan:
         return _generate(taskcluster_dir, parameters, directives, report)
 
 
-def _base(repo: git.Repo, request: PlanRequest, head: git.Commit,
-          config_name: str) -> tuple[Fleet | None, str | None]:
+def _base(repo: git.Repo, request: PlanRequest, head: git.Commit, config_name: str,
+          cache: ParsedCache | None) -> tuple[Fleet | None, str | None]:
     if request.no_base:
         return None, None
     if request.base is not None:
@@ -159,7 +162,7 @@ def _base(repo: git.Repo, request: PlanRequest, head: git.Commit,
     if not source.exists:
         return None, commit.hexsha
     try:
-        return load_fleet(source), commit.hexsha
+        return load_fleet(source, cache), commit.hexsha
     except ConfigError:
         return None, commit.hexsha  # nothing counts as built at a broken base
 

@@ -10,6 +10,7 @@ from ..memory import gc_paused
 from ..suggest import closest
 from ..yamlsrc import YamlDocument, YamlProblem, parse_yaml
 from . import schemas
+from .cache import MISS, ParsedCache
 from .model import (
     DEFAULT_ENVIRONMENTS,
     ENVIRONMENTS_FILE,
@@ -39,13 +40,21 @@ _CHECKS = {
 }
 
 
-def load_fleet(source: ConfigSource) -> Fleet:
-    """Read every file of `source`; raise ConfigError listing all problems, or return the Fleet."""
+def load_fleet(source: ConfigSource, cache: ParsedCache | None = None) -> Fleet:
+    """Read every file of `source`; raise ConfigError listing all problems, or return the Fleet.
+
+    With `cache`, files whose bytes were parsed and validated before are taken from it, and
+    valid files new to it are added (see config/cache.py); problems are the same either way.
+    """
     with gc_paused():
-        return _load_fleet(source)
+        try:
+            return _load_fleet(source, cache)
+        finally:
+            if cache is not None:
+                cache.flush()
 
 
-def _load_fleet(source: ConfigSource) -> Fleet:
+def _load_fleet(source: ConfigSource, cache: ParsedCache | None) -> Fleet:
     problems: list[Problem] = []
     docs: dict[str, YamlDocument] = {}
     for name in source.names():
@@ -57,20 +66,27 @@ def _load_fleet(source: ConfigSource) -> Fleet:
             problems.append(Problem(display, 0,
                                     f"config files end in .yaml; rename to {stem}.yaml"))
             continue
+        kind = stem if stem in SHARED_FILES or stem == ENVIRONMENTS_FILE else "key"
+        content = source.read(name)
+        data = MISS if cache is None else cache.lookup(kind, content)
         try:
-            doc = parse_yaml(source.read(name), display)
+            doc = (parse_yaml(content, display) if data is MISS
+                   else YamlDocument(display, data, content.decode("utf-8-sig")))
         except YamlProblem as exc:
             problems.append(exc.problem)
             continue
-        kind = stem if stem in SHARED_FILES or stem == ENVIRONMENTS_FILE else "key"
         if kind == "key" and not KEY_NAME.match(stem):
             problems.append(Problem(display, 0, f"key name {stem!r} must be lower case letters, "
                                                 "digits, '.', '_' or '-'"))
             continue
-        schema_problems = _schema_problems(doc, _CHECKS[kind])
-        problems.extend(schema_problems)
-        if not schema_problems:
-            docs[stem] = doc
+        if data is MISS:  # a cached file was valid
+            schema_problems = _schema_problems(doc, _CHECKS[kind])
+            problems.extend(schema_problems)
+            if schema_problems:
+                continue
+            if cache is not None:
+                cache.store(kind, content, doc.data)
+        docs[stem] = doc
     keys = {stem: _build_key(stem, doc, problems)
             for stem, doc in docs.items() if stem not in SHARED_FILES and stem != ENVIRONMENTS_FILE}
     problems.extend(_duplicate_pools(keys, docs))

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import ConfigSource, DirectorySource, Fleet, load_fleet
+from ..config.cache import ParsedCache
 from ..digests import KeyDigests, fleet_digests
 
 
@@ -31,12 +32,15 @@ def repo_root(graph_config) -> Path:
 _loaded: dict[Path, GraphFleet] = {}
 
 
-def load(directory: Path, source: ConfigSource | None = None) -> GraphFleet:
+def load(directory: Path, source: ConfigSource | None = None,
+         cache: ParsedCache | None = None) -> GraphFleet:
     """The fleet of `directory` and its digests, loaded once per process: every kind reads the
     same one. With `source`, the files are read from there instead of from the directory (and
-    replace what was loaded before): `cib plan` reads a revision straight from git objects."""
+    replace what was loaded before): `cib plan` reads a revision straight from git objects.
+    Parsed files come from `cache`, or from the one `CIB_CACHE_DIR` names (config/cache.py)."""
     if source is None and directory in _loaded:
         return _loaded[directory]
-    fleet = load_fleet(source or DirectorySource(directory))
+    fleet = load_fleet(source or DirectorySource(directory),
+                       cache or ParsedCache.from_environment(default_location=False))
     _loaded[directory] = loaded = GraphFleet(fleet, fleet_digests(fleet))
     return loaded
