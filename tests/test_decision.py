@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -19,34 +18,14 @@ import pytest
 
 from cib_decision.devtc.harness import DevTaskcluster
 
-from .conftest import CONFIG_DIR, ROOT
+from .repos import fleet_repo, git
 
 pytestmark = pytest.mark.usefixtures("dev_taskcluster")
 
 
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c",
-                           "user.email=t@example.com", *args], check=True, capture_output=True,
-                          text=True).stdout.strip()
-
-
-def make_repo(path: Path) -> Path:
-    """A fleet repository like ours: config, taskcluster, .taskcluster.yml; two commits."""
-    shutil.copytree(CONFIG_DIR, path / "config")
-    shutil.copytree(ROOT / "taskcluster", path / "taskcluster")
-    shutil.copy(ROOT / ".taskcluster.yml", path / ".taskcluster.yml")
-    git(path.parent, "init", "-q", "-b", "main", str(path))
-    git(path, "add", "-A")
-    git(path, "commit", "-q", "-m", "initial fleet")
-    key = path / "config" / "win10-64.yaml"
-    key.write_text(key.read_text().replace("edition: Professional", "edition: Enterprise"))
-    git(path, "commit", "-q", "-am", "win10: Enterprise edition")
-    return path
-
-
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    return make_repo(tmp_path / "images")
+    return fleet_repo(tmp_path / "images")
 
 
 def dev_event(tc: DevTaskcluster, repo: Path, *args: str, setup: str = "",

@@ -14,27 +14,13 @@ import sys
 import pytest
 
 from .conftest import CONFIG_DIR, ROOT
-
-
-def git(repo, *args) -> str:
-    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c",
-                           "user.email=t@example.com", *args], check=True, capture_output=True,
-                          text=True).stdout.strip()
+from .repos import fleet_repo, git
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     """A fleet repository: first commit, then one that changes win10-64's edition."""
-    path = tmp_path_factory.mktemp("plan") / "images"
-    shutil.copytree(CONFIG_DIR, path / "config")
-    shutil.copytree(ROOT / "taskcluster", path / "taskcluster")
-    git(path.parent, "init", "-q", "-b", "main", str(path))
-    git(path, "add", "-A")
-    git(path, "commit", "-q", "-m", "initial fleet")
-    fleet = path / "config" / "win10-64.yaml"
-    fleet.write_text(fleet.read_text().replace("edition: Professional", "edition: Enterprise"))
-    git(path, "commit", "-q", "-am", "win10: Enterprise edition")
-    return path
+    return fleet_repo(tmp_path_factory.mktemp("plan") / "images")
 
 
 @pytest.fixture(autouse=True)
