@@ -208,8 +208,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def _doc(module: str) -> str:
-    """The steps a builder module documents: its docstring after the first line."""
-    import importlib
+    """The steps a builder module documents: its docstring after the first line. Read from the
+    source, not imported: every `cib` command builds this parser, and the builders import boto3."""
+    import ast
+    import importlib.util
 
-    text = importlib.import_module(f"cib_decision.{module}").__doc__ or ""
+    spec = importlib.util.find_spec(f"cib_decision.{module}")
+    source = Path(spec.origin).read_text() if spec and spec.origin else ""
+    text = ast.get_docstring(ast.parse(source)) or ""
     return text.split("\n", 1)[-1].strip()
