@@ -20,7 +20,7 @@ from .directives import Vocabulary, parse_directives
 from .errors import CibError, ConfigError
 from .gitrepo import GitTreeSource, open_repo, resolve
 from .plan import TASKS_FOR, PlanRequest, make_plan
-from .render import changes_table, plan_dot, plan_mermaid, plan_table
+from .render import changes_table, plan_dot, plan_json, plan_mermaid, plan_table
 
 DEFAULT_CONFIG_DIR = "config"
 
@@ -88,7 +88,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         tasks_for=args.tasks_for, pull_request=args.pull_request or 0,
         pull_request_action=args.pull_request_action, environment=args.environment))
     if args.format == "json":
-        print(json.dumps(plan.to_json(), indent=2, sort_keys=True))
+        print(plan_json(plan))
     elif args.format == "dot":
         print(plan_dot(plan))
     elif args.format == "mermaid":
