@@ -45,7 +45,7 @@ def test_methods_not_served_and_unknown_routes_are_not_found(dev_taskcluster):
         get(f"/api/queue/v1/task/{slugid.nice()}/status"))[1]
     assert (unserved.status, unserved.body["code"]) == (404, "ResourceNotFound")
     assert "does not implement queue.status" in unserved.body["message"]
-    nowhere = requests.get(f"{root}/api/secrets/v1/secrets")
+    nowhere = requests.get(f"{root}/api/hooks/v1/hooks")
     assert (nowhere.status_code, nowhere.json()["code"]) == (404, "ResourceNotFound")
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from ..errors import CibError
 from .faults import FaultSettings
@@ -16,6 +18,28 @@ def _provider(text: str) -> tuple[str, str]:
     if not sep or not provider_id or not provider_type:
         raise argparse.ArgumentTypeError(f"expected ID=TYPE (e.g. azure2=azure), not {text!r}")
     return provider_id, provider_type
+
+
+def _secret(text: str) -> tuple[str, Path]:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(
+            f"expected NAME=FILE (e.g. project/cib/level-3/clouds=clouds.json), not {text!r}")
+    return name, Path(path)
+
+
+def _secret_value(name: str, path: Path) -> dict[str, Any]:
+    """The JSON object in `path`, to store as secret `name`; CibError when it is not one."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CibError(f"--secret {name}: cannot read {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise CibError(f"--secret {name}: {path} is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise CibError(f"--secret {name}: {path} holds a JSON {type(value).__name__}; a secret "
+                       "is a JSON object")
+    return value
 
 
 def _rate(text: str) -> float:
@@ -37,7 +61,8 @@ def _latency(text: str) -> int:
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register `dev-taskcluster` on the `cib` command's subparsers."""
     parser = subparsers.add_parser(
-        "dev-taskcluster", help="run a local Taskcluster (queue, index, worker-manager)",
+        "dev-taskcluster",
+        help="run a local Taskcluster (queue, index, worker-manager, secrets)",
         description="Serves a faithful local Taskcluster on 127.0.0.1 until Ctrl-C; prints "
                     "its root URL and the credentials of the root client and of one client "
                     "per repository role.")
@@ -59,6 +84,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--drop-rate", type=_rate, default=0.0, metavar="R",
                         help="share of API requests whose connection is dropped (0..1); half "
                              "of them after the request was applied")
+    parser.add_argument("--secret", type=_secret, action="append", default=[],
+                        metavar="NAME=FILE", help="store the JSON object in FILE as secret NAME "
+                        "(expires in a year; repeatable)")
     parser.add_argument("--access-token", metavar="T",
                         help="access token of every client (default: random ones)")
     parser.add_argument("--quiet", action="store_true", help="do not log requests")
@@ -72,6 +100,7 @@ def cmd_dev_taskcluster(args: argparse.Namespace) -> int:
         raise CibError(f"no roles file {args.roles}")
     if args.schemas is not None and not args.schemas.is_dir():
         raise CibError(f"no Taskcluster schema directory {args.schemas}")
+    secrets = {name: _secret_value(name, path) for name, path in args.secret}
 
     def log(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
@@ -83,6 +112,8 @@ def cmd_dev_taskcluster(args: argparse.Namespace) -> int:
             faults=FaultSettings(args.error_rate, args.latency_ms, args.drop_rate),
             access_token=args.access_token, log=None if args.quiet else log)
         tc.start()
+        for name, value in secrets.items():
+            tc.set_secret(name, value)
     except OSError as exc:
         raise CibError(f"cannot listen on port {args.port}: {exc.strerror}") from None
     try:
@@ -92,6 +123,8 @@ def cmd_dev_taskcluster(args: argparse.Namespace) -> int:
         for name, client in clients:
             print(f"{name:<{width}}  clientId={client.client_id} "
                   f"accessToken={client.access_token}")
+        if secrets:
+            print(f"secrets: {', '.join(sorted(secrets))}")
         print(f"providers: {', '.join(f'{i}={t}' for i, t in tc.providers.items())}; "
               "dev hooks under /dev/ (docs/dev-taskcluster.md); Ctrl-C stops", flush=True)
         tc.serve_forever()

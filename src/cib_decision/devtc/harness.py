@@ -7,6 +7,7 @@ import copy
 import secrets
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,10 @@ import yaml
 from ..errors import CibError
 from ..scopes import role_scopes
 from ..tcschemas import find_schema_dir
-from . import devhooks
+from . import dates, devhooks
 from . import index as index_service
 from . import queue as queue_service
+from . import secrets as secrets_service
 from . import workermanager as wm_service
 from .api import Api, Context
 from .auth import Client, Clients, repo_role_expander
@@ -33,7 +35,8 @@ ROOT_CLIENT_ID = "static/taskcluster/root"
 INDEX_CLIENT_ID = "static/taskcluster/index"
 QUEUE_CLIENT_ID = "static/taskcluster/queue"
 ROLE_CLIENT_PREFIX = "dev/"
-HANDLERS = {**queue_service.HANDLERS, **index_service.HANDLERS, **wm_service.HANDLERS}
+HANDLERS = {**queue_service.HANDLERS, **index_service.HANDLERS, **wm_service.HANDLERS,
+            **secrets_service.HANDLERS}
 DEFAULT_PROJECT = "images"
 
 
@@ -67,8 +70,8 @@ def references_path(schemas_dir: Path) -> Path:
 
 
 class DevTaskcluster:
-    """A stateful local Taskcluster (queue, index, worker-manager) on 127.0.0.1 that the
-    official `taskcluster` client talks to unchanged.
+    """A stateful local Taskcluster (queue, index, worker-manager, secrets) on 127.0.0.1 that
+    the official `taskcluster` client talks to unchanged.
 
     Clients: a root client (scope `*`) and, per repository role of the roles file, a client
     holding that role's scopes (created on first use for concrete roles such as
@@ -244,6 +247,23 @@ class DevTaskcluster:
         except devhooks.HookError as exc:
             raise (KeyError if exc.status == 404 else ValueError)(str(exc)) from None
 
+    def set_secret(self, name: str, secret: dict[str, Any],
+                   expires: datetime | None = None) -> None:
+        """Store secret `name` as `secrets.set` would (replacing one of that name); it expires
+        at `expires` (default: in a year). Reading it needs `secrets:get:<name>`."""
+        if not isinstance(secret, dict):
+            raise TypeError(f"a secret is a JSON object, not {type(secret).__name__}")
+        ctx = self._context()
+        with ctx.state.lock:
+            secrets_service.store(ctx, name, secret,
+                                  expires or dates.plus_one_year(ctx.clock()))
+
+    def secrets(self) -> dict[str, dict[str, Any]]:
+        """Every stored secret, expired ones too, as `secrets.get` answers it, by name."""
+        ctx = self._context()
+        with ctx.state.lock:
+            return {n: s.serialize() for n, s in sorted(ctx.state.secrets.items())}
+
     def tasks(self) -> dict[str, dict[str, Any]]:
         """Every task's definition as stored, by taskId."""
         ctx = self._context()
@@ -268,8 +288,8 @@ class DevTaskcluster:
         return self.counters.snapshot()
 
     def reset(self) -> None:
-        """Forget all tasks, index entries, pools and artifacts; zero the counters and faults
-        (clients stay)."""
+        """Forget all tasks, index entries, pools, artifacts and secrets; zero the counters and
+        faults (clients stay)."""
         self._context().state.reset()
         self.counters.reset()
         self.faults.set(FaultSettings())

@@ -14,10 +14,11 @@ from urllib.parse import unquote
 from ..errors import CibError
 from .expressions import template_params
 
-SERVICES = ("queue", "index", "worker-manager")
+SERVICES = ("queue", "index", "worker-manager", "secrets")
 
 # URL parameters a service declares as `{*name}` (they may hold `/`), and optional ones.
-_WILDCARD = {("queue", "name"), ("index", "name"), ("worker-manager", "workerPoolId")}
+_WILDCARD = {("queue", "name"), ("index", "name"), ("worker-manager", "workerPoolId"),
+             ("secrets", "name")}
 _OPTIONAL = {("index", "listTasks"), ("index", "listNamespaces")}
 
 

@@ -1,6 +1,6 @@
 """What the local Taskcluster remembers: tasks and their runs, task groups, artifacts, index
-entries, worker pools and their launch configs. Records only; the services' rules live in
-`queue.py`, `index.py` and `workermanager.py`."""
+entries, worker pools and their launch configs, secrets. Records only; the services' rules live
+in `queue.py`, `index.py`, `workermanager.py` and `secrets.py`."""
 
 from __future__ import annotations
 
@@ -143,6 +143,20 @@ class WorkerPool:
         }
 
 
+@dataclass(frozen=True)
+class Secret:
+    """A secret of the secrets service: its value (a JSON object) and when it stops being
+    readable."""
+
+    name: str
+    value: dict[str, Any]
+    expires: datetime
+
+    def serialize(self) -> dict[str, Any]:
+        """The `secret.json` shape `secrets.get` answers."""
+        return {"secret": copy.deepcopy(self.value), "expires": dates.to_json(self.expires)}
+
+
 class State:
     """Everything the services remember; hold `lock` while reading or changing it."""
 
@@ -159,3 +173,4 @@ class State:
             self.artifacts: dict[tuple[str, int, str], Artifact] = {}
             self.index: dict[str, IndexEntry] = {}
             self.pools: dict[str, WorkerPool] = {}
+            self.secrets: dict[str, Secret] = {}
