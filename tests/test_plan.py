@@ -143,3 +143,22 @@ def test_a_plan_from_cached_config_is_the_plan_from_parsed_config(repo, tmp_path
     second = plan()
     monkeypatch.setenv("CIB_CACHE_DIR", "")
     assert first == second == plan()
+
+
+def test_each_task_links_its_kind_in_the_repository_not_a_temporary_export(repo):
+    tasks = plan_json(repo, "--head", "HEAD")["tasks"]
+    head = git(repo, "rev-parse", "HEAD")
+    for label, planned in tasks.items():
+        source = planned["task"]["metadata"]["source"]
+        assert source == (f"https://github.com/example/images/blob/{head}/taskcluster/kinds/"
+                          f"{planned['kind']}"), label
+
+
+def test_a_reader_that_goes_away_ends_the_plan_quietly(repo):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cib_decision", "plan", "--repo", str(repo), "--format", "json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # before the plan is written: its first write finds no reader
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 141, stderr
+    assert "Traceback" not in stderr

@@ -28,6 +28,7 @@ import yaml
 from .errors import CibError
 from .scopes import missing_scopes, role_for_event, role_scopes
 from .submit import PendingTask, Progress, SubmitReport, Submitter
+from .taskgraph.root import ROOT_DIR, kinds_root
 from .taskids import task_id_for
 from .tcschemas import CREATE_TASK, SchemaStore
 
@@ -162,12 +163,11 @@ def generate(request: DecisionRequest) -> Any:
     from taskgraph.decision import get_decision_parameters
     from taskgraph.generator import TaskGraphGenerator
 
-    root = request.root / "taskcluster"
-    graph_config = load_graph_config(str(root))
+    graph_config = load_graph_config(str(request.root / ROOT_DIR))
     graph_config.register()
-    with deterministic_task_ids(request.decision_task_id):
+    with deterministic_task_ids(request.decision_task_id), kinds_root(request.root) as root:
         tgg = TaskGraphGenerator(
-            root_dir=str(root), decision_task_id=request.decision_task_id,
+            root_dir=root, decision_task_id=request.decision_task_id,
             parameters=lambda config: get_decision_parameters(config, request.options))
         tgg.morphed_task_graph  # noqa: B018 (runs every phase inside the context)
     return tgg

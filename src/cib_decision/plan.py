@@ -29,6 +29,7 @@ from .errors import CibError, ConfigError
 from .gitrepo import GitTreeSource, commit_message, open_repo, resolve
 from .memory import gc_paused
 from .taskgraph import fleet as graph_fleet
+from .taskgraph.root import kinds_root
 
 TASKS_FOR = ("github-push", "github-pull-request", "github-pull-request-untrusted", "cron",
              "action")
@@ -227,8 +228,8 @@ def _generate(taskcluster_dir: Path, values: dict[str, Any], directives: Directi
 
     load_graph_config(str(taskcluster_dir)).register()
     parameters = Parameters(strict=True, **values)
-    tgg = TaskGraphGenerator(root_dir=str(taskcluster_dir), parameters=parameters)
-    with _kinds_in_this_process():
+    with _kinds_in_this_process(), kinds_root(taskcluster_dir.parent) as root_dir:
+        tgg = TaskGraphGenerator(root_dir=root_dir, parameters=parameters)
         optimized = tgg.optimized_task_graph
     label_of = {task_id: label for label, task_id in tgg.label_to_taskid.items()}
     reasons = _Reasons(report, directives)
