@@ -1,0 +1,129 @@
+"""What refers to machine images, so garbage collection never deletes them.
+
+A reference source is a callable that returns `gc.Reference`s, or raises when it cannot tell:
+garbage collection gathers every source first and deletes nothing when any of them fails
+(`gather`). The sources:
+
+- `pool_references`: every worker pool's current definition in one environment (worker-
+  manager's `listWorkerPools`, every page). Each launch config's image is read where the
+  provider keeps it (AWS `launchConfig.ImageId`, Azure `storageProfile.imageReference.id`,
+  Google `disks[].initializeParams.sourceImage`) and, to be safe from shapes we do not
+  render, any other string in the definition that has the form of an AMI id or an Azure image
+  resource id counts too. Deleted pools (`null-provider`) still count: their workers may run.
+- release pointers and rollback spares (`release_references`): the image ids of the releases
+  they name.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from taskcluster.exceptions import (
+    TaskclusterAuthFailure,
+    TaskclusterConnectionError,
+    TaskclusterFailure,
+)
+
+from ..errors import CibError, TransientError
+from ..manifest import Release
+from ..pools import PROVIDER_TYPES, image_of
+from .gc import Reference
+
+ReferenceSource = Callable[[], Iterable[Reference]]
+
+# Image ids in a definition outside the fields we render: AMIs and Azure image resources.
+_ID_FORMS = re.compile(
+    r"\bami-[0-9a-f]{8,17}\b"
+    r"|/subscriptions/[^/\s]+/resourceGroups/[^/\s]+/providers/Microsoft\.Compute/"
+    r"(?:images/[^/\s]+|galleries/[^/\s]+/images/[^/\s]+(?:/versions/[^/\s]+)?)",
+    re.IGNORECASE)
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def pool_image_ids(pool: dict[str, Any]) -> set[str]:
+    """Every image id the definition of `pool` (as worker-manager returns it) refers to."""
+    config = pool.get("config") if isinstance(pool, dict) else None
+    if not isinstance(config, dict):
+        return set()
+    found = set()
+    for launch_config in config.get("launchConfigs") or ():
+        if not isinstance(launch_config, dict):
+            continue
+        for provider in PROVIDER_TYPES.values():
+            image = image_of(provider, launch_config)
+            if image is not None:
+                found.add(image.id)
+    for text in _strings(config):
+        found.update(match.group(0) for match in _ID_FORMS.finditer(text))
+    return found
+
+
+def _listing_error(environment: str, page: int, exc: TaskclusterFailure) -> CibError:
+    status = getattr(exc, "status_code", None)
+    reason = (str(exc).split("\n\n---")[0].strip() or type(exc).__name__).splitlines()[0]
+    what = (f"cannot list the worker pools of {environment} (page {page}"
+            + (f", status {status}" if status else "") + f"): {reason}; deleting nothing")
+    transient = isinstance(exc, TaskclusterConnectionError) or (
+        status is not None and status >= 500)
+    if isinstance(exc, TaskclusterAuthFailure) or status in (401, 403):
+        what += " (the credentials need worker-manager:list-worker-pools)"
+    return TransientError(what) if transient else CibError(what)
+
+
+def list_pool_definitions(wm: Any, environment: str, page_size: int | None = None
+                          ) -> list[dict[str, Any]]:
+    """Every worker pool of the deployment, following `continuationToken` to the last page.
+    A page that fails (after the client's own retries) raises: TransientError (exit 75) for
+    a server error or a lost connection, CibError (exit 2) otherwise."""
+    pools: list[dict[str, Any]] = []
+    token, page = None, 1
+    while True:
+        query = {"continuationToken": token} if token else {}
+        if page_size:
+            query["limit"] = str(page_size)
+        try:
+            answer = wm.listWorkerPools(query=query)
+        except TaskclusterFailure as exc:
+            raise _listing_error(environment, page, exc) from None
+        pools.extend(answer.get("workerPools") or ())
+        token = answer.get("continuationToken")
+        if not token:
+            return pools
+        page += 1
+
+
+def pool_references(pools: Iterable[dict[str, Any]], environment: str) -> list[Reference]:
+    """A reference per image of each pool: `pool <id> (<environment>)`."""
+    return [Reference(image_id, f"pool {pool.get('workerPoolId', '?')} ({environment})")
+            for pool in pools for image_id in sorted(pool_image_ids(pool))]
+
+
+def worker_pool_source(wm: Any, environment: str, page_size: int | None = None
+                       ) -> ReferenceSource:
+    """The source of the references of every pool of one environment's worker-manager."""
+    return lambda: pool_references(list_pool_definitions(wm, environment, page_size),
+                                   environment)
+
+
+def release_references(releases: Iterable[Release], reason: str) -> list[Reference]:
+    """A reference per image of each release: `<reason>` (`pointer staging/win11-64`)."""
+    return [Reference(image.id, f"{reason}: release {release.sha256[:12]} of {release.key}")
+            for release in releases for image in release.images]
+
+
+def gather(sources: Iterable[ReferenceSource]) -> list[Reference]:
+    """Every reference of every source; the first source that raises stops it (the caller
+    then deletes nothing)."""
+    return [reference for source in sources for reference in source()]
