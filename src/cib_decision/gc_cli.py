@@ -1,0 +1,216 @@
+"""`cib gc --cloud C [--keep N] [--dry-run]`: delete old machine images nothing refers to.
+
+Steps, each one line in the log, then a table of every image kept (with its reason) and
+deleted:
+
+1. **references**: every worker pool's current definition of every configured environment
+   (and the releases its pointers and rollback spares name, when the config's environments
+   have them); any listing that fails stops here, having deleted nothing;
+2. **images**: every image of this account in the cloud's regions (`--region`, default every
+   region of the config's targets of that cloud and their copies); a region that cannot be
+   listed stops here too;
+3. **plan** (`lifecycle.gc.plan`): keep what is referenced, still being made, among the newest
+   `--keep` of its key, environment and region, or younger than `--min-age`; delete the rest
+   of our images; never touch images without our tags;
+4. **delete** (not with `--dry-run`): AWS deregisters the AMI and deletes its snapshots.
+
+Exit statuses: 0 done; 2 bad input, or a listing refused for good (e.g. missing scopes); 3 the
+cloud refused a deletion (the others went ahead); 75 a listing or deletion failed for a
+reason that may pass (a server error, a lost connection): run it again. See docs/lifecycle.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any, TextIO
+
+import taskcluster
+
+from .config import DirectorySource, Environment, Fleet, load_fleet
+from .errors import BuildError, CibError, TransientError
+from .images.progress import Progress
+from .lifecycle import gc
+from .lifecycle.references import ReferenceSource, gather, worker_pool_source
+from .tc import client_options
+
+DEFAULT_CONFIG_DIR = "config"
+DEFAULT_KEEP = 3
+DEFAULT_MIN_AGE = "1 day"
+CLOUDS = {"amazon": "amazon", "aws": "amazon", "azure": "azure"}
+
+Lister = Callable[[], list[gc.Image]]
+Deleter = Callable[[list[gc.Decision], Callable[[str], None]],
+                   list[tuple[gc.Decision, CibError]]]
+
+
+def environment_options(environment: Environment) -> dict[str, Any]:
+    """Client options for reading one environment: the caller's credentials when it is the
+    deployment they are for (`TASKCLUSTER_ROOT_URL`, or the task's proxy), otherwise none
+    (pools, the index and public artifacts are readable without)."""
+    own = (os.environ.get("TASKCLUSTER_ROOT_URL") or "").rstrip("/")
+    if own and own == environment.root_url.rstrip("/"):
+        return client_options()
+    return {"rootUrl": environment.root_url}
+
+
+def reference_sources(environments: Iterable[Environment],
+                      worker_manager: Callable[[Environment], Any],
+                      page_size: int | None = None) -> list[ReferenceSource]:
+    """The reference sources of every environment: its worker pools (and its pointers)."""
+    return [worker_pool_source(worker_manager(env), env.name, page_size)
+            for env in environments]
+
+
+def _parse_age(text: str) -> timedelta:
+    now = datetime.now(UTC)
+    try:
+        later = taskcluster.fromNow(text, now)
+    except ValueError:
+        raise CibError(f"--min-age {text!r} is not a duration such as '1 day' or "
+                       "'12 hours'") from None
+    if later < now:
+        raise CibError(f"--min-age {text!r} must not be negative")
+    return later - now
+
+
+def run(sources: Iterable[ReferenceSource], list_images: Lister, delete: Deleter, *,
+        keep: int, min_age: timedelta, now: datetime, dry_run: bool, progress: Progress
+        ) -> gc.Plan:
+    """Gather every reference, list the images, plan and (unless `dry_run`) delete. Raises
+    before deleting anything when a reference source or a listing fails; after deleting,
+    raises when some deletion failed (the rest went ahead)."""
+    progress.say("reading what refers to images (worker pools, pointers, rollback spares)")
+    references = gather(sources)
+    progress.say(f"{len(references)} reference{'s' if len(references) != 1 else ''} to "
+                 f"{len({gc.normalise_id(r.image_id) for r in references})} images")
+    images = list_images()
+    plan = gc.plan(images, references, keep=keep, now=now, min_age=min_age)
+    progress.say(f"{len(images)} images: {len(plan.kept)} kept, {len(plan.deleted)} to "
+                 f"delete, {len(plan.of(gc.IGNORE))} not ours")
+    if dry_run:
+        for decision in plan.deleted:
+            progress.say(f"would delete {decision.image.id} {decision.image.name} in "
+                         f"{decision.image.region}: {decision.reason}")
+        return plan
+    failures = delete(plan.deleted, progress.say)
+    if failures:
+        lines = [f"  {d.image.id} in {d.image.region}: {exc}" for d, exc in failures]
+        kind = (TransientError if all(isinstance(e, TransientError) for _, e in failures)
+                else BuildError)
+        raise kind("\n".join([f"{len(failures)} of {len(plan.deleted)} deletions failed:",
+                              *lines]))
+    return plan
+
+
+def print_table(plan: gc.Plan, out: TextIO, dry_run: bool) -> None:
+    """The images kept, with their reason, and those deleted (or to delete)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=out, width=220 if not out.isatty() else None)
+    table = Table("action", "region", "image", "name", "key", "environment", "created",
+                  "reason", box=None, pad_edge=False)
+    gone = "would delete" if dry_run else "deleted"
+    for decision in plan.decisions:
+        if decision.action == gc.IGNORE:
+            continue
+        image = decision.image
+        created = image.created.strftime("%Y-%m-%dT%H:%MZ") if image.created else "?"
+        table.add_row(gone if decision.action == gc.DELETE else "kept",
+                      f"{image.cloud}/{image.region}", image.id, image.name, image.key or "",
+                      image.environment, created, decision.reason)
+    console.print(table)
+    ignored = len(plan.of(gc.IGNORE))
+    console.print(f"{len(plan.kept)} kept, {len(plan.deleted)} {gone}, {ignored} not ours "
+                  "(never touched)")
+
+
+def _environments(fleet: Fleet, names: list[str] | None) -> list[Environment]:
+    unknown = sorted(set(names or ()) - set(fleet.environments))
+    if unknown:
+        raise CibError(f"no environment {', '.join(unknown)}; the config has "
+                       f"{', '.join(fleet.environments)}")
+    return list(fleet.environments.values())
+
+
+def _aws(fleet: Fleet, regions: list[str] | None) -> tuple[Lister, Deleter, list[str]]:
+    from .clouds.aws import EC2
+    from .lifecycle import gc_aws
+
+    chosen = sorted(set(regions)) if regions else gc_aws.regions(fleet)
+    clients: dict[str, EC2] = {}
+
+    def ec2_for(region: str) -> EC2:
+        if region not in clients:
+            clients[region] = EC2(region)
+        return clients[region]
+
+    def list_images() -> list[gc.Image]:
+        return [image for region in chosen for image in gc_aws.list_images(ec2_for(region))]
+
+    return list_images, lambda decisions, log: gc_aws.delete_all(decisions, ec2_for, log), chosen
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    """Delete the old images of one cloud that nothing refers to."""
+    if args.keep < 0:
+        raise CibError(f"--keep {args.keep}: must be 0 or more")
+    fleet = load_fleet(DirectorySource(args.config_dir))
+    cloud = CLOUDS[args.cloud]
+    environments = _environments(fleet, args.environment)
+    progress = Progress()
+    if cloud == "amazon":
+        list_images, delete, regions = _aws(fleet, args.region)
+    else:
+        raise CibError("cib gc --cloud azure is not supported yet")
+    if not regions:
+        raise CibError(f"the config has no {cloud} targets: give --region")
+    wanted = set(args.environment or ())
+    progress.say(f"garbage collection of {cloud} images in {', '.join(regions)}; keeping the "
+                 f"newest {args.keep} of each key, environment and region"
+                 + (" (dry run: nothing is deleted)" if args.dry_run else ""))
+
+    def listed() -> list[gc.Image]:
+        images = list_images()
+        return [i for i in images if not wanted or i.environment in wanted or not i.ours]
+
+    plan = run(
+        reference_sources(environments,
+                          lambda env: taskcluster.WorkerManager(environment_options(env))),
+        listed, delete, keep=args.keep, min_age=_parse_age(args.min_age),
+        now=datetime.now(UTC), dry_run=args.dry_run, progress=progress)
+    print_table(plan, sys.stdout, args.dry_run)
+    return 0
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    """Register `cib gc` on the `cib` command."""
+    parser = commands.add_parser(
+        "gc", help="delete old machine images that no pool, pointer or rollback spare uses",
+        description="Reads every worker pool of every configured environment, lists the "
+                    "cloud's images and deletes ours that nothing refers to, keeping the "
+                    "newest --keep of each key, environment and region. Deletes nothing when "
+                    "any listing fails. See docs/lifecycle.md.")
+    parser.add_argument("--cloud", required=True, choices=sorted(CLOUDS),
+                        help="the cloud whose images to collect (aws is amazon)")
+    parser.add_argument("--keep", type=int, default=DEFAULT_KEEP, metavar="N",
+                        help=f"newest images kept per key, environment and region, referenced "
+                             f"or not (default: {DEFAULT_KEEP})")
+    parser.add_argument("--min-age", default=DEFAULT_MIN_AGE, metavar="DURATION",
+                        help=f"never delete images younger than this (default: "
+                             f"{DEFAULT_MIN_AGE}): a graph may be about to deploy them")
+    parser.add_argument("--environment", action="append", metavar="ENV",
+                        help="only images built for this environment (repeatable); the pools "
+                             "of every environment are read all the same")
+    parser.add_argument("--region", action="append", metavar="REGION",
+                        help="only this region (repeatable; default: every region of the "
+                             "config's targets of the cloud and their copies)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="list what would be deleted; delete nothing")
+    parser.add_argument("--config-dir", default=DEFAULT_CONFIG_DIR,
+                        help="config directory (default: config)")
+    parser.set_defaults(func=cmd_gc)
