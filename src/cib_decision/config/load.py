@@ -20,6 +20,7 @@ from .model import (
     ImageKey,
     Pool,
     SharedInputs,
+    Signing,
     Target,
     normalise_region,
 )
@@ -100,8 +101,12 @@ def _environments(doc: YamlDocument | None) -> dict[str, Environment]:
     if doc is None:
         return {e.name: e for e in DEFAULT_ENVIRONMENTS}
     return {name: Environment(name, value["root-url"], value.get("description", ""),
-                              value.get("pull-requests", False))
+                              value.get("pull-requests", False), _signing(value.get("signing")))
             for name, value in doc.data.items()}
+
+
+def _signing(value: dict[str, str] | None) -> Signing | None:
+    return None if value is None else Signing(value["secret"], value["public-key"])
 
 
 def _build_key(name: str, doc: YamlDocument, problems: list[Problem]) -> ImageKey:

@@ -92,6 +92,16 @@ class ImageKey:
 
 
 @dataclass(frozen=True)
+class Signing:
+    """How an environment's release records are signed: the Taskcluster secret holding the
+    private key, and the repository path of the armored public key; both may say `{level}`
+    (docs/signing.md)."""
+
+    secret: str
+    public_key: str
+
+
+@dataclass(frozen=True)
 class Environment:
     """A Taskcluster deployment the repository is wired to."""
 
@@ -99,6 +109,7 @@ class Environment:
     root_url: str
     description: str = ""
     pull_requests: bool = False
+    signing: Signing | None = None
 
 
 # cloud-image-builder hard-coded its two deployments; a config without environments.yaml gets them.

@@ -182,5 +182,12 @@ ENVIRONMENTS = {
         "description": STR,
         # Pull requests build images and per-PR pools only in environments that say so.
         "pull-requests": BOOL,
+        # Release records are signed with the key in `secret` and checked against the armored
+        # public key at `public-key` (from the repository root); both may say `{level}`.
+        "signing": _obj({
+            "secret": {"type": "string", "pattern": r"^(?:[\x21-\x7a|~]|\{level\})+$"},
+            "public-key": {"type": "string", "pattern": r"^(?!/)(?!(?:.*/)?\.\.(?:/|$))"
+                                                        r"(?:[^{}\s\\]|\{level\})+$"},
+        }, ("secret", "public-key")),
     }, ("root-url",)),
 }
