@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import __version__, decision_cli, dev_event, gc_cli, image_cli, pool_cli
+from . import __version__, decision_cli, dev_event, gc_cli, image_cli, pool_cli, purge_cli
 from .changes import compute_changes
 from .config import DirectorySource, Fleet, load_fleet
 from .devtc import cli as devtc_cli
@@ -156,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev_event.add_release_parser(commands)
     image_cli.add_parser(commands)
     pool_cli.add_parser(commands)
+    purge_cli.add_parser(commands)
     gc_cli.add_parser(commands)
     devtc_cli.add_parser(commands)
     return parser
