@@ -13,7 +13,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import __version__, decision_cli, dev_event, gc_cli, image_cli, pool_cli, purge_cli
+from . import (
+    __version__,
+    decision_cli,
+    dev_event,
+    gc_cli,
+    image_cli,
+    lifecycle_cli,
+    pool_cli,
+    purge_cli,
+)
 from .changes import compute_changes
 from .config import DirectorySource, Fleet, load_fleet
 from .devtc import cli as devtc_cli
@@ -158,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     pool_cli.add_parser(commands)
     purge_cli.add_parser(commands)
     gc_cli.add_parser(commands)
+    lifecycle_cli.add_parser(commands)
     devtc_cli.add_parser(commands)
     return parser
 

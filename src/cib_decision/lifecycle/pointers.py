@@ -31,7 +31,7 @@ from urllib.parse import quote, unquote
 from taskcluster.exceptions import TaskclusterFailure
 
 from ..errors import CibError, TransientError
-from ..manifest import format_time
+from ..manifest import RELEASE_ARTIFACT, Release, format_time, parse_release, verify
 
 POINTER_ROOT = "cib.v2.cib-decision.pointers"
 LATEST = "latest"
@@ -367,3 +367,21 @@ def referenced_releases(index: Any, environments: Iterable[str],
 def _reference(environment: str, entry: Entry, why: str) -> Reference:
     return Reference(environment, entry.release.key, entry.release.sha256,
                      entry.release.task_id, entry.path, why)
+
+
+def read_release(queue: Any, release: ReleaseRef) -> Release:
+    """The release record a pointer names (`public/release.json` of its task), verified and
+    checked to be the key and seal the pointer says; PointerError when it is gone or is
+    another release."""
+    from ..pools import read_artifact  # pools imports the config layer; only readers need it
+
+    source = f"task {release.task_id} {RELEASE_ARTIFACT}"
+    data = read_artifact(queue, release.task_id, RELEASE_ARTIFACT)
+    if data is None:
+        raise PointerError(f"{source} is gone (expired, or the task never wrote it): cannot "
+                           f"read release {release.sha256[:12]} of {release.key}")
+    record = verify(parse_release(data, source))
+    if (record.key, record.sha256) != (release.key, release.sha256):
+        raise PointerError(f"{source} is release {record.sha256[:12]} of {record.key}, not "
+                           f"{release.sha256[:12]} of {release.key} as its pointer says")
+    return record
