@@ -24,7 +24,8 @@ from . import pools
 from .config import DirectorySource, Environment, Fleet, load_fleet
 from .errors import CibError, ConfigError
 from .images.context import read_json_file
-from .manifest import format_time, parse_time
+from .lifecycle import pointers
+from .manifest import Release, format_time, parse_time
 from .tc import client_options
 from .tcschemas import SchemaStore
 
@@ -129,9 +130,11 @@ def cmd_apply(args: argparse.Namespace) -> int:
     options = client_options()
     anchor = datetime.now(UTC)
     task_id = os.environ.get("TASK_ID")
+    sources: list[tuple[str, pools.Record]] = []
     if task_id:
-        found, created = pools.dependency_records(taskcluster.Queue(options), task_id, _log)
-        records += found
+        sources, created = pools.dependency_record_sources(taskcluster.Queue(options), task_id,
+                                                           _log)
+        records += [record for _, record in sources]
         anchor = parse_time(created)  # a rerun of the task records the same expiry
     request = _request(fleet, args.pool, args, anchor)
     images = pools.collect_images(records, request.key.name, _log)
@@ -142,7 +145,27 @@ def cmd_apply(args: argparse.Namespace) -> int:
     definition, _ = pools.apply(wm, request, images, store, _log, dry_run=args.dry_run)
     if args.dry_run:
         _print({definition.pool_id: definition.body}, "json")
+    elif not request.pull_request:  # per-PR pools are never pointed at
+        record_deploy(taskcluster.Index(options), request, sources)
     return 0
+
+
+def record_deploy(index: Any, request: pools.PoolRequest,
+                  sources: list[tuple[str, pools.Record]]) -> None:
+    """Record the deploy in the environment's pointers: the pool's history and the key's
+    current release name the newest release record of the key the dependencies left (a
+    deploy from machine-image records alone, or keeping every image, records nothing)."""
+    releases = [(task, record) for task, record in sources
+                if isinstance(record, Release) and record.key == request.key.name]
+    if not releases:
+        _log(f"{request.pool_id}: no release record of {request.key.name} among the "
+             "dependencies: no release pointer recorded")
+        return
+    task, release = max(releases, key=lambda found: parse_time(found[1].created))
+    ref = pointers.ReleaseRef(release.key, release.sha256, task)
+    environment = request.environment.name
+    pointers.record_pool(index, environment, request.pool_id, ref, "deploy", _log)
+    pointers.set_release(index, environment, ref, "deploy", _log)
 
 
 def cmd_teardown(args: argparse.Namespace) -> int:

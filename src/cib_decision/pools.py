@@ -581,16 +581,24 @@ def dependency_records(queue: Any, task_id: str, log: Log) -> tuple[list[Record]
     """The records the dependencies of task `task_id` left (`public/release.json`, else
     `public/machine-image.json`; a dependency with neither, such as the decision task or a
     failed build, gives none), and the task's `created` time."""
+    sources, created = dependency_record_sources(queue, task_id, log)
+    return [record for _, record in sources], created
+
+
+def dependency_record_sources(queue: Any, task_id: str, log: Log
+                              ) -> tuple[list[tuple[str, Record]], str]:
+    """As `dependency_records`, each record with the id of the task that left it (what a
+    release pointer names)."""
     try:
         task = queue.task(task_id)
     except TaskclusterFailure as exc:
         raise _failure("give the definition of task", task_id, exc, "queue") from None
-    records: list[Record] = []
+    records: list[tuple[str, Record]] = []
     for dependency in task.get("dependencies") or ():
         for name in (RELEASE_ARTIFACT, MACHINE_IMAGE_ARTIFACT):
             data = read_artifact(queue, dependency, name)
             if data is not None:
-                records.append(parse_record(data, f"task {dependency} {name}"))
+                records.append((dependency, parse_record(data, f"task {dependency} {name}")))
                 log(f"read {name} of task {dependency}")
                 break
         else:

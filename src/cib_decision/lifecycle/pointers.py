@@ -278,10 +278,10 @@ def _now(now: datetime | None) -> datetime:
 def set_release(index: Any, environment: str, release: ReleaseRef, action: str,
                 log: Log, now: datetime | None = None) -> Entry:
     """Point key `release.key`'s current release in `environment` at `release` (nothing
-    written when it already does)."""
+    written when it already names that release, through whichever task)."""
     path = release_path(environment, release.key)
     current = find(index, path)
-    if current is not None and current.release == release:
+    if current is not None and current.release.sha256 == release.sha256:
         log(f"{path}: already {release.sha256[:12]} (task {release.task_id})")
         return current
     moment = _now(now)
@@ -299,11 +299,12 @@ def _was(entry: Entry | None) -> str:
 def record_pool(index: Any, environment: str, pool_id: str, release: ReleaseRef, action: str,
                 log: Log, now: datetime | None = None) -> Entry:
     """Append `release` to pool `pool_id`'s history in `environment` and point its `latest`
-    at it; nothing is written when the newest entry already names that release (a rerun)."""
+    at it; nothing is written when the newest entry already names that release (a rerun,
+    or another task holding the same record)."""
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}")
     entries = history(index, environment, pool_id)
-    if entries and entries[-1].release == release:
+    if entries and entries[-1].release.sha256 == release.sha256:
         log(f"{pool_id}: history entry {entries[-1].sequence} already records release "
             f"{release.sha256[:12]}")
         _repair_latest(index, environment, pool_id, entries[-1], now)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from taskgraph.transforms.base import TransformSequence
 
+from ...lifecycle.pointers import insert_scopes
 from .common import (
     attributes,
     directives_of,
@@ -36,6 +37,9 @@ def worker_pool_task(config, items):
                 task.label for task in by_key.get(item["key"], [])
                 if task.kind == "tag" or task.attributes.get("cib-target") in targets)
         target_pool = item["deploy-pool"]
+        # The deploy records its release in the environment's pointers; per-PR pools never.
+        pointer_scopes = [] if config.params["cib_pull_request"] else insert_scopes(
+            config.params["cib_environment"], item["key"], item["pool"])
         # A deploy of the same definition with the same images was done: skip it, unless
         # pool-deploy asks for one.
         yield index_by_digest(config, redeploy, "worker-pool", item, {
@@ -52,7 +56,8 @@ def worker_pool_task(config, items):
             "worker-type": "b-linux",
             "scopes": [f"worker-manager:manage-worker-pool:{target_pool}",
                        f"worker-manager:get-worker-pool:{target_pool}",
-                       f"worker-manager:provider:{item['provider']}"],
+                       f"worker-manager:provider:{item['provider']}",
+                       *pointer_scopes],
             "worker": run_cib(config.params, "pool", "apply", "--pool", item["pool"],
                               *pull_request_args(config.params), *ttl),
             "treeherder": treeherder("W", th_symbol(item["pool"]), item["key"]),

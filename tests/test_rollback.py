@@ -1,0 +1,128 @@
+"""Worker-pool deploys record the release in the pool's history; `cib rollback` redeploys an
+earlier one exactly, against the local Taskcluster (`dev_taskcluster`)."""
+
+from __future__ import annotations
+
+import pytest
+
+import taskcluster
+from cib_decision import manifest, pools
+from cib_decision.lifecycle import pointers
+from cib_decision.naming import pr_pool_id
+
+from .conftest import CONFIG_DIR
+from .pools_support import release_of
+from .test_pools_deploy import cib, in_task, task  # noqa: F401 (a fixture, used by name)
+
+AZURE = "gecko-t/win10-64-azure"
+# Every test runs `cib` as a task of the branch:main role would, in staging; `monkeypatch` is
+# the fixture's own.
+pytestmark = pytest.mark.usefixtures("in_task")
+
+
+def deploy(dev, monkeypatch, capsys, release, *extra):
+    """What a push's tag and worker-pool tasks do: the tag task leaves the release, the
+    worker-pool task deploys the pool from it with `cib pool apply`. The tag task's id."""
+    tag = task(dev)
+    dev.resolve_task(tag, artifacts={manifest.RELEASE_ARTIFACT: release.to_json()})
+    monkeypatch.setenv("TASK_ID", task(dev, [tag]))
+    code, _, err = cib(capsys, "pool", "apply", "--config-dir", str(CONFIG_DIR), "--pool",
+                       AZURE, *extra)
+    monkeypatch.delenv("TASK_ID")
+    assert code == 0, err
+    return tag
+
+
+def served(dev):
+    return pools.comparable(dev.worker_pools()[AZURE])
+
+
+def history(dev):
+    index = taskcluster.Index({"rootUrl": dev.root_url})
+    return [(e.action, e.release.sha256, e.release.task_id)
+            for e in pointers.history(index, "staging", AZURE)]
+
+
+def rollback(capsys, *args):
+    return cib(capsys, "rollback", "--pool", AZURE, "--config-dir", str(CONFIG_DIR), *args)
+
+
+def test_a_deploy_records_the_release_in_the_pool_history_and_the_key_pointer(
+        dev_taskcluster, monkeypatch, capsys):
+    first = release_of(AZURE)
+    tag = deploy(dev_taskcluster, monkeypatch, capsys, first)
+    deploy(dev_taskcluster, monkeypatch, capsys, first)  # the task run again: nothing new
+    assert history(dev_taskcluster) == [("deploy", first.sha256, tag)]
+    index = taskcluster.Index({"rootUrl": dev_taskcluster.root_url})
+    current = pointers.find(index, pointers.release_path("staging", "win10-64"))
+    assert (current.release.sha256, current.release.task_id) == (first.sha256, tag)
+
+
+def test_a_per_pr_pool_deploy_records_no_pointer(dev_taskcluster, monkeypatch, capsys):
+    deploy(dev_taskcluster, monkeypatch, capsys, release_of(AZURE), "--pull-request", "5")
+    assert pr_pool_id(AZURE, 5) in dev_taskcluster.worker_pools()
+    assert history(dev_taskcluster) == []
+    assert "index.insertTask" not in dev_taskcluster.stats()["requests"]
+
+
+def test_rollback_restores_exactly_the_definition_of_the_previous_release(
+        dev_taskcluster, monkeypatch, capsys):
+    first, second = release_of(AZURE), release_of(AZURE, build=1)
+    tag1 = deploy(dev_taskcluster, monkeypatch, capsys, first)
+    after_first = served(dev_taskcluster)
+    tag2 = deploy(dev_taskcluster, monkeypatch, capsys, second)
+    assert served(dev_taskcluster) != after_first
+    code, _, err = rollback(capsys)
+    assert code == 0, err
+    assert served(dev_taskcluster) == after_first
+    assert history(dev_taskcluster) == [("deploy", first.sha256, tag1),
+                                        ("deploy", second.sha256, tag2),
+                                        ("rollback", first.sha256, tag1)]
+    assert f"rolling back to {first.sha256[:12]}" in err
+    code, _, err = rollback(capsys)  # nothing earlier than the first release
+    assert code == 2 and "no earlier release" in err and "Traceback" not in err
+
+
+def test_rollback_to_a_named_release_and_to_one_outside_the_history(
+        dev_taskcluster, monkeypatch, capsys):
+    releases = [release_of(AZURE, build=n) for n in range(3)]
+    tags = [deploy(dev_taskcluster, monkeypatch, capsys, r) for r in releases[:1]]
+    after_first = served(dev_taskcluster)
+    tags += [deploy(dev_taskcluster, monkeypatch, capsys, r) for r in releases[1:]]
+    before = dev_taskcluster.stats()["requests"].get("worker-manager.updateWorkerPool", 0)
+    code, _, err = rollback(capsys, "--to", "ab" * 32)
+    assert code == 2 and "is not in the history" in err and "Traceback" not in err
+    assert dev_taskcluster.stats()["requests"].get("worker-manager.updateWorkerPool",
+                                                   0) == before
+    code, _, err = rollback(capsys, "--to", tags[0])  # by the task holding it
+    assert code == 0, err
+    assert served(dev_taskcluster) == after_first
+    code, _, err = rollback(capsys, "--to", releases[2].sha256[:12], "--dry-run")
+    assert code == 0 and "would update" in err
+    assert served(dev_taskcluster) == after_first
+    code, out, _ = rollback(capsys, "--list")
+    assert [line.split()[2] for line in out.splitlines()] == ["deploy"] * 3 + ["rollback"]
+
+
+def test_rollback_refuses_a_release_whose_record_fails_its_seal(dev_taskcluster, monkeypatch,
+                                                                capsys):
+    deploy(dev_taskcluster, monkeypatch, capsys, release_of(AZURE))
+    deploy(dev_taskcluster, monkeypatch, capsys, release_of(AZURE, build=1))
+    index = taskcluster.Index(dev_taskcluster.options())
+    forged = pointers.ReleaseRef("win10-64", "ef" * 32, task(dev_taskcluster))
+    data = release_of(AZURE, build=2).to_json()
+    data["images"][0]["id"] = data["images"][0]["id"].replace("/images/", "/images/x")
+    dev_taskcluster.resolve_task(forged.task_id,
+                                 artifacts={manifest.RELEASE_ARTIFACT: data})
+    pointers.record_pool(index, "staging", AZURE, forged, "deploy", lambda _: None)
+    pointers.record_pool(index, "staging", AZURE, pointers.history(
+        index, "staging", AZURE)[0].release, "deploy", lambda _: None)
+    code, _, err = rollback(capsys, "--to", forged.sha256)
+    assert code == 2 and "fails verification" in err
+
+
+@pytest.mark.parametrize("option", [[], ["--environment", "nowhere"]])
+def test_rollback_needs_a_known_environment(dev_taskcluster, monkeypatch, capsys, option):
+    monkeypatch.delenv("CIB_ENVIRONMENT")
+    code, _, err = rollback(capsys, *option)
+    assert code == 2 and "environment" in err
