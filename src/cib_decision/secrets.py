@@ -1,0 +1,58 @@
+"""Reading a Taskcluster secret (adapter): inside a task through taskcluster-proxy (the task's
+scopes), elsewhere with the credentials of the environment (`tc.client_options`).
+
+Every failure is one clear error: a missing (or expired) secret and a refused scope are
+`CibError` (exit 2: the config or the roles must change), a service or network error that a
+later attempt may not meet is `TransientError` (exit 75: the task is retried).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from taskcluster.exceptions import TaskclusterConnectionError, TaskclusterFailure
+
+import taskcluster
+
+from .errors import CibError, TransientError
+from .tc import client_options
+
+
+def read_secret(name: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The value (a JSON object) of secret `name`. `options` are the taskcluster client's
+    (default: `tc.client_options()`, which retries server errors 5 times)."""
+    client = taskcluster.Secrets(client_options() if options is None else options)
+    try:
+        answer = client.get(name)
+    except TaskclusterConnectionError as exc:
+        raise TransientError(f"cannot reach the secrets service to read secret {name}: "
+                             f"{_first_line(exc)}") from None
+    except TaskclusterFailure as exc:
+        raise _refusal(name, exc) from None
+    value = answer.get("secret") if isinstance(answer, dict) else None
+    if not isinstance(value, dict):
+        raise CibError(f"secret {name} is not a JSON object")
+    return value
+
+
+def _refusal(name: str, exc: TaskclusterFailure) -> CibError:
+    status = getattr(exc, "status_code", None)
+    if status in (404, 410):
+        return CibError(f"no secret {name} (missing or expired): store it with "
+                        f"`secrets.set` (scope secrets:set:{name})")
+    if status == 403:
+        return CibError(f"not allowed to read secret {name}: the task (or client) lacks the "
+                        f"scope secrets:get:{name}")
+    if status == 401:
+        return CibError(f"the secrets service did not accept the credentials reading secret "
+                        f"{name}: {_first_line(exc)}")
+    if status is None or status >= 500:
+        return TransientError(f"the secrets service failed reading secret {name}"
+                              + (f" ({status})" if status else "") + f": {_first_line(exc)}")
+    return CibError(f"the secrets service refused to give secret {name} ({status}): "
+                    f"{_first_line(exc)}")
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
