@@ -1,0 +1,226 @@
+"""`cib promote` from a staging to a production local Taskcluster, with the images in moto:
+it copies the release's images to the regions the production pools lack, builds nothing,
+deploys the pools from the promoted record and moves production's pointers; a rerun changes
+nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+
+import boto3
+import pytest
+from moto import mock_aws
+
+import taskcluster
+from cib_decision import manifest
+from cib_decision.config import DirectorySource, load_fleet
+from cib_decision.devtc.harness import DevTaskcluster
+from cib_decision.devtc.testing import require_schemas
+from cib_decision.digests import fleet_digests
+from cib_decision.lifecycle import pointers
+from cib_decision.lifecycle.promote import plan_copies
+from cib_decision.manifest import ReleaseImage
+
+from .conftest import CONFIG_DIR
+from .test_pools_deploy import cib, task
+
+KEY, POOL = "win2022-64", "gecko-1/win2022-64-aws"
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+BUILD_TASK = "fN1SbArXTPSVFNUvaOlinQ"
+CREATED = datetime(2026, 11, 21, 13, 0, tzinfo=UTC)
+WRITES = ("worker-manager.createWorkerPool", "worker-manager.updateWorkerPool",
+          "index.insertTask")
+
+
+@pytest.fixture(scope="module")
+def staging_server():
+    """A second local Taskcluster: the staging deployment."""
+    require_schemas()
+    with DevTaskcluster() as server:
+        yield server
+
+
+@pytest.fixture
+def staging(staging_server):
+    staging_server.reset()
+    return staging_server
+
+
+@pytest.fixture
+def production(dev_taskcluster, monkeypatch, tmp_path):
+    """moto's AWS and the environment of a promote task in production (the promote action's
+    role); its artifacts directory is `tmp_path / "artifacts"`."""
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1",
+                        **dev_taskcluster.environ("action:promote")}.items():
+        monkeypatch.setenv(name, value)
+    for name in ("TASKCLUSTER_PROXY_URL", "CIB_ENVIRONMENT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TASK_ID", task(dev_taskcluster))
+    with mock_aws():
+        yield dev_taskcluster
+
+
+def digest() -> str:
+    fleet = load_fleet(DirectorySource(str(CONFIG_DIR)))
+    return fleet_digests(fleet)[KEY].machines["amazon/us-east-1"]
+
+
+def staging_build(regions=("us-east-1",)) -> list[ReleaseImage]:
+    """The AMIs a staging build made (registered from a snapshot: no instance), tagged as
+    builds tag them; one release image per region."""
+    machine = digest()
+    name = f"{KEY}-{machine[:12]}"
+    images = []
+    for region in regions:
+        ec2 = boto3.client("ec2", region_name=region)
+        volume = ec2.create_volume(Size=8, AvailabilityZone=f"{region}a")["VolumeId"]
+        snapshot = ec2.create_snapshot(VolumeId=volume)["SnapshotId"]
+        ami = ec2.register_image(
+            Name=name, RootDeviceName="/dev/sda1",
+            BlockDeviceMappings=[{"DeviceName": "/dev/sda1", "Ebs": {"SnapshotId": snapshot}}],
+            TagSpecifications=[{"ResourceType": "image", "Tags": [
+                {"Key": "cib:key", "Value": KEY}, {"Key": "cib:machine-digest", "Value": machine},
+                {"Key": "cib:environment", "Value": "staging"}]}])["ImageId"]
+        images.append(ReleaseImage("amazon", region, f"amazon/{region}", ami, name, machine,
+                                   BUILD_TASK))
+    return images
+
+
+def released_in_staging(staging, images, forge=None) -> manifest.Release:
+    """The release of `images`, left by a staging tag task and pointed at by staging
+    (`forge` edits the record the task leaves)."""
+    fleet = load_fleet(DirectorySource(str(CONFIG_DIR)))
+    release = manifest.release_record(KEY, disk_digest=fleet_digests(fleet)[KEY].disk,
+                                      disk_sha256=None, config_commit=COMMIT, created=CREATED,
+                                      images=images)
+    tag, data = task(staging), release.to_json()
+    if forge:
+        forge(data)
+    staging.resolve_task(tag, artifacts={manifest.RELEASE_ARTIFACT: data})
+    pointers.set_release(taskcluster.Index(staging.options()), "staging",
+                         pointers.ReleaseRef(KEY, release.sha256, tag), "deploy",
+                         lambda _: None)
+    return release
+
+
+def promote(capsys, staging, tmp_path, *extra):
+    return cib(capsys, "promote", "--key", KEY, "--from", "staging", "--to", "production",
+               "--from-root-url", staging.root_url, "--config-dir", str(CONFIG_DIR),
+               "--artifacts", str(tmp_path / "artifacts"), *extra)
+
+
+def promoted_record(tmp_path) -> manifest.Release:
+    data = json.loads((tmp_path / "artifacts" / "release.json").read_text())
+    return manifest.verify(manifest.parse_release(data))
+
+
+def images_in(region):
+    return boto3.client("ec2", region_name=region).describe_images(Owners=["self"])["Images"]
+
+
+def instances():
+    return [i for region in ("us-east-1", "us-west-2")
+            for r in boto3.client("ec2", region_name=region).describe_instances()[
+                "Reservations"] for i in r["Instances"]]
+
+
+def running(dev):
+    return {lc["region"]: lc["launchConfig"]["ImageId"]
+            for lc in dev.worker_pools()[POOL]["config"]["launchConfigs"]}
+
+
+def writes(dev):
+    requests = dev.stats()["requests"]
+    return sum(requests.get(method, 0) for method in WRITES)
+
+
+def test_promotion_copies_the_missing_region_without_building_and_deploys_production(
+        staging, production, tmp_path, capsys):
+    built = staging_build()
+    source = released_in_staging(staging, built)
+    code, _, err = promote(capsys, staging, tmp_path)
+    assert code == 0, err
+    assert instances() == []  # no builder was launched
+    (copy,) = images_in("us-west-2")
+    assert copy["Name"] == built[0].name and built[0].id in copy["Description"]
+    assert {t["Key"]: t["Value"] for t in copy["Tags"]}["cib:machine-digest"] == digest()
+    promoted = promoted_record(tmp_path)
+    assert promoted.sha256 != source.sha256
+    assert (promoted.disk_digest, promoted.config_commit, promoted.created) == (
+        source.disk_digest, source.config_commit, source.created)
+    assert {(i.target, i.id, i.machine_digest) for i in promoted.images} == {
+        ("amazon/us-east-1", built[0].id, digest()), ("amazon/us-west-2", copy["ImageId"],
+                                                      digest())}
+    assert {t["Key"]: t["Value"] for t in images_in("us-west-2")[0]["Tags"]}[
+        "cib:release-sha256"] == promoted.sha256
+    assert running(production) == {"us-east-1": built[0].id, "us-west-2": copy["ImageId"]}
+    index = taskcluster.Index({"rootUrl": production.root_url})
+    pointer = pointers.find(index, pointers.release_path("production", KEY)).release
+    assert pointer == pointers.ReleaseRef(KEY, promoted.sha256, os.environ["TASK_ID"])
+    # the worker publishes the artifacts directory: the pointer then reads the record
+    production.resolve_task(pointer.task_id, artifacts={
+        manifest.RELEASE_ARTIFACT: promoted.to_json()})
+    assert pointers.read_release(taskcluster.Queue({"rootUrl": production.root_url}),
+                                 pointer) == promoted
+    assert [(e.action, e.release) for e in pointers.history(index, "production", POOL)] == [
+        ("promote", pointer)]
+    assert "copying" in err and "promoted release" in err
+
+
+def test_promotion_run_again_copies_writes_and_deploys_nothing(staging, production, tmp_path,
+                                                                capsys):
+    released_in_staging(staging, staging_build())
+    assert promote(capsys, staging, tmp_path)[0] == 0
+    first, before = promoted_record(tmp_path), writes(production)
+    code, _, err = promote(capsys, staging, tmp_path)
+    assert code == 0, err
+    assert len(images_in("us-west-2")) == 1 and "already has" in err
+    assert promoted_record(tmp_path) == first
+    assert writes(production) == before
+
+
+def test_a_release_with_every_region_is_promoted_as_it_is(staging, production, tmp_path,
+                                                          capsys):
+    built = staging_build(("us-east-1", "us-west-2"))
+    source = released_in_staging(staging, built)
+    code, _, err = promote(capsys, staging, tmp_path)
+    assert code == 0, err
+    assert promoted_record(tmp_path) == source
+    assert len(images_in("us-west-2")) == 1 and instances() == []
+    assert running(production) == {i.region: i.id for i in built}
+
+
+def test_a_dry_run_copies_deploys_and_points_nothing(staging, production, tmp_path, capsys):
+    released_in_staging(staging, staging_build())
+    code, _, err = promote(capsys, staging, tmp_path, "--dry-run")
+    assert code == 0, err
+    assert "would copy" in err and f"{POOL}: would create" in err
+    assert images_in("us-west-2") == [] and production.worker_pools() == {}
+    assert writes(production) == 0
+
+
+def test_promotion_refuses_a_missing_pointer_and_a_release_failing_its_seal(
+        staging, production, tmp_path, capsys):
+    code, _, err = promote(capsys, staging, tmp_path)
+    assert code == 2 and "staging has no release of win2022-64" in err
+    released_in_staging(staging, staging_build(),
+                        forge=lambda data: data["images"][0].update(id="ami-0123456789abcdef0"))
+    code, _, err = promote(capsys, staging, tmp_path)
+    assert code == 2 and "fails verification" in err and "Traceback" not in err
+    assert images_in("us-west-2") == [] and production.worker_pools() == {}
+
+
+def test_the_plan_copies_only_images_of_the_configs_machine_digest():
+    fleet = load_fleet(DirectorySource(str(CONFIG_DIR)))
+    key, digests = fleet.keys[KEY], fleet_digests(fleet)[KEY]
+    other = ReleaseImage("amazon", "us-east-1", "amazon/us-east-1", "ami-0123456789abcdef0",
+                         f"{KEY}-{'ab' * 6}", "ab" * 32, BUILD_TASK)
+    release = manifest.release_record(KEY, disk_digest=digests.disk, disk_sha256=None,
+                                      config_commit=COMMIT, created=CREATED, images=[other])
+    plan = plan_copies(key, digests, release)
+    assert plan.copies == []
+    assert plan.unserved == [f"{POOL} amazon/us-west-2: the release has no image of its "
+                             "machine digest"]
