@@ -16,7 +16,8 @@ Steps, each one line in the task log:
    build's tags (`aws_machine.machine_image_tags`) and `cib:release-sha256`, the record's seal.
    Azure and Google images are not tagged yet: one line says so per image, and they are in the
    release all the same;
-5. **record** the release in `public/release.json` (`cib release verify` checks it).
+5. **record** the release in `public/release.json` (`cib release verify` checks it), signed
+   when the environment configures a signing key (docs/signing.md).
 """
 
 from __future__ import annotations
@@ -199,9 +200,11 @@ def apply_tags(ctx: BuildContext, records: Iterable[manifest.MachineImageRecord]
     return tagged
 
 
-def tag_release(ctx: BuildContext, queue: Any, ec2_for: Callable[[str], EC2]
+def tag_release(ctx: BuildContext, queue: Any, ec2_for: Callable[[str], EC2],
+                sign: Callable[[manifest.Release], manifest.Release] | None = None
                 ) -> manifest.Release:
-    """Read the builds, seal their release, tag the images and write public/release.json."""
+    """Read the builds, seal their release, sign it (when `sign` is given: the environment
+    signs its releases, signing.release_signer), tag the images and write public/release.json."""
     ctx.progress.say(f"release of {ctx.key.name} (disk digest {ctx.digests.disk[:12]}) by "
                      f"task {ctx.task_id}")
     builds = read_builds(ctx, queue)
@@ -209,6 +212,8 @@ def tag_release(ctx: BuildContext, queue: Any, ec2_for: Callable[[str], EC2]
     ctx.progress.say(f"release {release.sha256}: {len(release.images)} image"
                      f"{'s' if len(release.images) != 1 else ''} "
                      f"({', '.join(i.target for i in release.images)})")
+    if sign is not None:  # before tagging: a key that cannot sign leaves nothing half done
+        release = sign(release)
     apply_tags(ctx, builds.records, release, ec2_for)
     ctx.write_artifact("release.json", manifest.dumps(release))
     return release
