@@ -26,6 +26,7 @@ from .errors import CibError, ConfigError
 from .images.context import read_json_file
 from .lifecycle import pointers
 from .manifest import Release, format_time, parse_time
+from .signing import check_releases
 from .tc import client_options
 from .tcschemas import SchemaStore
 
@@ -137,6 +138,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
         records += [record for _, record in sources]
         anchor = parse_time(created)  # a rerun of the task records the same expiry
     request = _request(fleet, args.pool, args, anchor)
+    # An environment that signs its releases deploys no release whose signature fails.
+    check_releases(records, request.environment, args.config_dir, request.key.name, _log)
     images = pools.collect_images(records, request.key.name, _log)
     if not images:
         _log(f"{request.pool_id}: no new images given: every location keeps the image it runs")
