@@ -22,13 +22,20 @@ DEFAULT_ARTIFACTS = "artifacts"
 
 
 def cmd_release_verify(args: argparse.Namespace) -> int:
-    """Check a release record's fields and its sha256 seal; exit 2 when it fails."""
+    """Check a release record's fields, its sha256 seal and, given a public key, its
+    signature; exit 2 when it fails."""
     record = manifest.parse_release(read_json_file(args.file), str(args.file))
     manifest.verify(record)
+    signed = ", signature not checked (give --public-key)" if record.signature else ""
+    if args.public_key is not None:
+        from .signing import read_public_key, verify_release
+
+        signer = verify_release(record, read_public_key(args.public_key), str(args.file))
+        signed = f", signed by {signer}"
     platforms = sorted({i.platform for i in record.images})
     print(f"{args.file}: OK: release of {record.key} at {record.config_commit[:12]}, "
           f"{len(record.images)} image{'s' if len(record.images) != 1 else ''} "
-          f"({', '.join(platforms)}), sha256 {record.sha256}")
+          f"({', '.join(platforms)}), sha256 {record.sha256}{signed}")
     return 0
 
 
@@ -101,12 +108,14 @@ def cmd_image_tag(args: argparse.Namespace) -> int:
 
     from .clouds.aws import EC2
     from .images.tag import tag_release
+    from .signing import tag_signer
     from .tc import client_options
 
     ctx = load_context(args.key, args.config_dir, artifacts=args.artifacts)
+    sign = tag_signer(ctx.fleet, ctx.environment, args.config_dir, ctx.progress.say)
     session = boto3.session.Session()
     release = tag_release(ctx, taskcluster.Queue(client_options()),
-                          functools.cache(lambda region: EC2(region, session)))
+                          functools.cache(lambda region: EC2(region, session)), sign)
     ctx.progress.say(f"done: release {release.sha256} of {len(release.images)} image"
                      f"{'s' if len(release.images) != 1 else ''}")
     return 0
@@ -133,7 +142,8 @@ EXIT_STATUSES = """exit statuses:
 
 TAG_EXIT_STATUSES = """exit statuses:
   0   released: every AWS image tagged (Azure and Google ones named), public/release.json written
-  2   no dependency left a machine-image record of the key, or a record is malformed
+  2   no dependency left a machine-image record of the key, or a record is malformed; the
+      environment signs releases and its signing secret or public key cannot be used
   3   an image a record names is not in its region
   75  transient cloud error (throttling, a service error): running the task again may succeed
 """
@@ -199,11 +209,15 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     release_commands = release.add_subparsers(dest="release_command", required=True,
                                               metavar="SUBCOMMAND")
     verify = release_commands.add_parser(
-        "verify", help="check a release record (public/release.json): fields and sha256 seal",
+        "verify", help="check a release record (public/release.json): fields, sha256 seal "
+                       "and (with --public-key) signature",
         description="Parses the record strictly and recomputes the SHA-256 of its canonical "
                     "body. Exit 0 when it holds, 2 (with what is wrong) when it does not; pool "
                     "deploys refuse such a record.")
     verify.add_argument("file", type=Path, metavar="FILE")
+    verify.add_argument("--public-key", type=Path, metavar="FILE",
+                        help="also require a valid signature by a key of this armored OpenPGP "
+                             "public key file (docs/signing.md)")
     verify.set_defaults(func=cmd_release_verify)
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .config.model import Environment, Signing
+from .config.model import Environment, Fleet, Signing
 from .digests import canonical_json
 from .errors import CibError
 from .manifest import Release
@@ -230,3 +230,25 @@ def check_releases(records: Iterable[Any], environment: Environment, config_dir:
             source = f"release record of {record.key} (sha256 {record.sha256[:12]})"
             fingerprint = verify_release(record, public_key, source)
             say(f"{source}: signed by {fingerprint}")
+
+
+def environment_named(fleet: Fleet, name: str) -> Environment:
+    """Environment `name` of the fleet (the first configured when `name` is empty, as pool
+    deploys choose); CibError naming the known ones otherwise."""
+    name = name or next(iter(fleet.environments))
+    if name not in fleet.environments:
+        raise CibError(f"no environment {name!r}; the config has "
+                       f"{', '.join(fleet.environments)}")
+    return fleet.environments[name]
+
+
+def tag_signer(fleet: Fleet, environment: str, config_dir: str | Path,
+               say: Callable[[str], None]) -> Callable[[Release], Release] | None:
+    """The signer of a tag task in `environment` (reading the signing secret through
+    Taskcluster), or None when the environment does not sign its releases."""
+    setting = environment_named(fleet, environment).signing
+    if setting is None:
+        return None
+    from .secrets import read_secret
+
+    return release_signer(setting, config_dir, read_secret, say)
