@@ -271,7 +271,7 @@ def inventories(draw):
     return resources
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(inventories())
 def test_nothing_foreign_young_busy_or_used_by_a_survivor_is_ever_removed(resources):
     verdicts = select(resources, RULES)

@@ -128,9 +128,9 @@ def run(args: argparse.Namespace, cloud: str, adapter: Any, resources: list[purg
     progress.say(f"{len(resources)} resources listed, {sum(v.remove for v in verdicts)} to "
                  f"remove" + (" (dry run: nothing is removed)" if args.dry_run else ""))
     outcomes = purge.carry_out(verdicts, adapter, dry_run=args.dry_run, say=progress.say)
+    progress.say(f"done: {purge.summary(outcomes)}")
     purge.table(outcomes, sys.stdout, title=f"purge of {cloud} {args.region}"
                 + (" (dry run)" if args.dry_run else ""))
-    progress.say(f"done: {purge.summary(outcomes)}")
     purge.check_outcomes(outcomes)
     return 0
 

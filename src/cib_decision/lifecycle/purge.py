@@ -153,7 +153,7 @@ def select(resources: Iterable[Resource], rules: Rules) -> list[Verdict]:
             reason = (f"used only by {', '.join(after)}, removed first" if after
                       and resource.state not in orphan_states else why)
             verdicts.append(Verdict(resource, True, reason, after))
-        elif resource.state in orphan_states or _orphaned(resource, removed):
+        elif resource.state in orphan_states or any(u in removed for u in resource.used_by):
             users = ", ".join(u for u in resource.used_by if u not in removed)
             kept = f"in use by {users}" if users else unsettled(
                 resource, rules, vouched=bool(resource.used_by))
