@@ -3,7 +3,8 @@
 The steps, in order, each finished before the next starts:
 1. generate the graph with taskgraph (our register(), parameters from the event and the head
    commit), task ids derived from the decision task id and each label (taskids.py);
-2. write taskgraph's usual artifacts (parameters, full and optimized graphs, label to task id);
+2. write taskgraph's usual artifacts (parameters, full and optimized graphs, label to task id,
+   the actions);
 3. complete every definition as the queue will see it (task group, scheduler id, the decision
    dependency, timestamps) and check all of them: the genuine createTask schema, and the scopes
    each needs against the repository role of the event (taskcluster/roles.yml);
@@ -141,7 +142,9 @@ def _role_scopes(request: DecisionRequest, root: Path) -> tuple[str, list[str]]:
     return role, role_scopes(roles, role, project=request.options["project"])
 
 
-def _write_artifacts(tgg: Any, label_to_taskid: dict[str, str], artifacts: Path) -> None:
+def _write_artifacts(tgg: Any, label_to_taskid: dict[str, str], artifacts: Path,
+                     decision_task_id: str) -> None:
+    from taskgraph.actions import render_actions_json
     from taskgraph.util import json as tg_json
 
     artifacts.mkdir(parents=True, exist_ok=True)
@@ -152,6 +155,8 @@ def _write_artifacts(tgg: Any, label_to_taskid: dict[str, str], artifacts: Path)
         "target-tasks.json": list(tgg.target_task_set.tasks.keys()),
         "task-graph.json": tgg.morphed_task_graph.to_json(),
         "label-to-taskid.json": label_to_taskid,
+        # what Treeherder and the Taskcluster UI offer as actions on this task group
+        "actions.json": render_actions_json(tgg.parameters, tgg.graph_config, decision_task_id),
     }
     for name, data in outputs.items():
         (artifacts / name).write_text(tg_json.dumps(data, sort_keys=True, indent=2))
@@ -210,7 +215,7 @@ def run_decision(request: DecisionRequest, queue: Any, schemas: SchemaStore,
     graph = tgg.morphed_task_graph
     for task_id, task in graph.tasks.items():  # morphs (index tasks) name theirs at random
         label_to_taskid[task.label] = task_id
-    _write_artifacts(tgg, label_to_taskid, request.artifacts)
+    _write_artifacts(tgg, label_to_taskid, request.artifacts, request.decision_task_id)
     scheduler_id = f"{tgg.graph_config['trust-domain']}-level-{tgg.parameters['level']}"
     pending = complete_definitions(graph, label_to_taskid, request.decision_task_id,
                                    scheduler_id, datetime.now(UTC))

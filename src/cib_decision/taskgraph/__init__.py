@@ -9,6 +9,7 @@ from importlib import import_module
 
 
 def register(graph_config) -> None:
-    """Import the modules whose decorators register our parameters and target tasks."""
-    for module in ("parameters", "target_tasks"):
+    """Import the modules whose decorators register our parameters, target tasks and
+    actions."""
+    for module in ("parameters", "target_tasks", "actions"):
         import_module(f".{module}", package=__name__)
