@@ -30,7 +30,7 @@ from typing import Any, TextIO
 
 import taskcluster
 
-from .config import DirectorySource, Environment, Fleet, load_fleet
+from .config import DirectorySource, Environment, Fleet, load_fleet, normalise_region
 from .errors import BuildError, CibError, TransientError
 from .images.progress import Progress
 from .lifecycle import gc
@@ -141,12 +141,13 @@ def _aws(fleet: Fleet, regions: list[str] | None) -> tuple[Lister, Deleter, list
     from .clouds.aws import EC2
     from .lifecycle import gc_aws
 
-    chosen = sorted(set(regions)) if regions else gc_aws.regions(fleet)
+    chosen = sorted({normalise_region(r) for r in regions}) if regions else gc_aws.regions(fleet)
     clients: dict[str, EC2] = {}
 
     def ec2_for(region: str) -> EC2:
-        if region not in clients:
-            clients[region] = EC2(region)
+        if region not in clients:  # one session: botocore reads EC2's model once
+            clients[region] = next(iter(clients.values())).in_region(region) if clients \
+                else EC2(region)
         return clients[region]
 
     def list_images() -> list[gc.Image]:
