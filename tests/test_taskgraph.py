@@ -42,7 +42,7 @@ def test_every_task_definition_validates_against_the_genuine_create_task_schema(
     tgg = generator("commit\n\npurge-taskcluster-resources")
     graph, label_to_taskid = tgg.morphed_task_graph, tgg.label_to_taskid
     now = current_json_time(datetime_format=True)
-    assert len(graph.tasks) == 47
+    assert len(graph.tasks) == 46
     for task_id, task in graph.tasks.items():
         definition = resolve_timestamps(now, resolve_task_references(
             task.label, task.task, task_id, DECISION_TASK_ID, label_to_taskid))
@@ -121,6 +121,32 @@ def test_pool_deploy_makes_only_pool_tasks_fed_by_existing_images():
 def test_disable_cleanup_drops_purge_and_purge_taskcluster_resources_adds_wm_purge():
     assert not of_kind(target("commit\n\ndisable-cleanup"), "purge")
     assert "purge-worker-manager" in target("commit\n\npurge-taskcluster-resources")
+
+
+def test_purge_tasks_run_cib_purge_per_cloud_region_and_retry_on_the_transient_status():
+    from cib_decision.cli import build_parser
+    from cib_decision.errors import TransientError
+
+    def purges(message):
+        tasks = generator(message).full_task_graph.tasks.values()
+        return {t.label: t for t in tasks if t.kind == "purge"
+                and t.attributes["cib-platform"] != "taskcluster"}
+
+    parser = build_parser()
+    for message, with_wm in (("commit", False), ("commit\n\npurge-taskcluster-resources", True)):
+        tasks = purges(message)
+        places = {(t.platform, t.region) for k in FLEET.keys.values() for t in k.targets
+                  if t.platform != "google"}
+        assert {(t.attributes["cib-platform"], t.attributes["cib-region"])
+                for t in tasks.values()} == places
+        for task in tasks.values():
+            script = task.task["payload"]["command"][0][-1]
+            args = parser.parse_args(script.split(".venv/bin/cib ", 1)[1].split())
+            assert (args.command, args.cloud, args.region) == (
+                "purge", task.attributes["cib-platform"], task.attributes["cib-region"])
+            assert args.include_worker_manager == (with_wm and args.cloud == "azure")
+            assert not args.dry_run
+            assert task.task["payload"]["onExitStatus"]["retry"] == [TransientError.exit_code]
 
 
 def test_no_verify_drops_verification():

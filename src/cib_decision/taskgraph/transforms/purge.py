@@ -1,36 +1,55 @@
-"""purge: remove resources that builds left behind, per cloud region; and expired per-PR pools
-from worker-manager (`cib pool sweep`)."""
+"""purge: remove resources that builds left behind, per cloud region (`cib purge`); and expired
+per-PR pools from worker-manager (`cib pool sweep`)."""
 
 from __future__ import annotations
 
 from taskgraph.transforms.base import TransformSequence
 
 from ...naming import PR_POOL_DOMAIN
-from .common import CLOUD_SECRETS_SCOPE, attributes, run_cib, target_symbol, treeherder
+from .common import (
+    CLOUD_SECRETS_SCOPE,
+    attributes,
+    directives_of,
+    retry_transient,
+    run_cib,
+    target_symbol,
+    treeherder,
+)
 
 transforms = TransformSequence()
+
+# The clouds `cib purge` cleans up; a region of another cloud gets no purge task.
+PURGED_PLATFORMS = ("amazon", "azure")
 
 
 @transforms.add
 def purge_task(config, items):
+    include_worker_manager = directives_of(config).purge_taskcluster_resources
     for item in items:
-        if item["platform"] == "taskcluster":
+        platform = item["platform"]
+        if platform == "taskcluster":
             # worker-manager: delete the per-PR pools whose time to live has passed
-            args = ("pool", "sweep")
+            args: tuple[str, ...] = ("pool", "sweep")
             symbol, what = "worker-manager", "expired per-PR worker pools"
             scopes = ["worker-manager:list-worker-pools",
                       f"worker-manager:manage-worker-pool:{PR_POOL_DOMAIN}/*"]
-        else:
-            args = ("purge", "--cloud", item["platform"], "--region", item["region"])
+        elif platform in PURGED_PLATFORMS:
+            args = ("purge", "--cloud", platform, "--region", item["region"])
+            if platform == "azure" and include_worker_manager:
+                # purge-taskcluster-resources: the worker pools' resource groups too
+                args += ("--include-worker-manager",)
             scopes = [CLOUD_SECRETS_SCOPE]
-            symbol = target_symbol(f"{item['platform']}/{item['region']}")
-            what = f"orphaned build resources in {item['platform']} {item['region']}"
+            symbol = target_symbol(f"{platform}/{item['region']}")
+            what = f"orphaned build resources in {platform} {item['region']}"
+        else:
+            continue
         yield {
             "label": f"{config.kind}-{item['name']}",
             "description": f"Purge {what}",
             "attributes": attributes(item, **{"cib-kind": config.kind}),
             "worker-type": "b-linux",
             "scopes": scopes,
-            "worker": run_cib(config.params, *args),
+            # cib purge exits 75 on throttling and service errors: the queue runs it again
+            "worker": retry_transient(run_cib(config.params, *args)),
             "treeherder": treeherder("P", symbol, "maintenance"),
         }
