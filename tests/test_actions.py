@@ -1,0 +1,107 @@
+"""The `promote` action: the decision's actions.json offers it behind its own permission, its
+hook renders an action decision task under the `action:promote` role, and its callback
+creates one valid promote task within that role."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+from taskgraph import create
+from taskgraph.actions.registry import trigger_action_callback
+from taskgraph.config import load_graph_config
+from taskgraph.util import taskcluster as tg_taskcluster
+
+from cib_decision.errors import CibError
+from cib_decision.scopes import missing_scopes, role_scopes
+from cib_decision.taskgraph.actions import promote_task
+
+from .conftest import ROOT
+from .repos import fleet_repo
+from .tcschemas import validator
+from .test_decision import dev_event
+from .test_taskcluster_yml import hook_context, render
+
+ROLES = yaml.safe_load((ROOT / "taskcluster" / "roles.yml").read_text())
+GROUP = "Z3vQ2ZlJRwuyMDszZzR4Gg"
+INPUT = {"key": "win2022-64", "from": "staging", "to": "production"}
+
+
+@pytest.fixture(scope="module")
+def decided(tmp_path_factory, _dev_taskcluster_server):
+    """A push's decision against the local Taskcluster: the repository and its artifacts."""
+    _dev_taskcluster_server.reset()
+    repo = fleet_repo(tmp_path_factory.mktemp("actions") / "images")
+    result = dev_event(_dev_taskcluster_server, repo, "push", "--environment", "production")
+    assert result.returncode == 0, result.stderr
+    return repo
+
+
+def artifact(repo: Path, name: str):
+    text = (repo / "artifacts" / name).read_text()
+    return json.loads(text) if name.endswith(".json") else yaml.safe_load(text)
+
+
+def promote_of(actions: dict) -> dict:
+    (found,) = [a for a in actions["actions"] if a["name"] == "promote"]
+    return found
+
+
+def test_the_decision_offers_promote_behind_its_own_permission(decided):
+    actions = artifact(decided, "actions.json")
+    assert actions["version"] == 1
+    promote = promote_of(actions)
+    assert promote["kind"] == "hook" and promote["hookGroupId"] == "project-cib"
+    assert promote["hookId"].startswith("in-tree-action-3-promote/")
+    assert promote["extra"] == {"actionPerm": "promote"} and promote["context"] == []
+    assert promote["hookPayload"]["decision"]["action"]["cb_name"] == "promote"
+    jsonschema.Draft7Validator.check_schema(promote["schema"])
+    check = jsonschema.Draft7Validator(promote["schema"])
+    assert not list(check.iter_errors(INPUT))
+    assert list(check.iter_errors({"key": "win2022-64"}))
+    assert list(check.iter_errors({**INPUT, "force": True}))
+
+
+def test_the_hook_renders_an_action_decision_task_under_the_promote_role(decided):
+    payload = promote_of(artifact(decided, "actions.json"))["hookPayload"]
+    action = {**payload["decision"]["action"], "action_perm": "promote"}
+    (task,) = render(hook_context("action", taskId=None, taskGroupId=GROUP, input=INPUT,
+                                  action=action))
+    assert task["scopes"] == ["assume:repo:github.com/example/images:action:promote"]
+    assert task["payload"]["command"][0][-1].endswith("taskgraph action-callback")
+    assert json.loads(task["payload"]["env"]["ACTION_INPUT"]) == INPUT
+    assert task["payload"]["env"]["ACTION_CALLBACK"] == "promote"
+
+
+def test_the_callback_creates_one_valid_promote_task_within_the_role(decided, monkeypatch,
+                                                                     capsys):
+    parameters = artifact(decided, "parameters.yml")
+    monkeypatch.setattr(create, "testing", False)
+    monkeypatch.setattr(tg_taskcluster, "testing", False)
+    trigger_action_callback(GROUP, None, INPUT, "promote", parameters,
+                            str(decided / "taskcluster"), test=True)
+    _, definition = json.loads(capsys.readouterr().out)
+    assert definition["metadata"]["name"] == "promote-win2022-64"
+    assert definition["taskGroupId"] == GROUP and definition["schedulerId"] == "cib-level-3"
+    command = definition["payload"]["command"][0][-1]
+    assert command.endswith("cib promote --key win2022-64 --from staging --to production")
+    check = validator("/schemas/queue/v1/create-task-request.json")
+    assert not list(check.iter_errors(definition))
+    granted = role_scopes(ROLES, "action:promote", project="images")
+    assert missing_scopes(definition, granted) == []
+    assert "index:insert-task:cib.v2.cib-decision.pointers.production.pool.gecko-1%2F" \
+           "win2022-64-aws.*" in definition["scopes"]
+
+
+def test_the_callback_promotes_only_to_the_decisions_own_environment(decided):
+    parameters = artifact(decided, "parameters.yml")
+    graph_config = load_graph_config(str(decided / "taskcluster"))
+    with pytest.raises(CibError, match="runs for production"):
+        promote_task(parameters, graph_config, {**INPUT, "to": "staging"}, GROUP)
+    with pytest.raises(CibError, match="no image key"):
+        promote_task(parameters, graph_config, {**INPUT, "key": "nope"}, GROUP)
+    definition = promote_task(parameters, graph_config, INPUT, GROUP)
+    assert definition["payload"]["env"]["CIB_ENVIRONMENT"] == "production"
