@@ -34,11 +34,18 @@ from .. import manifest
 from ..clouds.aws import EC2, tags_of
 from ..config import Target, normalise_region
 from ..errors import BuildError, CibError
-from ..naming import image_name
 from .bootstrap import is_windows, user_data
 from .context import BuildContext
+from .identity import (  # noqa: F401  (shared with the Azure build; imported from here too)
+    TAG_PREFIX,
+    builder_tags,
+    identity_tags,
+    image_tags,
+    machine_image_tags,
+    next_name,
+    revision,
+)
 
-TAG_PREFIX = "cib:"
 DEFAULT_INSTANCE_TYPE = "m5.large"
 IMAGE_DONE, IMAGE_FAILED = {"available"}, {"failed", "invalid", "error", "deregistered",
                                             "missing"}
@@ -58,46 +65,6 @@ class Timeouts:
 # --- pure decisions --------------------------------------------------------------------------
 
 
-def identity_tags(key: str, machine_digest: str) -> dict[str, str]:
-    """The tags that identify an image of `key` for one machine digest (what reuse looks for)."""
-    return {f"{TAG_PREFIX}key": key, f"{TAG_PREFIX}machine-digest": machine_digest}
-
-
-def machine_image_tags(*, name: str, key: str, target: str, machine_digest: str,
-                       disk_digest: str, config_commit: str, build_task_id: str,
-                       environment: str, release_sha256: str | None = None
-                       ) -> dict[str, str]:
-    """Every tag of a machine image (and of its snapshots and copies): the one place these
-    tags are named. The build sets all but `cib:release-sha256`, which `cib image tag` adds
-    (the seal of the release record that lists the image)."""
-    tags = {"Name": name, **identity_tags(key, machine_digest),
-            f"{TAG_PREFIX}disk-digest": disk_digest,
-            f"{TAG_PREFIX}config-commit": config_commit,
-            f"{TAG_PREFIX}build-task-id": build_task_id,
-            f"{TAG_PREFIX}environment": environment or "unknown",
-            f"{TAG_PREFIX}target": target}
-    if release_sha256 is not None:
-        tags[f"{TAG_PREFIX}release-sha256"] = release_sha256
-    return tags
-
-
-def image_tags(ctx: BuildContext, target: Target, name: str) -> dict[str, str]:
-    """Every tag of an image this build makes (and of its snapshots and copies)."""
-    return machine_image_tags(
-        name=name, key=ctx.key.name, target=target.id,
-        machine_digest=ctx.digests.machines[target.id], disk_digest=ctx.digests.disk,
-        config_commit=ctx.config_commit, build_task_id=ctx.task_id,
-        environment=ctx.environment)
-
-
-def builder_tags(ctx: BuildContext, target: Target, name: str) -> dict[str, str]:
-    """Tags of the builder's resources: what purge tasks recognise, and the target's own tags
-    (which the bootstrap reads through instance metadata)."""
-    own = {str(t["name"]): str(t["value"]) for t in target.raw.get("tag") or ()}
-    return {**own, "Name": f"cib-builder-{name}", f"{TAG_PREFIX}key": ctx.key.name,
-            f"{TAG_PREFIX}build-task-id": ctx.task_id, f"{TAG_PREFIX}builder": "true"}
-
-
 def newest_image(images: Iterable[dict[str, Any]], pattern: str) -> dict[str, Any] | None:
     """The newest (by `CreationDate`) of `images` whose name matches `pattern`."""
     matching = [i for i in images if fnmatch.fnmatchcase(i.get("Name", ""), pattern)]
@@ -110,22 +77,6 @@ def reusable_image(images: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
     usable = [i for i in images if i.get("State") in ("available", "pending")]
     return max(usable, key=lambda i: (i.get("CreationDate", ""), revision(i.get("Name", "")),
                                       i["ImageId"]), default=None)
-
-
-def revision(name: str) -> int:
-    """The revision of an image name (`<key>-r3-<digest>` is 3, a plain name 1)."""
-    match = re.search(r"-r(\d+)-[0-9a-f]{12}$", name)
-    return int(match.group(1)) if match else 1
-
-
-def next_name(key: str, digest: str, taken: Iterable[str], pull_request: int | None) -> str:
-    """The first of `<key>-<digest>`, `<key>-r2-<digest>`, ... not in `taken`."""
-    taken = set(taken)
-    revision = 1
-    while (name := image_name(key, digest, pull_request=pull_request,
-                              revision=revision)) in taken:
-        revision += 1
-    return name
 
 
 def copy_regions(target: Target, targets: Iterable[Target] = ()) -> tuple[str, ...]:
