@@ -7,6 +7,7 @@ moto, as in test_image_tag."""
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -16,9 +17,15 @@ import yaml
 import taskcluster
 from cib_decision import manifest
 from cib_decision.config import DirectorySource, load_fleet
+from cib_decision.digests import fleet_digests
+from cib_decision.scopes import missing_scopes, role_for_event, role_scopes
+from cib_decision.taskgraph import fleet as graph_fleet
 
+from .conftest import CONFIG_DIR
+from .graphs import generator, pr
 from .signing_keys import generate
 from .test_image_tag import Fleet, cib, env, record_of, run_tag, tag_task  # noqa: F401
+from .test_scopes import ROLES, created_tasks
 
 SECRET = "project/cib/level-3/release-signing"
 SIGNING_ENVIRONMENTS = """\
@@ -118,3 +125,36 @@ def test_a_pool_deploy_takes_the_signed_release_and_refuses_it_tampered_or_unsig
     path.write_text(manifest.dumps(replace(signed, signature=None)))
     code, _, err = pool_apply(capsys, env, fleet, path)
     assert code == 2 and "is not signed, and a signature is required" in err
+
+
+# --- the tag task's scopes ------------------------------------------------------------------
+
+
+@pytest.fixture
+def signing_everywhere(tmp_path, monkeypatch, graph_env):
+    """The bundled fleet with both environments signing, as the graph loads it."""
+    config = tmp_path / "config"
+    shutil.copytree(CONFIG_DIR, config)
+    environments = yaml.safe_load((config / "environments.yaml").read_text())
+    for environment in environments.values():
+        environment["signing"] = {"secret": "project/cib/level-{level}/release-signing",
+                                  "public-key": "keys/release-level-{level}.asc"}
+    (config / "environments.yaml").write_text(yaml.safe_dump(environments))
+    fleet = load_fleet(DirectorySource(config))
+    monkeypatch.setitem(graph_fleet._loaded, CONFIG_DIR,
+                        graph_fleet.GraphFleet(fleet, fleet_digests(fleet)))
+
+
+@pytest.mark.parametrize("make, level", [(lambda: generator("commit\n\noverwrite-machine-image"),
+                                          "3"),
+                                         (lambda: pr("commit", changed=None), "1")])
+def test_tag_tasks_may_read_their_levels_signing_secret_within_their_role(
+        signing_everywhere, index, make, level):
+    tgg = make()
+    granted = role_scopes(ROLES, role_for_event(tgg.parameters["tasks_for"]), project="images")
+    tags = [(label, task) for label, task in created_tasks(tgg) if label.startswith("tag-")]
+    assert tags
+    for label, definition in tags:
+        assert f"secrets:get:project/cib/level-{level}/release-signing" in definition["scopes"]
+        assert definition["payload"]["env"]["CIB_LEVEL"] == level
+        assert missing_scopes(definition, granted) == [], label

@@ -50,7 +50,9 @@ def run_cib(params, *args: str) -> dict[str, Any]:
         "command": [["bash", "-c", script]],
         "env": {"CIB_HEAD_REPOSITORY": params["head_repository"],
                 "CIB_HEAD_REV": params["head_rev"],
-                "CIB_ENVIRONMENT": params["cib_environment"]},
+                "CIB_ENVIRONMENT": params["cib_environment"],
+                # which secrets the command reads (signing key, cloud credentials)
+                "CIB_LEVEL": str(params["level"])},
         "max-run-time": 3600,
         "chain-of-trust": False,
         "taskcluster-proxy": True,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from taskgraph.transforms.base import TransformSequence
 
+from .. import fleet as graph_fleet
 from .common import (
     CLOUD_SECRETS_SCOPE,
     attributes,
@@ -19,10 +20,21 @@ from .common import (
 transforms = TransformSequence()
 
 
+def signing_scopes(config) -> list[str]:
+    """The scope to read the signing secret when the graph's environment signs its releases
+    (`{level}` in the secret name is filled in with the other scopes')."""
+    loaded = graph_fleet.load(graph_fleet.config_dir(config.graph_config))
+    environment = loaded.fleet.environments.get(config.params["cib_environment"])
+    if environment is None or environment.signing is None:
+        return []
+    return [f"secrets:get:{environment.signing.secret}"]
+
+
 @transforms.add
 def tag_task(config, items):
     rebuild = images_overwritten(directives_of(config))
     upstream = upstream_by_key(config)
+    signing = signing_scopes(config)
     for item in items:
         images = [task.label for task in upstream.get(item["key"], [])
                   if task.kind == "machine-image"]
@@ -36,7 +48,7 @@ def tag_task(config, items):
             # A failed region is left out of the release; the others are still released.
             "requires": "all-resolved",
             "worker-type": "b-linux",
-            "scopes": [CLOUD_SECRETS_SCOPE],
+            "scopes": [CLOUD_SECRETS_SCOPE, *signing],
             "worker": retry_transient(run_cib(config.params, "image", "tag", "--key",
                                               item["key"])),
             "treeherder": treeherder("T", "tag", item["key"]),
