@@ -9,21 +9,23 @@ from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
+import slugid
 import yaml
 from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.ec2.models import ec2_backends
 
 import taskcluster
-from cib_decision import gc_cli
+from cib_decision import gc_cli, manifest
 from cib_decision.cli import main
 from cib_decision.clouds.aws import EC2, snapshots_of
+from cib_decision.devtc.testing import new_task
 from cib_decision.errors import TransientError
 from cib_decision.images.progress import Progress
-from cib_decision.lifecycle import gc_aws
+from cib_decision.lifecycle import gc_aws, pointers
 from cib_decision.lifecycle.references import worker_pool_source
 
-from .imagefleet import write_fleet
+from .imagefleet import COMMIT, TASK_ID, write_fleet
 
 ACCOUNT = "123456789012"
 DIGEST = "ab" * 32
@@ -201,15 +203,21 @@ def test_an_environment_narrows_the_images_but_every_environments_pools_are_read
     assert dev_taskcluster.stats()["requests"]["worker-manager.listWorkerPools"] == 2
 
 
+@pytest.mark.parametrize("requests_before, message", [
+    (0, "cannot list the worker pools of production (page 1, status 503)"),
+    (1, "the index failed to list cib.v2.cib-decision.pointers.production.release"),
+    (3, "cannot list the worker pools of staging (page 1, status 503)"),
+])
 def test_a_failed_listing_of_any_environment_deletes_nothing_and_exits_75(
-        history, config, dev_taskcluster, capsys):
+        history, config, dev_taskcluster, capsys, requests_before, message):
+    # Requests in order: production's pools, its key and pool pointers, then staging's.
     before = existing_images()
-    dev_taskcluster.script_faults("", "503")  # production's listing works, staging's fails
+    dev_taskcluster.script_faults(*[""] * requests_before, "503")
     code, out, err = gc(capsys, config, "--keep", "0")
     assert code == 75
     assert existing_images() == before
-    assert "cannot list the worker pools of staging (page 1, status 503)" in err
-    assert "deleting nothing" in err
+    assert message in err
+    assert "nothing was deleted" in err
     assert "deleted" not in out
 
 
@@ -217,6 +225,59 @@ def test_an_unknown_environment_is_an_error(aws, config, capsys):
     code, _, err = gc(capsys, config, "--environment", "prod")
     assert code == 2
     assert "no environment prod; the config has production, staging" in err
+
+
+# --- release pointers and rollback spares -------------------------------------------------------
+
+
+def silent(_line: str) -> None:
+    """A log that drops its lines."""
+
+
+def released(dev, n: int, environment: str = "production", pool: str = "test/linux") -> str:
+    """Release `n` of linux-test: one AMI, its record left by a tag task, deployed to `pool`
+    in `environment` (a history entry and the key's pointer); the AMI's id."""
+    digest = f"{n:x}" * 64
+    name = f"linux-test-{digest[:12]}"
+    image_id = ami(name, days_old=100 - n, digest=digest)
+    release = manifest.release_record(
+        "linux-test", disk_digest="cd" * 32, disk_sha256=None, config_commit=COMMIT,
+        created=NOW, images=[manifest.ReleaseImage("amazon", "us-east-1", "amazon/us-east-1",
+                                                   image_id, name, digest, TASK_ID)])
+    task_id = slugid.nice()
+    taskcluster.Queue(dev.options()).createTask(task_id, new_task())
+    dev.resolve_task(task_id, artifacts={manifest.RELEASE_ARTIFACT: release.to_json()})
+    index = taskcluster.Index(dev.options())
+    ref = pointers.ReleaseRef("linux-test", release.sha256, task_id)
+    pointers.record_pool(index, environment, pool, ref, "deploy", silent)
+    pointers.set_release(index, environment, ref, "deploy", silent)
+    return image_id
+
+
+def test_the_current_release_and_rollback_spares_keep_their_images(
+        aws, config, dev_taskcluster, capsys):
+    images = [released(dev_taskcluster, n) for n in (1, 2, 3, 4)]  # 4 is current
+    code, out, err = gc(capsys, config, "--keep", "0", "--rollback-spares", "1")
+    assert code == 0, err
+    assert existing_images() == {images[2], images[3]}
+    table = out[out.index("action"):]
+    assert "rollback spare of test/linux in production: release" in table
+    assert "current release of test/linux in production: release" in table
+    assert "current release of the key in production" in table
+
+
+def test_a_release_record_that_cannot_be_read_deletes_nothing(
+        aws, config, dev_taskcluster, capsys):
+    images = [released(dev_taskcluster, n) for n in (1, 2)]
+    old = ami("linux-test-old", days_old=300)
+    index = taskcluster.Index(dev_taskcluster.options())
+    pointers.record_pool(index, "staging", "test/linux",
+                         pointers.ReleaseRef("linux-test", "9" * 64, TASK_ID), "deploy",
+                         silent)  # a task that never wrote a release record
+    code, _, err = gc(capsys, config, "--keep", "0")
+    assert code == 2
+    assert "is gone" in err and "nothing was deleted" in err
+    assert existing_images() == {*images, old}
 
 
 # --- the pool listing, page by page -----------------------------------------------------------

@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
@@ -33,8 +33,13 @@ import taskcluster
 from .config import DirectorySource, Environment, Fleet, load_fleet, normalise_region
 from .errors import BuildError, CibError, TransientError
 from .images.progress import Progress
-from .lifecycle import gc
-from .lifecycle.references import ReferenceSource, gather, worker_pool_source
+from .lifecycle import gc, pointers
+from .lifecycle.references import (
+    ReferenceSource,
+    gather,
+    pointer_source,
+    worker_pool_source,
+)
 from .tc import client_options
 
 DEFAULT_CONFIG_DIR = "config"
@@ -57,12 +62,18 @@ def environment_options(environment: Environment) -> dict[str, Any]:
     return {"rootUrl": environment.root_url}
 
 
-def reference_sources(environments: Iterable[Environment],
-                      worker_manager: Callable[[Environment], Any],
+def reference_sources(environments: Iterable[Environment], *,
+                      keep_history: int = pointers.DEFAULT_KEEP_HISTORY,
                       page_size: int | None = None) -> list[ReferenceSource]:
-    """The reference sources of every environment: its worker pools (and its pointers)."""
-    return [worker_pool_source(worker_manager(env), env.name, page_size)
-            for env in environments]
+    """The reference sources of every environment: its worker pools, then its release
+    pointers and rollback spares."""
+    sources = []
+    for env in environments:
+        options = environment_options(env)
+        sources += [worker_pool_source(taskcluster.WorkerManager(options), env.name, page_size),
+                    pointer_source(taskcluster.Index(options), taskcluster.Queue(options),
+                                   env.name, keep_history)]
+    return sources
 
 
 def _parse_age(text: str) -> timedelta:
@@ -78,19 +89,26 @@ def _parse_age(text: str) -> timedelta:
 
 
 def run(sources: Iterable[ReferenceSource], list_images: Lister, delete: Deleter, *,
-        keep: int, min_age: timedelta, now: datetime, dry_run: bool, progress: Progress
-        ) -> gc.Plan:
+        keep: int, min_age: timedelta, now: datetime, dry_run: bool, progress: Progress,
+        environments: Collection[str] | None = None) -> gc.Plan:
     """Gather every reference, list the images, plan and (unless `dry_run`) delete. Raises
     before deleting anything when a reference source or a listing fails; after deleting,
-    raises when some deletion failed (the rest went ahead)."""
+    raises when some deletion failed (the rest went ahead). `environments` narrows the
+    images collected (see `gc.plan`)."""
     progress.say("reading what refers to images (worker pools, pointers, rollback spares)")
-    references = gather(sources)
+    try:
+        references = gather(sources)
+    except CibError as exc:
+        kind = TransientError if isinstance(exc, TransientError) else CibError
+        raise kind(f"{exc}\nnothing was deleted: garbage collection needs every reference"
+                   ) from None
     progress.say(f"{len(references)} reference{'s' if len(references) != 1 else ''} to "
                  f"{len({gc.normalise_id(r.image_id) for r in references})} images")
     images = list_images()
-    plan = gc.plan(images, references, keep=keep, now=now, min_age=min_age)
+    plan = gc.plan(images, references, keep=keep, now=now, min_age=min_age,
+                   environments=environments)
     progress.say(f"{len(images)} images: {len(plan.kept)} kept, {len(plan.deleted)} to "
-                 f"delete, {len(plan.of(gc.IGNORE))} not ours")
+                 f"delete, {len(plan.of(gc.IGNORE))} left alone")
     if dry_run:
         for decision in plan.deleted:
             progress.say(f"would delete {decision.image.id} {decision.image.name} in "
@@ -111,7 +129,8 @@ def print_table(plan: gc.Plan, out: TextIO, dry_run: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(file=out, width=220 if not out.isatty() else None)
+    # In a task log, one line per image however long its reasons (no wrapping).
+    console = Console(file=out, width=None if out.isatty() else 10_000)
     table = Table("action", "region", "image", "name", "key", "environment", "created",
                   "reason", box=None, pad_edge=False)
     gone = "would delete" if dry_run else "deleted"
@@ -124,9 +143,10 @@ def print_table(plan: gc.Plan, out: TextIO, dry_run: bool) -> None:
                       f"{image.cloud}/{image.region}", image.id, image.name, image.key or "",
                       image.environment, created, decision.reason)
     console.print(table)
-    ignored = len(plan.of(gc.IGNORE))
-    console.print(f"{len(plan.kept)} kept, {len(plan.deleted)} {gone}, {ignored} not ours "
-                  "(never touched)")
+    foreign = sum(not d.image.ours for d in plan.of(gc.IGNORE))
+    others = len(plan.of(gc.IGNORE)) - foreign
+    console.print(f"{len(plan.kept)} kept, {len(plan.deleted)} {gone}, {foreign} not ours "
+                  "(never touched)" + (f", {others} of other environments" if others else ""))
 
 
 def _environments(fleet: Fleet, names: list[str] | None) -> list[Environment]:
@@ -158,32 +178,27 @@ def _aws(fleet: Fleet, regions: list[str] | None) -> tuple[Lister, Deleter, list
 
 def cmd_gc(args: argparse.Namespace) -> int:
     """Delete the old images of one cloud that nothing refers to."""
-    if args.keep < 0:
-        raise CibError(f"--keep {args.keep}: must be 0 or more")
+    for option, value in (("--keep", args.keep), ("--rollback-spares", args.rollback_spares)):
+        if value < 0:
+            raise CibError(f"{option} {value}: must be 0 or more")
+    min_age = _parse_age(args.min_age)
     fleet = load_fleet(DirectorySource(args.config_dir))
     cloud = CLOUDS[args.cloud]
     environments = _environments(fleet, args.environment)
-    progress = Progress()
     if cloud == "amazon":
         list_images, delete, regions = _aws(fleet, args.region)
     else:
         raise CibError("cib gc --cloud azure is not supported yet")
     if not regions:
         raise CibError(f"the config has no {cloud} targets: give --region")
-    wanted = set(args.environment or ())
+    progress = Progress()
     progress.say(f"garbage collection of {cloud} images in {', '.join(regions)}; keeping the "
                  f"newest {args.keep} of each key, environment and region"
-                 + (" (dry run: nothing is deleted)" if args.dry_run else ""))
-
-    def listed() -> list[gc.Image]:
-        images = list_images()
-        return [i for i in images if not wanted or i.environment in wanted or not i.ours]
-
-    plan = run(
-        reference_sources(environments,
-                          lambda env: taskcluster.WorkerManager(environment_options(env))),
-        listed, delete, keep=args.keep, min_age=_parse_age(args.min_age),
-        now=datetime.now(UTC), dry_run=args.dry_run, progress=progress)
+                 + (f", only images of {', '.join(args.environment)}" if args.environment
+                    else "") + (" (dry run: nothing is deleted)" if args.dry_run else ""))
+    plan = run(reference_sources(environments, keep_history=args.rollback_spares),
+               list_images, delete, keep=args.keep, min_age=min_age, now=datetime.now(UTC),
+               dry_run=args.dry_run, progress=progress, environments=args.environment)
     print_table(plan, sys.stdout, args.dry_run)
     return 0
 
@@ -204,6 +219,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--min-age", default=DEFAULT_MIN_AGE, metavar="DURATION",
                         help=f"never delete images younger than this (default: "
                              f"{DEFAULT_MIN_AGE}): a graph may be about to deploy them")
+    parser.add_argument("--rollback-spares", type=int, default=pointers.DEFAULT_KEEP_HISTORY,
+                        metavar="N",
+                        help="releases of each pool's history kept for rollback besides the "
+                             f"current one (default: {pointers.DEFAULT_KEEP_HISTORY})")
     parser.add_argument("--environment", action="append", metavar="ENV",
                         help="only images built for this environment (repeatable); the pools "
                              "of every environment are read all the same")

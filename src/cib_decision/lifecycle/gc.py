@@ -8,7 +8,8 @@ per image, with its reason, and for each deleted AWS image the snapshots that go
 
 Rules, in this order (the first that applies decides):
 
-1. an image without both `cib:key` and `cib:machine-digest` is not ours: never touched;
+1. an image without both `cib:key` and `cib:machine-digest` is not ours: never touched; nor,
+   when the run is narrowed to some environments, one tagged for another;
 2. an image something refers to is kept (every reference is named);
 3. an image still being made (`pending`) is kept: a build or a copy is under way;
 4. an image whose creation time is unknown is kept;
@@ -26,7 +27,7 @@ version).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -142,8 +143,10 @@ def _newest_first(image: Image) -> tuple:
 
 
 def plan(images: Iterable[Image], references: Iterable[Reference], *, keep: int,
-         now: datetime, min_age: timedelta = timedelta(0)) -> Plan:
-    """Decide, for every image, keep, delete or ignore (see the module's rules)."""
+         now: datetime, min_age: timedelta = timedelta(0),
+         environments: Collection[str] | None = None) -> Plan:
+    """Decide, for every image, keep, delete or ignore (see the module's rules); with
+    `environments`, only our images tagged for one of them are collected."""
     if keep < 0:
         raise ValueError("keep must not be negative")
     index = reference_index(references)
@@ -160,7 +163,11 @@ def plan(images: Iterable[Image], references: Iterable[Reference], *, keep: int,
     decisions: dict[tuple[str, str, str], tuple[str, str]] = {}
     for image in images:
         where = (image.cloud, image.region, image.id)
-        decisions[where] = _decide(image, index, where in newest, keep, now, min_age)
+        if image.ours and environments and image.environment not in environments:
+            decisions[where] = (IGNORE, f"built for {image.environment}: this run collects "
+                                        f"{', '.join(sorted(environments))} only")
+        else:
+            decisions[where] = _decide(image, index, where in newest, keep, now, min_age)
 
     # A snapshot goes with its image unless an image that stays is made of it too.
     staying: dict[tuple[str, str], set[str]] = defaultdict(set)

@@ -10,8 +10,11 @@ garbage collection gathers every source first and deletes nothing when any of th
   Google `disks[].initializeParams.sourceImage`) and, to be safe from shapes we do not
   render, any other string in the definition that has the form of an AMI id or an Azure image
   resource id counts too. Deleted pools (`null-provider`) still count: their workers may run.
-- release pointers and rollback spares (`release_references`): the image ids of the releases
-  they name.
+- `pointer_source`: the releases one environment's pointers name (`pointers.
+  referenced_releases`: each key's and pool's current release and each pool's newest rollback
+  spares), read from the tasks that hold their records (`public/release.json`, verified);
+  every image of such a release counts. A pointer whose record cannot be read fails the
+  source: without it we cannot know its images.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from taskcluster.exceptions import (
 from ..errors import CibError, TransientError
 from ..manifest import Release
 from ..pools import PROVIDER_TYPES, image_of
+from . import pointers
 from .gc import Reference
 
 ReferenceSource = Callable[[], Iterable[Reference]]
@@ -74,7 +78,7 @@ def _listing_error(environment: str, page: int, exc: TaskclusterFailure) -> CibE
     status = getattr(exc, "status_code", None)
     reason = (str(exc).split("\n\n---")[0].strip() or type(exc).__name__).splitlines()[0]
     what = (f"cannot list the worker pools of {environment} (page {page}"
-            + (f", status {status}" if status else "") + f"): {reason}; deleting nothing")
+            + (f", status {status}" if status else "") + f"): {reason}")
     transient = isinstance(exc, TaskclusterConnectionError) or (
         status is not None and status >= 500)
     if isinstance(exc, TaskclusterAuthFailure) or status in (401, 403):
@@ -121,6 +125,23 @@ def release_references(releases: Iterable[Release], reason: str) -> list[Referen
     """A reference per image of each release: `<reason>` (`pointer staging/win11-64`)."""
     return [Reference(image.id, f"{reason}: release {release.sha256[:12]} of {release.key}")
             for release in releases for image in release.images]
+
+
+def pointer_source(index: Any, queue: Any, environment: str,
+                   keep_history: int = pointers.DEFAULT_KEEP_HISTORY) -> ReferenceSource:
+    """The source of the references of one environment's release pointers and rollback
+    spares (`index` and `queue` of the deployment its pointers are in)."""
+    def references() -> list[Reference]:
+        releases: dict[tuple[str, str], Release] = {}
+        found = []
+        for pointer in pointers.referenced_releases(index, [environment], keep_history):
+            where = (pointer.task_id, pointer.sha256)
+            if where not in releases:
+                releases[where] = pointers.read_release(queue, pointers.ReleaseRef(
+                    pointer.key, pointer.sha256, pointer.task_id))
+            found += release_references([releases[where]], f"{pointer.why} in {environment}")
+        return found
+    return references
 
 
 def gather(sources: Iterable[ReferenceSource]) -> list[Reference]:
