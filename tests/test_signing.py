@@ -16,7 +16,7 @@ from cib_decision import manifest, signing
 from cib_decision.config import DirectorySource, load_fleet
 from cib_decision.config.model import Environment, Signing
 from cib_decision.errors import CibError, ConfigError, TransientError
-from cib_decision.secrets import read_secret
+from cib_decision.secrets import read_secret, task_level
 
 from .conftest import CONFIG_DIR
 from .signing_keys import generate
@@ -231,10 +231,10 @@ def test_check_releases_requires_signed_releases_of_the_key_only_where_configure
                                environ={})
 
 
-def test_a_malformed_level_is_an_error():
+def test_the_level_comes_from_cib_level_and_a_malformed_one_is_an_error():
     with pytest.raises(CibError, match="CIB_LEVEL='x'"):
-        signing.level({"CIB_LEVEL": "x"})
-    assert signing.level({}) == "3"
+        task_level({"CIB_LEVEL": "x"})
+    assert task_level({}) == "3" and task_level({"CIB_LEVEL": "1"}) == "1"
 
 
 # --- reading secrets ---------------------------------------------------------------------------

@@ -8,6 +8,9 @@ later attempt may not meet is `TransientError` (exit 75: the task is retried).
 
 from __future__ import annotations
 
+import os
+import re
+from collections.abc import Mapping
 from typing import Any
 
 from taskcluster.exceptions import TaskclusterConnectionError, TaskclusterFailure
@@ -16,6 +19,18 @@ import taskcluster
 
 from .errors import CibError, TransientError
 from .tc import client_options
+
+LEVEL_VARIABLE = "CIB_LEVEL"
+DEFAULT_LEVEL = "3"  # outside a task: the level of production graphs, the strictest
+
+
+def task_level(environ: Mapping[str, str] | None = None) -> str:
+    """The level of the task (`CIB_LEVEL`, which every cib task sets), whose secrets it reads
+    (`project/cib/level-<level>/...`); 3 when unset. CibError when malformed."""
+    value = (os.environ if environ is None else environ).get(LEVEL_VARIABLE) or DEFAULT_LEVEL
+    if not re.fullmatch(r"[1-9]", value):
+        raise CibError(f"{LEVEL_VARIABLE}={value!r} is not a Taskcluster level (1-9)")
+    return value
 
 
 def read_secret(name: str, options: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -7,7 +7,7 @@ never in the user's keyring, in batch mode with the passphrase given on a pipe (
 pinentry). Which key signs and which public key checks is the environment's `signing` setting
 (config/environments.yaml, docs/signing.md): the Taskcluster secret holding the private key
 (`{"private_key": "<armored>", "passphrase": "..."}`) and the repository path of the armored
-public key; `{level}` in either is the task's level (`CIB_LEVEL`, default 3).
+public key; `{level}` in either is the task's level (`secrets.task_level`).
 
 Every failure is a `SignatureError` (a CibError, exit 2) saying which: unsigned where a
 signature is required, not an OpenPGP signature, a body changed after signing, signed by
@@ -17,7 +17,6 @@ another key, a secret without a usable private key.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import tempfile
@@ -31,10 +30,9 @@ from .config.model import Environment, Fleet, Signing
 from .digests import canonical_json
 from .errors import CibError
 from .manifest import Release
+from .secrets import task_level
 
 GPG_BINARY = "gpg"
-LEVEL_VARIABLE = "CIB_LEVEL"
-DEFAULT_LEVEL = "3"  # outside a task: the strictest key, production's
 # The throw-away agent must not calibrate its key protection (seconds of hashing at start):
 # keys it protects live only as long as the home.
 _AGENT_CONF = "s2k-count 65536\nallow-loopback-pinentry\n"
@@ -69,14 +67,6 @@ def signed_data(release: Release) -> bytes:
     """The bytes a signature covers: the canonical JSON of the release's sealed body, exactly
     what its `sha256` is the digest of."""
     return canonical_json(release.body())
-
-
-def level(environ: Mapping[str, str] | None = None) -> str:
-    """The level of the task (`CIB_LEVEL`), 3 outside a task; CibError when malformed."""
-    value = (os.environ if environ is None else environ).get(LEVEL_VARIABLE) or DEFAULT_LEVEL
-    if not re.fullmatch(r"[1-9]", value):
-        raise CibError(f"{LEVEL_VARIABLE}={value!r} is not a Taskcluster level (1-9)")
-    return value
 
 
 def secret_name(signing: Signing, at_level: str) -> str:
@@ -197,7 +187,7 @@ def release_signer(signing: Signing, config_dir: str | Path,
     """What signs a release in a tag task: reads the signing secret, signs, and checks the
     signature against the repository's public key (a secret holding another key than the
     one deploys check against fails here, not at the deploy)."""
-    at_level = level(environ)
+    at_level = task_level(environ)
     name = secret_name(signing, at_level)
     key_path = public_key_path(signing, config_dir, at_level)
     public_key = read_public_key(key_path)
@@ -223,7 +213,7 @@ def check_releases(records: Iterable[Any], environment: Environment, config_dir:
     record of `key` in `records` (SignatureError otherwise); other records pass untouched."""
     if environment.signing is None:
         return
-    path = public_key_path(environment.signing, config_dir, level(environ))
+    path = public_key_path(environment.signing, config_dir, task_level(environ))
     public_key = read_public_key(path)
     for record in records:
         if isinstance(record, Release) and record.key == key:
