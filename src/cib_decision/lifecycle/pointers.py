@@ -357,7 +357,8 @@ def referenced_releases(index: Any, environments: Iterable[str],
             latest = find(index, pool_path(environment, pool_id))
             if latest is not None:
                 found.append(_reference(environment, latest, f"current release of {pool_id}"))
-            if entries:
+            if entries and (latest is None or latest.release.sha256
+                            != entries[-1].release.sha256):  # `latest` left behind
                 found.append(_reference(environment, entries[-1],
                                         f"newest history entry of {pool_id}"))
             found += [_reference(environment, e, f"rollback spare of {pool_id}")
