@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import (
     __version__,
+    cloudcreds,
     decision_cli,
     dev_event,
     gc_cli,
@@ -33,6 +34,8 @@ from .plan import TASKS_FOR, PlanRequest, make_plan
 from .render import changes_table, plan_dot, plan_json, plan_mermaid, plan_table
 
 DEFAULT_CONFIG_DIR = "config"
+# Commands that call clouds: in a task they get the level's cloud credentials (cloudcreds.py).
+CLOUD_COMMANDS = ("image", "purge", "gc")
 
 
 def _load(config_dir: str) -> Fleet:
@@ -176,6 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `cib` console script."""
     args = build_parser().parse_args(argv)
     try:
+        if args.command in CLOUD_COMMANDS:
+            cloudcreds.ensure()
         return args.func(args)
     except CibError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -20,6 +20,11 @@ import taskcluster
 from .errors import CibError, TransientError
 from .tc import client_options
 
+
+class MissingSecret(CibError):
+    """A secret that does not exist (or has expired)."""
+
+
 LEVEL_VARIABLE = "CIB_LEVEL"
 DEFAULT_LEVEL = "3"  # outside a task: the level of production graphs, the strictest
 
@@ -53,7 +58,7 @@ def read_secret(name: str, options: dict[str, Any] | None = None) -> dict[str, A
 def _refusal(name: str, exc: TaskclusterFailure) -> CibError:
     status = getattr(exc, "status_code", None)
     if status in (404, 410):
-        return CibError(f"no secret {name} (missing or expired): store it with "
+        return MissingSecret(f"no secret {name} (missing or expired): store it with "
                         f"`secrets.set` (scope secrets:set:{name})")
     if status == 403:
         return CibError(f"not allowed to read secret {name}: the task (or client) lacks the "

@@ -1,0 +1,108 @@
+"""Cloud credentials for the commands that call clouds (`cib image`, `cib purge`, `cib gc`),
+from the level's Taskcluster secret `project/cib/level-<level>/clouds`.
+
+Inside a task (`TASK_ID` set, and taskcluster-proxy or Taskcluster credentials to read with)
+whose environment holds no cloud credentials at all, the secret is read once and its values
+are exported as the variables boto3 and azure-identity read, for the rest of the process. The
+secret is a flat JSON object; every field is optional, but a cloud's fields come together:
+
+    {"aws_access_key_id": "AKIA...", "aws_secret_access_key": "...",
+     "aws_session_token": "..." (temporary credentials only),
+     "azure_tenant_id": "...", "azure_client_id": "...", "azure_client_secret": "...",
+     "azure_subscription_id": "..."}
+
+Each field becomes the variable of its name in capitals (`AWS_ACCESS_KEY_ID`, ...). Other
+fields are left alone. Outside a task, or with credentials already in the environment (a
+developer's profile, a test's moto), nothing is read. A task without the secret (404) keeps
+the worker's own credentials (an instance profile, a managed identity) and says so; a task
+lacking the secret's scope is an error (exit 2), a service error transient (exit 75).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Mapping, MutableMapping
+from typing import Any
+
+from .errors import CibError
+from .secrets import MissingSecret, read_secret, task_level
+
+SECRET = "project/cib/level-{level}/clouds"
+# A cloud's fields: all of `required` or none; `optional` only with them.
+CLOUDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "AWS": (("aws_access_key_id", "aws_secret_access_key"), ("aws_session_token",)),
+    "Azure": (("azure_tenant_id", "azure_client_id", "azure_client_secret",
+               "azure_subscription_id"), ()),
+}
+# Any of these in the environment means the process has cloud credentials already.
+CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE",
+                        "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE")
+
+
+def secret_name(environ: Mapping[str, str]) -> str:
+    """The clouds secret of the task's level."""
+    return SECRET.replace("{level}", task_level(environ))
+
+
+def variables(secret: Mapping[str, Any], name: str) -> dict[str, str]:
+    """The environment variables the clouds secret `name` gives (pure); CibError naming the
+    fields when a cloud's are incomplete or not strings."""
+    result: dict[str, str] = {}
+    problems: list[str] = []
+    for cloud, (required, optional) in CLOUDS.items():
+        present = [f for f in (*required, *optional) if f in secret]
+        if not present:
+            continue
+        missing = [f for f in required if f not in secret]
+        if missing:
+            problems.append(f"{cloud}: {', '.join(present)} without {', '.join(missing)}")
+        for field in present:
+            value = secret[field]
+            if not isinstance(value, str) or not value:
+                problems.append(f"{field}: must be a non-empty string")
+            else:
+                result[field.upper()] = value
+    if problems:
+        raise CibError("\n".join([f"secret {name} is malformed:",
+                                  *(f"  {p}" for p in problems)]))
+    return result
+
+
+def in_task(environ: Mapping[str, str]) -> bool:
+    """True inside a task that can read secrets: `TASK_ID`, and taskcluster-proxy or a root
+    URL with credentials."""
+    return bool(environ.get("TASK_ID")) and bool(
+        environ.get("TASKCLUSTER_PROXY_URL")
+        or (environ.get("TASKCLUSTER_ROOT_URL") and environ.get("TASKCLUSTER_CLIENT_ID")))
+
+
+def has_credentials(environ: Mapping[str, str]) -> bool:
+    """True when the environment holds cloud credentials of its own."""
+    return any(environ.get(name) for name in CREDENTIAL_VARIABLES)
+
+
+def ensure(environ: MutableMapping[str, str] | None = None,
+           read: Callable[[str], Mapping[str, Any]] = read_secret,
+           say: Callable[[str], None] | None = None) -> list[str]:
+    """In a task without cloud credentials, export those of the level's clouds secret into
+    `environ` (default: this process's environment). The names of the variables set."""
+    environ = os.environ if environ is None else environ
+    say = say or _stderr
+    if not in_task(environ) or has_credentials(environ):
+        return []
+    name = secret_name(environ)
+    try:
+        secret = read(name)
+    except MissingSecret:
+        say(f"no secret {name}: using the worker's own cloud credentials")
+        return []
+    found = variables(secret, name)
+    environ.update(found)
+    clouds = [c for c, (required, _) in CLOUDS.items() if required[0].upper() in found]
+    say(f"cloud credentials from secret {name}: {', '.join(clouds) or 'none'}")
+    return sorted(found)
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
