@@ -83,18 +83,27 @@ def _disk_record(args: argparse.Namespace) -> manifest.DiskImageRecord | None:
 
 def cmd_image_machine(args: argparse.Namespace) -> int:
     """Build (or reuse) the machine image of one target and write public/machine-image.json."""
-    from .clouds.aws import EC2
-    from .images.aws_machine import AwsBuild, Timeouts, build_machine_image
-
     ctx = _context(args)
     target = ctx.target(args.target)
-    if target.platform != "amazon":
+    if target.platform == "amazon":
+        from .clouds.aws import EC2
+        from .images import aws_machine
+
+        record = aws_machine.build_machine_image(ctx, aws_machine.AwsBuild(
+            ec2=EC2(target.region), target=target, overwrite=args.overwrite,
+            disk_record=_disk_record(args), timeouts=aws_machine.Timeouts(
+                bootstrap=args.bootstrap_timeout, interval=args.poll_interval)))
+    elif target.platform == "azure":
+        from .clouds.azure import Azure
+        from .images import azure_machine
+
+        record = azure_machine.build_machine_image(ctx, azure_machine.AzureBuild(
+            azure=Azure.from_environment(), target=target, overwrite=args.overwrite,
+            disk_record=_disk_record(args), timeouts=azure_machine.Timeouts(
+                bootstrap=args.bootstrap_timeout, interval=args.poll_interval)))
+    else:
         raise CibError(f"{target.id}: building {target.platform} machine images is not "
-                       "supported yet (AWS only)")
-    timeouts = Timeouts(bootstrap=args.bootstrap_timeout, interval=args.poll_interval)
-    record = build_machine_image(ctx, AwsBuild(
-        ec2=EC2(target.region), target=target, overwrite=args.overwrite,
-        disk_record=_disk_record(args), timeouts=timeouts))
+                       "supported yet (AWS and Azure only)")
     ctx.progress.say(f"done: {record.image_id} {record.image_name} in {record.region}"
                      + "".join(f", {r} {i}" for r, i in record.copies))
     return 0
@@ -172,16 +181,21 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     machine = image_commands.add_parser(
         "machine", help="build a target's machine image and write public/machine-image.json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=_doc("images.aws_machine"), epilog=EXIT_STATUSES)
+        description="AWS targets:\n\n" + _doc("images.aws_machine")
+        + "\n\nAzure targets (credentials: AZURE_SUBSCRIPTION_ID with AZURE_TENANT_ID, "
+          "AZURE_CLIENT_ID and AZURE_CLIENT_SECRET, or a managed identity):\n\n"
+        + _doc("images.azure_machine"), epilog=EXIT_STATUSES)
     _common(machine)
     machine.add_argument("--target", required=True,
-                         help="target id, e.g. amazon/us-east-1 (see `cib changes`)")
+                         help="target id, e.g. amazon/us-east-1 or azure/centralus (see "
+                              "`cib changes`)")
     machine.add_argument("--overwrite", action="store_true",
                          help="build a new image even when one exists for this digest "
                               "(overwrite-machine-image); the existing one is kept")
     machine.add_argument("--keep-resources", action="store_true",
-                         help="leave the builder instance, volumes, security group and key "
-                              "pair for debugging (disable-cleanup)")
+                         help="leave the builder (AWS: instance, volumes, security group, key "
+                              "pair; Azure: VM, NIC, public IP, disks) for debugging "
+                              "(disable-cleanup)")
     machine.add_argument("--disk-image", type=Path, metavar="FILE",
                          help="the disk-image record to import (default: the artifact of "
                               "task $CIB_DISK_IMAGE_TASK_ID)")

@@ -75,8 +75,10 @@ IMAGE = _obj({
     }),
     "disks": _list(_obj({"id": INT, "wipe": BOOL, "partitions": _list(PARTITION)})),
     # Where the built disk image is stored.
-    "target": _obj({"platform": PLATFORM, "bucket": STR, "storage": STR, "group": STR},
-                   ("platform",)),
+    # Azure: `storage` (the account), `bucket` (the container, default `disk-images`) and
+    # `region` (extension; default: the region of the key's target with that `storage`).
+    "target": _obj({"platform": PLATFORM, "bucket": STR, "storage": STR, "group": STR,
+                    "region": NONEMPTY}, ("platform",)),
     # extension: a source disk image (e.g. a Linux cloud image) converted instead of an ISO.
     "source": SOURCE,
     # extension: start machine images from a cloud's own base image instead of a disk image.
@@ -124,6 +126,9 @@ TARGET = _obj({
     "platform": PLATFORM, "region": NONEMPTY, "group": STR, "storage": STR,
     "bucket": STR, "project": STR, "zone": STR,  # extensions (AWS, GCP)
     "copies": _list(NONEMPTY),  # extension (AWS): regions the built image is copied to
+    # extension (Azure): publish to this Compute Gallery of the target's group (a replicated
+    # image version) instead of a managed image
+    "gallery": {"type": "string", "minLength": 1, "maxLength": 80},
     "hostname": _obj({"format": STR, "slug": _obj({"type": STR, "length": INT})}),
     "machine": _obj({"cpu": INT, "ram": INT, "format": STR, "hyperv": STR, "agent": STR,
                      "type": STR}),  # `type`: extension, an explicit instance type
@@ -132,6 +137,7 @@ TARGET = _obj({
                         "create": STR, "label": STR, "letter": STR, "name": STR})),
     "network": _obj({
         "name": STR, "prefix": STR, "dns": _list(STR),
+        "public-ip": BOOL,  # extension (Azure): give the builder VM a public IP
         "subnet": _obj({"name": STR, "prefix": STR}),
         "flow": _obj({"name": STR, "rules": _list(RULE)}),
     }),

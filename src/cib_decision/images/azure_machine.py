@@ -1,0 +1,600 @@
+"""`cib image machine --key K --target azure/<region>`: an Azure image for one Azure target.
+
+Steps, each one line (or one line per state change) in the task log:
+
+1. **reuse**: an image of the target's resource group (a managed image, or a version of the
+   key's image in the target's `gallery`) tagged with this key and machine digest is reused
+   as it is (`--overwrite` builds a new one under the next free name, `<key>-r<N>-<digest>`;
+   the existing image is never touched);
+2. **base**: the builder boots `image.base.azure` (a marketplace image: `publisher`, `offer`,
+   `sku`, `version`), or, for keys with a disk image, a managed image made from the disk
+   image's VHD in blob storage (reused by `cib:disk-sha256`);
+3. **network**: the target's network security group (`network.flow`), virtual network and
+   subnet are created when missing (and kept: they are the target's, not the builder's);
+4. **launch** a builder VM in the target's resource group (size `machine.type`, or
+   `machine.format` with `machine.cpu`; disks from `disk`; the target's `tag`s, readable
+   through instance metadata) with a NIC in that subnet, and a public IP only when the target
+   asks for one (`network.public-ip: true`);
+5. **bootstrap**: the target's `bootstrap` runs through the VM's run command (PowerShell on
+   Windows, bash on Linux); the build waits until it stops the VM (at most
+   `--bootstrap-timeout`; a bootstrap that reports a failed execution, or a time-out, fails the
+   build with exit 3);
+6. **capture**: the VM is deallocated and generalized and captured as a managed image named
+   `naming.image_name(key, machine digest)`, or, when the target names a `gallery`, as a
+   version of the key's image definition in that gallery, replicated to the regions of the
+   key's Azure targets and the target's `copies`; tagged with the key, both digests, the config
+   commit, the build task and the environment;
+7. **clean up** the VM, its NIC, public IP and disks, on success and on failure, unless
+   `--keep-resources` (`disable-cleanup`) asks to keep them;
+8. **record** the image in `public/machine-image.json`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from .. import manifest
+from ..clouds.azure import Azure, Operation, parse_blob_url, run_command_output
+from ..config import Target, normalise_region
+from ..errors import BuildError, CibError
+from .bootstrap import bash_script, is_windows, powershell
+from .context import BuildContext
+from .identity import (
+    TAG_PREFIX,
+    builder_tags,
+    identity_tags,
+    image_tags,
+    next_name,
+    revision,
+)
+
+DEFAULT_VM_SIZE = "Standard_D2s_v3"
+ADMIN_USER = "cibadmin"
+# The bootstrap's own words when an execution keeps failing (images/bootstrap.py).
+BOOTSTRAP_FAILED = re.compile(r"cib: (\S+) failed; not stopping")
+STORAGE_TYPES = {"ssd": "Premium_LRS", "premium": "Premium_LRS", "hdd": "Standard_LRS",
+                 "standard": "Standard_LRS", "standard-ssd": "StandardSSD_LRS"}
+PENDING = {"Creating", "Updating", "Accepted", "InProgress"}
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Bounds of the waits, in seconds, and the polling interval."""
+
+    bootstrap: float = 3 * 3600
+    image: float = 2 * 3600
+    replication: float = 4 * 3600
+    operation: float = 30 * 60  # creating, deallocating and deleting the builder VM
+    interval: float = 15.0
+
+
+# --- pure decisions --------------------------------------------------------------------------
+
+
+def vm_size(target: Target) -> str:
+    """`machine.type`, else `machine.format` filled with `machine.cpu` (`Standard_DS{0}_v2`
+    with 2 cpus is `Standard_DS2_v2`), else a small general-purpose size."""
+    machine = target.raw.get("machine") or {}
+    if machine.get("type"):
+        return str(machine["type"])
+    if machine.get("format"):
+        return str(machine["format"]).format(machine.get("cpu", 2))
+    return DEFAULT_VM_SIZE
+
+
+def builder_names(image: str, task_id: str) -> dict[str, str]:
+    """Names of the builder's resources: unique per task, at most 64 characters."""
+    base = re.sub(r"[^A-Za-z0-9-]", "-", f"cib-{image}")[:40].rstrip("-") + f"-{task_id}"
+    return {"vm": base, "nic": f"{base}-nic", "ip": f"{base}-ip", "os": f"{base}-os",
+            "computer": "cib" + hashlib.sha256(base.encode()).hexdigest()[:12]}
+
+
+def gallery_of(target: Target) -> str | None:
+    """The Compute Gallery the target publishes to (`gallery`, an extension), or None for
+    managed images."""
+    return target.raw.get("gallery") or None
+
+
+def image_definition(key: str) -> str:
+    """The gallery image definition of a key: its name, in the characters galleries allow."""
+    return re.sub(r"[^A-Za-z0-9._-]", "-", key)[:80]
+
+
+def replication_regions(target: Target, targets: Iterable[Target] = ()) -> tuple[str, ...]:
+    """The regions a gallery image version is replicated to: the target's own first, then the
+    regions of the key's other Azure targets and the target's `copies`."""
+    regions = [target.region, *(t.region for t in targets if t.platform == "azure"),
+               *(target.raw.get("copies") or ())]
+    return tuple(dict.fromkeys(normalise_region(r) for r in regions))
+
+
+def version_name(moment: datetime) -> str:
+    """A gallery image version (`Major.Minor.Patch`, each a 32-bit integer) from the build's
+    time: `2026.1121.130500`. Reuse goes by tags, so the version only has to be new."""
+    return f"{moment.year}.{int(moment.strftime('%m%d'))}.{int(moment.strftime('%H%M%S'))}"
+
+
+def security_rules(rules: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """ARM security rules from the config's `network.flow.rules` (camelCase or PascalCase;
+    a list of source prefixes becomes `sourceAddressPrefixes`)."""
+    converted = []
+    for rule in rules:
+        get = {k[0].lower() + k[1:]: v for k, v in rule.items()}.get
+        properties: dict[str, Any] = {
+            "access": get("access", "Allow"), "protocol": get("protocol", "*"),
+            "direction": get("direction", "Inbound"), "priority": int(get("priority", 1000)),
+            "sourcePortRange": str(get("sourcePortRange", "*"))}
+        if get("description"):
+            properties["description"] = str(get("description"))
+        for field_name in ("sourceAddressPrefix", "destinationAddressPrefix",
+                           "destinationPortRange"):
+            value = get(field_name, "*")
+            if isinstance(value, list):
+                properties[field_name.replace("Prefix", "Prefixes").replace(
+                    "Range", "Ranges")] = [str(v) for v in value]
+            else:
+                properties[field_name] = str(value)
+        converted.append({"name": str(get("name")), "properties": properties})
+    return converted
+
+
+def storage_type(disk: dict[str, Any]) -> str:
+    return STORAGE_TYPES.get(str(disk.get("variant", "ssd")).lower(), "Premium_LRS")
+
+
+def vm_body(ctx: BuildContext, target: Target, names: dict[str, str], base: dict[str, Any],
+            nic_id: str, tags: dict[str, str], password: str) -> dict[str, Any]:
+    """The builder VM: size, disks from `disk`, OS profile, its NIC (disks and NIC deleted
+    with the VM)."""
+    disks = list(target.raw.get("disk") or ())
+    os_disk = next((d for d in disks if d.get("os")), {})
+    storage: dict[str, Any] = {
+        "imageReference": base,
+        "osDisk": {"name": names["os"], "createOption": "FromImage", "deleteOption": "Delete",
+                   "caching": os_disk.get("caching", "ReadWrite"),
+                   "managedDisk": {"storageAccountType": storage_type(os_disk)}}}
+    if os_disk.get("size"):
+        storage["osDisk"]["diskSizeGB"] = int(os_disk["size"])
+    data = [d for d in disks if not d.get("os")]
+    if data:
+        storage["dataDisks"] = [
+            {"lun": lun, "name": f"{names['vm']}-data{lun}", "createOption": "Empty",
+             "diskSizeGB": int(d.get("size", 32)), "caching": d.get("caching", "None"),
+             "deleteOption": "Delete",
+             "managedDisk": {"storageAccountType": storage_type(d)}}
+            for lun, d in enumerate(data)]
+    windows = is_windows(ctx.key.image)
+    os_profile: dict[str, Any] = {"computerName": names["computer"], "adminUsername": ADMIN_USER,
+                                  "adminPassword": password}
+    if windows:
+        os_profile["windowsConfiguration"] = {"provisionVMAgent": True,
+                                              "enableAutomaticUpdates": False}
+    else:
+        os_profile["linuxConfiguration"] = {"disablePasswordAuthentication": False,
+                                            "provisionVMAgent": True}
+    return {"location": normalise_region(target.region), "tags": tags, "properties": {
+        "hardwareProfile": {"vmSize": vm_size(target)},
+        "storageProfile": storage, "osProfile": os_profile,
+        "networkProfile": {"networkInterfaces": [
+            {"id": nic_id, "properties": {"primary": True, "deleteOption": "Delete"}}]}}}
+
+
+def run_command(image: dict[str, Any], target: Target) -> tuple[str, list[str]]:
+    """The run command of the bootstrap: `(command id, script lines)`. The PowerShell
+    bootstrap without its user-data markers on Windows, the bash script on Linux."""
+    executions = list((target.raw.get("bootstrap") or {}).get("executions") or ())
+    if is_windows(image):
+        lines = [line for line in powershell(executions).splitlines()
+                 if not re.fullmatch(r"</?powershell>|<persist>.*</persist>", line)]
+        return "RunPowerShellScript", lines
+    return "RunShellScript", bash_script(executions).splitlines()
+
+
+def reusable_image(images: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
+    """Of the images (or gallery versions) tagged with this digest, the newest revision that
+    succeeded or is on its way; failed ones are ignored."""
+    usable = [i for i in images if (i.get("properties") or {}).get("provisioningState")
+              in ("Succeeded", *PENDING)]
+    return max(usable, key=lambda i: (revision(image_label(i)), i["name"]), default=None)
+
+
+def image_label(image: dict[str, Any]) -> str:
+    """The cib name of an image: its `Name` tag (gallery versions are numbered), else its
+    resource name."""
+    return (image.get("tags") or {}).get("Name") or image["name"]
+
+
+def random_password() -> str:
+    """A throw-away admin password meeting Azure's complexity rules (never logged)."""
+    return secrets.token_urlsafe(24) + "aA1!"
+
+
+# --- the build --------------------------------------------------------------------------------
+
+
+@dataclass
+class Ledger:
+    """Builder resources created so far, cleaned up in this order."""
+
+    vm: str | None = None
+    nic: str | None = None
+    public_ip: str | None = None
+    disks: list[str] = field(default_factory=list)
+
+
+@dataclass
+class AzureBuild:
+    """Everything an Azure machine-image build needs besides the context."""
+
+    azure: Azure
+    target: Target
+    overwrite: bool = False
+    disk_record: manifest.DiskImageRecord | None = None
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    password: Callable[[], str] = random_password
+
+    @property
+    def group(self) -> str:
+        if not self.target.group:
+            raise CibError(f"{self.target.id} has no resource group (`group`)")
+        return self.target.group
+
+    @property
+    def location(self) -> str:
+        return normalise_region(self.target.region)
+
+
+def _await(ctx: BuildContext, what: str, operation: Operation, timeout: float,
+           build: AzureBuild) -> dict[str, Any]:
+    """Step an ARM operation from a bounded wait (one line per state change); its result, or
+    ARM's error as cib's."""
+    ctx.progress.wait(what, operation.state, done=Operation.ENDED, timeout=timeout,
+                      interval=build.timeouts.interval)
+    return operation.result()
+
+
+def existing_images(ctx: BuildContext, build: AzureBuild) -> list[dict[str, Any]]:
+    """The images (or gallery versions) of the target's group tagged with this key and digest,
+    of this kind of build (pull request or not)."""
+    identity = identity_tags(ctx.key.name, ctx.digests.machines[build.target.id])
+    gallery = gallery_of(build.target)
+    if gallery:
+        found = build.azure.tagged("gallery-image-version", build.group, identity, gallery,
+                                   image_definition(ctx.key.name))
+    else:
+        found = build.azure.tagged("image", build.group, identity)
+    return [i for i in found if (ctx.pull_request is None) == ("-pr" not in image_label(i))]
+
+
+def base_image(ctx: BuildContext, build: AzureBuild) -> dict[str, Any]:
+    """The builder's `imageReference`: the configured marketplace image or a managed image of
+    the disk image."""
+    base = (ctx.key.image.get("base") or {}).get("azure")
+    if base:
+        reference = {k: str(base[k]) for k in ("publisher", "offer", "sku")}
+        reference["version"] = str(base.get("version") or "latest")
+        ctx.progress.say(f"base image: {':'.join(reference.values())} (marketplace)")
+        return reference
+    return {"id": disk_image(ctx, build)}
+
+
+def disk_image(ctx: BuildContext, build: AzureBuild) -> str:
+    """A managed image of the disk image's VHD in the target's group (reused by
+    `cib:disk-sha256`); its id."""
+    record = build.disk_record
+    if record is None:
+        raise CibError(f"{ctx.key.name} has no image.base.azure: give the disk image record "
+                       "(CIB_DISK_IMAGE_TASK_ID in the task, or --disk-image FILE)")
+    if parse_blob_url(record.location) is None:
+        raise CibError(f"disk image {record.location} is not in Azure blob storage: Azure "
+                       "builds make images from a VHD blob (image.target platform azure)")
+    if normalise_region(record.region) != build.location:
+        raise CibError(f"disk image {record.location} is in {record.region}, target "
+                       f"{build.target.id} in {build.location}: Azure makes images from a VHD "
+                       "in the image's own region")
+    identity = {f"{TAG_PREFIX}disk-sha256": record.sha256}
+    found = [i for i in build.azure.tagged("image", build.group, identity)
+             if i["properties"].get("provisioningState") == "Succeeded"]
+    if found:
+        ctx.progress.say(f"disk image {record.name} was made into image {found[0]['name']} "
+                         "before")
+        return found[0]["id"]
+    tags = {"Name": record.name, f"{TAG_PREFIX}key": ctx.key.name,
+            f"{TAG_PREFIX}disk-digest": record.disk_digest, **identity,
+            f"{TAG_PREFIX}build-task-id": ctx.task_id}
+    os_type = "Windows" if is_windows(ctx.key.image) else "Linux"
+    body = {"location": build.location, "tags": tags, "properties": {
+        "hyperVGeneration": hyperv(build.target),
+        "storageProfile": {"osDisk": {"osType": os_type, "osState": "Generalized",
+                                      "blobUri": record.location,
+                                      "storageAccountType": "Premium_LRS"}}}}
+    ctx.progress.say(f"making image {record.name} of {record.location}")
+    image = _await(ctx, f"image {record.name} to be created",
+                   build.azure.begin_create("image", build.group, record.name, body=body),
+                   build.timeouts.image, build)
+    return image["id"]
+
+
+def hyperv(target: Target) -> str:
+    return str((target.raw.get("machine") or {}).get("hyperv") or "V1").upper()
+
+
+def ensure_network(ctx: BuildContext, build: AzureBuild) -> str:
+    """The target's subnet (with its security group and virtual network), created when
+    missing; its id."""
+    network = build.target.raw.get("network") or {}
+    subnet = network.get("subnet") or {}
+    if not network.get("name") or not subnet.get("name"):
+        raise CibError(f"{build.target.id} has no network.name and network.subnet.name")
+    azure, group = build.azure, build.group
+    existing = azure.get("subnet", group, network["name"], subnet["name"])
+    if existing:
+        return existing["id"]
+    flow = network.get("flow") or {}
+    subnet_body: dict[str, Any] = {"addressPrefix": subnet.get("prefix") or network.get("prefix")}
+    if flow.get("name"):
+        nsg = azure.get("security-group", group, flow["name"])
+        if nsg is None:
+            nsg = azure.create("security-group", group, flow["name"], body={
+                "location": build.location,
+                "properties": {"securityRules": security_rules(flow.get("rules") or ())}})
+            count = len(flow.get("rules") or ())
+            ctx.progress.say(f"created network security group {flow['name']} ({count} "
+                             f"rule{'s' if count != 1 else ''})")
+        subnet_body["networkSecurityGroup"] = {"id": nsg["id"]}
+    if azure.get("virtual-network", group, network["name"]) is None:
+        azure.create("virtual-network", group, network["name"], body={
+            "location": build.location, "properties": {
+                "addressSpace": {"addressPrefixes": [network.get("prefix")
+                                                     or subnet_body["addressPrefix"]]},
+                "dhcpOptions": {"dnsServers": list(network.get("dns") or ())},
+                "subnets": [{"name": subnet["name"], "properties": subnet_body}]}})
+        ctx.progress.say(f"created virtual network {network['name']} with subnet "
+                         f"{subnet['name']}")
+    else:
+        azure.create("subnet", group, network["name"], subnet["name"],
+                     body={"properties": subnet_body})
+        ctx.progress.say(f"created subnet {subnet['name']} in {network['name']}")
+    return azure.id_of("subnet", group, network["name"], subnet["name"])
+
+
+def launch(ctx: BuildContext, build: AzureBuild, ledger: Ledger, base: dict[str, Any],
+           name: str) -> str:
+    """Create the NIC (and public IP) and the builder VM; the VM's name."""
+    azure, group, target = build.azure, build.group, build.target
+    subnet = ensure_network(ctx, build)
+    names = builder_names(name, ctx.task_id)
+    tags = builder_tags(ctx, target, name)
+    config: dict[str, Any] = {"subnet": {"id": subnet},
+                              "privateIPAllocationMethod": "Dynamic"}
+    if (target.raw.get("network") or {}).get("public-ip"):
+        ip = azure.create("public-ip", group, names["ip"], body={
+            "location": build.location, "tags": tags, "sku": {"name": "Standard"},
+            "properties": {"publicIPAllocationMethod": "Static"}})
+        ledger.public_ip = names["ip"]
+        config["publicIPAddress"] = {"id": ip["id"]}
+    nic = azure.create("network-interface", group, names["nic"], body={
+        "location": build.location, "tags": tags,
+        "properties": {"ipConfigurations": [{"name": "ipconfig", "properties": config}]}})
+    ledger.nic = names["nic"]
+    ctx.progress.say(f"created NIC {names['nic']}" + (f" and public IP {names['ip']}"
+                                                      if ledger.public_ip else
+                                                      " (no public IP)"))
+    body = vm_body(ctx, target, names, base, nic["id"], tags, build.password())
+    storage = body["properties"]["storageProfile"]
+    ledger.vm = names["vm"]
+    ledger.disks = [storage["osDisk"]["name"], *(d["name"] for d in
+                                                 storage.get("dataDisks") or ())]
+    operation = azure.begin_create("virtual-machine", group, names["vm"], body=body)
+    ctx.progress.say(f"creating builder VM {names['vm']} ({vm_size(target)}) in {group}")
+    _await(ctx, f"builder VM {names['vm']} to be created", operation,
+           build.timeouts.operation, build)
+    for disk in ledger.disks:  # Azure does not pass a VM's tags on to its disks
+        azure.set_tags("disk", group, disk, tags=tags)
+    return names["vm"]
+
+
+def bootstrap(ctx: BuildContext, build: AzureBuild, vm: str) -> None:
+    """Run the bootstrap through the VM's run command and wait until it stops the VM."""
+    azure, group = build.azure, build.group
+    command, script = run_command(ctx.key.image, build.target)
+    operation = azure.begin_run_command(group, vm, command, script)
+    kind = "PowerShell" if command == "RunPowerShellScript" else "bash"
+    ctx.progress.say(f"running the {kind} bootstrap of {build.target.id} on builder {vm} "
+                     f"({len(script)} lines, {command})")
+    ended = False
+
+    def poll() -> str:
+        nonlocal ended
+        state = azure.power_state(group, vm)
+        if ended or state in ("stopped", "deallocated"):
+            return state
+        if operation.state() in Operation.ENDED:
+            ended = True
+            stdout, stderr = run_command_output(operation.result())
+            failed = BOOTSTRAP_FAILED.search(stdout)
+            if failed:
+                tail = " | ".join(stdout.strip().splitlines()[-3:])
+                errors = f"; stderr: {stderr.strip()}" if stderr.strip() else ""
+                raise BuildError(f"the bootstrap of {build.target.id} failed on builder {vm}: "
+                                 f"execution {failed.group(1)} kept failing (last output: "
+                                 f"{tail}{errors})")
+            lines = len(stdout.splitlines())
+            ctx.progress.say(f"the run command on {vm} ended ({lines} line"
+                             f"{'s' if lines != 1 else ''} of output)")
+            state = azure.power_state(group, vm)
+        return state
+
+    ctx.progress.wait(f"the bootstrap to stop builder {vm}", poll,
+                      done={"stopped", "deallocated"}, failed={"missing"},
+                      timeout=build.timeouts.bootstrap, interval=build.timeouts.interval)
+
+
+def capture(ctx: BuildContext, build: AzureBuild, vm: str, name: str
+            ) -> tuple[str, dict[str, str]]:
+    """Deallocate, generalize and capture the builder; the image's id and its copies
+    (`{region: id}` of a gallery version's other regions)."""
+    azure, group, target = build.azure, build.group, build.target
+    _await(ctx, f"builder {vm} to deallocate", azure.begin_vm_action("deallocate", group, vm),
+           build.timeouts.operation, build)
+    azure.generalize(group, vm)
+    ctx.progress.say(f"generalized builder {vm}")
+    tags = image_tags(ctx, target, name)
+    vm_id = azure.id_of("virtual-machine", group, vm)
+    gallery = gallery_of(target)
+    if not gallery:
+        operation = azure.begin_create("image", group, name, body={
+            "location": build.location, "tags": tags, "properties": {
+                "sourceVirtualMachine": {"id": vm_id}, "hyperVGeneration": hyperv(target)}})
+        ctx.progress.say(f"capturing builder {vm} as image {name} in {group}")
+        image = _await(ctx, f"image {name} to be created", operation, build.timeouts.image,
+                       build)
+        return image["id"], {}
+    definition = ensure_definition(ctx, build, gallery)
+    regions = replication_regions(target, ctx.key.targets)
+    version = version_name(ctx.now())
+    operation = azure.begin_create(
+        "gallery-image-version", group, gallery, definition, version, body={
+            "location": build.location, "tags": tags, "properties": {
+                "publishingProfile": {"targetRegions": [{"name": r, "regionalReplicaCount": 1}
+                                                        for r in regions]},
+                "storageProfile": {"source": {"virtualMachineId": vm_id}}}})
+    ctx.progress.say(f"capturing builder {vm} as {gallery}/{definition} version {version} "
+                     f"({name}), replicated to {', '.join(regions)}")
+    image = _await(ctx, f"version {version} of {definition} to replicate to "
+                        f"{len(regions)} region{'s' if len(regions) != 1 else ''}",
+                   operation, build.timeouts.replication, build)
+    return image["id"], {r: image["id"] for r in regions[1:]}
+
+
+def ensure_definition(ctx: BuildContext, build: AzureBuild, gallery: str) -> str:
+    """The gallery (and the key's image definition in it), created when missing; the
+    definition's name."""
+    azure, group = build.azure, build.group
+    definition = image_definition(ctx.key.name)
+    if azure.get("gallery", group, gallery) is None:
+        azure.create("gallery", group, gallery, body={
+            "location": build.location,
+            "properties": {"description": "cib machine images"}})
+        ctx.progress.say(f"created gallery {gallery} in {group}")
+    if azure.get("gallery-image", group, gallery, definition) is None:
+        azure.create("gallery-image", group, gallery, definition, body={
+            "location": build.location, "properties": {
+                "osType": "Windows" if is_windows(ctx.key.image) else "Linux",
+                "osState": "Generalized", "hyperVGeneration": hyperv(build.target),
+                "identifier": {"publisher": "cib", "offer": definition, "sku": "default"}}})
+        ctx.progress.say(f"created image definition {gallery}/{definition}")
+    return definition
+
+
+def clean_up(ctx: BuildContext, build: AzureBuild, ledger: Ledger) -> None:
+    """Delete the builder VM, then its NIC, public IP and disks; problems are reported, not
+    raised (purge tasks catch what is left)."""
+    azure, group = build.azure, build.group
+    steps: list[tuple[str, Callable[[], bool]]] = []
+    if ledger.vm:
+        def delete_vm() -> bool:
+            _await(ctx, f"builder VM {ledger.vm} to be deleted",
+                   azure.begin_delete("virtual-machine", group, ledger.vm),
+                   build.timeouts.operation, build)
+            return True
+        steps.append((f"VM {ledger.vm}", delete_vm))
+    if ledger.nic:
+        steps.append((f"NIC {ledger.nic}", lambda: azure.delete(
+            "network-interface", group, ledger.nic)))
+    if ledger.public_ip:
+        steps.append((f"public IP {ledger.public_ip}", lambda: azure.delete(
+            "public-ip", group, ledger.public_ip)))
+    for disk in ledger.disks:
+        steps.append((f"disk {disk}", lambda d=disk: azure.delete("disk", group, d)))
+    for what, step in steps:
+        try:
+            gone = step()
+            ctx.progress.say(f"cleaned up {what}" if gone else f"{what} went with the VM")
+        except CibError as exc:
+            ctx.progress.say(f"warning: could not clean up {what}: {exc}")
+
+
+def build_new(ctx: BuildContext, build: AzureBuild, name: str) -> tuple[str, dict[str, str]]:
+    """Launch, bootstrap, capture and clean up; the new image's id and copies."""
+    ledger = Ledger()
+    try:
+        base = base_image(ctx, build)
+        vm = launch(ctx, build, ledger, base, name)
+        bootstrap(ctx, build, vm)
+        return capture(ctx, build, vm, name)
+    except BuildError:
+        ctx.progress.say("the build failed; " + ("keeping the builder's resources "
+                                                 "(--keep-resources)" if ctx.keep_resources
+                                                 else "cleaning up"))
+        raise
+    finally:
+        if ctx.keep_resources:
+            kept = [x for x in (ledger.vm, ledger.nic, ledger.public_ip) if x]
+            if kept:
+                ctx.progress.say(f"--keep-resources: leaving {', '.join(kept + ledger.disks)}")
+        else:
+            clean_up(ctx, build, ledger)
+
+
+def _wait_existing(ctx: BuildContext, build: AzureBuild, image: dict[str, Any]) -> None:
+    """Wait for a reused image that is still being created (by another run)."""
+    names = image["id"].split("/providers/Microsoft.Compute/", 1)[1].split("/")[1::2]
+    kind = "gallery-image-version" if len(names) == 3 else "image"
+
+    def state() -> str:
+        found = build.azure.get(kind, build.group, *names)
+        return (found or {}).get("properties", {}).get("provisioningState", "missing")
+
+    ctx.progress.wait(f"image {image_label(image)} to be created", state, done={"Succeeded"},
+                      failed={"Failed", "Canceled", "missing"}, timeout=build.timeouts.image,
+                      interval=build.timeouts.interval)
+
+
+def build_machine_image(ctx: BuildContext, build: AzureBuild) -> manifest.MachineImageRecord:
+    """Build (or reuse) the image of one Azure target; write and return its record."""
+    target = build.target
+    if target.platform != "azure":
+        raise CibError(f"{target.id} is not an Azure target")
+    machine = ctx.digests.machines[target.id]
+    gallery = gallery_of(target)
+    ctx.progress.say(f"machine image of {ctx.key.name} for {target.id} in {build.group} "
+                     f"(machine digest {machine}, disk digest {ctx.digests.disk})"
+                     + (f", gallery {gallery}" if gallery else ""))
+    existing = existing_images(ctx, build)
+    found = reusable_image(existing)
+    copies: dict[str, str] = {}
+    if found and not build.overwrite:
+        image_id, name = found["id"], image_label(found)
+        ctx.progress.say(f"reusing {name} ({image_id}): built for this digest by task "
+                         f"{(found.get('tags') or {}).get(f'{TAG_PREFIX}build-task-id', '?')}")
+        if found["properties"].get("provisioningState") != "Succeeded":
+            _wait_existing(ctx, build, found)
+        if gallery:
+            regions = [r.get("name", "") for r in (found["properties"].get(
+                "publishingProfile") or {}).get("targetRegions") or ()]
+            copies = {normalise_region(r): image_id for r in regions
+                      if normalise_region(r) != build.location}
+    else:
+        if found:
+            ctx.progress.say(f"--overwrite: building a new image; {image_label(found)} stays "
+                             "as it is")
+        name = next_name(ctx.key.name, machine, (image_label(i) for i in existing),
+                         ctx.pull_request)
+        image_id, copies = build_new(ctx, build, name)
+    record = manifest.machine_image_record(
+        ctx.key.name, target, image_id=image_id, machine_digest=machine,
+        disk_digest=ctx.digests.disk, config_commit=ctx.config_commit,
+        build_task_id=ctx.task_id, created=ctx.now(), pull_request=ctx.pull_request)
+    if record.image_name != name:  # a revision (-r<N>) of an overwritten image
+        record = manifest.parse_machine_image({**record.to_json(), "image_name": name})
+    if copies:
+        record = manifest.with_copies(record, copies)
+    ctx.write_artifact("machine-image.json", manifest.dumps(record))
+    return record

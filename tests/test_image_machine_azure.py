@@ -1,0 +1,430 @@
+"""`cib image machine` on Azure, end to end through the real Azure SDK against the ARM fake
+(tests/azure_fake.py): network, builder VM, the bootstrap's run command and stop, capture as a
+managed image or a replicated gallery version, tags, clean-up, time-out, quota, reuse,
+overwrite. The fake's run command plays the bootstrap; waits run on a test clock, so nothing
+sleeps."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cib_decision import manifest
+from cib_decision.cli import main
+from cib_decision.clouds.azure import Azure, is_transient, parse_id
+from cib_decision.errors import BuildError, CibError, TransientError
+from cib_decision.images.azure_machine import (
+    AzureBuild,
+    Timeouts,
+    build_machine_image,
+    replication_regions,
+    run_command,
+    security_rules,
+    version_name,
+    vm_size,
+)
+from cib_decision.images.context import load_context
+from cib_decision.images.progress import Progress, WaitTimeout
+
+from .azure_fake import SUBSCRIPTION, AzureFake, RunCommandOutcome, StaticToken
+from .imagefleet import COMMIT, TASK_ID
+
+GROUP = "rg-central"
+BOOTSTRAP = {"executions": [{"name": "provision", "shell": "azure-powershell",
+                             "commands": ["Write-Output provisioned"],
+                             "test": {"std": {"out": {"match": "provisioned"}}}}]}
+
+
+def azure_target(region="Central US", group=GROUP, **extra):
+    return {"platform": "azure", "region": region, "group": group,
+            "machine": {"cpu": 2, "format": "Standard_DS{0}_v2", "hyperv": "V1"},
+            "disk": [{"os": True, "variant": "ssd", "size": 64, "caching": "ReadOnly"},
+                     {"os": False, "variant": "ssd", "size": 96}],
+            "network": {"name": f"vn-{group}", "prefix": "10.20.0.0/24", "dns": ["9.9.9.9"],
+                        "subnet": {"name": f"sn-{group}", "prefix": "10.20.0.0/24"},
+                        "flow": {"name": f"nsg-{group}", "rules": [
+                            {"name": "allow-rdp", "access": "Allow", "protocol": "Tcp",
+                             "direction": "Inbound", "priority": 200,
+                             "sourceAddressPrefix": ["198.51.100.0/24"],
+                             "sourcePortRange": "*", "destinationAddressPrefix": "*",
+                             "destinationPortRange": 3389}]}},
+            "tag": [{"name": "workerType", "value": "win-azure"}],
+            "bootstrap": BOOTSTRAP, **extra}
+
+
+def write_fleet(directory: Path, **extra) -> Path:
+    """A Windows key built from a marketplace image in Central US and East US 2."""
+    config = directory / "config"
+    config.mkdir(parents=True, exist_ok=True)
+    key = {"image": {"os": "Windows Server 2022", "architecture": "x86-64",
+                     "base": {"azure": {"publisher": "MicrosoftWindowsServer",
+                                        "offer": "WindowsServer", "sku": "2022-datacenter"}}},
+           "target": [azure_target(**extra), azure_target("East US 2", "rg-east", **extra)]}
+    (config / "win-azure.yaml").write_text(yaml.safe_dump(key))
+    return config
+
+
+def from_disk_image(config: Path) -> None:
+    """Make the key one built from a disk image (a VHD in Azure blob storage)."""
+    raw = yaml.safe_load((config / "win-azure.yaml").read_text())
+    del raw["image"]["base"]
+    raw["image"]["source"] = {"url": "https://images.example.com/windows.vhd", "format": "vhd"}
+    raw["image"]["target"] = {"platform": "azure", "storage": "sacentral", "group": GROUP}
+    (config / "win-azure.yaml").write_text(yaml.safe_dump(raw))
+
+
+class Clock:
+    """The build's clock and sleep: sleeping moves the clock."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def clock(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+@pytest.fixture
+def env(monkeypatch):
+    for name, value in {"TASK_ID": TASK_ID, "CIB_HEAD_REV": COMMIT,
+                        "CIB_ENVIRONMENT": "staging"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("CIB_DISK_IMAGE_TASK_ID", raising=False)
+
+
+@pytest.fixture
+def fake(env):
+    with AzureFake.running() as served:
+        served.add_group(GROUP, "centralus")
+        served.add_group("rg-east", "eastus2")
+        yield served
+
+
+def adapter():
+    return Azure(SUBSCRIPTION, StaticToken(), polling_interval=0, retry_total=0)
+
+
+def build(tmp_path, target="azure/centralus", *, overwrite=False, keep=False, timeouts=None,
+          disk_record=None, config=None, **fleet):
+    config = config or write_fleet(tmp_path, **fleet)
+    log, clock = io.StringIO(), Clock()
+    ctx = load_context("win-azure", config, artifacts=tmp_path / "artifacts",
+                       keep_resources=keep, progress=Progress(log, clock.clock, clock.sleep))
+    ctx.now = lambda: datetime(2026, 11, 21, 13, 5, tzinfo=UTC)
+    try:
+        return build_machine_image(ctx, AzureBuild(
+            azure=adapter(), target=ctx.target(target), overwrite=overwrite,
+            disk_record=disk_record, timeouts=timeouts or Timeouts(interval=30),
+            password=lambda: "Test-Pa55word!")), ctx
+    finally:
+        build.log = log.getvalue()
+
+
+def builder_leftovers(fake):
+    kinds = ("virtualMachines", "disks", "networkInterfaces", "publicIPAddresses")
+    return {k: [r["name"] for r in fake.resources(f"*/{k}")] for k in kinds}
+
+
+NOTHING_LEFT = {"virtualMachines": [], "disks": [], "networkInterfaces": [],
+                "publicIPAddresses": []}
+
+
+def test_a_fresh_build_boots_the_base_runs_the_bootstrap_captures_tags_and_cleans_up(
+        tmp_path, fake):
+    record, ctx = build(tmp_path)
+    machine = ctx.digests.machines["azure/centralus"]
+    (image,) = fake.resources("Microsoft.Compute/images")
+    assert record.image_id == image["id"] and image["name"] == f"win-azure-{machine[:12]}"
+    assert image["tags"] == {
+        "Name": image["name"], "cib:key": "win-azure", "cib:machine-digest": machine,
+        "cib:disk-digest": ctx.digests.disk, "cib:config-commit": COMMIT,
+        "cib:build-task-id": TASK_ID, "cib:environment": "staging",
+        "cib:target": "azure/centralus"}
+    assert image["properties"]["sourceVirtualMachine"]["id"].endswith(
+        f"/virtualMachines/cib-{image['name']}-{TASK_ID}")
+    # the builder: the marketplace base, the size from the format, the target's tags
+    (vm_call,) = fake.calls_of("PUT Microsoft.Compute/virtualMachines")
+    vm = vm_call.body
+    assert vm["properties"]["hardwareProfile"] == {"vmSize": "Standard_DS2_v2"}
+    assert vm["properties"]["storageProfile"]["imageReference"] == {
+        "publisher": "MicrosoftWindowsServer", "offer": "WindowsServer",
+        "sku": "2022-datacenter", "version": "latest"}
+    assert [d["diskSizeGB"] for d in vm["properties"]["storageProfile"]["dataDisks"]] == [96]
+    assert vm["tags"]["workerType"] == "win-azure" and vm["tags"]["cib:builder"] == "true"
+    # the bootstrap ran through the run command as PowerShell, without user-data markers
+    (run,) = fake.calls_of("POST */runCommand")
+    assert run.body["commandId"] == "RunPowerShellScript"
+    assert "Stop-Computer -Force" in run.body["script"]
+    assert not any("powershell>" in line for line in run.body["script"])
+    # the VM was deallocated and generalized before the capture; nothing left behind
+    assert fake.calls_of("POST */deallocate") and fake.calls_of("POST */generalize")
+    assert builder_leftovers(fake) == NOTHING_LEFT
+    # the target's network was created and stays
+    (nsg,) = fake.resources("*/networkSecurityGroups")
+    assert nsg["properties"]["securityRules"][0]["properties"]["sourceAddressPrefixes"] == \
+        ["198.51.100.0/24"]
+    assert [s["name"] for s in fake.resources("*/subnets")] == ["sn-rg-central"]
+    written = json.loads((tmp_path / "artifacts" / "machine-image.json").read_text())
+    assert manifest.parse_machine_image(written) == record
+    assert (record.platform, record.region, record.copies) == ("azure", "centralus", ())
+
+
+def test_the_log_tells_the_story_one_line_per_step_and_state_change(tmp_path, fake):
+    build(tmp_path)
+    story = [line.split("] ", 1)[1] for line in build.log.splitlines()]
+    assert story[1] == ("base image: MicrosoftWindowsServer:WindowsServer:2022-datacenter:"
+                        "latest (marketplace)")
+    assert "created virtual network vn-rg-central with subnet sn-rg-central" in story
+    assert "created NIC cib-win-azure-" in "\n".join(story)
+    waits = [s for s in story if "the bootstrap to stop builder" in s]
+    assert waits[0].startswith("waiting for the bootstrap to stop builder cib-win-azure-")
+    assert waits[1].endswith(": running after 0s")
+    assert waits[-1].endswith("running -> stopped after 30s")
+    assert len(waits) == 3  # no line per poll
+    assert any(s.startswith("cleaned up VM cib-win-azure-") for s in story)
+    assert any(s.endswith("went with the VM") for s in story)  # disks deleted with the VM
+    assert story[-1] == "wrote public/machine-image.json"
+
+
+def test_a_gallery_target_publishes_a_version_replicated_to_the_keys_regions(tmp_path, fake):
+    record, ctx = build(tmp_path, gallery="cibgallery", copies=["West US 2"])
+    (version,) = fake.resources("*/galleries/images/versions")
+    assert version["name"] == "2026.1121.130500"
+    assert record.image_id == version["id"]
+    assert record.image_name == f"win-azure-{ctx.digests.machines['azure/centralus'][:12]}"
+    assert version["tags"]["Name"] == record.image_name
+    regions = [r["name"] for r in version["properties"]["publishingProfile"]["targetRegions"]]
+    assert regions == ["centralus", "eastus2", "westus2"]
+    assert dict(record.copies) == {"eastus2": version["id"], "westus2": version["id"]}
+    (definition,) = fake.resources("*/galleries/images")
+    assert definition["properties"]["osType"] == "Windows"
+    assert builder_leftovers(fake) == NOTHING_LEFT
+    # the East US 2 target's own build is its own version (its own group and gallery)
+    again, _ = build(tmp_path, gallery="cibgallery", copies=["West US 2"])
+    assert again.image_id == record.image_id and "reusing" in build.log
+    assert dict(again.copies) == dict(record.copies)
+
+
+def test_a_second_run_for_the_same_digest_reuses_the_image_and_creates_no_vm(tmp_path, fake):
+    first, _ = build(tmp_path)
+    again, _ = build(tmp_path)
+    assert (again.image_id, again.image_name) == (first.image_id, first.image_name)
+    assert f"reusing {first.image_name} ({first.image_id}): built for this digest by task " \
+        f"{TASK_ID}" in build.log
+    assert len(fake.calls_of("PUT Microsoft.Compute/virtualMachines")) == 1
+
+
+def test_overwrite_builds_a_new_image_under_a_new_name_and_keeps_the_live_one(tmp_path, fake):
+    first, ctx = build(tmp_path)
+    second, _ = build(tmp_path, overwrite=True)
+    machine = ctx.digests.machines["azure/centralus"]
+    assert second.image_name == f"win-azure-r2-{machine[:12]}" != first.image_name
+    assert "stays as it is" in build.log
+    images = {i["name"]: i["properties"]["provisioningState"]
+              for i in fake.resources("Microsoft.Compute/images")}
+    assert images == {first.image_name: "Succeeded", second.image_name: "Succeeded"}
+    assert not fake.calls_of("DELETE Microsoft.Compute/images")
+    third, _ = build(tmp_path)
+    assert third.image_id == second.image_id
+
+
+def test_a_failing_bootstrap_exits_3_names_the_execution_and_cleans_up(tmp_path, fake, capsys,
+                                                                       monkeypatch):
+    fake.on_run_command = lambda vm, command: RunCommandOutcome(
+        stdout="cib: provision failed (attempt 1)\ncib: provision failed; not stopping\n")
+    monkeypatch.setattr(Azure, "from_environment", classmethod(lambda cls: adapter()))
+    config = write_fleet(tmp_path)
+    status = main(["image", "machine", "--key", "win-azure", "--target", "azure/centralus",
+                   "--config-dir", str(config), "--artifacts", str(tmp_path / "a"),
+                   "--poll-interval", "0"])
+    captured = capsys.readouterr()
+    assert status == 3
+    assert "execution provision kept failing (last output: cib: provision failed (attempt " \
+           "1) | cib: provision failed; not stopping)" in captured.err
+    assert "Traceback" not in captured.err
+    assert "the build failed; cleaning up" in captured.out
+    assert builder_leftovers(fake) == NOTHING_LEFT
+    assert fake.resources("Microsoft.Compute/images") == []
+    assert not (tmp_path / "a" / "machine-image.json").exists()
+
+
+def test_a_bootstrap_that_never_stops_the_vm_times_out_and_everything_is_cleaned_up(
+        tmp_path, fake):
+    fake.on_run_command = lambda vm, command: RunCommandOutcome(stdout="still going\n")
+    with pytest.raises(WaitTimeout, match=r"timed out after 2m00s waiting for the bootstrap "
+                                          r"to stop builder cib-win-azure-\S+; last state: "
+                                          r"running"):
+        build(tmp_path, timeouts=Timeouts(bootstrap=120, interval=30))
+    assert "the run command on cib-win-azure-" in build.log
+    assert builder_leftovers(fake) == NOTHING_LEFT
+    assert fake.resources("Microsoft.Compute/images") == []
+
+
+def test_exhausted_quota_exits_75_and_cleans_up_the_nic(tmp_path, fake, capsys, monkeypatch):
+    fake.quota_exceeded()
+    monkeypatch.setattr(Azure, "from_environment", classmethod(lambda cls: adapter()))
+    config = write_fleet(tmp_path)
+    status = main(["image", "machine", "--key", "win-azure", "--target", "azure/centralus",
+                   "--config-dir", str(config), "--artifacts", str(tmp_path / "a")])
+    captured = capsys.readouterr()
+    assert status == 75
+    assert "OperationNotAllowed: Operation could not be completed as it results in exceeding " \
+           "approved standardDSv2Family Cores quota" in captured.err
+    assert builder_leftovers(fake) == NOTHING_LEFT
+    assert "cleaned up NIC cib-win-azure-" in captured.out
+
+
+def test_an_allocation_failure_during_creation_is_transient_and_the_vm_is_removed(
+        tmp_path, fake):
+    fake.fail("PUT Microsoft.Compute/virtualMachines", during="operation",
+              code="AllocationFailed", message="Allocation failed. We do not have sufficient "
+              "capacity for the requested VM size in this region.")
+    with pytest.raises(TransientError, match="AllocationFailed"):
+        build(tmp_path)
+    assert builder_leftovers(fake) == NOTHING_LEFT
+
+
+def test_keep_resources_leaves_the_builder_after_a_failure(tmp_path, fake):
+    fake.on_run_command = lambda vm, command: RunCommandOutcome(
+        stdout="cib: provision failed; not stopping\n")
+    with pytest.raises(BuildError):
+        build(tmp_path, keep=True)
+    left = builder_leftovers(fake)
+    assert len(left["virtualMachines"]) == 1 and len(left["networkInterfaces"]) == 1
+    assert len(left["disks"]) == 2
+    assert "--keep-resources: leaving cib-win-azure-" in build.log
+
+
+def test_a_public_ip_only_when_the_target_asks_and_it_is_cleaned_up(tmp_path, fake):
+    config = write_fleet(tmp_path)
+    raw = yaml.safe_load((config / "win-azure.yaml").read_text())
+    raw["target"][0]["network"]["public-ip"] = True
+    (config / "win-azure.yaml").write_text(yaml.safe_dump(raw))
+    build(tmp_path, config=config)
+    (nic,) = [c.body for c in fake.calls_of("PUT Microsoft.Network/networkInterfaces")]
+    assert "publicIPAddress" in nic["properties"]["ipConfigurations"][0]["properties"]
+    assert len(fake.calls_of("PUT Microsoft.Network/publicIPAddresses")) == 1
+    assert any(line.endswith("cleaned up public IP " + fake.calls_of(
+        "PUT Microsoft.Network/publicIPAddresses")[0].url.split("/")[-1].split("?")[0])
+        for line in build.log.splitlines())
+    assert builder_leftovers(fake) == NOTHING_LEFT
+    # without the option: no public IP
+    fake.calls.clear()
+    build(tmp_path, "azure/eastus2")
+    assert fake.calls_of("PUT Microsoft.Network/publicIPAddresses") == []
+
+
+def test_a_clean_up_problem_is_a_warning_not_a_failure(tmp_path, fake):
+    fake.fail("DELETE Microsoft.Compute/virtualMachines", status=500)
+    record, _ = build(tmp_path)
+    assert record.image_id and (tmp_path / "artifacts" / "machine-image.json").exists()
+    assert "warning: could not clean up VM cib-win-azure-" in build.log
+    # the NIC and disks are still the VM's: ARM refuses, the build says so and goes on
+    assert "warning: could not clean up NIC cib-win-azure-" in build.log
+    assert "NicInUse" in build.log
+    left = builder_leftovers(fake)
+    assert len(left["virtualMachines"]) == 1 and len(left["disks"]) == 2
+    assert all(d["tags"]["cib:builder"] == "true" and d["tags"]["cib:build-task-id"] == TASK_ID
+               for d in fake.resources("*/disks"))  # what purge tasks look for
+
+
+def test_a_disk_image_vhd_is_made_into_an_image_and_booted(tmp_path, fake):
+    fake.add_storage_account("sacentral", "disk-images")
+    azure = adapter()
+    vhd = tmp_path / "disk.vhd"
+    vhd.write_bytes(b"\1" * 1024)
+    url = azure.upload_page_blob(vhd, "sacentral", "disk-images", "win-azure-disk.vhd", {})
+    config = write_fleet(tmp_path)
+    from_disk_image(config)
+    ctx = load_context("win-azure", config, artifacts=tmp_path / "x")
+    disk = manifest.disk_image_record(
+        "win-azure", platform="azure", region="centralus", location=url, image_format="vhd",
+        size=1024, sha256="cd" * 32, disk_digest=ctx.digests.disk, config_commit=COMMIT,
+        build_task_id=TASK_ID, created=datetime(2026, 11, 21, tzinfo=UTC))
+    build(tmp_path, config=config, disk_record=disk)
+    made = [i for i in fake.resources("Microsoft.Compute/images")
+            if i["tags"].get("cib:disk-sha256") == "cd" * 32]
+    assert len(made) == 1 and made[0]["properties"]["storageProfile"]["osDisk"]["blobUri"] == url
+    vm = fake.calls_of("PUT Microsoft.Compute/virtualMachines")[0].body
+    assert vm["properties"]["storageProfile"]["imageReference"] == {"id": made[0]["id"]}
+    # a build in another region cannot use the VHD: a clear error, nothing created
+    with pytest.raises(CibError, match="is in centralus, target azure/eastus2 in eastus2"):
+        build(tmp_path, "azure/eastus2", config=config, disk_record=disk)
+
+
+def test_a_key_without_a_base_needs_its_disk_image_record(tmp_path, fake):
+    config = write_fleet(tmp_path)
+    from_disk_image(config)
+    with pytest.raises(CibError, match="give the disk image record"):
+        build(tmp_path, config=config)
+    assert fake.calls_of("PUT *") == []
+
+
+# --- pure decisions and the adapter's error mapping -------------------------------------------
+
+
+def test_vm_size_type_wins_then_format_with_cpus(tmp_path, env):
+    ctx = load_context("win-azure", write_fleet(tmp_path), artifacts=tmp_path)
+    target = ctx.target("azure/centralus")
+    assert vm_size(target) == "Standard_DS2_v2"
+    raw = {**target.raw, "machine": {"type": "Standard_D8s_v5", "format": "x{0}", "cpu": 4}}
+    assert vm_size(type(target)(target.id, "azure", target.region, raw)) == "Standard_D8s_v5"
+
+
+def test_replication_regions_start_with_the_targets_own_and_have_no_duplicates(tmp_path, env):
+    ctx = load_context("win-azure", write_fleet(tmp_path, copies=["eastus2", "West Europe"]),
+                       artifacts=tmp_path)
+    assert replication_regions(ctx.target("azure/eastus2"), ctx.key.targets) == (
+        "eastus2", "centralus", "westeurope")
+
+
+def test_version_names_are_three_32_bit_integers():
+    assert version_name(datetime(2026, 1, 5, 0, 0, 7)) == "2026.105.7"
+    assert version_name(datetime(2026, 12, 31, 23, 59, 59)) == "2026.1231.235959"
+
+
+def test_security_rules_accept_both_spellings_and_lists_of_prefixes():
+    (rule,) = security_rules([{"Name": "r", "Access": "Allow", "Protocol": "Tcp",
+                               "Direction": "Inbound", "Priority": 200,
+                               "SourceAddressPrefix": ["192.0.2.0/24"],
+                               "DestinationPortRange": 5986}])
+    assert rule == {"name": "r", "properties": {
+        "access": "Allow", "protocol": "Tcp", "direction": "Inbound", "priority": 200,
+        "sourcePortRange": "*", "sourceAddressPrefixes": ["192.0.2.0/24"],
+        "destinationAddressPrefix": "*", "destinationPortRange": "5986"}}
+
+
+def test_a_linux_bootstrap_runs_as_a_shell_script(tmp_path, env):
+    ctx = load_context("win-azure", write_fleet(tmp_path), artifacts=tmp_path)
+    command, script = run_command({"os": "Ubuntu 24.04"}, ctx.target("azure/centralus"))
+    assert command == "RunShellScript" and script[0] == "#!/bin/bash"
+    assert script[-1] == "poweroff"
+
+
+@pytest.mark.parametrize(("status", "code", "message", "transient"), [
+    (429, "TooManyRequests", "slow down", True),
+    (503, "ServiceUnavailable", "", True),
+    (409, "OperationNotAllowed", "exceeding approved standardDSv2Family Cores quota", True),
+    (409, "SkuNotAvailable", "not available in location", True),
+    (200, "AllocationFailed", "no capacity", True),
+    (409, "OperationNotAllowed", "The VM is generalized", False),
+    (400, "InvalidParameter", "bad", False),
+])
+def test_throttling_service_errors_quota_and_capacity_are_transient(status, code, message,
+                                                                    transient):
+    assert is_transient(status, code, message) is transient
+
+
+def test_resource_ids_parse_into_kind_group_and_names():
+    arm_id = (f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg/providers/Microsoft.Compute/"
+              "galleries/g/images/win/versions/1.2.3")
+    assert parse_id(arm_id) == ("gallery-image-version", "rg", ("g", "win", "1.2.3"))
+    with pytest.raises(CibError):
+        parse_id("/subscriptions/s/resourceGroups/rg/providers/Microsoft.Web/sites/x")
