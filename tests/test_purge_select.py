@@ -166,8 +166,9 @@ def test_an_orphan_in_use_by_something_that_stays_is_listed_as_kept():
 class Recorder:
     """A cloud that records what it is asked to do, and fails on the ids in `fail`."""
 
-    def __init__(self, fail=(), error=BuildError):
+    def __init__(self, fail=(), error=BuildError, never_gone=()):
         self.fail, self.error, self.calls = set(fail), error, []
+        self.never_gone = set(never_gone)
 
     def remove(self, resource):
         self.calls.append(("remove", resource.id))
@@ -176,6 +177,8 @@ class Recorder:
 
     def wait_removed(self, resources):
         self.calls.append(("wait", tuple(r.id for r in resources)))
+        return {r.id: BuildError(f"{r.id} still there") for r in resources
+                if r.id in self.never_gone}
 
 
 BUILD = [aws("instance", "i-1", "stopped"), aws("key-pair", "cib-x", "in-use", used_by=["i-1"]),
@@ -196,7 +199,8 @@ def test_removal_waits_for_a_wave_to_be_gone_before_the_next():
     cloud = Recorder()
     outcomes = carry_out(select(BUILD, RULES), cloud, dry_run=False, say=lambda _: None)
     assert cloud.calls == [("remove", "i-1"), ("remove", "vol-free"),
-                           ("wait", ("i-1", "vol-free")), ("remove", "cib-x")]
+                           ("wait", ("i-1", "vol-free")), ("remove", "cib-x"),
+                           ("wait", ("cib-x",))]
     assert summary(outcomes) == "3 removed, 1 kept"
 
 
@@ -210,6 +214,15 @@ def test_a_failed_removal_is_a_warning_and_skips_what_depended_on_it():
     assert ("remove", "cib-x") not in cloud.calls
     assert any(line.startswith("warning: could not remove instance i-1") for line in said)
     check_outcomes(outcomes)  # one of two removals worked: exit 0
+
+
+def test_a_removal_that_never_completes_fails_and_skips_its_dependents():
+    cloud = Recorder(never_gone={"i-1"})
+    outcomes = carry_out(select(BUILD, RULES), cloud, dry_run=False, say=lambda _: None)
+    actions = {o.verdict.resource.id: o.action for o in outcomes}
+    assert actions["i-1"] == "failed: i-1 still there"
+    assert actions["cib-x"] == "skipped: i-1 was not removed"
+    assert actions["vol-free"] == "removed"
 
 
 @pytest.mark.parametrize("error, raised", [(BuildError, BuildError),

@@ -145,14 +145,16 @@ def cmd_purge(args: argparse.Namespace) -> int:
     progress = Progress()
     if cloud == "amazon":
         from .clouds.aws import EC2
+        from .images.aws_machine import Timeouts
         from .lifecycle.aws_purge import AwsPurge, list_resources
 
         ec2 = EC2(args.region)
         progress.say(f"listing the builders' resources in {args.region}")
-        return run(args, cloud, AwsPurge(ec2, progress), list_resources(ec2), fleet, progress)
+        return run(args, cloud, AwsPurge(ec2, progress, Timeouts(interval=args.poll_interval)),
+                   list_resources(ec2), fleet, progress)
     from .lifecycle.azure_purge import AzurePurge
 
-    adapter = AzurePurge.from_environment(progress)
+    adapter = AzurePurge.from_environment(progress, interval=args.poll_interval)
     groups = sorted(owned_groups(fleet, args.region) | (
         worker_manager_groups(fleet, args.region) if args.include_worker_manager
         else frozenset()))
@@ -182,4 +184,6 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                              "(purge-taskcluster-resources)")
     parser.add_argument("--config-dir", default=DEFAULT_CONFIG_DIR,
                         help="config directory (default: config)")
+    parser.add_argument("--poll-interval", type=float, default=15.0, metavar="SECONDS",
+                        help="how often waits for a removal ask the cloud (default: 15)")
     parser.set_defaults(func=cmd_purge)

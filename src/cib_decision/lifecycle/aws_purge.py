@@ -107,12 +107,19 @@ class AwsPurge:
         else:
             raise CibError(f"cannot remove a {resource.kind} on AWS")
 
-    def wait_removed(self, resources: Sequence[Resource]) -> None:
-        """Wait for terminated instances to be gone (what they used is free only then)."""
+    def wait_removed(self, resources: Sequence[Resource]) -> dict[str, CibError]:
+        """Wait for terminated instances to be gone (what they used is free only then); the
+        other deletions are done when their call returns."""
+        failures: dict[str, CibError] = {}
         for resource in resources:
-            if resource.kind == "instance":
+            if resource.kind != "instance":
+                continue
+            try:
                 self.progress.wait(
                     f"instance {resource.id} to terminate",
                     lambda r=resource: self.ec2.instance_state(r.id),
                     done={"terminated", "missing"}, timeout=self.timeouts.terminate,
                     interval=self.timeouts.interval)
+            except CibError as exc:
+                failures[resource.id] = exc
+        return failures

@@ -54,7 +54,7 @@ ORPHAN_STATES: dict[tuple[str, str], tuple[frozenset[str], str]] = {
 class Resource:
     """One cloud resource as the purge sees it. `where` is the region (AWS) or the resource
     group (Azure); `used_by` names what uses it (instances, VMs, NICs): it is never removed
-    while one of those stays."""
+    while one of those stays. Azure's ids are ARM ids in lower case (ARM compares them so)."""
 
     cloud: str
     kind: str
@@ -64,6 +64,11 @@ class Resource:
     tags: Mapping[str, str] = field(default_factory=dict)
     created: datetime | None = None
     used_by: tuple[str, ...] = ()
+    name: str = ""  # what the table shows when the id is long (Azure's ARM ids)
+
+    @property
+    def label(self) -> str:
+        return self.name or self.id
 
     @property
     def build_task(self) -> str | None:
@@ -150,17 +155,22 @@ def select(resources: Iterable[Resource], rules: Rules) -> list[Verdict]:
         why = f"{what} ({ownership(resource, rules)})"
         if rid in removed:
             after = removed[rid]
-            reason = (f"used only by {', '.join(after)}, removed first" if after
+            reason = (f"used only by {_labels(after, ours)}, removed first" if after
                       and resource.state not in orphan_states else why)
             verdicts.append(Verdict(resource, True, reason, after))
         elif resource.state in orphan_states or any(u in removed for u in resource.used_by):
-            users = ", ".join(u for u in resource.used_by if u not in removed)
+            users = _labels([u for u in resource.used_by if u not in removed], ours)
             kept = f"in use by {users}" if users else unsettled(
                 resource, rules, vouched=bool(resource.used_by))
             verdicts.append(Verdict(resource, False, f"{why}; kept: {kept}"))
     order = {kind: i for i, (_, kind) in enumerate(ORPHAN_STATES)}
     return sorted(verdicts, key=lambda v: (v.resource.cloud, order.get(v.resource.kind, 99),
                                            v.resource.where, v.resource.id))
+
+
+def _labels(ids: Iterable[str], known: Mapping[str, Resource]) -> str:
+    """Resources by the names the table shows (an ARM id by its last part)."""
+    return ", ".join(known[i].label if i in known else i.rsplit("/", 1)[-1] for i in ids)
 
 
 def _orphaned(resource: Resource, removed: Mapping[str, object]) -> bool:
@@ -194,8 +204,9 @@ class Cloud(Protocol):
     def remove(self, resource: Resource) -> None:
         """Start removing `resource` (raises CibError on failure)."""
 
-    def wait_removed(self, resources: Sequence[Resource]) -> None:
-        """Wait until `resources`, whose removal has started, are gone."""
+    def wait_removed(self, resources: Sequence[Resource]) -> Mapping[str, CibError]:
+        """Wait until `resources`, whose removal has started, are gone; the error of each
+        one that is not, by id."""
 
 
 @dataclass(frozen=True)
@@ -214,12 +225,12 @@ def carry_out(verdicts: Sequence[Verdict], cloud: Cloud, *, dry_run: bool,
     gone; it is skipped when that failed). Failures are outcomes, not raised."""
     outcomes: dict[str, Outcome] = {v.resource.id: Outcome(v, "kept") for v in verdicts
                                     if not v.remove}
-    ordered = waves(verdicts)
-    for number, wave in enumerate(ordered, 1):
+    for wave in waves(verdicts):
         started = []
         for verdict in wave:
             resource = verdict.resource
-            failed = [a for a in verdict.after if outcomes[a].error is not None]
+            failed = [outcomes[a].verdict.resource.label for a in verdict.after
+                      if outcomes[a].error is not None]
             if failed:
                 outcomes[resource.id] = Outcome(
                     verdict, f"skipped: {', '.join(failed)} was not removed",
@@ -231,20 +242,22 @@ def carry_out(verdicts: Sequence[Verdict], cloud: Cloud, *, dry_run: bool,
             try:
                 cloud.remove(resource)
             except CibError as exc:
-                say(f"warning: could not remove {resource.kind} {resource.id}: {exc}")
+                say(f"warning: could not remove {resource.kind} {resource.label}: {exc}")
                 outcomes[resource.id] = Outcome(verdict, f"failed: {exc}", exc)
                 continue
-            say(f"removing {resource.kind} {resource.id} ({verdict.reason})")
+            say(f"removing {resource.kind} {resource.label} ({verdict.reason})")
             outcomes[resource.id] = Outcome(verdict, "removed")
             started.append(resource)
-        if started and number < len(ordered):  # the next wave needs these gone
-            try:
-                cloud.wait_removed(started)
-            except CibError as exc:
-                say(f"warning: {exc}")
-                for resource in started:
-                    outcomes[resource.id] = Outcome(outcomes[resource.id].verdict,
-                                                    f"failed: {exc}", exc)
+        if not started:
+            continue
+        try:  # gone before the next wave starts, and before the table says "removed"
+            failures = cloud.wait_removed(started)
+        except CibError as exc:
+            failures = {r.id: exc for r in started}
+        for rid, exc in failures.items():
+            say(f"warning: {outcomes[rid].verdict.resource.kind} "
+                f"{outcomes[rid].verdict.resource.label} was not removed: {exc}")
+            outcomes[rid] = Outcome(outcomes[rid].verdict, f"failed: {exc}", exc)
     return [outcomes[v.resource.id] for v in verdicts]
 
 
@@ -276,7 +289,7 @@ def table(outcomes: Sequence[Outcome], stream: TextIO, *, title: str) -> None:
         grid.add_column(column, overflow="fold")
     for outcome in outcomes:
         r = outcome.verdict.resource
-        grid.add_row(f"{r.cloud} {r.kind}", r.id, r.where, outcome.verdict.reason,
+        grid.add_row(f"{r.cloud} {r.kind}", r.label, r.where, outcome.verdict.reason,
                      outcome.action)
     if not outcomes:
         grid.add_row("-", "-", "-", "nothing of ours is orphaned", "-")
