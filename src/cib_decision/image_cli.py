@@ -53,10 +53,15 @@ def cmd_image_disk(args: argparse.Namespace) -> int:
     from .images.disk import DiskBuild, build_disk_image
 
     ctx = _context(args)
+    azure = None
+    if (ctx.key.image.get("target") or {}).get("platform") == "azure":
+        from .clouds.azure import Azure
+
+        azure = Azure.from_environment()
     with tempfile.TemporaryDirectory(prefix="cib-disk-", dir=args.work_dir) as work:
         record = build_disk_image(ctx, DiskBuild(
             s3=S3(), http=requests.Session(), work_dir=Path(work),
-            convert_command=args.convert_command))
+            convert_command=args.convert_command, azure=azure))
     ctx.progress.say(f"done: {record.location} ({record.size} bytes, sha256 {record.sha256})")
     return 0
 

@@ -10,9 +10,12 @@ Steps, each one line in the task log:
 3. **convert** it: a source image with `qemu-img convert` to `image.format` (raw by default;
    VHD is written fixed-size, as Azure needs); an ISO with the worker's conversion command
    (`--convert-command`, default `$CIB_CONVERT_COMMAND`), run as a subprocess;
-4. **upload** the result to `image.target` (an S3 bucket) as `<name>.<ext>`, where the name is
-   `naming.image_name(key, disk digest, kind="disk")`; an object already there with the same
-   disk digest and SHA-256 is reused;
+4. **upload** the result to `image.target` as `<name>.<ext>`, where the name is
+   `naming.image_name(key, disk digest, kind="disk")`: an S3 bucket (`platform: amazon`,
+   `bucket`), or an Azure storage account (`platform: azure`, `storage`, the container in
+   `bucket`, default `disk-images`), as a page blob (Azure makes disks and images from page
+   blobs of fixed VHDs); an object already there with the same disk digest and SHA-256 is
+   reused;
 5. **record** it in `public/disk-image.json` (`manifest.DiskImageRecord`).
 """
 
@@ -25,6 +28,7 @@ import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -42,6 +46,9 @@ QEMU_FORMATS = {"raw": "raw", "vhd": "vpc", "vpc": "vpc", "vhdx": "vhdx", "vmdk"
 EXTENSIONS = {"raw": "raw", "vpc": "vhd", "vhdx": "vhdx", "vmdk": "vmdk", "qcow2": "qcow2"}
 DIGEST_METADATA = "cib-disk-digest"
 SHA256_METADATA = "cib-sha256"
+# Azure metadata names must be C# identifiers: no dashes.
+AZURE_METADATA = {DIGEST_METADATA: "cibdiskdigest", SHA256_METADATA: "cibsha256"}
+DEFAULT_CONTAINER = "disk-images"
 
 Runner = Callable[[Sequence[str]], int]
 
@@ -163,6 +170,7 @@ class DiskBuild:
     work_dir: Path
     convert_command: str | None = None
     runner: Runner = run
+    azure: Any = None  # clouds.azure.Azure, for keys whose image.target is on Azure
 
 
 def fetch(source: Source, build: DiskBuild, ctx: BuildContext) -> Path:
@@ -208,33 +216,87 @@ def convert(source: Source, fetched: Path, ctx: BuildContext, build: DiskBuild) 
     return output
 
 
-def upload_target(key: ImageKey) -> str:
-    """The S3 bucket the disk image is stored in (`image.target`)."""
+@dataclass(frozen=True)
+class Destination:
+    """Where the disk image is stored: an S3 bucket, or a container of an Azure storage
+    account (whose region is that of `image.target.region`, else of the key's Azure target
+    with that `storage`)."""
+
+    platform: str  # "amazon" or "azure"
+    bucket: str  # the S3 bucket, or the blob container
+    account: str | None = None
+    region: str | None = None
+
+    def location(self, name: str) -> str:
+        if self.platform == "amazon":
+            return f"s3://{self.bucket}/{name}"
+        return f"https://{self.account}.blob.core.windows.net/{self.bucket}/{name}"
+
+
+def upload_target(key: ImageKey) -> Destination:
+    """Where the disk image of `key` is stored (`image.target`)."""
     target = key.image.get("target") or {}
-    if target.get("platform") != "amazon" or not target.get("bucket"):
-        raise CibError(f"{key.file}: image.target of {key.name} must be an amazon bucket "
-                       f"(platform {target.get('platform')!r} is not supported for disk images "
-                       "yet)")
-    return target["bucket"]
+    platform = target.get("platform")
+    if platform == "amazon" and target.get("bucket"):
+        return Destination("amazon", target["bucket"])
+    if platform == "azure" and target.get("storage"):
+        account = target["storage"]
+        region = target.get("region") or next(
+            (t.region for t in key.targets
+             if t.platform == "azure" and t.raw.get("storage") == account), None)
+        if region is None:
+            raise CibError(f"{key.file}: image.target of {key.name} names storage account "
+                           f"{account!r}, which no Azure target of the key uses: give its "
+                           "region (image.target.region)")
+        return Destination("azure", target.get("bucket") or DEFAULT_CONTAINER, account, region)
+    raise CibError(f"{key.file}: image.target of {key.name} must be an amazon bucket or an "
+                   f"azure storage account (platform {platform!r} is not supported for disk "
+                   "images yet)")
+
+
+def _existing(destination: Destination, name: str, build: DiskBuild
+              ) -> tuple[int, dict[str, str]] | None:
+    """`(size, metadata under cib's names)` of the object already stored, or None."""
+    if destination.platform == "amazon":
+        head = build.s3.head(destination.bucket, name)
+        return (int(head["ContentLength"]), head.get("Metadata", {})) if head else None
+    found = build.azure.blob_properties(destination.account, destination.bucket, name)
+    if found is None:
+        return None
+    names = {v: k for k, v in AZURE_METADATA.items()}
+    return found["size"], {names.get(k, k): v for k, v in found["metadata"].items()}
+
+
+def _upload(destination: Destination, output: Path, name: str, metadata: dict[str, str],
+            build: DiskBuild) -> None:
+    if destination.platform == "amazon":
+        build.s3.upload(output, destination.bucket, name, metadata)
+    else:
+        build.azure.upload_page_blob(output, destination.account, destination.bucket, name,
+                                     {AZURE_METADATA[k]: v for k, v in metadata.items()})
 
 
 def build_disk_image(ctx: BuildContext, build: DiskBuild) -> manifest.DiskImageRecord:
     """Fetch, verify, convert and upload the disk image of `ctx.key`; write and return its
     record."""
     source = disk_source(ctx.key)
-    bucket = upload_target(ctx.key)
+    destination = upload_target(ctx.key)
     fmt = output_format(ctx.key)
+    if destination.platform == "azure" and fmt != "vpc":
+        raise CibError(f"{ctx.key.file}: image.format of {ctx.key.name} must be VHD to store "
+                       "it on Azure (a fixed VHD in a page blob)")
     name = image_name(ctx.key.name, ctx.digests.disk, kind="disk",
                       pull_request=ctx.pull_request)
     object_key = f"{name}.{EXTENSIONS[fmt]}"
+    location = destination.location(object_key)
     ctx.progress.say(f"disk image {name} of {ctx.key.name} (disk digest {ctx.digests.disk})")
-    region = build.s3.bucket_region(bucket)
-    existing = build.s3.head(bucket, object_key)
-    metadata = (existing or {}).get("Metadata", {})
+    region = destination.region or build.s3.bucket_region(destination.bucket)
+    existing = _existing(destination, object_key, build)
+    metadata = existing[1] if existing else {}
     if existing and metadata.get(DIGEST_METADATA) == ctx.digests.disk and \
             metadata.get(SHA256_METADATA):
-        ctx.progress.say(f"s3://{bucket}/{object_key} already holds this disk digest: reusing it")
-        size, sha = int(existing["ContentLength"]), metadata[SHA256_METADATA]
+        ctx.progress.say(f"{location} already holds this disk digest: reusing it")
+        size, sha = existing[0], metadata[SHA256_METADATA]
     else:
         fetched = fetch(source, build, ctx)
         checked = verify_sha256(fetched, source.sha256, source.location)
@@ -242,14 +304,13 @@ def build_disk_image(ctx: BuildContext, build: DiskBuild) -> manifest.DiskImageR
                                                   "(the config gives none to check)"))
         output = convert(source, fetched, ctx, build)
         size, sha = output.stat().st_size, sha256_file(output)
-        ctx.progress.say(f"uploading {output.name} to s3://{bucket}/{object_key} ({region})")
-        build.s3.upload(output, bucket, object_key,
-                        {DIGEST_METADATA: ctx.digests.disk, SHA256_METADATA: sha})
+        ctx.progress.say(f"uploading {output.name} to {location} ({region})")
+        _upload(destination, output, object_key,
+                {DIGEST_METADATA: ctx.digests.disk, SHA256_METADATA: sha}, build)
     record = manifest.disk_image_record(
-        ctx.key.name, platform="amazon", region=region, location=f"s3://{bucket}/{object_key}",
+        ctx.key.name, platform=destination.platform, region=region, location=location,
         image_format=EXTENSIONS[fmt], size=size, sha256=sha, disk_digest=ctx.digests.disk,
         config_commit=ctx.config_commit, build_task_id=ctx.task_id, created=ctx.now(),
         pull_request=ctx.pull_request)
     ctx.write_artifact("disk-image.json", manifest.dumps(record))
     return record
-
