@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import slugid
+import yaml
 
 import taskcluster
 from cib_decision.cli import main
@@ -16,6 +17,7 @@ from cib_decision.devtc.testing import new_task
 
 from .azure_fake import SUBSCRIPTION, AzureFake, StaticToken
 from .conftest import CONFIG_DIR
+from .imagefleet import COMMIT, TASK_ID
 
 LOCATION = "centralus"
 OWNED = "rg-central-us-win10"      # an Azure target's group in centralus (win10-64)
@@ -230,3 +232,43 @@ def test_a_failed_deletion_operation_is_reported_with_arms_error(fake, capsys):
     table = rows(out)
     assert "disk is being exported" in table["left-data"][3]
     assert table["left-nic"][3] == table["left-ip"][3] == "removed"
+
+
+def test_a_kept_azure_builds_vm_nic_ip_and_disks_go_once_its_task_is_resolved(
+        fake, capsys, tmp_path, monkeypatch):
+    from . import test_image_machine_azure as azure_build
+
+    for name, value in {"TASK_ID": TASK_ID, "CIB_HEAD_REV": COMMIT,
+                        "CIB_ENVIRONMENT": "staging"}.items():
+        monkeypatch.setenv(name, value)
+    fake.add_group(azure_build.GROUP, LOCATION)
+    fake.add_group("rg-east", "eastus2")
+    config = azure_build.write_fleet(tmp_path)
+    raw = yaml.safe_load((config / "win-azure.yaml").read_text())
+    raw["target"][0]["network"]["public-ip"] = True
+    (config / "win-azure.yaml").write_text(yaml.safe_dump(raw))
+    record, _ = azure_build.build(tmp_path, config=config, keep=True)
+    left = azure_build.builder_leftovers(fake)
+    assert left["virtualMachines"] and left["publicIPAddresses"] and left["disks"]
+    taskcluster.Queue(fake.dev.options()).createTask(TASK_ID, new_task(
+        taskQueueId="cib-3/images"))
+    fake.dev.resolve_task(TASK_ID)
+    code, out, err = purge(capsys, "--config-dir", str(config), "--min-age", "0")
+    assert code == 0, err
+    assert azure_build.builder_leftovers(fake) == azure_build.NOTHING_LEFT
+    assert fake.resource(record.image_id) is not None  # the image is not the purge's
+    actions = {name: row[3] for name, row in rows(out).items()}
+    assert set(actions) == {n for names in left.values() for n in names}
+    assert set(actions.values()) == {"removed"}
+
+
+def test_a_disk_being_uploaded_or_reserved_by_a_running_vm_is_not_an_orphan(fake, capsys):
+    for state in ("ActiveUpload", "ReadyToUpload", "ActiveSAS"):
+        fake.put(DISK, OWNED, [f"disk-{state.lower()}"], LOCATION,
+                 {"diskState": state, "timeCreated": OLD.isoformat()})
+    running = builder(fake, OWNED, "vm-running", power="running")
+    before = present(fake)
+    code, out, _ = purge(capsys)
+    assert code == 0
+    assert present(fake) == before and set(running.values()) <= before
+    assert rows(out) == {}
