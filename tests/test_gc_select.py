@@ -195,6 +195,24 @@ def test_an_azure_gallery_version_is_referenced_through_its_image_definition():
     assert result[plain.id][0] == KEEP
 
 
+def test_a_run_narrowed_to_an_environment_leaves_the_others_images_alone():
+    staging, production = ami(1, 30, environment="staging"), ami(2, 30)
+    result = decisions(gc.plan([staging, production], [], keep=0, now=NOW,
+                               environments={"staging"}))
+    assert result[staging.id][0] == DELETE
+    assert result[production.id] == (IGNORE, "built for production: this run collects "
+                                             "staging only")
+
+
+def test_images_without_a_creation_time_get_the_one_found_for_them():
+    unknown = Image("azure", "eastus", AZURE_IMAGE, "win11-64-x", None, ours("win11-64"))
+    foreign = Image("azure", "eastus", AZURE_IMAGE + "2", "other", None, ())
+    dated = ami(1, 3)
+    when = NOW - timedelta(days=9)
+    filled = gc.with_created([unknown, foreign, dated], lambda image: when)
+    assert [i.created for i in filled] == [when, None, dated.created]
+
+
 def test_a_negative_keep_is_refused():
     with pytest.raises(ValueError):
         gc.plan([], [], keep=-1, now=NOW)

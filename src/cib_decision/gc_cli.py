@@ -3,16 +3,18 @@
 Steps, each one line in the log, then a table of every image kept (with its reason) and
 deleted:
 
-1. **references**: every worker pool's current definition of every configured environment
-   (and the releases its pointers and rollback spares name, when the config's environments
-   have them); any listing that fails stops here, having deleted nothing;
+1. **references**: every worker pool's current definition of every configured environment,
+   and the releases its pointers and rollback spares name; any listing that fails stops
+   here, having deleted nothing;
 2. **images**: every image of this account in the cloud's regions (`--region`, default every
-   region of the config's targets of that cloud and their copies); a region that cannot be
-   listed stops here too;
+   region of the config's targets of that cloud and their copies; Azure: in the resource
+   groups of the config's targets there); a listing that fails stops here too. An image
+   without a creation time (Azure managed images) gets its build task's;
 3. **plan** (`lifecycle.gc.plan`): keep what is referenced, still being made, among the newest
    `--keep` of its key, environment and region, or younger than `--min-age`; delete the rest
    of our images; never touch images without our tags;
-4. **delete** (not with `--dry-run`): AWS deregisters the AMI and deletes its snapshots.
+4. **delete** (not with `--dry-run`): AWS deregisters the AMI and deletes its snapshots; Azure
+   deletes the managed image or gallery image version.
 
 Exit statuses: 0 done; 2 bad input, or a listing refused for good (e.g. missing scopes); 3 the
 cloud refused a deletion (the others went ahead); 75 a listing or deletion failed for a
@@ -28,6 +30,8 @@ from collections.abc import Callable, Collection, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
+from taskcluster.exceptions import TaskclusterFailure
+
 import taskcluster
 
 from .config import DirectorySource, Environment, Fleet, load_fleet, normalise_region
@@ -40,6 +44,7 @@ from .lifecycle.references import (
     pointer_source,
     worker_pool_source,
 )
+from .manifest import parse_time
 from .tc import client_options
 
 DEFAULT_CONFIG_DIR = "config"
@@ -157,11 +162,14 @@ def _environments(fleet: Fleet, names: list[str] | None) -> list[Environment]:
     return list(fleet.environments.values())
 
 
-def _aws(fleet: Fleet, regions: list[str] | None) -> tuple[Lister, Deleter, list[str]]:
+Cloud = tuple[Lister, Deleter, list[str]]
+
+
+def _aws(fleet: Fleet, regions: list[str]) -> Cloud:
     from .clouds.aws import EC2
     from .lifecycle import gc_aws
 
-    chosen = sorted({normalise_region(r) for r in regions}) if regions else gc_aws.regions(fleet)
+    chosen = regions or gc_aws.regions(fleet)
     clients: dict[str, EC2] = {}
 
     def ec2_for(region: str) -> EC2:
@@ -176,6 +184,34 @@ def _aws(fleet: Fleet, regions: list[str] | None) -> tuple[Lister, Deleter, list
     return list_images, lambda decisions, log: gc_aws.delete_all(decisions, ec2_for, log), chosen
 
 
+def _azure(fleet: Fleet, regions: list[str]) -> Cloud:
+    from .clouds.azure import Azure
+    from .lifecycle import gc_azure
+
+    chosen = regions or gc.target_regions(fleet, gc_azure.CLOUD)
+    groups = gc_azure.groups(fleet, chosen)
+    azure = Azure.from_environment()
+    return (lambda: gc_azure.list_images(azure, groups, chosen),
+            lambda decisions, log: gc_azure.delete_all(decisions, azure, log), chosen)
+
+
+def build_task_created(environments: Iterable[Environment]
+                       ) -> Callable[[gc.Image], datetime | None]:
+    """When an image's build task (`cib:build-task-id`) was created, read from the queue of
+    the image's environment; None when that cannot be told (the image is then kept)."""
+    queues = {env.name: taskcluster.Queue(environment_options(env)) for env in environments}
+
+    def created(image: gc.Image) -> datetime | None:
+        queue, task_id = queues.get(image.environment), image.tag.get(gc.BUILD_TASK_TAG)
+        if queue is None or not task_id:
+            return None
+        try:
+            return parse_time(queue.task(task_id)["created"])
+        except (TaskclusterFailure, KeyError, TypeError, ValueError):
+            return None
+    return created
+
+
 def cmd_gc(args: argparse.Namespace) -> int:
     """Delete the old images of one cloud that nothing refers to."""
     for option, value in (("--keep", args.keep), ("--rollback-spares", args.rollback_spares)):
@@ -185,10 +221,8 @@ def cmd_gc(args: argparse.Namespace) -> int:
     fleet = load_fleet(DirectorySource(args.config_dir))
     cloud = CLOUDS[args.cloud]
     environments = _environments(fleet, args.environment)
-    if cloud == "amazon":
-        list_images, delete, regions = _aws(fleet, args.region)
-    else:
-        raise CibError("cib gc --cloud azure is not supported yet")
+    wanted = sorted({normalise_region(r) for r in args.region or ()})
+    list_cloud, delete, regions = (_aws if cloud == "amazon" else _azure)(fleet, wanted)
     if not regions:
         raise CibError(f"the config has no {cloud} targets: give --region")
     progress = Progress()
@@ -196,6 +230,11 @@ def cmd_gc(args: argparse.Namespace) -> int:
                  f"newest {args.keep} of each key, environment and region"
                  + (f", only images of {', '.join(args.environment)}" if args.environment
                     else "") + (" (dry run: nothing is deleted)" if args.dry_run else ""))
+    created = build_task_created(environments)
+
+    def list_images() -> list[gc.Image]:
+        return gc.with_created(list_cloud(), created)
+
     plan = run(reference_sources(environments, keep_history=args.rollback_spares),
                list_images, delete, keep=args.keep, min_age=min_age, now=datetime.now(UTC),
                dry_run=args.dry_run, progress=progress, environments=args.environment)

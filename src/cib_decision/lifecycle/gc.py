@@ -27,11 +27,14 @@ version).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from ..config import Fleet, normalise_region
+
 KEY_TAG = "cib:key"
+BUILD_TASK_TAG = "cib:build-task-id"
 DIGEST_TAG = "cib:machine-digest"
 ENVIRONMENT_TAG = "cib:environment"
 OUR_TAGS = (KEY_TAG, DIGEST_TAG)
@@ -109,6 +112,25 @@ class Plan:
     @property
     def kept(self) -> list[Decision]:
         return self.of(KEEP)
+
+
+def target_regions(fleet: Fleet, platform: str) -> list[str]:
+    """Every region of the fleet's targets on `platform` and of their `copies`."""
+    found = set()
+    for key in fleet.keys.values():
+        for target in key.targets:
+            if target.platform == platform:
+                found.add(normalise_region(target.region))
+                found.update(normalise_region(r) for r in target.raw.get("copies") or ())
+    return sorted(found)
+
+
+def with_created(images: Iterable[Image], created_of: Callable[[Image], datetime | None]
+                 ) -> list[Image]:
+    """`images`, each of ours without a creation time given the one `created_of` finds (its
+    build task's, say), if any."""
+    return [replace(image, created=created_of(image))
+            if image.ours and image.created is None else image for image in images]
 
 
 def normalise_id(image_id: str) -> str:

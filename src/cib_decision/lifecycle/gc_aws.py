@@ -14,7 +14,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from ..clouds.aws import EC2, aws_errors, error_code, snapshots_of, tags_of
-from ..config import Fleet, normalise_region
+from ..config import Fleet
 from ..errors import CibError
 from ..manifest import parse_time
 from . import gc
@@ -27,13 +27,7 @@ GONE = ("InvalidAMIID.NotFound", "InvalidAMIID.Unavailable", "InvalidSnapshot.No
 
 def regions(fleet: Fleet) -> list[str]:
     """Every region of the fleet's AWS targets and of their `copies`."""
-    found = set()
-    for key in fleet.keys.values():
-        for target in key.targets:
-            if target.platform == CLOUD:
-                found.add(normalise_region(target.region))
-                found.update(normalise_region(r) for r in target.raw.get("copies") or ())
-    return sorted(found)
+    return gc.target_regions(fleet, CLOUD)
 
 
 def image_of(region: str, described: dict[str, Any]) -> gc.Image:

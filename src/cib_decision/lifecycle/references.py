@@ -9,7 +9,9 @@ garbage collection gathers every source first and deletes nothing when any of th
   provider keeps it (AWS `launchConfig.ImageId`, Azure `storageProfile.imageReference.id`,
   Google `disks[].initializeParams.sourceImage`) and, to be safe from shapes we do not
   render, any other string in the definition that has the form of an AMI id or an Azure image
-  resource id counts too. Deleted pools (`null-provider`) still count: their workers may run.
+  resource id counts too. A deleted pool (`null-provider`) has no launch configs left and
+  refers to nothing; its workers run on (deleting an image stops no VM or instance made
+  from it).
 - `pointer_source`: the releases one environment's pointers name (`pointers.
   referenced_releases`: each key's and pool's current release and each pool's newest rollback
   spares), read from the tasks that hold their records (`public/release.json`, verified);
