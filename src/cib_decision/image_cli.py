@@ -12,6 +12,7 @@ import functools
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from . import manifest
 from .errors import CibError
@@ -128,8 +129,15 @@ def cmd_image_tag(args: argparse.Namespace) -> int:
     ctx = load_context(args.key, args.config_dir, artifacts=args.artifacts)
     sign = tag_signer(ctx.fleet, ctx.environment, args.config_dir, ctx.progress.say)
     session = boto3.session.Session()
+
+    @functools.cache
+    def azure() -> Any:  # only when a record is of an Azure image
+        from .clouds.azure import Azure
+
+        return Azure.from_environment()
+
     release = tag_release(ctx, taskcluster.Queue(client_options()),
-                          functools.cache(lambda region: EC2(region, session)), sign)
+                          functools.cache(lambda region: EC2(region, session)), sign, azure)
     ctx.progress.say(f"done: release {release.sha256} of {len(release.images)} image"
                      f"{'s' if len(release.images) != 1 else ''}")
     return 0
@@ -155,7 +163,7 @@ EXIT_STATUSES = """exit statuses:
 
 
 TAG_EXIT_STATUSES = """exit statuses:
-  0   released: every AWS image tagged (Azure and Google ones named), public/release.json written
+  0   released: every AWS and Azure image tagged (Google ones named), public/release.json written
   2   no dependency left a machine-image record of the key, or a record is malformed; the
       environment signs releases and its signing secret or public key cannot be used
   3   an image a record names is not in its region

@@ -12,10 +12,11 @@ Steps, each one line in the task log:
 3. **seal** the release record (`manifest.release_record`): every image and copy, both
    digests, the config commit, the build tasks, and as its `created` time the tag task's own
    `created`, so the task run again writes a byte-identical record;
-4. **tag** every AWS image, in every region, copies included, and its EBS snapshots with the
-   build's tags (`aws_machine.machine_image_tags`) and `cib:release-sha256`, the record's seal.
-   Azure and Google images are not tagged yet: one line says so per image, and they are in the
-   release all the same;
+4. **tag** every AWS image, in every region, copies included, and its EBS snapshots, and
+   every Azure image (a managed image or a gallery image version, once however many regions
+   it is replicated to) with the build's tags (`identity.machine_image_tags`) and
+   `cib:release-sha256`, the record's seal. Google images are not tagged yet: one line says
+   so per image, and they are in the release all the same;
 5. **record** the release in `public/release.json` (`cib release verify` checks it), signed
    when the environment configures a signing key (docs/signing.md).
 """
@@ -31,8 +32,8 @@ from taskcluster.exceptions import TaskclusterFailure
 from .. import manifest, pools
 from ..clouds.aws import EC2
 from ..errors import BuildError, CibError
-from .aws_machine import machine_image_tags
 from .context import BuildContext
+from .identity import machine_image_tags
 
 DISK_TASK_VARIABLE = "CIB_DISK_IMAGE_TASK_ID"
 
@@ -174,13 +175,17 @@ def record_tags(ctx: BuildContext, record: manifest.MachineImageRecord,
 
 
 def apply_tags(ctx: BuildContext, records: Iterable[manifest.MachineImageRecord],
-               release: manifest.Release, ec2_for: Callable[[str], EC2]) -> int:
-    """Tag every AWS image of `records` and its copies, with their snapshots (step 4); one
-    line per image, and one saying Azure and Google images are not tagged yet. The number of
-    images tagged. An AWS image the record names but the region does not have is a
-    BuildError (exit 3)."""
+               release: manifest.Release, ec2_for: Callable[[str], EC2],
+               azure: Callable[[], Any] | None = None) -> int:
+    """Tag every AWS image of `records` and its copies, with their snapshots, and every Azure
+    image (`azure()` gives the `clouds.azure.Azure` adapter) (step 4); one line per image, and
+    one saying Google images are not tagged yet. The number of images tagged. An image the
+    record names but the cloud does not have is a BuildError (exit 3)."""
     tagged = 0
     for record in records:
+        if record.platform == "azure" and azure is not None:
+            tagged += tag_azure(ctx, record, record_tags(ctx, record, release), azure())
+            continue
         if record.platform != "amazon":
             for image in record.images():
                 ctx.progress.say(f"{image.target}: tagging {record.platform} images is not "
@@ -200,11 +205,32 @@ def apply_tags(ctx: BuildContext, records: Iterable[manifest.MachineImageRecord]
     return tagged
 
 
+def tag_azure(ctx: BuildContext, record: manifest.MachineImageRecord, tags: dict[str, str],
+              azure: Any) -> int:
+    """Tag the Azure image of `record` and its copies (a gallery version's copies are the
+    version itself, tagged once); the number of images tagged."""
+    from ..clouds.azure import parse_id
+
+    tagged = 0
+    ids = dict.fromkeys([record.image_id, *(image_id for _, image_id in record.copies)])
+    for image_id in ids:
+        kind, group, names = parse_id(image_id)
+        if azure.set_tags(kind, group, *names, tags=tags) is None:
+            raise BuildError(f"{record.target}: image {image_id} does not exist (its build, "
+                             f"task {record.build_task_id}, recorded it)")
+        regions = [record.region, *(r for r, i in record.copies if i == image_id)]
+        tagged += 1
+        ctx.progress.say(f"tagged {kind} {'/'.join(names)} ({record.image_name}) in "
+                         f"{group}, {', '.join(dict.fromkeys(regions))}")
+    return tagged
+
+
 def tag_release(ctx: BuildContext, queue: Any, ec2_for: Callable[[str], EC2],
-                sign: Callable[[manifest.Release], manifest.Release] | None = None
-                ) -> manifest.Release:
+                sign: Callable[[manifest.Release], manifest.Release] | None = None,
+                azure: Callable[[], Any] | None = None) -> manifest.Release:
     """Read the builds, seal their release, sign it (when `sign` is given: the environment
-    signs its releases, signing.release_signer), tag the images and write public/release.json."""
+    signs its releases, signing.release_signer), tag the images (Azure ones through
+    `azure()`, the `clouds.azure.Azure` adapter) and write public/release.json."""
     ctx.progress.say(f"release of {ctx.key.name} (disk digest {ctx.digests.disk[:12]}) by "
                      f"task {ctx.task_id}")
     builds = read_builds(ctx, queue)
@@ -214,6 +240,6 @@ def tag_release(ctx: BuildContext, queue: Any, ec2_for: Callable[[str], EC2],
                      f"({', '.join(i.target for i in release.images)})")
     if sign is not None:  # before tagging: a key that cannot sign leaves nothing half done
         release = sign(release)
-    apply_tags(ctx, builds.records, release, ec2_for)
+    apply_tags(ctx, builds.records, release, ec2_for, azure)
     ctx.write_artifact("release.json", manifest.dumps(release))
     return release
