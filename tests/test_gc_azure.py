@@ -171,13 +171,17 @@ def test_a_managed_image_without_a_creation_time_takes_its_build_tasks(
     assert existing(fake) == {unknown}
 
 
-def test_a_failed_image_listing_deletes_nothing(fake, config, capsys):
+@pytest.mark.parametrize("kind, status, code, exit_status", [
+    ("GET Microsoft.Compute/galleries (list)", 503, "ServiceUnavailable", 75),
+    ("GET Microsoft.Compute/images (list)", 403, "AuthorizationFailed", 2),
+])
+def test_a_failed_image_listing_deletes_nothing(fake, config, capsys, kind, status, code,
+                                                exit_status):
     images = [managed(fake, f"win-azure-{n}", days_old=30 + n) for n in range(3)]
-    fake.fail("GET Microsoft.Compute/galleries (list)", status=503, code="ServiceUnavailable",
-              message="try later")
-    code, _, err = gc(capsys, config, "--keep", "0")
-    assert code == 75
-    assert "ServiceUnavailable" in err
+    fake.fail(kind, status=status, code=code, message="no")
+    result, _, err = gc(capsys, config, "--keep", "0")
+    assert result == exit_status
+    assert code in err and "nothing was deleted" in err
     assert existing(fake) == set(images)
     assert not fake.calls_of("DELETE *")
 

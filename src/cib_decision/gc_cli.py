@@ -93,6 +93,15 @@ def _parse_age(text: str) -> timedelta:
     return later - now
 
 
+def _nothing_deleted(read: Callable[[], Any], needs: str) -> Any:
+    """`read()`; its failure says nothing was deleted: exit 75 when it may pass, else 2."""
+    try:
+        return read()
+    except CibError as exc:
+        kind = TransientError if isinstance(exc, TransientError) else CibError
+        raise kind(f"{exc}\nnothing was deleted: garbage collection needs {needs}") from None
+
+
 def run(sources: Iterable[ReferenceSource], list_images: Lister, delete: Deleter, *,
         keep: int, min_age: timedelta, now: datetime, dry_run: bool, progress: Progress,
         environments: Collection[str] | None = None) -> gc.Plan:
@@ -101,15 +110,10 @@ def run(sources: Iterable[ReferenceSource], list_images: Lister, delete: Deleter
     raises when some deletion failed (the rest went ahead). `environments` narrows the
     images collected (see `gc.plan`)."""
     progress.say("reading what refers to images (worker pools, pointers, rollback spares)")
-    try:
-        references = gather(sources)
-    except CibError as exc:
-        kind = TransientError if isinstance(exc, TransientError) else CibError
-        raise kind(f"{exc}\nnothing was deleted: garbage collection needs every reference"
-                   ) from None
+    references = _nothing_deleted(lambda: gather(sources), "every reference")
     progress.say(f"{len(references)} reference{'s' if len(references) != 1 else ''} to "
                  f"{len({gc.normalise_id(r.image_id) for r in references})} images")
-    images = list_images()
+    images = _nothing_deleted(list_images, "every image listed")
     plan = gc.plan(images, references, keep=keep, now=now, min_age=min_age,
                    environments=environments)
     progress.say(f"{len(images)} images: {len(plan.kept)} kept, {len(plan.deleted)} to "
