@@ -27,7 +27,6 @@ from cib_decision.images.progress import Progress
 from cib_decision.images.tag import release_images, usable_records
 
 from . import moto_ec2_import
-from .conftest import CONFIG_DIR
 from .imagefleet import COMMIT, write_fleet
 from .test_image_machine_aws import Bootstrap, publish_base_images
 
@@ -280,34 +279,6 @@ def test_an_image_its_record_names_but_the_region_lacks_exits_3(
     assert code == 3
     assert "image ami-0123456789abcdef0 is not in us-east-1" in err
     assert not (tmp_path / "artifacts" / "release.json").exists()
-
-
-def test_azure_images_are_released_untagged_with_a_line_each(dev_taskcluster, env, tmp_path,
-                                                             capsys):
-    ctx = load_context("win10-64", CONFIG_DIR, artifacts=tmp_path / "x")
-    builds = []
-    for target in ctx.key.targets:
-        build = create_task(dev_taskcluster)
-        machine = ctx.digests.machines[target.id]
-        record = manifest.machine_image_record(
-            "win10-64", target, image_id=(
-                "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/"
-                f"{target.group}/providers/Microsoft.Compute/images/win10-64-{machine[:12]}"),
-            machine_digest=machine, disk_digest=ctx.digests.disk, config_commit=COMMIT,
-            build_task_id=build, created=CREATED)
-        dev_taskcluster.resolve_task(build, artifacts={
-            manifest.MACHINE_IMAGE_ARTIFACT: record.to_json()})
-        builds.append(build)
-    tag_task(env, dev_taskcluster, builds)
-    code, out, err = cib(capsys, "image", "tag", "--key", "win10-64", "--config-dir",
-                         str(CONFIG_DIR), "--artifacts", str(tmp_path / "artifacts"))
-    assert code == 0, err
-    lines = [line for line in out.splitlines() if "not supported yet" in line]
-    assert len(lines) == len(ctx.key.targets)
-    assert all("tagging azure images is not supported yet" in line for line in lines)
-    release = manifest.parse_release(json.loads((tmp_path / "artifacts" / "release.json")
-                                                .read_text()))
-    assert {i.target for i in release.images} == {t.id for t in ctx.key.targets}
 
 
 def test_records_of_another_key_or_machine_digest_are_left_out(tmp_path, env):
