@@ -5,6 +5,7 @@ creates one valid promote task within that role."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import jsonschema
@@ -12,7 +13,7 @@ import pytest
 import yaml
 from taskgraph import create
 from taskgraph.actions.registry import trigger_action_callback
-from taskgraph.config import load_graph_config
+from taskgraph.config import GraphConfig, load_graph_config
 from taskgraph.util import taskcluster as tg_taskcluster
 
 from cib_decision.errors import CibError
@@ -79,8 +80,12 @@ def test_the_hook_renders_an_action_decision_task_under_the_promote_role(decided
 def test_the_callback_creates_one_valid_promote_task_within_the_role(decided, monkeypatch,
                                                                      capsys):
     parameters = artifact(decided, "parameters.yml")
+    # test mode flips taskgraph's globals, and registering the repository's graph root is
+    # once per process: put all of it back for the graphs of other tests
     monkeypatch.setattr(create, "testing", False)
     monkeypatch.setattr(tg_taskcluster, "testing", False)
+    monkeypatch.setattr(GraphConfig, "_PATH_MODIFIED", GraphConfig._PATH_MODIFIED)
+    monkeypatch.setattr(sys, "path", list(sys.path))
     trigger_action_callback(GROUP, None, INPUT, "promote", parameters,
                             str(decided / "taskcluster"), test=True)
     _, definition = json.loads(capsys.readouterr().out)
