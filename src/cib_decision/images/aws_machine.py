@@ -33,11 +33,12 @@ from typing import Any
 from .. import manifest
 from ..clouds.aws import EC2, tags_of
 from ..config import Target, normalise_region
-from ..errors import BuildError, CibError
+from ..errors import CibError
 from .bootstrap import is_windows, user_data
 from .context import BuildContext
 from .identity import (  # noqa: F401  (shared with the Azure build; imported from here too)
     TAG_PREFIX,
+    builder_resources,
     builder_tags,
     identity_tags,
     image_tags,
@@ -335,7 +336,11 @@ def build_machine_image(ctx: BuildContext, build: AwsBuild) -> manifest.MachineI
 def build_new(ctx: BuildContext, build: AwsBuild, name: str) -> str:
     """Launch, bootstrap, capture and clean up; the new AMI's id."""
     ledger = Ledger(build.ec2)
-    try:
+
+    def kept() -> list[str]:
+        return [x for x in (ledger.instance, ledger.security_group, ledger.key_pair) if x]
+
+    with builder_resources(ctx, kept, lambda: clean_up(ctx, ledger, build.timeouts)):
         base = base_image(ctx, build)
         instance = launch(ctx, build, ledger, base, name)
         if build.on_launch is not None:
@@ -353,15 +358,3 @@ def build_new(ctx: BuildContext, build: AwsBuild, name: str) -> str:
         if snapshots:
             build.ec2.tag(snapshots, tags)
         return image_id
-    except BuildError:
-        ctx.progress.say("the build failed; " + ("keeping the builder's resources "
-                                                 "(--keep-resources)" if ctx.keep_resources
-                                                 else "cleaning up"))
-        raise
-    finally:
-        if ctx.keep_resources:
-            kept = [x for x in (ledger.instance, ledger.security_group, ledger.key_pair) if x]
-            if kept:
-                ctx.progress.say(f"--keep-resources: leaving {', '.join(kept)}")
-        else:
-            clean_up(ctx, ledger, build.timeouts)

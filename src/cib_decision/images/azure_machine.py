@@ -47,6 +47,7 @@ from .bootstrap import bash_script, is_windows, powershell
 from .context import BuildContext
 from .identity import (
     TAG_PREFIX,
+    builder_resources,
     builder_tags,
     identity_tags,
     image_tags,
@@ -524,23 +525,15 @@ def clean_up(ctx: BuildContext, build: AzureBuild, ledger: Ledger) -> None:
 def build_new(ctx: BuildContext, build: AzureBuild, name: str) -> tuple[str, dict[str, str]]:
     """Launch, bootstrap, capture and clean up; the new image's id and copies."""
     ledger = Ledger()
-    try:
+
+    def kept() -> list[str]:
+        return [x for x in (ledger.vm, ledger.nic, ledger.public_ip, *ledger.disks) if x]
+
+    with builder_resources(ctx, kept, lambda: clean_up(ctx, build, ledger)):
         base = base_image(ctx, build)
         vm = launch(ctx, build, ledger, base, name)
         bootstrap(ctx, build, vm)
         return capture(ctx, build, vm, name)
-    except BuildError:
-        ctx.progress.say("the build failed; " + ("keeping the builder's resources "
-                                                 "(--keep-resources)" if ctx.keep_resources
-                                                 else "cleaning up"))
-        raise
-    finally:
-        if ctx.keep_resources:
-            kept = [x for x in (ledger.vm, ledger.nic, ledger.public_ip) if x]
-            if kept:
-                ctx.progress.say(f"--keep-resources: leaving {', '.join(kept + ledger.disks)}")
-        else:
-            clean_up(ctx, build, ledger)
 
 
 def _wait_existing(ctx: BuildContext, build: AzureBuild, image: dict[str, Any]) -> None:

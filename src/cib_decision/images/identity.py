@@ -1,13 +1,16 @@
-"""What every cloud's machine-image build names and tags the same way (pure): the tags that
-identify an image of a key and machine digest (what reuse looks for), every tag of a built image,
-the tags of a builder's resources (what purge tasks look for), and the next free image name."""
+"""What every cloud's machine-image build does the same way: the tags that identify an image of
+a key and machine digest (what reuse looks for), every tag of a built image, the tags of a
+builder's resources (what purge tasks look for), the next free image name, and the guard that
+cleans a builder's resources up (or keeps them) whatever happens."""
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from ..config import Target
+from ..errors import BuildError
 from ..naming import image_name
 from .context import BuildContext
 
@@ -68,3 +71,25 @@ def next_name(key: str, digest: str, taken: Iterable[str], pull_request: int | N
                               revision=number)) in taken:
         number += 1
     return name
+
+
+@contextlib.contextmanager
+def builder_resources(ctx: BuildContext, kept: Callable[[], list[str]],
+                      clean_up: Callable[[], None]) -> Iterator[None]:
+    """Around the part of a build that creates builder resources: a failed build says what
+    happens to them; afterwards they are cleaned up, or with `--keep-resources` named (`kept()`)
+    and left."""
+    try:
+        yield
+    except BuildError:
+        ctx.progress.say("the build failed; " + ("keeping the builder's resources "
+                                                 "(--keep-resources)" if ctx.keep_resources
+                                                 else "cleaning up"))
+        raise
+    finally:
+        if ctx.keep_resources:
+            left = kept()
+            if left:
+                ctx.progress.say(f"--keep-resources: leaving {', '.join(left)}")
+        else:
+            clean_up()
