@@ -15,7 +15,7 @@ A resource is removed only when all of these hold:
 - it is **settled**: the build task named by its `cib:build-task-id` tag is not unscheduled,
   pending or running, and it is at least `min_age` old; a resource the cloud gives no creation
   time for (security groups, NICs, public IPs) is settled only when its build task is resolved
-  or gone from the queue.
+  or gone from the queue, or when everything that used it goes in the same run.
 """
 
 from __future__ import annotations
