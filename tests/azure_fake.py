@@ -23,7 +23,11 @@ serves, in the real services' shapes:
   cannot be generalized, an image needs a generalized VM (409 `OperationNotAllowed`).
 - **Blob storage** (`https://<account>.blob.core.windows.net`): containers, page blobs (create,
   put page, with `If-None-Match`/`If-Match` conditions), block blobs (single put, put block, put
-  block list), get properties (HEAD), download, metadata. Errors in Storage's XML shape with
+  block list), get properties (HEAD), download, metadata, delete; user delegation keys
+  (`POST /?restype=service&comp=userdelegationkey`, Entra bearer tokens only) and Copy Blob
+  (`x-ms-copy-source`: `pending` for `copy_polls` property reads, then `copy_outcome`, with
+  the `x-ms-copy-*` headers); a source in another account must carry a read SAS (`sig`, `sp`
+  with `r`), else 403 `CannotVerifyCopySource`. Errors in Storage's XML shape with
   `x-ms-error-code`.
 
 Test hooks:
@@ -150,6 +154,7 @@ class Blob:
     metadata: dict[str, str]
     etag: str
     created: datetime
+    copy: dict[str, Any] | None = None  # id, source, status, polls (of a Copy Blob)
 
 
 def _now() -> str:
@@ -258,6 +263,8 @@ class AzureFake:
         self.uncommitted: dict[tuple[str, str, str], dict[str, bytes]] = {}
         self.on_run_command: Callable[[dict[str, Any], dict[str, Any]], RunCommandOutcome] = \
             default_run_command
+        self.copy_polls, self.copy_outcome = 1, "success"  # Copy Blob: pending reads, result
+        self.replication_failures: set[str] = set()  # regions a gallery version fails in
         self._lock = threading.RLock()
         self._serial = itertools.count(1)
 
@@ -730,6 +737,8 @@ class AzureFake:
                        query: dict[str, str]) -> tuple[int, dict[str, str], str | bytes]:
         headers = {k.lower(): v for k, v in request.headers.items()}
         method = request.method
+        if not container and query.get("comp") == "userdelegationkey" and method == "POST":
+            return self._delegation_key(request, headers)
         if not name:
             if query.get("restype") == "container" and method == "PUT":
                 if (account, container) in self.containers:
@@ -741,13 +750,16 @@ class AzureFake:
         blobs = self.containers.get((account, container))
         if blobs is None:
             return storage_error(404, "ContainerNotFound",
-                                 "The specified container does not exist.")
+                                 "The specified container does not exist.",
+                                 head=method == "HEAD")
         blob = blobs.get(name)
         comp = query.get("comp")
         if method == "PUT" and comp is None:
             if headers.get("if-none-match") == "*" and blob is not None:
                 return storage_error(409, "BlobAlreadyExists",
                                      "The specified blob already exists.")
+            if "x-ms-copy-source" in headers:
+                return self._copy(account, blobs, name, headers)
             kind = headers.get("x-ms-blob-type", "BlockBlob")
             if kind == "PageBlob":
                 size = int(headers.get("x-ms-blob-content-length", "0"))
@@ -803,6 +815,11 @@ class AzureFake:
             blob.etag = _etag()
             return 200, self._blob_headers(blob), ""
         if method == "HEAD":
+            if blob.copy and blob.copy["status"] == "pending":
+                if blob.copy["polls"] > 0:
+                    blob.copy["polls"] -= 1
+                else:
+                    blob.copy.update(status=self.copy_outcome, completed=datetime.now(UTC))
             return 200, self._blob_headers(blob, properties=True), ""
         if method == "GET" and comp is None:
             return 200, self._blob_headers(blob, properties=True), bytes(blob.content)
@@ -825,7 +842,62 @@ class AzureFake:
                             "x-ms-blob-type": blob.kind,
                             "x-ms-creation-time": format_datetime(blob.created, usegmt=True),
                             **{f"x-ms-meta-{k}": v for k, v in blob.metadata.items()}})
+            if blob.copy:
+                size = len(blob.content)
+                done = size if blob.copy["status"] == "success" else 0
+                headers.update({"x-ms-copy-id": blob.copy["id"],
+                                "x-ms-copy-source": blob.copy["source"],
+                                "x-ms-copy-status": blob.copy["status"],
+                                "x-ms-copy-progress": f"{done}/{size}"})
+                if blob.copy.get("completed"):
+                    headers["x-ms-copy-completion-time"] = format_datetime(
+                        blob.copy["completed"], usegmt=True)
+                if blob.copy["status"] == "failed":
+                    headers["x-ms-copy-status-description"] = \
+                        "500 InternalError Copy failed when reading the source."
         return headers
+
+    def _delegation_key(self, request: Any, headers: dict[str, str]
+                        ) -> tuple[int, dict[str, str], str]:
+        """A user delegation key: only for an Entra (bearer token) caller."""
+        if not headers.get("authorization", "").startswith("Bearer "):
+            return storage_error(403, "AuthenticationFailed", "Only authentication via Entra "
+                                 "ID can request a user delegation key.")
+        info = ElementTree.fromstring(_body_bytes(request))
+        value = base64.b64encode(uuid.uuid4().bytes * 2).decode()
+        body = ("<?xml version=\"1.0\" encoding=\"utf-8\"?><UserDelegationKey>"
+                f"<SignedOid>{uuid.uuid4()}</SignedOid><SignedTid>{uuid.uuid4()}</SignedTid>"
+                f"<SignedStart>{info.findtext('Start')}</SignedStart>"
+                f"<SignedExpiry>{info.findtext('Expiry')}</SignedExpiry>"
+                "<SignedService>b</SignedService><SignedVersion>2026-02-06</SignedVersion>"
+                f"<Value>{value}</Value></UserDelegationKey>")
+        return 200, {**self._blob_headers(), "Content-Type": "application/xml"}, body
+
+    def _copy(self, account: str, blobs: dict[str, Blob], name: str, headers: dict[str, str]
+              ) -> tuple[int, dict[str, str], str]:
+        """Copy Blob: the content is taken now, the copy reads `pending` `copy_polls` times."""
+        source_url = headers["x-ms-copy-source"]
+        match = _BLOB_HOST.match(source_url)
+        split = urlsplit(source_url)
+        container, _, source_name = unquote(split.path).lstrip("/").partition("/")
+        sas = {k: v[0] for k, v in parse_qs(split.query).items()}
+        source = self.blob(match.group(1), container, source_name) if match else None
+        if match and match.group(1) != account and ("sig" not in sas or
+                                                    "r" not in sas.get("sp", "")):
+            return storage_error(403, "CannotVerifyCopySource", "Server failed to authenticate "
+                                 "the request. Please refer to the information in the "
+                                 "www-authenticate header.")
+        if source is None:
+            return storage_error(404, "CannotVerifyCopySource", "The specified blob does not "
+                                 "exist.")
+        metadata = {k[len("x-ms-meta-"):]: v for k, v in headers.items()
+                    if k.startswith("x-ms-meta-")} or dict(source.metadata)
+        copy = {"id": str(uuid.uuid4()), "source": source_url.split("?", 1)[0],
+                "status": "pending", "polls": self.copy_polls}
+        blobs[name] = Blob(source.kind, bytearray(source.content), metadata, _etag(),
+                           datetime.now(UTC), copy)
+        return 202, {**self._blob_headers(blobs[name]), "x-ms-copy-id": copy["id"],
+                     "x-ms-copy-status": "pending"}, ""
 
 
 # --- ARM's rules, per resource type ------------------------------------------------------------

@@ -6,13 +6,16 @@ sleeps."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import boto3
 import pytest
 import yaml
+from moto import mock_aws
 
 from cib_decision import manifest
 from cib_decision.cli import main
@@ -32,6 +35,7 @@ from cib_decision.images.context import load_context
 from cib_decision.images.progress import Progress, WaitTimeout
 
 from .azure_fake import SUBSCRIPTION, AzureFake, RunCommandOutcome, StaticToken
+from .conftest import CONFIG_DIR
 from .imagefleet import COMMIT, TASK_ID
 
 GROUP = "rg-central"
@@ -348,14 +352,17 @@ def test_a_disk_image_vhd_is_made_into_an_image_and_booted(tmp_path, fake):
         "win-azure", platform="azure", region="centralus", location=url, image_format="vhd",
         size=1024, sha256="cd" * 32, disk_digest=ctx.digests.disk, config_commit=COMMIT,
         build_task_id=TASK_ID, created=datetime(2026, 11, 21, tzinfo=UTC))
+    uploads = len(fake.calls_of("PUT blob*"))
     build(tmp_path, config=config, disk_record=disk)
     made = [i for i in fake.resources("Microsoft.Compute/images")
             if i["tags"].get("cib:disk-sha256") == "cd" * 32]
     assert len(made) == 1 and made[0]["properties"]["storageProfile"]["osDisk"]["blobUri"] == url
     vm = fake.calls_of("PUT Microsoft.Compute/virtualMachines")[0].body
     assert vm["properties"]["storageProfile"]["imageReference"] == {"id": made[0]["id"]}
-    # a build in another region cannot use the VHD: a clear error, nothing created
-    with pytest.raises(CibError, match="is in centralus, target azure/eastus2 in eastus2"):
+    assert len(fake.calls_of("PUT blob*")) == uploads  # used where it is: nothing copied
+    # a build in another region needs a storage account to copy the VHD into
+    with pytest.raises(CibError, match="not in azure/eastus2's region, and the target names "
+                                       "no storage account"):
         build(tmp_path, "azure/eastus2", config=config, disk_record=disk)
 
 
@@ -428,3 +435,145 @@ def test_resource_ids_parse_into_kind_group_and_names():
     assert parse_id(arm_id) == ("gallery-image-version", "rg", ("g", "win", "1.2.3"))
     with pytest.raises(CibError):
         parse_id("/subscriptions/s/resourceGroups/rg/providers/Microsoft.Web/sites/x")
+
+
+# --- a disk image stored in S3 or in another region's storage account ------------------------
+
+BUNDLED_KEY, BUNDLED_GROUP, BUNDLED_STORAGE = "win11-64", "rg-central-us-win11", \
+    "sacentraluswin11"
+VHD = b"\1" * 2048 + bytes(4096) + b"\2" * 1024  # whole 512-byte pages
+
+
+@pytest.fixture
+def s3_and_azure(env, monkeypatch):
+    """moto's S3 (started first: see tests/azure_fake.py) and the ARM fake with the bundled
+    win11-64 key's Central US group; `cib` commands get the fake's adapter."""
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(Azure, "from_environment", classmethod(lambda cls: adapter()))
+    with mock_aws(), AzureFake.running() as served:
+        served.add_group(BUNDLED_GROUP, "centralus")
+        yield served
+
+
+def bundled_disk_record(tmp_path, *, in_s3=True, content=VHD, sha256=None) -> Path:
+    """The bundled key's disk image as its disk-image task records it (uploaded to its S3
+    bucket, or to East US's storage account), written as a `--disk-image` file."""
+    ctx = load_context(BUNDLED_KEY, CONFIG_DIR, artifacts=tmp_path)
+    name = f"{BUNDLED_KEY}-disk-{ctx.digests.disk[:12]}.vhd"
+    digest = hashlib.sha256(content).hexdigest()
+    if in_s3:
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="example-cib-disk-images")
+        s3.put_object(Bucket="example-cib-disk-images", Key=name, Body=content)
+        location, region, platform = f"s3://example-cib-disk-images/{name}", "us-east-1", \
+            "amazon"
+    else:
+        source = tmp_path / name
+        source.write_bytes(content)
+        location = adapter().upload_page_blob(source, "saeastuswin11", "disk-images", name,
+                                              {"cibdiskdigest": ctx.digests.disk,
+                                               "cibsha256": digest})
+        region, platform = "eastus", "azure"
+    record = manifest.disk_image_record(
+        BUNDLED_KEY, platform=platform, region=region, location=location, image_format="vhd",
+        size=len(content), sha256=sha256 or digest, disk_digest=ctx.digests.disk,
+        config_commit=COMMIT, build_task_id=TASK_ID, created=datetime(2026, 11, 21, tzinfo=UTC))
+    path = tmp_path / "disk-image.json"
+    path.write_text(manifest.dumps(record))
+    return path
+
+
+def machine_cli(tmp_path, capsys, record: Path) -> tuple[int, str, str]:
+    status = main(["image", "machine", "--key", BUNDLED_KEY, "--target", "azure/centralus",
+                   "--config-dir", str(CONFIG_DIR), "--artifacts", str(tmp_path / "artifacts"),
+                   "--disk-image", str(record), "--poll-interval", "0"])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_a_bundled_key_with_its_disk_image_in_s3_builds_on_azure(tmp_path, s3_and_azure,
+                                                                 capsys):
+    fake = s3_and_azure
+    record_file = bundled_disk_record(tmp_path)
+    disk = manifest.parse_disk_image(json.loads(record_file.read_text()))
+    status, out, err = machine_cli(tmp_path, capsys, record_file)
+    assert status == 0, err
+    name = disk.location.rsplit("/", 1)[1]
+    url = f"https://{BUNDLED_STORAGE}.blob.core.windows.net/disk-images/{name}"
+    blob = fake.blob(BUNDLED_STORAGE, "disk-images", name)
+    assert blob.kind == "PageBlob" and bytes(blob.content) == VHD
+    assert blob.metadata == {"cibdiskdigest": disk.disk_digest, "cibsha256": disk.sha256}
+    assert len(fake.calls_of("PUT blob/page")) == 1  # the disk step's upload: one chunk
+    (made,) = [i for i in fake.resources("Microsoft.Compute/images")
+               if i["tags"].get("cib:disk-sha256") == disk.sha256]
+    assert made["properties"]["storageProfile"]["osDisk"]["blobUri"] == url
+    assert made["id"].split("/")[4] == BUNDLED_GROUP
+    vm = fake.calls_of("PUT Microsoft.Compute/virtualMachines")[0].body
+    assert vm["properties"]["storageProfile"]["imageReference"] == {"id": made["id"]}
+    record = manifest.parse_machine_image(json.loads(
+        (tmp_path / "artifacts" / "machine-image.json").read_text()))
+    assert record.target == "azure/centralus" and builder_leftovers(fake) == NOTHING_LEFT
+    story = [line.split("] ", 1)[1] for line in out.splitlines()]
+    copying = story.index(f"copying {disk.location} ({len(VHD)} bytes) to {url}, streamed "
+                          "through this worker")
+    assert story[copying + 1] == f"copied {len(VHD)} bytes; SHA-256 {disk.sha256} matches " \
+                                 "the record"
+    assert story[copying + 2] == f"making image {disk.name} of {url}"
+
+
+def test_a_rerun_reuses_the_copied_vhd_and_copies_nothing(tmp_path, s3_and_azure, capsys):
+    fake = s3_and_azure
+    record_file = bundled_disk_record(tmp_path)
+    fake.fail("PUT Microsoft.Compute/images", during="operation", code="InternalError",
+              message="The image could not be created.")  # after the copy: exit 3
+    status, _, err = machine_cli(tmp_path, capsys, record_file)
+    assert status == 3 and "The image could not be created" in err
+    copies = len(fake.calls_of("PUT blob*"))
+    status, out, err = machine_cli(tmp_path, capsys, record_file)
+    assert status == 0, err
+    assert "already holds disk image win11-64-disk-" in out and "streamed" not in out
+    assert len(fake.calls_of("PUT blob*")) == copies
+    # the next run reuses the machine image itself: no VHD, no image, no VM
+    vms = len(fake.calls_of("PUT Microsoft.Compute/virtualMachines"))
+    status, out, _ = machine_cli(tmp_path, capsys, record_file)
+    assert status == 0 and "reusing win11-64-" in out
+    assert len(fake.calls_of("PUT Microsoft.Compute/virtualMachines")) == vms
+    assert len(fake.calls_of("PUT blob*")) == copies
+
+
+def test_an_s3_disk_image_that_is_not_the_recorded_one_exits_2_and_leaves_no_copy(
+        tmp_path, s3_and_azure, capsys):
+    fake = s3_and_azure
+    record_file = bundled_disk_record(tmp_path, sha256="ab" * 32)
+    status, _, err = machine_cli(tmp_path, capsys, record_file)
+    assert status == 2
+    assert f"the copy's SHA-256 is {hashlib.sha256(VHD).hexdigest()} but the disk image " \
+           f"record says {'ab' * 32}; deleted the copy" in err and "Traceback" not in err
+    assert fake.containers[(BUNDLED_STORAGE, "disk-images")] == {}
+    assert fake.resources("Microsoft.Compute/images") == []
+    assert fake.calls_of("PUT Microsoft.Compute/virtualMachines") == []
+
+
+def test_a_vhd_in_another_regions_account_is_copied_server_side(tmp_path, s3_and_azure,
+                                                                capsys):
+    fake = s3_and_azure
+    fake.add_storage_account("saeastuswin11", "disk-images")
+    fake.copy_polls = 2
+    record_file = bundled_disk_record(tmp_path, in_s3=False)
+    disk = manifest.parse_disk_image(json.loads(record_file.read_text()))
+    status, out, err = machine_cli(tmp_path, capsys, record_file)
+    assert status == 0, err
+    name = disk.location.rsplit("/", 1)[1]
+    assert len([c for c in fake.calls_of("PUT blob") if BUNDLED_STORAGE in c.url]) == 1
+    blob = fake.blob(BUNDLED_STORAGE, "disk-images", name)
+    assert bytes(blob.content) == VHD and blob.kind == "PageBlob"
+    assert blob.metadata["cibsha256"] == disk.sha256
+    assert fake.calls_of("POST blob/userdelegationkey")  # the source is read through a SAS
+    # the bytes did not pass through here: no page written to the target's account
+    assert [c for c in fake.calls_of("PUT blob/page") if BUNDLED_STORAGE in c.url] == []
+    assert "a server-side copy" in out and "pending -> success" in out
+    (made,) = [i for i in fake.resources("Microsoft.Compute/images")
+               if i["tags"].get("cib:disk-sha256") == disk.sha256]
+    assert BUNDLED_STORAGE in made["properties"]["storageProfile"]["osDisk"]["blobUri"]

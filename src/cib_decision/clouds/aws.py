@@ -19,6 +19,8 @@ from botocore.exceptions import (
     ClientError,
     NoCredentialsError,
     NoRegionError,
+    ReadTimeoutError,
+    ResponseStreamingError,
 )
 from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
@@ -70,6 +72,24 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+class ObjectStream:
+    """An S3 object read front to back without a local copy (`read(n)`), its `size` known
+    before the first byte; a read that loses the connection is a `TransientError`."""
+
+    def __init__(self, body: Any, size: int, what: str):
+        self.body, self.size, self.what = body, size, what
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self.body.read(None if size < 0 else size)
+        except (ResponseStreamingError, ReadTimeoutError, BotoConnectionError) as exc:
+            raise TransientError(f"lost the connection to S3 while reading {self.what}: "
+                                 f"{exc}") from None
+
+    def close(self) -> None:
+        self.body.close()
+
+
 class S3:
     """The S3 objects of image builds."""
 
@@ -81,6 +101,13 @@ class S3:
         """Download `s3://bucket/key` to `destination`."""
         with aws_errors(f"downloading s3://{bucket}/{key}"):
             self.client.download_file(bucket, key, str(destination))
+
+    def open(self, bucket: str, key: str) -> ObjectStream:
+        """Start streaming `s3://bucket/key` (close it when done)."""
+        what = f"s3://{bucket}/{key}"
+        with aws_errors(f"downloading {what}"):
+            answer = self.client.get_object(Bucket=bucket, Key=key)
+        return ObjectStream(answer["Body"], int(answer["ContentLength"]), what)
 
     def bucket_region(self, bucket: str) -> str:
         """The region `bucket` lives in (S3 says None for us-east-1)."""

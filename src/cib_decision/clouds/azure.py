@@ -27,7 +27,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from azure.core.exceptions import (
     AzureError,
@@ -325,6 +325,15 @@ class Azure:
                                                             polling=polling)
         return Operation(poller, polling, doing)
 
+    def begin_update(self, kind: str, group: str, *names: str, body: Mapping[str, Any]
+                     ) -> Operation:
+        """Start updating (ARM's PATCH) a resource with `body`; the operation to step."""
+        doing = f"updating {self._name(kind, names)} in {group}"
+        polling = SteppedPolling(0)
+        with azure_errors(doing):
+            poller = self._ops(kind).begin_update(group, *names, dict(body), polling=polling)
+        return Operation(poller, polling, doing)
+
     def delete(self, kind: str, group: str, *names: str) -> bool:
         """Delete a resource and wait until it is gone; False when there was none."""
         if self.get(kind, group, *names) is None:
@@ -433,22 +442,99 @@ class Azure:
         """Upload `source` (a fixed VHD: its size a multiple of 512) as a page blob, the form
         Azure makes disks and images from, creating the container when missing; the blob's
         URL. Empty pages are not sent."""
+        with source.open("rb") as handle:
+            return self.upload_page_stream(handle, source.stat().st_size, account, container,
+                                           name, metadata, what=source.name)
+
+    def upload_page_stream(self, stream: BinaryIO, size: int, account: str, container: str,
+                           name: str, metadata: Mapping[str, str], what: str = "") -> str:
+        """Upload `size` bytes read front to back from `stream` (a file, or a download under
+        way) as a page blob, as `upload_page_blob` does; the blob's URL."""
         from azure.storage.blob import BlobType
 
-        size = source.stat().st_size
         if size % 512:
-            raise CibError(f"{source.name}: {size} bytes is not a whole number of 512-byte "
+            raise CibError(f"{what or name}: {size} bytes is not a whole number of 512-byte "
                            "pages; Azure needs a fixed-size VHD")
         service = self.blob_service(account)
         url = blob_url(account, container, name)
         with azure_errors(f"uploading {url}"):
             with contextlib.suppress(ResourceExistsError):
                 service.create_container(container)
-            with source.open("rb") as handle:
-                service.get_blob_client(container, name).upload_blob(
-                    handle, blob_type=BlobType.PAGEBLOB, length=size, metadata=dict(metadata),
-                    overwrite=True, max_concurrency=4)
+            service.get_blob_client(container, name).upload_blob(
+                stream, blob_type=BlobType.PAGEBLOB, length=size, metadata=dict(metadata),
+                overwrite=True, max_concurrency=4)
         return url
+
+    def set_blob_metadata(self, account: str, container: str, name: str,
+                          metadata: Mapping[str, str]) -> None:
+        """Replace a blob's metadata."""
+        url = blob_url(account, container, name)
+        with azure_errors(f"setting the metadata of {url}"):
+            self.blob_service(account).get_blob_client(container, name).set_blob_metadata(
+                dict(metadata))
+
+    def delete_blob(self, account: str, container: str, name: str) -> bool:
+        """Delete a blob; False when there was none."""
+        url = blob_url(account, container, name)
+        with azure_errors(f"deleting {url}"):
+            try:
+                self.blob_service(account).get_blob_client(container, name).delete_blob()
+            except ResourceNotFoundError:
+                return False
+        return True
+
+    def readable_url(self, account: str, container: str, name: str, hours: float = 24.0
+                     ) -> str:
+        """The blob's URL with a read-only user delegation SAS valid for `hours`: what another
+        storage account's copy needs to read a private blob with this Entra credential."""
+        from datetime import UTC, datetime, timedelta
+
+        from azure.storage.blob import BlobSasPermissions, generate_blob_sas
+
+        start = datetime.now(UTC) - timedelta(minutes=5)
+        expiry = start + timedelta(hours=hours)
+        with azure_errors(f"asking {account} for a user delegation key"):
+            key = self.blob_service(account).get_user_delegation_key(start, expiry)
+        sas = generate_blob_sas(account, container, name, user_delegation_key=key,
+                                permission=BlobSasPermissions(read=True), start=start,
+                                expiry=expiry)
+        return f"{blob_url(account, container, name)}?{sas}"
+
+    def begin_blob_copy(self, source_url: str, account: str, container: str, name: str,
+                        metadata: Mapping[str, str]) -> BlobCopy:
+        """Start a server-side copy of `source_url` into a blob of `account` (the container
+        created when missing); the copy to step."""
+        service = self.blob_service(account)
+        url = blob_url(account, container, name)
+        with azure_errors(f"copying {source_url.split('?', 1)[0]} to {url}"):
+            with contextlib.suppress(ResourceExistsError):
+                service.create_container(container)
+            service.get_blob_client(container, name).start_copy_from_url(
+                source_url, metadata=dict(metadata))
+        return BlobCopy(self, account, container, name)
+
+
+class BlobCopy:
+    """A server-side blob copy under way: `state()` asks Storage once (`pending`, `success`,
+    `failed`, `aborted`, `missing`)."""
+
+    ENDED = frozenset({"success", "failed", "aborted", "missing"})
+
+    def __init__(self, azure: Azure, account: str, container: str, name: str):
+        self.azure, self.account, self.container, self.name = azure, account, container, name
+        self.description = ""
+
+    def state(self) -> str:
+        blob = self.azure.blob_service(self.account).get_blob_client(self.container,
+                                                                      self.name)
+        url = blob_url(self.account, self.container, self.name)
+        with azure_errors(f"reading the copy to {url}"):
+            try:
+                copy = blob.get_blob_properties().copy
+            except ResourceNotFoundError:
+                return "missing"
+        self.description = str(copy.status_description or "")
+        return str(copy.status or "success")
 
 
 def blob_url(account: str, container: str, name: str) -> str:

@@ -8,7 +8,9 @@ Steps, each one line (or one line per state change) in the task log:
    the existing image is never touched);
 2. **base**: the builder boots `image.base.azure` (a marketplace image: `publisher`, `offer`,
    `sku`, `version`), or, for keys with a disk image, a managed image made from the disk
-   image's VHD in blob storage (reused by `cib:disk-sha256`);
+   image's VHD in blob storage (reused by `cib:disk-sha256`); a VHD in S3 or in another
+   region's storage account is first copied into the target's storage account
+   (`azure_vhd`);
 3. **network**: the target's network security group (`network.flow`), virtual network and
    subnet are created when missing (and kept: they are the target's, not the builder's);
 4. **launch** a builder VM in the target's resource group (size `machine.type`, or
@@ -40,9 +42,11 @@ from datetime import datetime
 from typing import Any
 
 from .. import manifest
-from ..clouds.azure import Azure, Operation, parse_blob_url, run_command_output
+from ..clouds.aws import S3
+from ..clouds.azure import Azure, Operation, run_command_output
 from ..config import Target, normalise_region
 from ..errors import BuildError, CibError
+from .azure_vhd import vhd_url
 from .bootstrap import bash_script, is_windows, powershell
 from .context import BuildContext
 from .identity import (
@@ -239,6 +243,7 @@ class AzureBuild:
     disk_record: manifest.DiskImageRecord | None = None
     timeouts: Timeouts = field(default_factory=Timeouts)
     password: Callable[[], str] = random_password
+    s3: Callable[[], S3] = S3  # only for a disk image in S3
 
     @property
     def group(self) -> str:
@@ -287,18 +292,12 @@ def base_image(ctx: BuildContext, build: AzureBuild) -> dict[str, Any]:
 
 def disk_image(ctx: BuildContext, build: AzureBuild) -> str:
     """A managed image of the disk image's VHD in the target's group (reused by
-    `cib:disk-sha256`); its id."""
+    `cib:disk-sha256`), the VHD first copied into the target's region when it is in S3 or
+    another region (`azure_vhd`); its id."""
     record = build.disk_record
     if record is None:
         raise CibError(f"{ctx.key.name} has no image.base.azure: give the disk image record "
                        "(CIB_DISK_IMAGE_TASK_ID in the task, or --disk-image FILE)")
-    if parse_blob_url(record.location) is None:
-        raise CibError(f"disk image {record.location} is not in Azure blob storage: Azure "
-                       "builds make images from a VHD blob (image.target platform azure)")
-    if normalise_region(record.region) != build.location:
-        raise CibError(f"disk image {record.location} is in {record.region}, target "
-                       f"{build.target.id} in {build.location}: Azure makes images from a VHD "
-                       "in the image's own region")
     identity = {f"{TAG_PREFIX}disk-sha256": record.sha256}
     found = [i for i in build.azure.tagged("image", build.group, identity)
              if i["properties"].get("provisioningState") == "Succeeded"]
@@ -306,6 +305,7 @@ def disk_image(ctx: BuildContext, build: AzureBuild) -> str:
         ctx.progress.say(f"disk image {record.name} was made into image {found[0]['name']} "
                          "before")
         return found[0]["id"]
+    vhd = vhd_url(ctx, build.azure, record, build.target, build.s3, build.timeouts.interval)
     tags = {"Name": record.name, f"{TAG_PREFIX}key": ctx.key.name,
             f"{TAG_PREFIX}disk-digest": record.disk_digest, **identity,
             f"{TAG_PREFIX}build-task-id": ctx.task_id}
@@ -313,9 +313,9 @@ def disk_image(ctx: BuildContext, build: AzureBuild) -> str:
     body = {"location": build.location, "tags": tags, "properties": {
         "hyperVGeneration": hyperv(build.target),
         "storageProfile": {"osDisk": {"osType": os_type, "osState": "Generalized",
-                                      "blobUri": record.location,
+                                      "blobUri": vhd,
                                       "storageAccountType": "Premium_LRS"}}}}
-    ctx.progress.say(f"making image {record.name} of {record.location}")
+    ctx.progress.say(f"making image {record.name} of {vhd}")
     image = _await(ctx, f"image {record.name} to be created",
                    build.azure.begin_create("image", build.group, record.name, body=body),
                    build.timeouts.image, build)
