@@ -3,15 +3,20 @@ earlier one exactly, against the local Taskcluster (`dev_taskcluster`)."""
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
+import yaml
 
 import taskcluster
 from cib_decision import manifest, pools
 from cib_decision.lifecycle import pointers
 from cib_decision.naming import pr_pool_id
+from cib_decision.signing import SigningKey, sign_release
 
 from .conftest import CONFIG_DIR
 from .pools_support import release_of
+from .signing_keys import generate
 from .test_pools_deploy import cib, in_task, task  # noqa: F401 (a fixture, used by name)
 
 AZURE = "gecko-t/win10-64-azure"
@@ -126,3 +131,46 @@ def test_rollback_needs_a_known_environment(dev_taskcluster, monkeypatch, capsys
     monkeypatch.delenv("CIB_ENVIRONMENT")
     code, _, err = rollback(capsys, *option)
     assert code == 2 and "environment" in err
+
+
+@pytest.fixture
+def signing_config(tmp_path):
+    """The bundled config, its staging environment signing releases with a test key (public
+    key in the repository beside the config, as `signing.public-key` names it)."""
+    key = generate("rollback-signer")
+    config = tmp_path / "config"
+    shutil.copytree(CONFIG_DIR, config)
+    environments = yaml.safe_load((config / "environments.yaml").read_text())
+    environments["staging"]["signing"] = {
+        "secret": "project/cib/level-{level}/release-signing",
+        "public-key": "keys/release-level-{level}.asc"}
+    (config / "environments.yaml").write_text(yaml.safe_dump(environments))
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "release-level-3.asc").write_text(key.public)
+    return config, SigningKey.from_secret(key.secret(), "test")
+
+
+def test_in_a_signing_environment_rollback_refuses_an_unsigned_release(
+        dev_taskcluster, monkeypatch, capsys, signing_config):
+    config, _ = signing_config
+    deploy(dev_taskcluster, monkeypatch, capsys, release_of(AZURE))
+    deploy(dev_taskcluster, monkeypatch, capsys, release_of(AZURE, build=1))
+    before = served(dev_taskcluster)
+    code, _, err = rollback(capsys, "--config-dir", str(config))
+    assert code == 2 and "signature" in err
+    assert served(dev_taskcluster) == before
+    assert [action for action, _, _ in history(dev_taskcluster)] == ["deploy", "deploy"]
+
+
+def test_in_a_signing_environment_rollback_redeploys_a_signed_release(
+        dev_taskcluster, monkeypatch, capsys, signing_config):
+    config, key = signing_config
+    first, _ = sign_release(release_of(AZURE), key)
+    second, _ = sign_release(release_of(AZURE, build=1), key)
+    deploy(dev_taskcluster, monkeypatch, capsys, first, "--config-dir", str(config))
+    after_first = served(dev_taskcluster)
+    deploy(dev_taskcluster, monkeypatch, capsys, second, "--config-dir", str(config))
+    code, _, err = rollback(capsys, "--config-dir", str(config))
+    assert code == 0, err
+    assert "signed by" in err
+    assert served(dev_taskcluster) == after_first

@@ -101,7 +101,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         fleet=fleet, environment=environment, pool_id=args.pool, to=args.to,
         index=taskcluster.Index(options), queue=taskcluster.Queue(options),
         wm=taskcluster.WorkerManager(options), store=_store(options), log=progress.say,
-        dry_run=args.dry_run)
+        config_dir=args.config_dir, dry_run=args.dry_run)
     verb = "would run" if args.dry_run else "runs"
     progress.say(f"{result.pool_id} {verb} release {result.chosen.release.sha256[:12]} "
                  f"again (was {result.current.release.sha256[:12]}; pool "

@@ -5,7 +5,8 @@ redeploy it (orchestration).
 2. **choose** the release: the one `--to` names (a sha256, at least 12 hex digits of one, or the
    id of the task holding it), which must be in the history, else the previous one
    (`pointers.previous_release`: a second rollback goes further back);
-3. **verify** its record (`public/release.json` of the task the entry names: seal, key);
+3. **verify** its record (`public/release.json` of the task the entry names: seal, key, and
+   its signature when the environment signs its releases, as every pool deploy checks);
 4. **deploy** the pool from its images (`pools.apply`: a diff; locations the release has no
    image for keep the one they run);
 5. **record** a `rollback` entry in the history (append-only) and point the pool at it.
@@ -16,12 +17,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .. import pools
 from ..config import Environment, Fleet
 from ..errors import CibError
 from ..manifest import Release
+from ..signing import check_releases
 from ..tcschemas import SchemaStore
 from . import pointers
 
@@ -69,7 +72,7 @@ def choose(history: list[pointers.Entry], to: str | None, pool_id: str) -> point
 
 def rollback(*, fleet: Fleet, environment: Environment, pool_id: str, to: str | None,
              index: Any, queue: Any, wm: Any, store: SchemaStore, log: Log,
-             dry_run: bool = False) -> Rollback:
+             config_dir: str | Path, dry_run: bool = False) -> Rollback:
     """Roll pool `pool_id` back in `environment` (steps in the module docstring)."""
     key, pool = pools.find_pool(fleet, pool_id)
     history = pointers.history(index, environment.name, pool_id)
@@ -83,6 +86,7 @@ def rollback(*, fleet: Fleet, environment: Environment, pool_id: str, to: str | 
     if release.key != key.name:
         raise CibError(f"release {release.sha256[:12]} is of key {release.key}; {pool_id} "
                        f"runs images of {key.name}")
+    check_releases([release], environment, config_dir, key.name, log)
     log(f"release {release.sha256[:12]} verifies: {len(release.images)} images, config "
         f"{release.config_commit[:12]}, created {release.created}")
     request = pools.PoolRequest(key, pool, environment)
