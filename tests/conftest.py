@@ -16,7 +16,7 @@ REFERENCE = SHARED / "reference"
 REFERENCE_CONFIG = REFERENCE / "cib-config"
 FAKE_ROOT_URL = "https://tc.example.com"
 
-pytest_plugins = ["cib_decision.devtc.testing"]
+pytest_plugins = ["cib_decision.devtc.testing", "tests.promote_support"]
 
 
 def require_reference(path: Path = REFERENCE) -> Path:

@@ -5,9 +5,7 @@ nothing."""
 
 from __future__ import annotations
 
-import json
 import os
-from datetime import UTC, datetime
 
 import boto3
 import pytest
@@ -16,56 +14,30 @@ from moto import mock_aws
 import taskcluster
 from cib_decision import manifest
 from cib_decision.config import DirectorySource, load_fleet
-from cib_decision.devtc.harness import DevTaskcluster
-from cib_decision.devtc.testing import require_schemas
 from cib_decision.digests import fleet_digests
 from cib_decision.lifecycle import pointers
 from cib_decision.lifecycle.promote import plan_copies
 from cib_decision.manifest import ReleaseImage
 
+from . import promote_support as support
 from .conftest import CONFIG_DIR
-from .test_pools_deploy import cib, task
+from .promote_support import BUILD_TASK, COMMIT, CREATED, promoted_record, writes
 
 KEY, POOL = "win2022-64", "gecko-1/win2022-64-aws"
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
-BUILD_TASK = "fN1SbArXTPSVFNUvaOlinQ"
-CREATED = datetime(2026, 11, 21, 13, 0, tzinfo=UTC)
-WRITES = ("worker-manager.createWorkerPool", "worker-manager.updateWorkerPool",
-          "index.insertTask")
-
-
-@pytest.fixture(scope="module")
-def staging_server():
-    """A second local Taskcluster: the staging deployment."""
-    require_schemas()
-    with DevTaskcluster() as server:
-        yield server
 
 
 @pytest.fixture
-def staging(staging_server):
-    staging_server.reset()
-    return staging_server
-
-
-@pytest.fixture
-def production(dev_taskcluster, monkeypatch, tmp_path):
-    """moto's AWS and the environment of a promote task in production (the promote action's
-    role); its artifacts directory is `tmp_path / "artifacts"`."""
+def production(production_task, monkeypatch):
+    """moto's AWS and a promote task in production."""
     for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1",
-                        **dev_taskcluster.environ("action:promote")}.items():
+                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
         monkeypatch.setenv(name, value)
-    for name in ("TASKCLUSTER_PROXY_URL", "CIB_ENVIRONMENT"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("TASK_ID", task(dev_taskcluster))
     with mock_aws():
-        yield dev_taskcluster
+        yield production_task
 
 
 def digest() -> str:
-    fleet = load_fleet(DirectorySource(str(CONFIG_DIR)))
-    return fleet_digests(fleet)[KEY].machines["amazon/us-east-1"]
+    return support.machine_digest(KEY, "amazon/us-east-1")
 
 
 def staging_build(regions=("us-east-1",)) -> list[ReleaseImage]:
@@ -90,31 +62,11 @@ def staging_build(regions=("us-east-1",)) -> list[ReleaseImage]:
 
 
 def released_in_staging(staging, images, forge=None) -> manifest.Release:
-    """The release of `images`, left by a staging tag task and pointed at by staging
-    (`forge` edits the record the task leaves)."""
-    fleet = load_fleet(DirectorySource(str(CONFIG_DIR)))
-    release = manifest.release_record(KEY, disk_digest=fleet_digests(fleet)[KEY].disk,
-                                      disk_sha256=None, config_commit=COMMIT, created=CREATED,
-                                      images=images)
-    tag, data = task(staging), release.to_json()
-    if forge:
-        forge(data)
-    staging.resolve_task(tag, artifacts={manifest.RELEASE_ARTIFACT: data})
-    pointers.set_release(taskcluster.Index(staging.options()), "staging",
-                         pointers.ReleaseRef(KEY, release.sha256, tag), "deploy",
-                         lambda _: None)
-    return release
+    return support.released_in_staging(staging, KEY, images, forge)
 
 
 def promote(capsys, staging, tmp_path, *extra):
-    return cib(capsys, "promote", "--key", KEY, "--from", "staging", "--to", "production",
-               "--from-root-url", staging.root_url, "--config-dir", str(CONFIG_DIR),
-               "--artifacts", str(tmp_path / "artifacts"), *extra)
-
-
-def promoted_record(tmp_path) -> manifest.Release:
-    data = json.loads((tmp_path / "artifacts" / "release.json").read_text())
-    return manifest.verify(manifest.parse_release(data))
+    return support.promote(capsys, staging, tmp_path, KEY, *extra)
 
 
 def images_in(region):
@@ -130,11 +82,6 @@ def instances():
 def running(dev):
     return {lc["region"]: lc["launchConfig"]["ImageId"]
             for lc in dev.worker_pools()[POOL]["config"]["launchConfigs"]}
-
-
-def writes(dev):
-    requests = dev.stats()["requests"]
-    return sum(requests.get(method, 0) for method in WRITES)
 
 
 def test_promotion_copies_the_missing_region_without_building_and_deploys_production(
