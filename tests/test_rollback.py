@@ -174,3 +174,40 @@ def test_in_a_signing_environment_rollback_redeploys_a_signed_release(
     assert code == 0, err
     assert "signed by" in err
     assert served(dev_taskcluster) == after_first
+
+
+def test_a_deploy_without_new_images_takes_the_keys_current_release(
+        dev_taskcluster, monkeypatch, capsys):
+    """`pool-deploy`: the worker-pool task has no builds to read; the pool gets the images of
+    the key's current release in the environment, and its history records them."""
+    release = release_of(AZURE)
+    tag = task(dev_taskcluster)
+    dev_taskcluster.resolve_task(tag, artifacts={manifest.RELEASE_ARTIFACT: release.to_json()})
+    index = taskcluster.Index(dev_taskcluster.options())
+    pointers.set_release(index, "staging", pointers.ReleaseRef("win10-64", release.sha256, tag),
+                         "deploy", lambda _: None)
+    monkeypatch.setenv("TASK_ID", task(dev_taskcluster))
+    code, _, err = cib(capsys, "pool", "apply", "--config-dir", str(CONFIG_DIR), "--pool", AZURE)
+    assert code == 0, err
+    assert f"deploying win10-64's current release in staging, {release.sha256[:12]}" in err
+    deployed = dev_taskcluster.worker_pools()[AZURE]
+    ids = {c["storageProfile"]["imageReference"]["id"]
+           for c in deployed["config"]["launchConfigs"]}
+    assert ids == {image.id for image in release.images}
+    assert history(dev_taskcluster) == [("deploy", release.sha256, tag)]
+
+
+def test_a_deploy_without_new_images_or_a_current_release_keeps_what_runs(
+        dev_taskcluster, monkeypatch, capsys, tmp_path):
+    release_file = tmp_path / "release.json"
+    release_file.write_text(manifest.dumps(release_of(AZURE)))
+    code, _, err = cib(capsys, "pool", "apply", "--config-dir", str(CONFIG_DIR), "--pool", AZURE,
+                       "--release", str(release_file))  # by hand: no pointer recorded
+    assert code == 0, err
+    before = served(dev_taskcluster)
+    monkeypatch.setenv("TASK_ID", task(dev_taskcluster))
+    code, _, err = cib(capsys, "pool", "apply", "--config-dir", str(CONFIG_DIR), "--pool", AZURE)
+    assert code == 0, err
+    assert "win10-64 has no current release in staging" in err
+    assert served(dev_taskcluster) == before
+    assert history(dev_taskcluster) == []

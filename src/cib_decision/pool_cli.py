@@ -141,6 +141,12 @@ def cmd_apply(args: argparse.Namespace) -> int:
     # An environment that signs its releases deploys no release whose signature fails.
     check_releases(records, request.environment, args.config_dir, request.key.name, _log)
     images = pools.collect_images(records, request.key.name, _log)
+    if not images and not request.pull_request and not args.release:
+        # `pool-deploy` (or a dependency that left nothing): the key's current release
+        sources = _current_release(options, request)
+        check_releases([r for _, r in sources], request.environment, args.config_dir,
+                       request.key.name, _log)
+        images = pools.collect_images([r for _, r in sources], request.key.name, _log)
     if not images:
         _log(f"{request.pool_id}: no new images given: every location keeps the image it runs")
     wm = taskcluster.WorkerManager(options)
@@ -151,6 +157,24 @@ def cmd_apply(args: argparse.Namespace) -> int:
     elif not request.pull_request:  # per-PR pools are never pointed at
         record_deploy(taskcluster.Index(options), request, sources)
     return 0
+
+
+def _current_release(options: dict[str, Any], request: pools.PoolRequest
+                     ) -> list[tuple[str, Release]]:
+    """The key's current release in the environment (`release.<key>.latest` of its index:
+    the newest images released, by a deploy or a promotion), as a (task, record) source;
+    none when the key was never released there."""
+    environment = request.environment.name
+    current = pointers.find(taskcluster.Index(options),
+                            pointers.release_path(environment, request.key.name))
+    if current is None:
+        _log(f"{request.pool_id}: {request.key.name} has no current release in {environment}")
+        return []
+    release = pointers.read_release(taskcluster.Queue(options), current.release)
+    _log(f"{request.pool_id}: deploying {request.key.name}'s current release in {environment}, "
+         f"{release.sha256[:12]} (task {current.release.task_id}, {current.action} "
+         f"{current.recorded})")
+    return [(current.release.task_id, release)]
 
 
 def record_deploy(index: Any, request: pools.PoolRequest,
