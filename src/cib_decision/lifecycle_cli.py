@@ -114,8 +114,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     promote_parser = commands.add_parser(
         "promote", help="release another environment's current release of a key here",
         description="Reads the --from environment's current release of --key, verifies it, "
-                    "copies its AWS images to regions of the key's pools that lack them, "
-                    "writes the promoted public/release.json, deploys the key's pools in "
+                    "copies its AWS and Azure images to regions of the key's pools that lack "
+                    "them, writes the promoted public/release.json, deploys the key's pools in "
                     "--to and points --to at it. Never builds; a rerun changes nothing.")
     promote_parser.add_argument("--key", required=True, metavar="K")
     promote_parser.add_argument("--from", dest="source", required=True, metavar="ENV")
