@@ -38,6 +38,8 @@ Test hooks:
   is accepted and its long-running operation ends `Failed` with that error instead.
 - `on_run_command(vm, body)`: what a VM's run command does (default: the script runs to its end;
   a script that stops the computer leaves the VM `stopped`); see `RunCommandOutcome`.
+- `replication_failures`: regions whose replica of a gallery image version ends `Failed` in
+  its `replicationStatus` (the version itself succeeds, as on ARM).
 - inspection: `resources(type)`, `resource(id)`, `calls` / `calls_of(kind)`, `blobs`.
 - `StaticToken`: the credential tests give the SDK clients (no token endpoint involved).
 
@@ -452,11 +454,16 @@ class AzureFake:
             regions = (resource["properties"].get("publishingProfile") or {}).get(
                 "targetRegions") or [{"name": resource["location"]}]
             done = resource["properties"]["provisioningState"] == "Succeeded"
+            summary = [{"region": r["name"], "state": "Completed" if done else "Replicating",
+                        "progress": 100 if done else 50} for r in regions]
+            for entry in summary:
+                if done and normal_location(entry["region"]) in self.replication_failures:
+                    entry.update(state="Failed", progress=0, details="Replication failed: "
+                                 "the storage account of the region is not available.")
+            states = {e["state"] for e in summary}
             view["properties"]["replicationStatus"] = {
-                "aggregatedState": "Completed" if done else "InProgress",
-                "summary": [{"region": r["name"], "state": "Completed" if done else
-                             "Replicating", "progress": 100 if done else 50}
-                            for r in regions]}
+                "aggregatedState": "Failed" if "Failed" in states else
+                "Completed" if done else "InProgress", "summary": summary}
         return view
 
     def _instance_view(self, vm: dict[str, Any]) -> dict[str, Any]:
@@ -621,11 +628,26 @@ class AzureFake:
     def _patch(self, arm_id: str, body: dict[str, Any], kind: str
                ) -> tuple[int, dict[str, str], str]:
         resource = self._get(arm_id)
+        if resource["properties"].get("provisioningState") in ("Creating", "Updating",
+                                                                "Deleting"):
+            raise ArmFailure(409, "Conflict", f"Resource {arm_id} is busy: its last operation "
+                             "has not finished")
         if "tags" in body:
             resource["tags"] = dict(body["tags"] or {})
         for key, value in (body.get("properties") or {}).items():
             resource["properties"][key] = value
-        operation = self._begin(kind, resource.get("location", "westus"), lambda: None)
+        updating = bool(body.get("properties"))  # under way until its operation completes
+        if updating:
+            resource["properties"]["provisioningState"] = "Updating"
+
+        def complete() -> None:
+            if updating:
+                resource["properties"]["provisioningState"] = "Succeeded"
+
+        operation = self._begin(kind, resource.get("location", "westus"), complete)
+        if updating:
+            operation.on_failure = lambda: resource["properties"].update(
+                provisioningState="Failed")
         namespace = resource["type"].split("/", 1)[0]
         return self._json(200, self._view(resource),
                           self._operation_headers(operation, namespace))
@@ -1137,9 +1159,18 @@ def _check_gallery_version(fake: AzureFake, version: dict[str, Any],
     if "/virtualmachines/" in source_id.lower():
         _generalized(fake, source_id, "storageProfile.source.virtualMachineId")
     else:
-        _reference(fake, source_id, "storageProfile.source.id")
+        source = _reference(fake, source_id, "storageProfile.source.id")
+        if existing is None and normal_location(source.get("location", "")) != \
+                version["location"]:
+            raise ArmFailure(400, "InvalidParameter", f"The source {source_id} is in "
+                             f"{source.get('location')}; a gallery image version must be "
+                             f"created in the source's region, not {version['location']}.")
     profile = version["properties"].setdefault("publishingProfile", {})
     regions = profile.setdefault("targetRegions", [{"name": version["location"]}])
+    if version["location"] not in {normal_location(r.get("name", "")) for r in regions}:
+        raise ArmFailure(400, "InvalidParameter", "publishingProfile.targetRegions must "
+                         f"include the gallery image version's own region "
+                         f"{version['location']}.")
     for region in regions:
         region.setdefault("regionalReplicaCount", 1)
     profile.setdefault("publishedDate", _now())

@@ -477,21 +477,28 @@ def capture(ctx: BuildContext, build: AzureBuild, vm: str, name: str
 def ensure_definition(ctx: BuildContext, build: AzureBuild, gallery: str) -> str:
     """The gallery (and the key's image definition in it), created when missing; the
     definition's name."""
-    azure, group = build.azure, build.group
     definition = image_definition(ctx.key.name)
+    ensure_gallery_image(build.azure, build.group, build.location, gallery, definition,
+                         os_type="Windows" if is_windows(ctx.key.image) else "Linux",
+                         generation=hyperv(build.target), say=ctx.progress.say)
+    return definition
+
+
+def ensure_gallery_image(azure: Azure, group: str, location: str, gallery: str,
+                         definition: str, *, os_type: str, generation: str,
+                         say: Callable[[str], None]) -> None:
+    """A gallery in `group` and a generalized image definition in it (publisher `cib`, offer
+    the definition, sku `default`), each created when missing."""
     if azure.get("gallery", group, gallery) is None:
         azure.create("gallery", group, gallery, body={
-            "location": build.location,
-            "properties": {"description": "cib machine images"}})
-        ctx.progress.say(f"created gallery {gallery} in {group}")
+            "location": location, "properties": {"description": "cib machine images"}})
+        say(f"created gallery {gallery} in {group}")
     if azure.get("gallery-image", group, gallery, definition) is None:
         azure.create("gallery-image", group, gallery, definition, body={
-            "location": build.location, "properties": {
-                "osType": "Windows" if is_windows(ctx.key.image) else "Linux",
-                "osState": "Generalized", "hyperVGeneration": hyperv(build.target),
+            "location": location, "properties": {
+                "osType": os_type, "osState": "Generalized", "hyperVGeneration": generation,
                 "identifier": {"publisher": "cib", "offer": definition, "sku": "default"}}})
-        ctx.progress.say(f"created image definition {gallery}/{definition}")
-    return definition
+        say(f"created image definition {gallery}/{definition}")
 
 
 def clean_up(ctx: BuildContext, build: AzureBuild, ledger: Ledger) -> None:

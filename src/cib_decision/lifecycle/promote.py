@@ -8,12 +8,14 @@ images another environment built and verified, without building anything (orches
    (a region filtered out of the staging build, or whose build failed) gets a copy of a
    release image of the same platform and the same machine digest as the config gives that
    target (equal digests: the copy is what a build would make). A location with no such image
-   is named and keeps the image it runs. Only AWS images are copied (`copy_image`);
+   is named and keeps the image it runs. AWS and Azure images are copied; Google ones not yet;
 3. **copy**, reusing a copy already there (same name and identity tags: a rerun copies
-   nothing), and wait until each copy is available;
+   nothing), and wait until each copy is available: AWS with `copy_image`, Azure by
+   replicating a gallery version to the region or publishing a managed image as one
+   (`promote_azure`);
 4. **seal** the promoted release: the same digests, config commit and `created`, the release's
    images and the copies; with no copy it is the source release itself (same sha256);
-5. **record** it as `public/release.json` of this task, tag the copies with its seal,
+5. **record** it as `public/release.json` of this task, tag the new copies with its seal,
    **deploy** the key's pools in the target environment from it (`pools.apply`), append each
    pool's history and point the key's release at this task.
 
@@ -23,6 +25,7 @@ sha256), writes no pool and no pointer.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,10 +40,11 @@ from ..images.aws_machine import IMAGE_DONE, IMAGE_FAILED, identity_tags, reusab
 from ..images.progress import Progress
 from ..manifest import Release, ReleaseImage
 from ..tcschemas import SchemaStore
-from . import pointers
+from . import pointers, promote_azure
 
 COPY_TIMEOUT = 2 * 3600.0
 RELEASE_TAG = "cib:release-sha256"
+COPIED = ("amazon", "azure")  # the platforms whose images a promotion copies
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,7 @@ def plan_copies(key: ImageKey, digests: KeyDigests, release: Release) -> Plan:
                 else None
             source = next((i for i in release.images if i.platform == target.platform
                            and i.machine_digest == wanted), None)
-            if source is None or target.platform != "amazon":
+            if source is None or target.platform not in COPIED:
                 why = ("the release has no image of its machine digest" if source is None
                        else f"copying {target.platform} images is not supported yet")
                 plan.unserved.append(f"{pool.id} {target.platform}/{region}: {why}")
@@ -175,20 +179,39 @@ def copy_images(plan: Plan, key: str, ec2_for: Callable[[str], EC2], progress: P
 
 def tag_copies(copies: dict[tuple[str, str], str], release: Release,
                ec2_for: Callable[[str], EC2]) -> None:
-    """Tag each copy (and its snapshots) with the promoted release's seal."""
+    """Tag each AWS copy (and its snapshots) with the promoted release's seal."""
     for (_, region), image_id in copies.items():
         ec2_for(region).tag_image(image_id, {RELEASE_TAG: release.sha256})
+
+
+def copy_all(plan: Plan, image_key: ImageKey, ec2_for: Callable[[str], EC2],
+             azure: Callable[[], Any], progress: Progress, interval: float
+             ) -> tuple[dict[tuple[str, str], str], dict[tuple[str, str], str]]:
+    """The AWS and the Azure copies of the plan (`{(entry target, region): image id}`)."""
+    on = {p: Plan([c for c in plan.copies if c.target.platform == p]) for p in COPIED}
+    aws = copy_images(on["amazon"], image_key.name, ec2_for, progress, interval)
+    made = promote_azure.copy_images(on["azure"].copies, image_key, azure(), progress,
+                                     interval) if on["azure"].copies else {}
+    return aws, made
+
+
+def _azure() -> Any:
+    from ..clouds.azure import Azure
+
+    return Azure.from_environment()
 
 
 def promote(*, fleet: Fleet, key: str, source: Environment, target: Environment,
             source_index: Any, source_queue: Any, index: Any, wm: Any, store: SchemaStore,
             ec2_for: Callable[[str], EC2], task_id: str | None, artifacts: Path,
             progress: Progress, digests: KeyDigests, dry_run: bool = False,
-            interval: float = 15.0) -> Promotion:
+            interval: float = 15.0, azure: Callable[[], Any] = _azure) -> Promotion:
     """Promote `key`'s current release from `source` to `target` (steps in the module
-    docstring). `task_id` is the task whose `public/release.json` the pointers will name."""
+    docstring). `task_id` is the task whose `public/release.json` the pointers will name;
+    `azure` gives the Azure adapter, asked for only when there are Azure copies."""
     if source.name == target.name:
         raise CibError(f"--from and --to are both {source.name}")
+    azure = functools.cache(azure)
     if key not in fleet.keys:
         raise CibError(f"no image key {key!r} in the config")
     image_key = fleet.keys[key]
@@ -207,9 +230,14 @@ def promote(*, fleet: Fleet, key: str, source: Environment, target: Environment,
             pools.apply(wm, pools.PoolRequest(image_key, pool, target), release.images, store,
                         progress.say, dry_run=True)
         return Promotion(release, release, {}, [])
-    copied = copy_images(plan, key, ec2_for, progress, interval)
+    aws_copies, azure_copies = copy_all(plan, image_key, ec2_for, azure, progress, interval)
+    copied = {**aws_copies, **azure_copies}
     promoted = promoted_release(release, copied, plan)
-    tag_copies(copied, promoted, ec2_for)
+    tag_copies(aws_copies, promoted, ec2_for)
+    sources = {c.source.id for c in plan.copies}
+    if any(i not in sources for i in azure_copies.values()):  # a version of a managed image
+        promote_azure.tag_copies([i for i in azure_copies.values() if i not in sources],
+                                 {RELEASE_TAG: promoted.sha256}, azure())
     progress.say(f"promoted release {promoted.sha256}" + (
         f" (release {release.sha256[:12]} and {len(copied)} copies)" if copied
         else " (the release itself: every location has its image)"))
