@@ -1,7 +1,8 @@
 """`cib image tag --key K` for a key with Azure targets: the images are built through the real
 Azure SDK against the ARM fake (tests/azure_fake.py), their records served by the local
 Taskcluster (`dev_taskcluster`); the tag task tags each managed image, and a gallery version
-once however many regions it is replicated to, with the build's tags and the release's seal."""
+once however many regions it is replicated to, with the build's tags and the release's seal.
+A Google image is still released untagged, with a line saying so."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from cib_decision.images.context import load_context
 from cib_decision.images.progress import Progress
 
 from .azure_fake import AzureFake
+from .conftest import CONFIG_DIR
 from .imagefleet import COMMIT
 from .test_image_machine_azure import GROUP, Clock, adapter, write_fleet
 from .test_image_tag import cib, create_task, tag_task
@@ -109,3 +111,28 @@ def test_an_image_gone_since_its_build_exits_3_and_writes_no_release(
     assert status == 3
     assert f"image {record.image_id} does not exist" in err
     assert not (tmp_path / "artifacts" / "release.json").exists()
+
+
+def test_a_google_image_is_released_untagged_with_a_line_saying_so(
+        tmp_path, env, dev_taskcluster, capsys):
+    monkeypatch, fake = env
+    ctx = load_context("ubuntu-2404", CONFIG_DIR, artifacts=tmp_path / "x")
+    (target,) = [t for t in ctx.key.targets if t.platform == "google"]
+    machine = ctx.digests.machines[target.id]
+    build = create_task(dev_taskcluster)
+    record = manifest.machine_image_record(
+        "ubuntu-2404", target, image_id=f"projects/example/global/images/ubuntu-2404-"
+                                        f"{machine[:12]}",
+        machine_digest=machine, disk_digest=ctx.digests.disk, config_commit=COMMIT,
+        build_task_id=build, created=datetime(2026, 11, 21, 12, 0, tzinfo=UTC))
+    dev_taskcluster.resolve_task(build, artifacts={
+        manifest.MACHINE_IMAGE_ARTIFACT: record.to_json()})
+    tag_task(monkeypatch, dev_taskcluster, [build])
+    status, out, err = cib(capsys, "image", "tag", "--key", "ubuntu-2404", "--config-dir",
+                           str(CONFIG_DIR), "--artifacts", str(tmp_path / "artifacts"))
+    assert status == 0, err
+    assert f"{target.id}: tagging google images is not supported yet; {record.image_id} is " \
+           "released untagged" in out
+    release = json.loads((tmp_path / "artifacts" / "release.json").read_text())
+    assert [(i["target"], i["id"]) for i in release["images"]] == [(target.id, record.image_id)]
+    assert fake.calls == []  # nothing asked of Azure (nor of AWS: no record of it)
