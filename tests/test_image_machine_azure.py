@@ -577,3 +577,15 @@ def test_a_vhd_in_another_regions_account_is_copied_server_side(tmp_path, s3_and
     (made,) = [i for i in fake.resources("Microsoft.Compute/images")
                if i["tags"].get("cib:disk-sha256") == disk.sha256]
     assert BUNDLED_STORAGE in made["properties"]["storageProfile"]["osDisk"]["blobUri"]
+
+
+def test_a_failed_server_side_copy_exits_3_and_is_not_left_to_be_reused(tmp_path, s3_and_azure,
+                                                                         capsys):
+    fake = s3_and_azure
+    fake.add_storage_account("saeastuswin11", "disk-images")
+    fake.copy_outcome = "failed"
+    status, _, err = machine_cli(tmp_path, capsys, bundled_disk_record(tmp_path, in_s3=False))
+    assert status == 3
+    assert "state failed after" in err and "Copy failed when reading the source" in err
+    assert fake.containers[(BUNDLED_STORAGE, "disk-images")] == {}
+    assert fake.resources("Microsoft.Compute/images") == []

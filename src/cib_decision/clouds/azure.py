@@ -455,15 +455,21 @@ class Azure:
         if size % 512:
             raise CibError(f"{what or name}: {size} bytes is not a whole number of 512-byte "
                            "pages; Azure needs a fixed-size VHD")
-        service = self.blob_service(account)
         url = blob_url(account, container, name)
-        with azure_errors(f"uploading {url}"):
+        with self._writing(account, container, name, f"uploading {url}") as blob:
+            blob.upload_blob(stream, blob_type=BlobType.PAGEBLOB, length=size,
+                             metadata=dict(metadata), overwrite=True, max_concurrency=4)
+        return url
+
+    @contextlib.contextmanager
+    def _writing(self, account: str, container: str, name: str, doing: str) -> Iterator[Any]:
+        """The client of a blob about to be written, its container created when missing;
+        errors while `doing` it are cib's."""
+        service = self.blob_service(account)
+        with azure_errors(doing):
             with contextlib.suppress(ResourceExistsError):
                 service.create_container(container)
-            service.get_blob_client(container, name).upload_blob(
-                stream, blob_type=BlobType.PAGEBLOB, length=size, metadata=dict(metadata),
-                overwrite=True, max_concurrency=4)
-        return url
+            yield service.get_blob_client(container, name)
 
     def set_blob_metadata(self, account: str, container: str, name: str,
                           metadata: Mapping[str, str]) -> None:
@@ -504,13 +510,9 @@ class Azure:
                         metadata: Mapping[str, str]) -> BlobCopy:
         """Start a server-side copy of `source_url` into a blob of `account` (the container
         created when missing); the copy to step."""
-        service = self.blob_service(account)
-        url = blob_url(account, container, name)
-        with azure_errors(f"copying {source_url.split('?', 1)[0]} to {url}"):
-            with contextlib.suppress(ResourceExistsError):
-                service.create_container(container)
-            service.get_blob_client(container, name).start_copy_from_url(
-                source_url, metadata=dict(metadata))
+        doing = f"copying {source_url.split('?', 1)[0]} to {blob_url(account, container, name)}"
+        with self._writing(account, container, name, doing) as blob:
+            blob.start_copy_from_url(source_url, metadata=dict(metadata))
         return BlobCopy(self, account, container, name)
 
 
