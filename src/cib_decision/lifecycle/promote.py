@@ -235,9 +235,9 @@ def promote(*, fleet: Fleet, key: str, source: Environment, target: Environment,
     promoted = promoted_release(release, copied, plan)
     tag_copies(aws_copies, promoted, ec2_for)
     sources = {c.source.id for c in plan.copies}
-    if any(i not in sources for i in azure_copies.values()):  # a version of a managed image
-        promote_azure.tag_copies([i for i in azure_copies.values() if i not in sources],
-                                 {RELEASE_TAG: promoted.sha256}, azure())
+    published = [i for i in azure_copies.values() if i not in sources]  # of managed images
+    if published:
+        promote_azure.tag_copies(published, {RELEASE_TAG: promoted.sha256}, azure())
     progress.say(f"promoted release {promoted.sha256}" + (
         f" (release {release.sha256[:12]} and {len(copied)} copies)" if copied
         else " (the release itself: every location has its image)"))
