@@ -5,6 +5,7 @@ creates one valid promote task within that role."""
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -110,3 +111,25 @@ def test_the_callback_promotes_only_to_the_decisions_own_environment(decided):
         promote_task(parameters, graph_config, {**INPUT, "key": "nope"}, GROUP)
     definition = promote_task(parameters, graph_config, INPUT, GROUP)
     assert definition["payload"]["env"]["CIB_ENVIRONMENT"] == "production"
+
+
+def test_a_promote_task_into_a_signing_environment_may_read_its_signing_secret(
+        decided, tmp_path):
+    parameters = artifact(decided, "parameters.yml")
+    repo = tmp_path / "images"
+    shutil.copytree(decided / "taskcluster", repo / "taskcluster")
+    shutil.copytree(decided / "config", repo / "config")
+    environments = yaml.safe_load((repo / "config" / "environments.yaml").read_text())
+    environments["production"]["signing"] = {
+        "secret": "project/cib/level-{level}/release-signing",
+        "public-key": "keys/release-level-{level}.asc"}
+    (repo / "config" / "environments.yaml").write_text(yaml.safe_dump(environments))
+    definition = promote_task(parameters, load_graph_config(str(repo / "taskcluster")), INPUT,
+                              GROUP)
+    assert "secrets:get:project/cib/level-3/release-signing" in definition["scopes"]
+    granted = role_scopes(ROLES, "action:promote", project="images")
+    # as taskgraph's create_task_from_def submits it: under the level's scheduler id
+    assert missing_scopes({**definition, "schedulerId": "cib-level-3"}, granted) == []
+    unsigned = promote_task(parameters, load_graph_config(str(decided / "taskcluster")), INPUT,
+                            GROUP)
+    assert not any("release-signing" in scope for scope in unsigned["scopes"])

@@ -6,9 +6,11 @@ nothing."""
 from __future__ import annotations
 
 import os
+import shutil
 
 import boto3
 import pytest
+import yaml
 from moto import mock_aws
 
 import taskcluster
@@ -18,10 +20,12 @@ from cib_decision.digests import fleet_digests
 from cib_decision.lifecycle import pointers
 from cib_decision.lifecycle.promote import plan_copies
 from cib_decision.manifest import ReleaseImage
+from cib_decision.signing import SignatureError, SigningKey, sign_release, verify_release
 
 from . import promote_support as support
 from .conftest import CONFIG_DIR
 from .promote_support import BUILD_TASK, COMMIT, CREATED, promoted_record, writes
+from .signing_keys import generate
 
 KEY, POOL = "win2022-64", "gecko-1/win2022-64-aws"
 
@@ -171,3 +175,50 @@ def test_the_plan_copies_only_images_of_the_configs_machine_digest():
     assert plan.copies == []
     assert plan.unserved == [f"{POOL} amazon/us-west-2: the release has no image of its "
                              "machine digest"]
+
+
+@pytest.fixture
+def signing_config(tmp_path):
+    """The bundled config with staging and production each signing with their own test key
+    (public keys beside the config); production's private key in its secrets service."""
+    keys = {"staging": generate("staging-signer"), "production": generate("production-signer")}
+    config = tmp_path / "config"
+    shutil.copytree(CONFIG_DIR, config)
+    environments = yaml.safe_load((config / "environments.yaml").read_text())
+    (tmp_path / "keys").mkdir()
+    for name, key in keys.items():
+        environments[name]["signing"] = {"secret": f"project/cib/level-{{level}}/{name}-signing",
+                                         "public-key": f"keys/{name}-{{level}}.asc"}
+        (tmp_path / "keys" / f"{name}-3.asc").write_text(key.public)
+    (config / "environments.yaml").write_text(yaml.safe_dump(environments))
+    return config, keys
+
+
+def test_promotion_into_a_signing_environment_signs_with_its_key(
+        staging, production, tmp_path, capsys, signing_config):
+    config, keys = signing_config
+    production.set_secret("project/cib/level-3/production-signing",
+                          keys["production"].secret())
+    staging_key = SigningKey.from_secret(keys["staging"].secret(), "staging")
+    released_in_staging(staging, staging_build(), forge=lambda data: data.update(
+        signature=sign_release(manifest.parse_release(data), staging_key)[0].signature))
+    code, _, err = promote(capsys, staging, tmp_path, "--config-dir", str(config))
+    assert code == 0, err
+    promoted = promoted_record(tmp_path)
+    verify_release(promoted, keys["production"].public, "promoted")
+    with pytest.raises(SignatureError):
+        verify_release(promoted, keys["staging"].public, "promoted")
+    first = (tmp_path / "artifacts" / "release.json").read_bytes()
+    code, _, err = promote(capsys, staging, tmp_path, "--config-dir", str(config))
+    assert code == 0, err
+    assert (tmp_path / "artifacts" / "release.json").read_bytes() == first  # signed alike
+
+
+def test_promotion_refuses_an_unsigned_release_of_a_signing_environment(
+        staging, production, tmp_path, capsys, signing_config):
+    config, _ = signing_config
+    released_in_staging(staging, staging_build())
+    code, _, err = promote(capsys, staging, tmp_path, "--config-dir", str(config))
+    assert code == 2 and "signature" in err
+    assert not (tmp_path / "artifacts" / "release.json").exists()
+    assert instances() == [] and len(images_in("us-west-2")) == 0

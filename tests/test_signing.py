@@ -97,6 +97,16 @@ def test_a_signed_release_verifies_against_the_signers_public_key():
     assert signing.verify_release(copy, key.public, "the record") == key.fingerprint
 
 
+def test_signing_again_writes_the_same_signature_dated_by_the_release_or_the_key():
+    """A rerun of a tag or promote task writes a byte-identical record: the signature is made
+    at the release's creation time, or the key's when the key is newer (gpg signs with no
+    key before its time), and ed25519 signatures are deterministic."""
+    key = signing.SigningKey(generate("signer").private)
+    old = release()  # created before the test key existed
+    first, _ = signing.sign_release(old, key)
+    assert signing.sign_release(old, key)[0].signature == first.signature
+
+
 def test_a_passphrase_protected_key_signs_with_its_passphrase_and_not_without():
     key = generate("protected", passphrase="correct horse")
     signed, _ = signing.sign_release(release(), signing.SigningKey(key.private, key.passphrase))

@@ -22,6 +22,7 @@ from .digests import key_digests
 from .errors import CibError
 from .images.progress import Progress
 from .lifecycle import pointers, promote, rollback
+from .signing import check_releases, tag_signer
 from .tc import client_options
 from .tcschemas import SchemaStore
 
@@ -76,7 +77,10 @@ def cmd_promote(args: argparse.Namespace) -> int:
         wm=taskcluster.WorkerManager(options), store=_store(options),
         ec2_for=_ec2_factory(), task_id=os.environ.get("TASK_ID"),
         artifacts=Path(args.artifacts), progress=progress,
-        digests=key_digests(fleet.keys[args.key], fleet.shared), dry_run=args.dry_run)
+        digests=key_digests(fleet.keys[args.key], fleet.shared), dry_run=args.dry_run,
+        check_source=lambda release: check_releases(
+            [release], source, args.config_dir, args.key, progress.say),
+        sign=lambda: tag_signer(fleet, target.name, args.config_dir, progress.say))
     if not args.dry_run:
         for region, image_id in sorted(result.copies.items()):
             progress.say(f"copied to {region}: {image_id}")

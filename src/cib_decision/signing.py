@@ -29,7 +29,7 @@ from typing import Any
 from .config.model import Environment, Fleet, Signing
 from .digests import canonical_json
 from .errors import CibError
-from .manifest import Release
+from .manifest import Release, parse_time
 from .secrets import task_level
 
 GPG_BINARY = "gpg"
@@ -136,8 +136,13 @@ def sign_release(release: Release, key: SigningKey, source: str = "the signing k
         fingerprint = secret_keys[0]["fingerprint"]
         if key.passphrase is not None and not gpg.is_valid_passphrase(key.passphrase):
             raise SignatureError(f"the passphrase of {source} contains a line break")
+        # Signed "at" the release's own creation time (or the key's, when the key is newer:
+        # gpg signs with no key before its time): with a deterministic algorithm (EdDSA, RSA)
+        # a rerun of the tag or promote task writes the byte-identical record.
+        at = max(int(parse_time(release.created).timestamp()), int(secret_keys[0]["date"]))
         signature = gpg.sign(signed_data(release), keyid=fingerprint, detach=True,
-                             passphrase=key.passphrase)
+                             passphrase=key.passphrase,
+                             extra_args=["--faked-system-time", f"{at}!"])
         if not signature.data:
             if "bad passphrase" in (signature.status or "") or "BAD_PASSPHRASE" in (
                     signature.stderr or ""):

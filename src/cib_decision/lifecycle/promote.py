@@ -205,10 +205,15 @@ def promote(*, fleet: Fleet, key: str, source: Environment, target: Environment,
             source_index: Any, source_queue: Any, index: Any, wm: Any, store: SchemaStore,
             ec2_for: Callable[[str], EC2], task_id: str | None, artifacts: Path,
             progress: Progress, digests: KeyDigests, dry_run: bool = False,
-            interval: float = 15.0, azure: Callable[[], Any] = _azure) -> Promotion:
+            interval: float = 15.0, azure: Callable[[], Any] = _azure,
+            check_source: Callable[[Release], None] | None = None,
+            sign: Callable[[], Callable[[Release], Release] | None] | None = None
+            ) -> Promotion:
     """Promote `key`'s current release from `source` to `target` (steps in the module
     docstring). `task_id` is the task whose `public/release.json` the pointers will name;
-    `azure` gives the Azure adapter, asked for only when there are Azure copies."""
+    `azure` gives the Azure adapter, asked for only when there are Azure copies;
+    `check_source` checks the source release's signature where `source` signs; `sign` gives
+    the signer of `target` (None where it does not sign), asked for only when not a dry run."""
     if source.name == target.name:
         raise CibError(f"--from and --to are both {source.name}")
     azure = functools.cache(azure)
@@ -219,6 +224,8 @@ def promote(*, fleet: Fleet, key: str, source: Environment, target: Environment,
         raise CibError("promote records the promoted release as an artifact of its task: "
                        "run it in a task (TASK_ID; the `promote` action), or with --dry-run")
     _, release = read_source(source_index, source_queue, source.name, key, progress)
+    if check_source is not None:
+        check_source(release)
     plan = plan_copies(image_key, digests, release)
     for line in plan.unserved:
         progress.say(f"cannot serve {line}; that location keeps the image it runs")
@@ -233,6 +240,9 @@ def promote(*, fleet: Fleet, key: str, source: Environment, target: Environment,
     aws_copies, azure_copies = copy_all(plan, image_key, ec2_for, azure, progress, interval)
     copied = {**aws_copies, **azure_copies}
     promoted = promoted_release(release, copied, plan)
+    signer = sign() if sign is not None else None
+    if signer is not None:  # the target's key: its deploys check against its public key
+        promoted = signer(promoted)
     tag_copies(aws_copies, promoted, ec2_for)
     sources = {c.source.id for c in plan.copies}
     published = [i for i in azure_copies.values() if i not in sources]  # of managed images

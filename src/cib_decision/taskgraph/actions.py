@@ -19,6 +19,7 @@ from taskgraph.actions.util import create_task_from_def
 from ..config import DirectorySource, load_fleet
 from ..errors import CibError
 from ..lifecycle.pointers import insert_scopes
+from ..signing import secret_name
 from .fleet import config_dir
 from .transforms.common import CLOUD_SECRETS_SCOPE, TRANSIENT_EXIT_STATUS, run_cib
 
@@ -64,6 +65,8 @@ def promote_task(parameters: Any, graph_config: Any, input: dict[str, str],
                    for verb in ("manage-worker-pool", "get-worker-pool")]
     providers = sorted({f"worker-manager:provider:{pool.raw['provider']}"
                         for pool in fleet.keys[key].pools})
+    signing = fleet.environments[target].signing  # the promoted release is signed there
+    signing_scopes = [f"secrets:get:{secret_name(signing, str(level))}"] if signing else []
     worker = run_cib(parameters, "promote", "--key", key, "--from", source, "--to", target)
     return {
         "taskGroupId": task_group_id,
@@ -74,7 +77,8 @@ def promote_task(parameters: Any, graph_config: Any, input: dict[str, str],
         "expires": {"relative-datestamp": "1 year"},
         "priority": "lowest",
         "retries": 5,
-        "scopes": [CLOUD_SECRETS_SCOPE.format(level=level), *pool_scopes, *providers,
+        "scopes": [CLOUD_SECRETS_SCOPE.format(level=level), *signing_scopes, *pool_scopes,
+                   *providers,
                    *sorted({scope for pool in fleet.keys[key].pools
                             for scope in insert_scopes(target, key, pool.id)})],
         "payload": {
