@@ -134,6 +134,17 @@ def pool_location_without_target(d: Path) -> Expected:
                      "did you mean 'eastus2'?"))
 
 
+def azure_pool_location_served_only_by_a_copy(d: Path) -> Expected:
+    replace_once(d / "win10-64.yaml", "      region: Central US\n",
+                 "      region: Central US\n      copies: [North Europe]\n")
+    line = replace_once(d / "win10-64.yaml", "              - eastus2\n",
+                        "              - northeurope\n")
+    return Expected("win10-64.yaml", line,
+                    ("pool gecko-t/win10-64-azure location 'northeurope' has no azure target",
+                     "an Azure location needs a target there",
+                     "`copies` only replicates the image"))
+
+
 def duplicate_mapping_key(d: Path) -> Expected:
     path = d / "ubuntu-2404.yaml"
     first = line_of(path, "    edition: Server\n")
@@ -178,6 +189,7 @@ CASES: dict[str, Callable[[Path], Expected]] = {
     "missing-required-field": missing_required_field,
     "duplicate-pool-id": duplicate_pool_id,
     "pool-location-without-target": pool_location_without_target,
+    "azure-pool-location-served-only-by-a-copy": azure_pool_location_served_only_by_a_copy,
     "duplicate-mapping-key": duplicate_mapping_key,
     "invalid-platform": invalid_platform,
     "invalid-root-url": invalid_root_url,

@@ -252,7 +252,8 @@ def _azure(request: PoolRequest, target: Target, image: PoolImage, spot: bool
            ) -> dict[str, Any]:
     if target.region != image.region:
         raise PoolError(f"pool {request.pool.id}: Azure target {target.id} cannot serve "
-                        f"{image.region}: Azure images are not copied between regions")
+                        f"{image.region}: an Azure worker needs a target in its own region "
+                        "(resource group and network); `copies` only replicates the image")
     subscription = re.match(r"/subscriptions/([^/]+)/", image.id)
     group = target.group
     if not subscription or not group:

@@ -145,7 +145,14 @@ def _build_key(name: str, doc: YamlDocument, problems: list[Problem]) -> ImageKe
                                     "characters and does not end with '-'"))
         on_platform = [t for t in targets if pool.platform is None or t.platform == pool.platform]
         places = {t.region for t in on_platform}
-        places |= {normalise_region(c) for t in on_platform for c in t.raw.get("copies") or ()}
+        # A copy serves a pool where workers need only the image (AWS, Google); an Azure
+        # worker also needs the target's resource group and network in its own region.
+        copies: dict[str, set[str]] = {}
+        for t in on_platform:
+            copies.setdefault(t.platform, set()).update(
+                normalise_region(c) for c in t.raw.get("copies") or ())
+        places |= {c for platform, regions in copies.items() if platform != "azure"
+                   for c in regions}
         for loc_index, location in enumerate(pool.locations):
             if location not in places:
                 where = f"{pool.platform} " if pool.platform else ""
@@ -153,7 +160,10 @@ def _build_key(name: str, doc: YamlDocument, problems: list[Problem]) -> ImageKe
                 problems.append(Problem(
                     here, doc.line_of((*path, "locations", loc_index)),
                     f"pool {pool.id} location {location!r} has no {where}target in this file"
-                    + (f"; did you mean {hint!r}?" if hint else "")))
+                    + ("; an Azure location needs a target there (its resource group and "
+                       "network): `copies` only replicates the image"
+                       if location in copies.get("azure", ()) else
+                       f"; did you mean {hint!r}?" if hint else "")))
     return ImageKey(name, here, raw, targets, pools)
 
 
