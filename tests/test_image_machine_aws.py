@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, NoCredentialsError
 from moto import mock_aws
 from moto.ec2.models import ec2_backends
 from moto.ec2.models.amis import Ami
@@ -310,6 +310,14 @@ def test_quota_capacity_and_throttling_are_transient_other_refusals_are_not(code
     with pytest.raises(error) as caught, aws_errors("launching"):
         raise refusal
     assert caught.type is error and (caught.value.exit_code == 75) == (error is TransientError)
+
+
+def test_missing_aws_credentials_are_an_input_error_saying_what_was_being_done():
+    with pytest.raises(CibError) as caught, aws_errors("listing builder instances in us-east-1"):
+        raise NoCredentialsError()
+    assert caught.value.exit_code == 2
+    assert str(caught.value).startswith(
+        "AWS: Unable to locate credentials while listing builder instances in us-east-1")
 
 
 def test_newest_image_picks_by_creation_date_among_matching_names():

@@ -56,7 +56,8 @@ def aws_errors(doing: str) -> Iterator[None]:
         error = TransientError if code in TRANSIENT_CODES else BuildError
         raise error(f"AWS refused {doing}: {code}: {message}") from None
     except (NoCredentialsError, NoRegionError) as exc:
-        raise CibError(f"cannot {doing}: {exc}") from None
+        raise CibError(f"AWS: {exc} while {doing} (credentials: the AWS_* variables, a "
+                       "profile or the worker's role; region: AWS_DEFAULT_REGION)") from None
     except BotoConnectionError as exc:
         raise TransientError(f"lost the connection to AWS while {doing}: {exc}") from None
     except BotoCoreError as exc:

@@ -248,7 +248,7 @@ class Azure:
         environ = os.environ if environ is None else environ
         subscription = environ.get("AZURE_SUBSCRIPTION_ID")
         if not subscription:
-            raise CibError("AZURE_SUBSCRIPTION_ID is not set: Azure builds need the "
+            raise CibError("AZURE_SUBSCRIPTION_ID is not set: work on Azure needs the "
                            "subscription (and AZURE_TENANT_ID, AZURE_CLIENT_ID, "
                            "AZURE_CLIENT_SECRET, or a managed identity)")
         from azure.identity import ClientSecretCredential, DefaultAzureCredential
