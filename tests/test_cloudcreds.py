@@ -7,12 +7,17 @@ from __future__ import annotations
 import boto3
 import pytest
 import slugid
+from taskgraph.config import load_graph_config
 
 import taskcluster
 from cib_decision import cloudcreds
 from cib_decision.cli import CLOUD_COMMANDS, main
 from cib_decision.devtc.testing import new_task
 from cib_decision.errors import CibError
+from cib_decision.taskgraph.actions import promote_task
+
+from .conftest import ROOT
+from .graphs import generator
 
 AWS = {"aws_access_key_id": "AKIAEXAMPLE", "aws_secret_access_key": "s3cr3t"}
 AZURE = {"azure_tenant_id": "t", "azure_client_id": "c", "azure_client_secret": "x",
@@ -138,3 +143,26 @@ def test_other_commands_never_read_the_secret(dev_taskcluster, clean, capsys):
     dev_taskcluster.set_secret("project/cib/level-3/clouds", AWS)
     main(["config", "check", "--config-dir", "/nonexistent"])
     assert "secrets.get" not in dev_taskcluster.stats()["requests"]
+
+
+def _cib_command(task: dict) -> str:
+    """The `cib` subcommand a task definition runs."""
+    script = task["payload"]["command"][0][-1]
+    return script.split(".venv/bin/cib ", 1)[1].split()[0]
+
+
+def test_every_task_allowed_the_clouds_secret_runs_a_command_that_reads_it():
+    """A task carries the clouds secret's scope because its command calls a cloud; that
+    command must be one the hook gives the credentials to (the graph's tasks and the
+    `promote` action's task alike)."""
+    tasks = [t.task for t in generator(
+        "commit\n\npurge-taskcluster-resources").full_task_graph.tasks.values()]
+    parameters = generator().parameters
+    tasks.append(promote_task(parameters, load_graph_config(str(ROOT / "taskcluster")),
+                              {"key": "win2022-64", "from": "staging", "to": "production"},
+                              "Z3vQ2ZlJRwuyMDszZzR4Gg"))
+    readers = {_cib_command(t) for t in tasks
+               if any(s.startswith("secrets:get:project/cib/level-") and s.endswith("/clouds")
+                      for s in t["scopes"])}
+    assert {"image", "purge", "promote"} <= readers
+    assert readers <= set(CLOUD_COMMANDS)

@@ -35,7 +35,7 @@ from .render import changes_table, plan_dot, plan_json, plan_mermaid, plan_table
 
 DEFAULT_CONFIG_DIR = "config"
 # Commands that call clouds: in a task they get the level's cloud credentials (cloudcreds.py).
-CLOUD_COMMANDS = ("image", "purge", "gc")
+CLOUD_COMMANDS = ("image", "purge", "gc", "promote")
 
 
 def _load(config_dir: str) -> Fleet:

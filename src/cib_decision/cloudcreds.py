@@ -1,5 +1,5 @@
-"""Cloud credentials for the commands that call clouds (`cib image`, `cib purge`, `cib gc`),
-from the level's Taskcluster secret `project/cib/level-<level>/clouds`.
+"""Cloud credentials for the commands that call clouds (`cib image`, `cib purge`, `cib gc`,
+`cib promote`), from the level's Taskcluster secret `project/cib/level-<level>/clouds`.
 
 Inside a task (`TASK_ID` set, and taskcluster-proxy or Taskcluster credentials to read with)
 whose environment holds no cloud credentials at all, the secret is read once and its values
