@@ -3,9 +3,11 @@ bad arguments and missing schemas are one clear error with exit status 2."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pytest
 import slugid
@@ -13,6 +15,27 @@ import slugid
 import taskcluster
 from cib_decision.cli import main
 from cib_decision.devtc.testing import new_task, require_schemas
+
+
+@contextlib.contextmanager
+def dev_taskcluster_process(*args: str) -> Iterator[tuple[str, list[str]]]:
+    """`cib dev-taskcluster --access-token sekrit --quiet ARGS` in a subprocess: its root URL
+    and the lines it printed up to "Ctrl-C"; stopped with Ctrl-C afterwards, which must end it
+    with status 0 and no traceback."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cib_decision", "dev-taskcluster", "--access-token", "sekrit",
+         "--quiet", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines: list[str] = []
+        while not lines or "Ctrl-C" not in lines[-1]:
+            line = process.stdout.readline()
+            assert line, process.stderr.read()
+            lines.append(line)
+        yield lines[0].strip().removeprefix("TASKCLUSTER_ROOT_URL="), lines
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 0
+    assert "Traceback" not in process.stderr.read()
 
 
 def test_missing_schemas_are_an_error_with_status_2(tmp_path, capsys, monkeypatch):
@@ -52,24 +75,11 @@ def test_serves_until_interrupted_and_prints_root_url_and_credentials(tmp_path):
     roles.write_text("deploy:\n  - queue:scheduler-id:cib-level-3\n"
                      "  - queue:create-task:project:{project}\n"
                      "  - queue:create-task:lowest:cib-3/*\n")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cib_decision", "dev-taskcluster", "--access-token", "sekrit",
-         "--roles", str(roles), "--project", "none", "--quiet"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        lines = []
-        while not lines or "Ctrl-C" not in lines[-1]:
-            line = process.stdout.readline()
-            assert line, process.stderr.read()
-            lines.append(line)
-        root_url = lines[0].strip().removeprefix("TASKCLUSTER_ROOT_URL=")
+    with dev_taskcluster_process("--roles", str(roles), "--project", "none") as (root_url,
+                                                                               lines):
         assert lines[1].split() == ["root", "clientId=static/taskcluster/root",
                                     "accessToken=sekrit"]
         assert lines[2].split() == ["deploy", "clientId=dev/deploy", "accessToken=sekrit"]
         q = taskcluster.Queue({"rootUrl": root_url, "maxRetries": 0, "credentials": {
             "clientId": "dev/deploy", "accessToken": "sekrit"}})
         assert q.createTask(slugid.nice(), new_task())["status"]["state"] == "pending"
-    finally:
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=10) == 0
-    assert "Traceback" not in process.stderr.read()

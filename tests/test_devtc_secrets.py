@@ -4,9 +4,6 @@ remove and list with the real API's routes, scopes, schemas and status codes."""
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,6 +13,8 @@ from taskcluster.exceptions import TaskclusterRestFailure
 import taskcluster
 from cib_decision.cli import main
 from cib_decision.devtc.testing import new_task, require_schemas
+
+from .test_devtc_cli import dev_taskcluster_process
 
 NAME = "project/cib/level-3/release-signing"
 
@@ -141,24 +140,12 @@ def test_cib_dev_taskcluster_serves_the_secrets_given_with_secret(tmp_path):
     require_schemas()
     value = tmp_path / "clouds.json"
     value.write_text(json.dumps({"aws_access_key_id": "AKIA", "aws_secret_access_key": "s"}))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cib_decision", "dev-taskcluster", "--access-token", "sekrit",
-         "--secret", f"project/cib/level-3/clouds={value}", "--quiet"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        lines = []
-        while not lines or "Ctrl-C" not in lines[-1]:
-            line = process.stdout.readline()
-            assert line, process.stderr.read()
-            lines.append(line)
-        root_url = lines[0].strip().removeprefix("TASKCLUSTER_ROOT_URL=")
+    with dev_taskcluster_process("--secret", f"project/cib/level-3/clouds={value}") as (
+            root_url, lines):
         assert "secrets: project/cib/level-3/clouds\n" in lines
         client = taskcluster.Secrets({"rootUrl": root_url, "maxRetries": 0, "credentials": {
             "clientId": "static/taskcluster/root", "accessToken": "sekrit"}})
         assert client.get("project/cib/level-3/clouds")["secret"]["aws_access_key_id"] == "AKIA"
-    finally:
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=10) == 0
 
 
 @pytest.mark.parametrize("content, problem", [
