@@ -12,19 +12,23 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import taskcluster
 
-from .clouds.aws import EC2
 from .config import DirectorySource, Environment, Fleet, load_fleet
 from .digests import key_digests
 from .errors import CibError
 from .images.progress import Progress
-from .lifecycle import pointers, promote, rollback
+from .lifecycle import pointers, rollback
 from .signing import check_releases, tag_signer
 from .tc import client_options
 from .tcschemas import SchemaStore
+
+if TYPE_CHECKING:
+    from .clouds.aws import EC2
 
 DEFAULT_CONFIG_DIR = "config"
 DEFAULT_ARTIFACTS = "artifacts"
@@ -47,7 +51,9 @@ def _store(options: dict) -> SchemaStore:
         raise CibError(str(exc)) from None
 
 
-def _ec2_factory():
+def _ec2_factory() -> Callable[[str], EC2]:
+    from .clouds.aws import EC2  # boto3: only where a command calls AWS
+
     sessions: dict[str, EC2] = {}
 
     def ec2_for(region: str) -> EC2:
@@ -59,6 +65,8 @@ def _ec2_factory():
 
 def cmd_promote(args: argparse.Namespace) -> int:
     """Promote a key's current release from one environment to another."""
+    from .lifecycle import promote  # the clouds' SDKs: not on every `cib` command's start
+
     fleet = load_fleet(DirectorySource(args.config_dir))
     source = _environment(fleet, args.source, "--from")
     target = _environment(fleet, args.target, "--to")
