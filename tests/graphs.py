@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 
 import responses
 from taskgraph.config import load_graph_config
@@ -11,12 +12,21 @@ from taskgraph.parameters import Parameters
 
 from cib_decision.config import DirectorySource, load_fleet
 from cib_decision.directives import Vocabulary, parse_directives
+from cib_decision.taskgraph.transforms.common import CIB_COMMAND
 
 from .conftest import CONFIG_DIR, FAKE_ROOT_URL, ROOT
 
 TASKCLUSTER = str(ROOT / "taskcluster")
 FLEET = load_fleet(DirectorySource(CONFIG_DIR))
 DECISION_TASK_ID = "VDUz1QL7RvC8TrIzTf-qXg"
+
+
+def cib_args(definition: dict) -> list[str]:
+    """The `cib` arguments a task definition's command runs (none for a task that runs no
+    `cib`, such as a verify task)."""
+    script = str(definition["payload"].get("command", [[""]])[0][-1])
+    _, found, args = script.partition(f"{CIB_COMMAND} ")
+    return shlex.split(args) if found else []
 
 
 

@@ -16,12 +16,15 @@ from taskgraph import create
 from taskgraph.actions.registry import trigger_action_callback
 from taskgraph.config import GraphConfig, load_graph_config
 from taskgraph.util import taskcluster as tg_taskcluster
+from taskgraph.util.taskcluster import get_root_url, get_taskcluster_client
 
 from cib_decision.errors import CibError
 from cib_decision.scopes import missing_scopes, role_scopes
-from cib_decision.taskgraph.actions import promote_task
+from cib_decision.taskgraph import task_env
+from cib_decision.taskgraph.actions import built_task_env, promote_task
 
 from .conftest import ROOT
+from .graphs import cib_args
 from .repos import fleet_repo
 from .tcschemas import validator
 from .test_decision import dev_event
@@ -29,6 +32,7 @@ from .test_taskcluster_yml import hook_context, render
 
 ROLES = yaml.safe_load((ROOT / "taskcluster" / "roles.yml").read_text())
 GROUP = "Z3vQ2ZlJRwuyMDszZzR4Gg"
+ENV = "Rb6OA0yyRhm4YuMNDnAQdw"  # a task environment's task id
 INPUT = {"key": "win2022-64", "from": "staging", "to": "production"}
 
 
@@ -78,8 +82,8 @@ def test_the_hook_renders_an_action_decision_task_under_the_promote_role(decided
     assert task["payload"]["env"]["ACTION_CALLBACK"] == "promote"
 
 
-def test_the_callback_creates_one_valid_promote_task_within_the_role(decided, monkeypatch,
-                                                                     capsys):
+def test_the_callback_creates_one_valid_promote_task_within_the_role(
+        decided, monkeypatch, capsys, _dev_taskcluster_server):
     parameters = artifact(decided, "parameters.yml")
     # test mode flips taskgraph's globals, and registering the repository's graph root is
     # once per process: put all of it back for the graphs of other tests
@@ -87,13 +91,21 @@ def test_the_callback_creates_one_valid_promote_task_within_the_role(decided, mo
     monkeypatch.setattr(tg_taskcluster, "testing", False)
     monkeypatch.setattr(GraphConfig, "_PATH_MODIFIED", GraphConfig._PATH_MODIFIED)
     monkeypatch.setattr(sys, "path", list(sys.path))
+    # the push's graph built the task environment: the promote task mounts that one
+    env_task_id = artifact(decided, "label-to-taskid.json")["task-env-cib"]
+    _dev_taskcluster_server.resolve_task(env_task_id)
+    monkeypatch.setenv("TASKCLUSTER_ROOT_URL", _dev_taskcluster_server.root_url)
+    get_taskcluster_client.cache_clear()
+    get_root_url.cache_clear()
     trigger_action_callback(GROUP, None, INPUT, "promote", parameters,
                             str(decided / "taskcluster"), test=True)
     _, definition = json.loads(capsys.readouterr().out)
     assert definition["metadata"]["name"] == "promote-win2022-64"
     assert definition["taskGroupId"] == GROUP and definition["schedulerId"] == "cib-level-3"
-    command = definition["payload"]["command"][0][-1]
-    assert command.endswith("cib promote --key win2022-64 --from staging --to production")
+    assert cib_args(definition) == ["promote", "--key", "win2022-64", "--from", "staging",
+                                    "--to", "production"]
+    assert definition["dependencies"] == [env_task_id]
+    assert definition["payload"]["mounts"] == [task_env.mount(env_task_id)]
     check = validator("/schemas/queue/v1/create-task-request.json")
     assert not list(check.iter_errors(definition))
     granted = role_scopes(ROLES, "action:promote", project="images")
@@ -106,10 +118,10 @@ def test_the_callback_promotes_only_to_the_decisions_own_environment(decided):
     parameters = artifact(decided, "parameters.yml")
     graph_config = load_graph_config(str(decided / "taskcluster"))
     with pytest.raises(CibError, match="runs for production"):
-        promote_task(parameters, graph_config, {**INPUT, "to": "staging"}, GROUP)
+        promote_task(parameters, graph_config, {**INPUT, "to": "staging"}, GROUP, ENV)
     with pytest.raises(CibError, match="no image key"):
-        promote_task(parameters, graph_config, {**INPUT, "key": "nope"}, GROUP)
-    definition = promote_task(parameters, graph_config, INPUT, GROUP)
+        promote_task(parameters, graph_config, {**INPUT, "key": "nope"}, GROUP, ENV)
+    definition = promote_task(parameters, graph_config, INPUT, GROUP, ENV)
     assert definition["payload"]["env"]["CIB_ENVIRONMENT"] == "production"
 
 
@@ -125,11 +137,22 @@ def test_a_promote_task_into_a_signing_environment_may_read_its_signing_secret(
         "public-key": "keys/release-level-{level}.asc"}
     (repo / "config" / "environments.yaml").write_text(yaml.safe_dump(environments))
     definition = promote_task(parameters, load_graph_config(str(repo / "taskcluster")), INPUT,
-                              GROUP)
+                              GROUP, ENV)
     assert "secrets:get:project/cib/level-3/release-signing" in definition["scopes"]
     granted = role_scopes(ROLES, "action:promote", project="images")
     # as taskgraph's create_task_from_def submits it: under the level's scheduler id
     assert missing_scopes({**definition, "schedulerId": "cib-level-3"}, granted) == []
     unsigned = promote_task(parameters, load_graph_config(str(decided / "taskcluster")), INPUT,
-                            GROUP)
+                            GROUP, ENV)
     assert not any("release-signing" in scope for scope in unsigned["scopes"])
+
+
+def test_the_callback_fails_clearly_when_no_task_environment_was_built(
+        decided, monkeypatch, _dev_taskcluster_server):
+    _dev_taskcluster_server.reset()  # nothing built, nothing indexed
+    monkeypatch.setenv("TASKCLUSTER_ROOT_URL", _dev_taskcluster_server.root_url)
+    get_taskcluster_client.cache_clear()
+    get_root_url.cache_clear()
+    parameters = artifact(decided, "parameters.yml")
+    with pytest.raises(CibError, match="no task environment was built"):
+        built_task_env(parameters, load_graph_config(str(decided / "taskcluster")))

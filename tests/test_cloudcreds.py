@@ -17,7 +17,7 @@ from cib_decision.errors import CibError
 from cib_decision.taskgraph.actions import promote_task
 
 from .conftest import ROOT
-from .graphs import generator
+from .graphs import cib_args, generator
 
 AWS = {"aws_access_key_id": "AKIAEXAMPLE", "aws_secret_access_key": "s3cr3t"}
 AZURE = {"azure_tenant_id": "t", "azure_client_id": "c", "azure_client_secret": "x",
@@ -147,8 +147,7 @@ def test_other_commands_never_read_the_secret(dev_taskcluster, clean, capsys):
 
 def _cib_command(task: dict) -> str:
     """The `cib` subcommand a task definition runs."""
-    script = task["payload"]["command"][0][-1]
-    return script.split(".venv/bin/cib ", 1)[1].split()[0]
+    return cib_args(task)[0]
 
 
 def test_every_task_allowed_the_clouds_secret_runs_a_command_that_reads_it():
@@ -160,7 +159,7 @@ def test_every_task_allowed_the_clouds_secret_runs_a_command_that_reads_it():
     parameters = generator().parameters
     tasks.append(promote_task(parameters, load_graph_config(str(ROOT / "taskcluster")),
                               {"key": "win2022-64", "from": "staging", "to": "production"},
-                              "Z3vQ2ZlJRwuyMDszZzR4Gg"))
+                              "Z3vQ2ZlJRwuyMDszZzR4Gg", "Rb6OA0yyRhm4YuMNDnAQdw"))
     readers = {_cib_command(t) for t in tasks
                if any(s.startswith("secrets:get:project/cib/level-") and s.endswith("/clouds")
                       for s in t["scopes"])}

@@ -119,7 +119,7 @@ def test_closing_a_pull_request_submits_its_teardown(dev_taskcluster, repo):
     result = dev_event(dev_taskcluster, repo, "pull-request-closed", "--pull-request", "7")
     assert result.returncode == 0, result.stderr
     assert {t["tags"]["kind"] for t in graph_tasks(dev_taskcluster).values()} == {
-        "pr-teardown"}
+        "pr-teardown", "task-env"}
 
 
 def test_a_bad_directive_exits_2_naming_the_line_and_submits_nothing(dev_taskcluster, repo):

@@ -4,8 +4,6 @@ payloads."""
 
 from __future__ import annotations
 
-import shlex
-
 import pytest
 from taskgraph.util.parameterization import resolve_task_references
 
@@ -13,6 +11,7 @@ from cib_decision.cli import build_parser
 from cib_decision.errors import TransientError
 
 from .graphs import DECISION_TASK_ID, generator
+from .graphs import cib_args as graph_cib_args
 from .tcschemas import validator
 
 pytestmark = pytest.mark.usefixtures("graph_env")
@@ -20,8 +19,7 @@ IMAGE_KINDS = ("disk-image", "machine-image")
 
 
 def cib_args(task) -> list[str]:
-    script = task.task["payload"]["command"][0][-1]
-    return shlex.split(script.split(".venv/bin/cib ", 1)[1])
+    return graph_cib_args(task.task)
 
 
 def test_image_tasks_retry_on_the_transient_exit_status_and_validate_as_generic_worker():

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import shlex
-
 import pytest
 
 from cib_decision.cli import build_parser
 from cib_decision.naming import PR_POOL_DOMAIN
 
+from .graphs import cib_args as graph_cib_args
 from .graphs import generator, pr
 
 pytestmark = pytest.mark.usefixtures("graph_env")
@@ -16,9 +15,7 @@ pytestmark = pytest.mark.usefixtures("graph_env")
 
 def cib_args(task) -> list[str]:
     """The `cib` arguments of a task's command (none for a task that runs no `cib`)."""
-    script = str(task.task["payload"].get("command", [[""]])[0][-1])
-    _, found, args = script.partition(".venv/bin/cib ")
-    return shlex.split(args) if found else []
+    return graph_cib_args(task.task)
 
 
 def pool_tasks(tgg):

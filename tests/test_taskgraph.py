@@ -10,7 +10,17 @@ from taskgraph.util.parameterization import resolve_task_references, resolve_tim
 from taskgraph.util.time import current_json_time
 
 from .conftest import ROOT
-from .graphs import DECISION_TASK_ID, FLEET, HOSTILE, TASKCLUSTER, generator, of_kind, pr, target
+from .graphs import (
+    DECISION_TASK_ID,
+    FLEET,
+    HOSTILE,
+    TASKCLUSTER,
+    cib_args,
+    generator,
+    of_kind,
+    pr,
+    target,
+)
 from .tcschemas import treeherder_validator, validator
 
 pytestmark = pytest.mark.usefixtures("graph_env")
@@ -19,8 +29,8 @@ pytestmark = pytest.mark.usefixtures("graph_env")
 def test_full_graph_has_every_kind_and_one_machine_image_per_key_and_target():
     full = generator().full_task_graph.tasks
     kinds = {task.kind for task in full.values()}
-    assert kinds == {"lint", "purge", "disk-image", "machine-image", "tag", "worker-pool",
-                     "verify"}
+    assert kinds == {"task-env", "lint", "purge", "disk-image", "machine-image", "tag",
+                     "worker-pool", "verify"}
     machine = [t for t in full.values() if t.kind == "machine-image"]
     assert len(machine) == sum(len(k.targets) for k in FLEET.keys.values())
     assert len([t for t in full.values() if t.kind == "worker-pool"]) == len(FLEET.pools)
@@ -42,7 +52,7 @@ def test_every_task_definition_validates_against_the_genuine_create_task_schema(
     tgg = generator("commit\n\npurge-taskcluster-resources")
     graph, label_to_taskid = tgg.morphed_task_graph, tgg.label_to_taskid
     now = current_json_time(datetime_format=True)
-    assert len(graph.tasks) == 46
+    assert len(graph.tasks) == 47  # 46 and the task environment
     for task_id, task in graph.tasks.items():
         definition = resolve_timestamps(now, resolve_task_references(
             task.label, task.task, task_id, DECISION_TASK_ID, label_to_taskid))
@@ -140,8 +150,7 @@ def test_purge_tasks_run_cib_purge_per_cloud_region_and_retry_on_the_transient_s
         assert {(t.attributes["cib-platform"], t.attributes["cib-region"])
                 for t in tasks.values()} == places
         for task in tasks.values():
-            script = task.task["payload"]["command"][0][-1]
-            args = parser.parse_args(script.split(".venv/bin/cib ", 1)[1].split())
+            args = parser.parse_args(cib_args(task.task))
             assert (args.command, args.cloud, args.region) == (
                 "purge", task.attributes["cib-platform"], task.attributes["cib-region"])
             assert args.include_worker_manager == (with_wm and args.cloud == "azure")
@@ -162,7 +171,7 @@ def test_every_checked_in_parameter_set_generates_a_target_graph(params_file):
                              parameters=parameters_loader(str(params_file), strict=False))
     labels = set(tgg.target_task_graph.tasks)
     if tgg.parameters["cib_pull_request_action"] == "closed":
-        assert labels == {"pr-teardown-pull-request"}
+        assert labels == {"pr-teardown-pull-request", "task-env-cib"}
         return
     assert "lint-config" in labels
     if tgg.parameters["cib_directives"]["pool_deploy"]:
@@ -244,8 +253,8 @@ def test_level_3_graphs_search_only_level_3_builds_and_prs_may_reuse_them():
 def test_a_pull_request_builds_only_the_keys_it_changes_under_pr_names():
     tgg = pr(changed=["win10-64"])
     labels = set(tgg.target_task_graph.tasks)
-    assert {label.split("-")[0] for label in labels} <= {"lint", "disk", "machine", "tag",
-                                                         "worker", "verify"}
+    assert {label.split("-")[0] for label in labels} <= {"task", "lint", "disk", "machine",
+                                                         "tag", "worker", "verify"}
     assert of_kind(labels, "worker-pool") == {"worker-pool-gecko-t-win10-64-azure"}
     assert not of_kind(labels, "purge")
     tasks = tgg.full_task_graph.tasks
@@ -275,18 +284,18 @@ def test_no_commit_message_makes_a_pr_graph_touch_real_pools_production_or_wm(me
             if task.kind in ("worker-pool", "verify"):
                 assert task.attributes["cib-deploy-pool"].startswith("cib-pr/"), label
             if environment == "production":
-                assert task.kind == "lint", label
+                assert task.kind in ("lint", "task-env"), label
 
 
 def test_a_closed_pull_request_gets_only_the_teardown():
     tgg = pr(action="closed")
-    assert set(tgg.target_task_graph.tasks) == {"pr-teardown-pull-request"}
+    assert set(tgg.target_task_graph.tasks) == {"pr-teardown-pull-request", "task-env-cib"}
     task = tgg.full_task_graph.tasks["pr-teardown-pull-request"].task
     assert "pool teardown --pull-request 17" in task["payload"]["command"][0][-1]
 
 
 def test_a_pull_request_that_changes_no_key_checks_the_config_only():
-    assert set(pr(changed=[]).target_task_graph.tasks) == {"lint-config"}
+    assert set(pr(changed=[]).target_task_graph.tasks) == {"lint-config", "task-env-cib"}
 
 
 def test_disable_cleanup_tells_builders_to_keep_their_resources():

@@ -258,6 +258,8 @@ class _Reasons:
         key = self.keys.get(attrs.get("cib-key", ""))
         if kind == "lint":
             return "config check"
+        if kind == "task-env":
+            return "cib's code or dependencies changed (built once per digest)"
         if kind == "purge":
             return "remove resources builds left behind"
         if kind == "pr-teardown":

@@ -15,12 +15,14 @@ from typing import Any
 
 from taskgraph.actions.registry import register_callback_action
 from taskgraph.actions.util import create_task_from_def
+from taskgraph.util.cached_tasks import TARGET_CACHE_INDEX
 
 from ..config import DirectorySource, load_fleet
 from ..errors import CibError
 from ..lifecycle.pointers import insert_scopes
 from ..signing import secret_name
-from .fleet import config_dir
+from . import task_env
+from .fleet import config_dir, repo_root
 from .transforms.common import CLOUD_SECRETS_SCOPE, TRANSIENT_EXIT_STATUS, run_cib
 
 PERMISSION = "promote"
@@ -43,8 +45,26 @@ PROMOTE_SCHEMA = {
 }
 
 
+def built_task_env(parameters: Any, graph_config: Any) -> str:
+    """The task id of the task environment of this revision, built by a graph at this level or
+    above (the index of cached tasks); CibError when none was built."""
+    from taskgraph.util.taskcluster import find_task_id_batched
+
+    digest = task_env.env_digest(repo_root(graph_config), parameters["head_rev"])
+    prefix = graph_config["taskgraph"].get("cached-task-prefix", graph_config["trust-domain"])
+    paths = [TARGET_CACHE_INDEX.format(cache_prefix=prefix, level=level, type="task-env",
+                                       name="cib", digest=digest)
+             for level in reversed(range(int(parameters["level"]), 4))]
+    found = find_task_id_batched(paths)
+    for path in paths:
+        if path in found:
+            return found[path]
+    raise CibError(f"no task environment was built for {parameters['head_rev']} (digest "
+                   f"{digest[:12]}): run the push's graph (its task-env task) first")
+
+
 def promote_task(parameters: Any, graph_config: Any, input: dict[str, str],
-                 task_group_id: str) -> dict[str, Any]:
+                 task_group_id: str, env_task_id: str) -> dict[str, Any]:
     """The promote task's queue definition (timestamps relative, as taskgraph creates them).
     CibError when `to` is not the environment this decision runs for, or the key or an
     environment is not in the config."""
@@ -67,7 +87,8 @@ def promote_task(parameters: Any, graph_config: Any, input: dict[str, str],
                         for pool in fleet.keys[key].pools})
     signing = fleet.environments[target].signing  # the promoted release is signed there
     signing_scopes = [f"secrets:get:{secret_name(signing, str(level))}"] if signing else []
-    worker = run_cib(parameters, "promote", "--key", key, "--from", source, "--to", target)
+    worker = run_cib(parameters, "promote", "--key", key, "--from", source, "--to", target,
+                     artifacts=True)
     return {
         "taskGroupId": task_group_id,
         "provisionerId": f"{trust}-{level}",
@@ -81,13 +102,16 @@ def promote_task(parameters: Any, graph_config: Any, input: dict[str, str],
                    *providers,
                    *sorted({scope for pool in fleet.keys[key].pools
                             for scope in insert_scopes(target, key, pool.id)})],
+        # the task environment this revision's graphs run cib from (task_env.py)
+        "dependencies": [env_task_id],
         "payload": {
+            "mounts": [task_env.mount(env_task_id)],
             "command": worker["command"],
             "env": worker["env"],
             "maxRunTime": worker["max-run-time"],
             "features": {"taskclusterProxy": True},
             "onExitStatus": {"retry": [TRANSIENT_EXIT_STATUS]},
-            "artifacts": [{"type": "directory", "path": "src/artifacts", "name": "public"}],
+            "artifacts": worker["artifacts"],
         },
         "metadata": {
             "name": f"promote-{key}",
@@ -117,6 +141,7 @@ def promote_action(parameters, graph_config, input, task_group_id, task_id):
     """Create the promote task in the decision's task group."""
     from slugid import nice
 
-    definition = promote_task(parameters, graph_config, input, task_group_id)
+    definition = promote_task(parameters, graph_config, input, task_group_id,
+                              built_task_env(parameters, graph_config))
     create_task_from_def(nice(), definition, parameters["level"],
                          graph_config["trust-domain"])

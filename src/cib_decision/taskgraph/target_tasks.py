@@ -13,6 +13,7 @@ from taskgraph.target_tasks import register_target_task, standard_filter
 from ..directives import Directives
 from ..selection import Selection, select
 from . import fleet as graph_fleet
+from .task_env import USES_ENV
 
 
 def _is_pull_request(parameters) -> bool:
@@ -29,8 +30,9 @@ def target_tasks_cib(full_task_graph, parameters, graph_config):
     pull_request = _is_pull_request(parameters)
     if pull_request:
         if parameters["cib_pull_request_action"] == "closed":
-            return [label for label, task in full_task_graph.tasks.items()
-                    if task.kind == "pr-teardown"]
+            return with_task_env(full_task_graph, [
+                label for label, task in full_task_graph.tasks.items()
+                if task.kind == "pr-teardown"])
         environment = fleet.environments.get(parameters["cib_environment"])
         changed = parameters["cib_changed_keys"]
         if environment is None or not environment.pull_requests:
@@ -65,5 +67,14 @@ def target_tasks_cib(full_task_graph, parameters, graph_config):
             return attrs["cib-target"] in chosen.targets
         return kind == "tag" and bool(chosen.targets)
 
-    return [label for label, task in full_task_graph.tasks.items()
-            if standard_filter(task, parameters) and wanted(task)]
+    chosen = [label for label, task in full_task_graph.tasks.items()
+              if standard_filter(task, parameters) and wanted(task)]
+    return with_task_env(full_task_graph, chosen)
+
+
+def with_task_env(full_task_graph, labels: list[str]) -> list[str]:
+    """`labels` plus the task environment when one of them runs cib from it."""
+    tasks = full_task_graph.tasks
+    if any(tasks[label].attributes.get(USES_ENV) for label in labels):
+        labels = [*labels, *(label for label, task in tasks.items() if task.kind == "task-env")]
+    return labels

@@ -10,6 +10,7 @@ from typing import Any
 from taskgraph.util.cached_tasks import add_optimization
 
 from ...directives import Directives
+from ..task_env import ENV_DIRECTORY, USES_ENV
 
 MAX_SYMBOL = 25  # Treeherder's limit for symbols and group symbols
 PLATFORM_ABBREVIATIONS = {"amazon": "aws", "azure": "az", "google": "gcp"}
@@ -40,13 +41,22 @@ def treeherder(group: str, symbol: str, platform: str, kind: str = "other") -> d
             "tier": 1}
 
 
-def run_cib(params, *args: str) -> dict[str, Any]:
-    """A generic-worker (Linux) payload that checks out the pushed revision and runs `cib`."""
+# how tasks run cib: the task environment's modules with the worker's Python
+CIB_COMMAND = "python3 -m cib_decision"
+
+
+def run_cib(params, *args: str, artifacts: bool = False) -> dict[str, Any]:
+    """A generic-worker (Linux) payload that checks out the pushed revision and runs `cib`
+    from the task environment (task_env.py: the morph mounts it at `cib-env`). With
+    `artifacts`, the command's `artifacts/` directory is published as `public/`: only commands
+    that write there may say so, since generic-worker fails a task whose declared artifact is
+    missing."""
     cib = " ".join(shlex.quote(a) for a in args)
-    script = ('git clone --quiet "$CIB_HEAD_REPOSITORY" src && cd src && '
-              'git checkout --quiet "$CIB_HEAD_REV" && ./scripts/setup && '
-              f".venv/bin/cib {cib}")
-    return {
+    script = (f'export PYTHONPATH="$PWD/{ENV_DIRECTORY}" && '
+              'git clone --quiet "$CIB_HEAD_REPOSITORY" src && cd src && '
+              'git checkout --quiet "$CIB_HEAD_REV" && '
+              f"exec {CIB_COMMAND} {cib}")
+    worker: dict[str, Any] = {
         "command": [["bash", "-c", script]],
         "env": {"CIB_HEAD_REPOSITORY": params["head_repository"],
                 "CIB_HEAD_REV": params["head_rev"],
@@ -56,8 +66,16 @@ def run_cib(params, *args: str) -> dict[str, Any]:
         "max-run-time": 3600,
         "chain-of-trust": False,
         "taskcluster-proxy": True,
-        "artifacts": [{"type": "directory", "path": "src/artifacts", "name": "public"}],
     }
+    if artifacts:
+        worker["artifacts"] = [{"type": "directory", "path": "src/artifacts", "name": "public"}]
+    return worker
+
+
+def uses_task_env(task: dict[str, Any]) -> dict[str, Any]:
+    """`task` (a task description running `run_cib`) marked for the task environment morph."""
+    task.setdefault("attributes", {})[USES_ENV] = True
+    return task
 
 
 def index_by_digest(config, overwrite: bool, cache_type: str, item: dict[str, Any],

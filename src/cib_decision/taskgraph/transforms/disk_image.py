@@ -5,6 +5,7 @@ from __future__ import annotations
 from taskgraph.transforms.base import TransformSequence
 
 from ...naming import image_name
+from ..task_env import USES_ENV
 from .common import (
     CLOUD_SECRETS_SCOPE,
     attributes,
@@ -30,11 +31,12 @@ def disk_image_task(config, items):
             "label": f"{config.kind}-{item['name']}",
             "description": f"Build disk image {name} of {item['key']}",
             "attributes": attributes(item, **{"cib-kind": config.kind,
-                                              "cib-digest": item["digest"]}),
+                                              "cib-digest": item["digest"],
+                                              USES_ENV: True}),
             "worker-type": "images",
             "scopes": [CLOUD_SECRETS_SCOPE],
             "worker": retry_transient({**run_cib(config.params, "image", "disk", "--key",
-                                                 item["key"], *args),
+                                                 item["key"], *args, artifacts=True),
                                        "max-run-time": 4 * 3600}),
             "treeherder": treeherder("D", "disk", item["key"], kind="build"),
         })

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from taskgraph.transforms.base import TransformSequence
 
+from ..task_env import USES_ENV
 from .common import run_cib, treeherder
 
 transforms = TransformSequence()
@@ -15,7 +16,7 @@ def lint_task(config, items):
         yield {
             "label": f"{config.kind}-{item['name']}",
             "description": "Validate every config file (cib config check)",
-            "attributes": {"cib-kind": config.kind},
+            "attributes": {"cib-kind": config.kind, USES_ENV: True},
             "worker-type": "b-linux",
             "worker": {**run_cib(config.params, "config", "check"), "max-run-time": 600},
             "treeherder": treeherder("L", "config", "config", kind="test"),

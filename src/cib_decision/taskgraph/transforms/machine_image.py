@@ -5,6 +5,7 @@ from __future__ import annotations
 from taskgraph.transforms.base import TransformSequence
 
 from ...naming import image_name
+from ..task_env import USES_ENV
 from .common import (
     CLOUD_SECRETS_SCOPE,
     attributes,
@@ -30,7 +31,7 @@ def machine_image_task(config, items):
         # --overwrite: a new image under a new name even though one exists for this digest
         worker = retry_transient(run_cib(
             config.params, "image", "machine", "--key", item["key"], "--target", item["target"],
-            *args, *(("--overwrite",) if overwrite else ())))
+            *args, *(("--overwrite",) if overwrite else ()), artifacts=True))
         worker["max-run-time"] = 6 * 3600
         dependencies = {}
         if item["disk-image"]:
@@ -41,7 +42,8 @@ def machine_image_task(config, items):
             "label": f"{config.kind}-{item['name']}",
             "description": f"Build machine image {name} of {item['key']} for {item['target']}",
             "attributes": attributes(item, **{"cib-kind": config.kind,
-                                              "cib-digest": item["digest"]}),
+                                              "cib-digest": item["digest"],
+                                              USES_ENV: True}),
             "dependencies": dependencies,
             "worker-type": "images",
             "scopes": [CLOUD_SECRETS_SCOPE],

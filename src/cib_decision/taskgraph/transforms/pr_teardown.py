@@ -5,6 +5,7 @@ from __future__ import annotations
 from taskgraph.transforms.base import TransformSequence
 
 from ...naming import PR_POOL_DOMAIN
+from ..task_env import USES_ENV
 from .common import run_cib, treeherder
 
 transforms = TransformSequence()
@@ -17,7 +18,7 @@ def teardown_task(config, items):
         yield {
             "label": f"{config.kind}-{item['name']}",
             "description": f"Delete the per-PR pools of pull request {number}",
-            "attributes": {"cib-kind": config.kind},
+            "attributes": {"cib-kind": config.kind, USES_ENV: True},
             "worker-type": "b-linux",
             "worker": run_cib(config.params, "pool", "teardown", "--pull-request", number),
             "scopes": ["worker-manager:list-worker-pools",

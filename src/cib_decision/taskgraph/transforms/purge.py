@@ -6,6 +6,7 @@ from __future__ import annotations
 from taskgraph.transforms.base import TransformSequence
 
 from ...naming import PR_POOL_DOMAIN
+from ..task_env import USES_ENV
 from .common import (
     CLOUD_SECRETS_SCOPE,
     attributes,
@@ -46,7 +47,7 @@ def purge_task(config, items):
         yield {
             "label": f"{config.kind}-{item['name']}",
             "description": f"Purge {what}",
-            "attributes": attributes(item, **{"cib-kind": config.kind}),
+            "attributes": attributes(item, **{"cib-kind": config.kind, USES_ENV: True}),
             "worker-type": "b-linux",
             "scopes": scopes,
             # cib purge exits 75 on throttling and service errors: the queue runs it again

@@ -5,6 +5,7 @@ from __future__ import annotations
 from taskgraph.transforms.base import TransformSequence
 
 from .. import fleet as graph_fleet
+from ..task_env import USES_ENV
 from .common import (
     CLOUD_SECRETS_SCOPE,
     attributes,
@@ -41,7 +42,7 @@ def tag_task(config, items):
         yield index_by_digest(config, rebuild, "tag", item, {
             "label": f"{config.kind}-{item['name']}",
             "description": f"Tag the machine images of {item['key']}",
-            "attributes": attributes(item, **{"cib-kind": config.kind}),
+            "attributes": attributes(item, **{"cib-kind": config.kind, USES_ENV: True}),
             # Soft: the tag runs over whichever of the key's images this graph builds, so a
             # region filter does not pull the other regions' builds back in.
             "soft-dependencies": sorted(images),
@@ -50,6 +51,6 @@ def tag_task(config, items):
             "worker-type": "b-linux",
             "scopes": [CLOUD_SECRETS_SCOPE, *signing],
             "worker": retry_transient(run_cib(config.params, "image", "tag", "--key",
-                                              item["key"])),
+                                              item["key"], artifacts=True)),
             "treeherder": treeherder("T", "tag", item["key"]),
         })

@@ -5,6 +5,7 @@ from __future__ import annotations
 from taskgraph.transforms.base import TransformSequence
 
 from ...lifecycle.pointers import insert_scopes
+from ..task_env import USES_ENV
 from .common import (
     attributes,
     directives_of,
@@ -46,7 +47,8 @@ def worker_pool_task(config, items):
             "label": f"{config.kind}-{item['name']}",
             "description": f"Deploy worker pool {target_pool} from the images of {item['key']}",
             "attributes": attributes(item, **{"cib-kind": config.kind,
-                                              "cib-deploy-pool": target_pool}),
+                                              "cib-deploy-pool": target_pool,
+                                              USES_ENV: True}),
             # Soft: the pool waits for the images this graph builds for it; regions whose
             # image is not rebuilt keep the image they have.
             "soft-dependencies": upstream,

@@ -1,0 +1,102 @@
+"""The task environment: cib and its pinned dependencies, built once per content digest by the
+`task-env` kind and mounted by every task that runs `cib` (taskgraph's toolchain idiom).
+
+The environment is `pip install --target` of the repository's package: a plain directory of
+modules that works wherever it is unpacked, run as `python3 -m cib_decision` with
+`PYTHONPATH` pointing at it. Its digest covers exactly what it is built from (`ENV_INPUTS` at
+the head revision), so a task reaches its first `cib` line in seconds instead of cloning and
+installing everything itself.
+
+Tasks do not list the environment among their taskgraph dependencies: taskgraph never replaces
+a task one of whose dependencies runs, so a change of cib's own code would rebuild every image.
+The morph `attach_task_env` adds the dependency and the mount after optimization instead, on
+the environment task of this graph or the earlier one the index gave.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+ENV_LABEL = "task-env-cib"
+ENV_ARTIFACT = "public/cib-env.tar.gz"
+# where a task unpacks the environment, relative to its task directory
+ENV_DIRECTORY = "cib-env"
+# what the environment is built from, relative to the repository root
+ENV_INPUTS = ("pyproject.toml", "src")
+# the attribute of tasks that run cib from the environment
+USES_ENV = "cib-task-env"
+DIGEST_VERSION = "cib-env-v1"
+
+
+def env_digest(repo_root: Path, rev: str | None) -> str:
+    """SHA-256 over the git object ids of `ENV_INPUTS` at `rev` (git ids are content hashes,
+    so this is a content digest that costs no file reads); the working tree's files when the
+    revision cannot be read from git (a directory that is no repository)."""
+    digest = hashlib.sha256(f"{DIGEST_VERSION}\n".encode())
+    for name, object_id in _input_ids(repo_root, rev):
+        digest.update(f"{name} {object_id}\n".encode())
+    return digest.hexdigest()
+
+
+def _input_ids(repo_root: Path, rev: str | None) -> list[tuple[str, str]]:
+    from ..errors import CibError
+    from ..gitrepo import open_repo, resolve
+
+    try:
+        tree = resolve(open_repo(repo_root), rev or "HEAD").tree
+        return [(name, tree[name].hexsha if name in tree else "-") for name in ENV_INPUTS]
+    except (CibError, ValueError, KeyError):
+        return [(name, _files_digest(repo_root / name)) for name in ENV_INPUTS]
+
+
+def _files_digest(path: Path) -> str:
+    if not path.exists():
+        return "-"
+    files = sorted(p for p in ([path] if path.is_file() else path.rglob("*"))
+                   if "__pycache__" not in p.parts and p.is_file())
+    digest = hashlib.sha256()
+    for file in files:
+        try:
+            content = file.read_bytes()
+        except FileNotFoundError:  # removed while we walked (an editor's temporary file)
+            continue
+        digest.update(f"{file.relative_to(path.parent)} ".encode())
+        digest.update(hashlib.sha256(content).hexdigest().encode())
+    return digest.hexdigest()
+
+
+def mount(env_task_id: str) -> dict[str, Any]:
+    """The generic-worker mount that unpacks the environment into the task directory."""
+    return {"content": {"taskId": env_task_id, "artifact": ENV_ARTIFACT},
+            "directory": ENV_DIRECTORY, "format": "tar.gz"}
+
+
+def attach_task_env(taskgraph: Any, label_to_taskid: dict[str, str], parameters: Any,
+                    graph_config: Any) -> tuple[Any, dict[str, str]]:
+    """taskgraph morph: every task marked `USES_ENV` depends on the environment task (the one
+    of this graph, or the indexed one that replaced it) and mounts its artifact."""
+    users = [task for task in taskgraph.tasks.values() if task.attributes.get(USES_ENV)]
+    if not users:
+        return taskgraph, label_to_taskid
+    env_task_id = label_to_taskid.get(ENV_LABEL)
+    if env_task_id is None:
+        raise ValueError(f"tasks run cib but the graph has no {ENV_LABEL} task: "
+                         f"{', '.join(sorted(t.label for t in users)[:5])}")
+    edges = set(taskgraph.graph.edges)
+    for task in users:
+        definition = task.task
+        if env_task_id not in definition.setdefault("dependencies", []):
+            definition["dependencies"].append(env_task_id)
+        definition["payload"].setdefault("mounts", []).append(mount(env_task_id))
+        if env_task_id in taskgraph.tasks:
+            task.dependencies["task-env"] = env_task_id
+            edges.add((task.task_id, env_task_id, "task-env"))
+    if len(edges) == len(taskgraph.graph.edges):
+        return taskgraph, label_to_taskid
+    from taskgraph.graph import Graph
+    from taskgraph.taskgraph import TaskGraph
+
+    return TaskGraph(taskgraph.tasks, Graph(taskgraph.graph.nodes, frozenset(edges))), \
+        label_to_taskid

@@ -1,0 +1,39 @@
+"""task-env: build the task environment (cib and its pinned dependencies) once per digest."""
+
+from __future__ import annotations
+
+from taskgraph.transforms.base import TransformSequence
+
+from ..task_env import ENV_ARTIFACT
+from .common import index_by_digest, treeherder
+
+transforms = TransformSequence()
+
+# `pip install --target` makes a directory that runs from wherever it is unpacked; the archive
+# holds its contents (so a mount's `directory` is the import path).
+BUILD = ('git clone --quiet "$CIB_HEAD_REPOSITORY" src && cd src && '
+         'git checkout --quiet "$CIB_HEAD_REV" && '
+         'python3 -m pip install --quiet --disable-pip-version-check --no-warn-script-location '
+         '--target ../env . && '
+         'mkdir -p ../artifacts && tar -czf ../artifacts/cib-env.tar.gz -C ../env .')
+
+
+@transforms.add
+def task_env_task(config, items):
+    for item in items:
+        yield index_by_digest(config, False, "task-env", item, {
+            "label": f"{config.kind}-{item['name']}",
+            "description": "Build the task environment: cib and its pinned dependencies",
+            "attributes": {"cib-kind": config.kind, "cib-digest": item["digest"]},
+            "worker-type": "b-linux",
+            "worker": {
+                "command": [["bash", "-c", BUILD]],
+                "env": {"CIB_HEAD_REPOSITORY": config.params["head_repository"],
+                        "CIB_HEAD_REV": config.params["head_rev"]},
+                "max-run-time": 1800,
+                "chain-of-trust": False,
+                "artifacts": [{"type": "file", "path": "artifacts/cib-env.tar.gz",
+                               "name": ENV_ARTIFACT}],
+            },
+            "treeherder": treeherder("E", item["name"], "task-env", kind="build"),
+        })
