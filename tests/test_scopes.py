@@ -84,5 +84,10 @@ def test_a_pr_role_cannot_create_the_tasks_that_deploy_real_pools(index):
                for scopes in refused.values())
 
 
-def test_untrusted_pull_requests_may_create_nothing():
-    assert role_scopes(ROLES, "pull-request-untrusted", project="images") == []
+def test_untrusted_pull_requests_may_create_only_their_config_check_decision_task():
+    """The GitHub service creates the untrusted decision (a config check) with this role alone:
+    it grants that one queue at level 1 and nothing that reads secrets, indexes or deploys."""
+    scopes = role_scopes(ROLES, "pull-request-untrusted", project="images")
+    assert sorted(scopes) == ["queue:create-task:project:none",
+                              "queue:create-task:very-low:cib-1/decision",
+                              "queue:route:checks", "queue:scheduler-id:cib-level-1"]

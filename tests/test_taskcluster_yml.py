@@ -38,8 +38,8 @@ def hook_context(tasks_for: str, **extra: Any) -> dict[str, Any]:
     return {"tasks_for": tasks_for, "now": NOW, "ownTaskId": slugid.nice(),
             "taskcluster_root_url": "https://tc.example.com",
             "repository": {"url": REPO["html_url"], "project": "images", "level": "3"},
-            "push": {"revision": HEAD, "base_revision": BASE, "owner": "cron@example.com",
-                     "pushlog_id": "0"}, **extra}
+            # as fxci's build-decision sends a git push (no base revision, no pushlog)
+            "push": {"branch": "main", "revision": HEAD, "owner": "cron"}, **extra}
 
 
 CRON = hook_context("cron", cron={"job_name": "nightly", "quoted_args": ""})

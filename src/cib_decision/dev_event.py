@@ -3,8 +3,9 @@ Taskcluster (`cib dev-taskcluster`), so a push, a pull request or its close can 
 end on a laptop.
 
 For the repository's head commit it builds the GitHub webhook payload, renders the repository's
-own `.taskcluster.yml` as the GitHub service does, creates the decision task with the service's
-(root) credentials, then runs the task's command the way a worker would: in the repository, with
+own `.taskcluster.yml` as the GitHub service does, creates the decision task with the scopes the
+service uses (the repository's role for the event, `queue:route:checks`, its scheduler id), then
+runs the task's command the way a worker would: in the repository, with
 the task's environment, `TASK_ID`, and credentials holding exactly the task's scopes (which the
 local Taskcluster hands out for a task, as a worker's claim does).
 """
@@ -40,10 +41,11 @@ def add_parser(commands: Any) -> None:
     """Register `cib dev-event` on the `cib` subcommands."""
     parser = commands.add_parser(
         "dev-event", help="run the decision for a GitHub event against a local Taskcluster",
-        description="Renders .taskcluster.yml for the event, creates the decision task with the "
-                    "root credentials ($TASKCLUSTER_ROOT_URL, $TASKCLUSTER_CLIENT_ID, "
-                    "$TASKCLUSTER_ACCESS_TOKEN of `cib dev-taskcluster`) and runs its command "
-                    "with the task's own scopes.")
+        description="Renders .taskcluster.yml for the event, creates the decision task as "
+                    "the GitHub service does (the root credentials of `cib dev-taskcluster` "
+                    "in $TASKCLUSTER_ROOT_URL, $TASKCLUSTER_CLIENT_ID and "
+                    "$TASKCLUSTER_ACCESS_TOKEN, restricted to the repository role's scopes) "
+                    "and runs its command with the task's own scopes.")
     parser.add_argument("event", choices=sorted(EVENTS))
     parser.add_argument("--rerun", metavar="TASK_ID",
                         help="run an existing decision task's command again (a Taskcluster "
@@ -52,6 +54,8 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--head", default="HEAD", help="pushed revision (default: HEAD)")
     parser.add_argument("--base", help="revision before the push (default: the head's parent)")
     parser.add_argument("--pull-request", type=int, default=1, metavar="N")
+    parser.add_argument("--head-ref", default="refs/heads/main",
+                        help="the pushed branch (default: refs/heads/main)")
     parser.add_argument("--repository", default="example/images",
                         help="GitHub owner/name the event claims (default: example/images)")
     parser.add_argument("--environment",
@@ -105,7 +109,8 @@ def _root_options() -> dict[str, Any]:
 
 
 def render_event(repo_path: Path, event: str, head: str, base: str | None, number: int,
-                 full_name: str, root_url: str) -> list[dict[str, Any]]:
+                 full_name: str, root_url: str, head_ref: str = "refs/heads/main"
+                 ) -> list[dict[str, Any]]:
     """The decision tasks the GitHub service would create for `event` at `head`."""
     repo = open_repo(repo_path)
     head_commit = resolve(repo, head)
@@ -115,7 +120,7 @@ def render_event(repo_path: Path, event: str, head: str, base: str | None, numbe
     repository = events.repository(full_name)
     if tasks_for == "github-push":
         payload = events.push_event(repository, head_commit.hexsha, base_sha,
-                                    commit_message(repo, head_commit.hexsha))
+                                    commit_message(repo, head_commit.hexsha), ref=head_ref)
     else:
         fork = events.repository(f"someone/{full_name.split('/')[1]}")
         payload = events.pull_request_event(action or "opened", number, repository,
@@ -140,16 +145,30 @@ def worker_command(task: dict[str, Any], setup: str) -> list[str]:
             *command[1:]]
 
 
+def service_scopes(event: str, full_name: str, head_ref: str = "refs/heads/main") -> list[str]:
+    """The scopes Taskcluster's GitHub service creates an event's tasks with."""
+    tasks_for, _ = EVENTS[event]
+    if tasks_for == "github-push":
+        role = f"branch:{head_ref.removeprefix('refs/heads/')}"
+    else:
+        role = tasks_for.removeprefix("github-")
+    return [f"assume:repo:github.com/{full_name}:{role}", "queue:route:checks",
+            "queue:scheduler-id:taskcluster-github"]
+
+
 def cmd_dev_event(args: argparse.Namespace) -> int:
     import taskcluster
 
     root = _root_options()
-    queue = taskcluster.Queue(root)
+    # The GitHub service creates the decision with the repository's role for the event, the
+    # checks route and its own scheduler id, never with more (services/github/src/handlers).
+    queue = taskcluster.Queue({**root, "authorizedScopes": service_scopes(
+        args.event, args.repository, args.head_ref)})
     if args.rerun:
         tasks = [{**queue.task(args.rerun), "taskId": args.rerun}]
     else:
         tasks = render_event(args.repo, args.event, args.head, args.base, args.pull_request,
-                             args.repository, root["rootUrl"])
+                             args.repository, root["rootUrl"], args.head_ref)
     if not tasks:
         print(f"{args.event}: .taskcluster.yml renders no task for this event")
         return 0
