@@ -12,6 +12,7 @@ import pytest
 
 from cib_decision import manifest, pools
 from cib_decision.config import Pool
+from cib_decision.devworker import config as gw_config
 from cib_decision.manifest import RecordError
 from cib_decision.naming import PR_POOL_DOMAIN, pr_pool_id
 from cib_decision.pools import PoolError
@@ -112,6 +113,15 @@ def test_aws_and_google_take_machine_types_images_and_spot_from_the_config():
     (boot,) = google["disks"]
     assert boot["initializeParams"]["sourceImage"].startswith("projects/example-cib-images/")
     assert google["scheduling"]["provisioningModel"] == "SPOT"
+
+
+@pytest.mark.parametrize("pool_id", [AZURE, AWS, GOOGLE, "gecko-t/ubuntu-2404-aws"])
+def test_every_launch_config_gives_generic_worker_a_config_it_starts_with(pool_id):
+    """worker-runner passes `genericWorker.config` on, adding identity and credentials;
+    generic-worker exits on an unknown key and without its signing key's location."""
+    for launch_config in render(pool_id).launch_configs:
+        config = gw_config.from_worker_pool(launch_config["workerConfig"])
+        assert gw_config.problems(config, runner_supplied=True) == []
 
 
 def test_windows_workers_keep_tasks_on_the_task_disk_and_linux_workers_use_the_defaults():

@@ -224,21 +224,36 @@ def _is_windows(key: ImageKey) -> bool:
     return "windows" in str(key.image.get("os", "")).lower()
 
 
-def deployment_id(image: PoolImage) -> str:
-    """generic-worker's `deploymentId`: workers whose deployment id no longer matches the
-    pool's stop between tasks, so it changes exactly when the image does (its name, which
-    carries the machine digest, else a hash of its id)."""
-    return image.name or hashlib.sha256(image.id.encode()).hexdigest()[:12]
+# Where the image's bootstrap installs generic-worker's own files (Firefox CI's layout): the
+# config must name the chain-of-trust signing key (generic-worker exits 73 without it) and
+# the livelog and taskcluster-proxy binaries.
+GENERIC_WORKER_FILES = {
+    "linux": {"ed25519SigningKeyLocation": "/etc/generic-worker/ed25519_key",
+              "livelogExecutable": "/usr/local/bin/livelog",
+              "taskclusterProxyExecutable": "/usr/local/bin/taskcluster-proxy",
+              "cachesDir": "/home/generic-worker/caches",
+              "downloadsDir": "/home/generic-worker/downloads"},
+    "windows": {"ed25519SigningKeyLocation": "C:\\generic-worker\\ed25519-private.key",
+                "livelogExecutable": "C:\\generic-worker\\livelog.exe",
+                "taskclusterProxyExecutable": "C:\\generic-worker\\taskcluster-proxy.exe",
+                "cachesDir": "C:\\caches", "downloadsDir": "C:\\downloads"},
+}
 
 
 def worker_config(key: ImageKey, target: Target, image: PoolImage) -> dict[str, Any]:
-    """generic-worker settings worker-runner merges into the worker's own: the idle timeout,
-    the deployment id, and on Windows the task, cache and download directories on the task
-    disk when the target has one (a non-OS disk with a `letter`)."""
+    """generic-worker settings worker-runner merges into the worker's own (it adds the
+    identity, credentials and root URL): the idle timeout, where the image keeps generic-
+    worker's signing key and helper binaries, and on Windows the task, cache and download
+    directories on the task disk when the target has one (a non-OS disk with a `letter`).
+    Every key is one generic-worker knows: it refuses to start on an unknown one. `image` is
+    unused here: a new image reaches the workers through the launch config's id, which
+    changes with it."""
+    del image
+    windows = _is_windows(key)
     config: dict[str, Any] = {"idleTimeoutSecs": IDLE_TIMEOUT_SECS,
-                              "deploymentId": deployment_id(image)}
+                              **GENERIC_WORKER_FILES["windows" if windows else "linux"]}
     drive = _task_drive(target)
-    if drive and _is_windows(key):
+    if drive and windows:
         config.update(tasksDir=f"{drive}:\\", cachesDir=f"{drive}:\\caches",
                       downloadsDir=f"{drive}:\\downloads")
     return {"genericWorker": {"config": config}}
