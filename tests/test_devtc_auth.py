@@ -96,11 +96,17 @@ def test_cron_roles_resolve_from_the_wildcard_role(dev_taskcluster):
         dev_taskcluster.credentials("no-such-role")
 
 
-def test_untrusted_pull_requests_may_only_read(dev_taskcluster):
+def test_untrusted_pull_requests_may_create_only_their_very_low_config_check(dev_taskcluster):
     q = taskcluster.Queue(dev_taskcluster.options("pull-request-untrusted"))
-    status, _ = rejected(q.createTask, slugid.nice(), new_task(schedulerId="cib-level-1",
-                                                                 taskQueueId="cib-1/decision"))
-    assert status == 403
+    # the decision task the GitHub service creates for them: very-low, cib-1/decision, checks
+    q.createTask(slugid.nice(), new_task(schedulerId="cib-level-1", priority="very-low",
+                                         taskQueueId="cib-1/decision", routes=["checks"]))
+    for fields in ({"priority": "low"}, {"taskQueueId": "cib-1/images"},
+                   {"routes": ["index.cib.v2.images.latest"]}):
+        body = new_task(**{"schedulerId": "cib-level-1", "priority": "very-low",
+                           "taskQueueId": "cib-1/decision", **fields})
+        status, _ = rejected(q.createTask, slugid.nice(), body)
+        assert status == 403, fields
 
 
 @pytest.fixture(scope="module")

@@ -37,10 +37,9 @@ def test_handler_bug_is_an_internal_server_error_not_a_dropped_request(dev_taskc
 
 def test_methods_not_served_and_unknown_routes_are_not_found(dev_taskcluster):
     root = dev_taskcluster.root_url
-    claim = requests.post(f"{root}/api/queue/v1/claim-work/p%2Fw", json={
-        "workerGroup": "g", "workerId": "w", "tasks": 1})
-    assert (claim.status_code, claim.json()["code"]) == (404, "ResourceNotFound")
-    assert "does not implement queue.claimWork" in claim.json()["message"]
+    pending = requests.get(f"{root}/api/queue/v1/pending/p%2Fw")
+    assert (pending.status_code, pending.json()["code"]) == (404, "ResourceNotFound")
+    assert "does not implement queue.pendingTasks" in pending.json()["message"]
     unserved = Api(dev_taskcluster.ctx, {}).handle(
         get(f"/api/queue/v1/task/{slugid.nice()}/status"))[1]
     assert (unserved.status, unserved.body["code"]) == (404, "ResourceNotFound")

@@ -1,4 +1,5 @@
-"""A faithful local Taskcluster (queue, index, worker-manager, secrets) for development and tests.
+"""A faithful local Taskcluster (queue, index, worker-manager, secrets, object) for development
+and tests.
 
 `DevTaskcluster` starts it; `cib dev-taskcluster` runs it in the foreground; the pytest plugin
 `cib_decision.devtc.testing` provides the `dev_taskcluster` fixture.

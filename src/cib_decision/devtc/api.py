@@ -38,15 +38,21 @@ PARAM_PATTERNS: dict[str, dict[str, str]] = {
     "index": {"namespace": _NAMESPACE, "indexPath": _NAMESPACE},
     "worker-manager": {"workerPoolId": TASK_QUEUE_ID, "workerGroup": r"^([a-zA-Z0-9-_]{1,38})$",
                        "workerId": r"^([a-zA-Z0-9-_]{1,38})$"},
+    "object": {"name": r"^[\x20-\x7e]+$", "projectId": r"^([a-zA-Z0-9._/-]*)$"},
 }
 QUERY_PATTERNS = {"continuationToken": r".", "limit": r"^[0-9]+$",
                   "includeArchived": r"^(true|false)$"}
 
 
+def _never_closed() -> bool:
+    return False
+
+
 @dataclass(frozen=True)
 class Request:
     """One HTTP request as received: `path` and `query` are raw (still percent-encoded), `url`
-    the full URL the client signed, header names in lower case."""
+    the full URL the client signed, header names in lower case. `closed()` tells whether the
+    client has gone away (a long poll then stops, as the queue's does on `close`)."""
 
     method: str
     path: str
@@ -54,16 +60,20 @@ class Request:
     headers: Mapping[str, str]
     body: bytes
     url: str
+    closed: Callable[[], bool] = field(default=_never_closed, compare=False)
 
 
 @dataclass
 class Reply:
-    """A response: JSON `body` (or raw bytes with `content_type`), status and extra headers."""
+    """A response: JSON `body` (or raw bytes with `content_type`), status and extra headers.
+    `checked=False` sends it without the output schema check, as a service's
+    `res.status(..).json(..)` does (the queue's 424 for error artifacts)."""
 
     body: Any
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "application/json"
+    checked: bool = True
 
     def encoded(self) -> bytes:
         """The body as bytes on the wire."""
@@ -72,6 +82,18 @@ class Reply:
         if self.content_type == "application/json":
             return json.dumps(self.body).encode()
         return str(self.body).encode()
+
+
+@dataclass
+class Timeouts:
+    """The queue's timing settings, in seconds: `claim` (claimTimeout: a claim's takenUntil is
+    this far ahead), `claim_work` (how long claimWork waits for work, 20 in the real queue),
+    `deadline_delay` (deadlineDelay: how long after its deadline an unresolved task is resolved
+    `deadline-exceeded`)."""
+
+    claim: float = 1200.0
+    claim_work: float = 20.0
+    deadline_delay: float = 60.0
 
 
 @dataclass
@@ -89,6 +111,7 @@ class Context:
     queue_client: Client  # issues task credentials
     clock: Callable[[], datetime] = dates.now
     max_task_deadline_days: int = 5
+    timeouts: Timeouts = field(default_factory=Timeouts)
 
 
 class Call:
@@ -143,7 +166,7 @@ Handler = Callable[[Call], "Reply | dict[str, Any]"]
 
 
 class Api:
-    """The three services behind one pipeline."""
+    """The services behind one pipeline."""
 
     def __init__(self, ctx: Context, handlers: dict[str, Handler]):
         self.ctx = ctx
@@ -201,7 +224,7 @@ class Api:
             result = handler(call)
         reply = result if isinstance(result, Reply) else Reply(result)
         schema_out = entry.schema_id("output")
-        if schema_out and reply.content_type == "application/json":
+        if schema_out and reply.checked and reply.content_type == "application/json":
             problems = self.ctx.schemas.errors(schema_out, reply.body)
             if problems:
                 raise ApiError("InternalServerError",

@@ -23,6 +23,9 @@ ERROR_CODES: dict[str, int] = {
     "InternalServerError": 500,
     # worker-manager only
     "ProviderSetupFailed": 503,
+    # object only
+    "NoMatchingMethod": 406,
+    "NoMatchingBackend": 400,
     # what a proxy in front of a service answers; only injected as faults
     "BadGateway": 502,
     "ServiceUnavailable": 503,

@@ -62,7 +62,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     """Register `dev-taskcluster` on the `cib` command's subparsers."""
     parser = subparsers.add_parser(
         "dev-taskcluster",
-        help="run a local Taskcluster (queue, index, worker-manager, secrets)",
+        help="run a local Taskcluster (queue, index, worker-manager, secrets, object)",
         description="Serves a faithful local Taskcluster on 127.0.0.1 until Ctrl-C; prints "
                     "its root URL and the credentials of the root client and of one client "
                     "per repository role.")

@@ -1,6 +1,7 @@
 """Development hooks, not Taskcluster APIs: act as a worker (resolve a task, store its
-artifacts), read the counters, reset, set faults, and serve stored artifact content. Served
-under `/dev/...` without authentication or faults; `DevTaskcluster` calls the same functions."""
+artifacts), read the counters, reset, set faults, and serve the data of s3 artifacts and objects
+(the local Taskcluster is their bucket). Served under `/dev/...` without authentication or
+faults; `DevTaskcluster` calls the same functions."""
 
 from __future__ import annotations
 
@@ -8,26 +9,23 @@ import copy
 import json
 import re
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 from urllib.parse import unquote
 
-import taskcluster
-
-from . import dates, index, queue
+from . import artifacts as queue_artifacts
+from . import claims, credentials, dates, objects, runs
 from .api import Context, Reply
 from .faults import Faults, FaultSettings, Stats
-from .state import Artifact, TaskRecord
+from .runs import RESOLUTIONS
+from .state import TaskRecord
 
-RESOLUTIONS = ("completed", "failed", "exception")
-# exception reasons after which the queue retries the task (a new run) while retries are left
-_RETRIED = {"worker-shutdown": "retry", "claim-expired": "retry",
-            "intermittent-task": "task-retry"}
+# exception reasons after which the queue retries the task (a new run) while retries are left:
+# reportException's, and an expired claim's
+_RETRIED = {**claims.RETRY_REASONS, "claim-expired": "retry"}
 _EXCEPTION_REASONS = ("deadline-exceeded", "canceled", "claim-expired", "worker-shutdown",
                       "malformed-payload", "resource-unavailable", "internal-error",
                       "intermittent-task", "superseded")
 WORKER_GROUP, WORKER_ID = "dev-taskcluster", "dev-worker"
-CLAIM_TIMEOUT = timedelta(minutes=20)
 
 
 class HookError(Exception):
@@ -38,22 +36,23 @@ class HookError(Exception):
         self.status = status
 
 
-def encode_artifact(content: object) -> Artifact:
-    """Bytes as they are, text as text/plain, anything else as JSON."""
+def encode_artifact(content: object) -> tuple[bytes, str]:
+    """Bytes as they are, text as text/plain, anything else as JSON: data and content type."""
     if isinstance(content, bytes):
-        return Artifact(content, "application/octet-stream")
+        return content, "application/octet-stream"
     if isinstance(content, str):
-        return Artifact(content.encode(), "text/plain; charset=utf-8")
-    return Artifact(json.dumps(content).encode(), "application/json")
+        return content.encode(), "text/plain; charset=utf-8"
+    return json.dumps(content).encode(), "application/json"
 
 
 def resolve_task(ctx: Context, task_id: str, state: str = "completed",
                  artifacts: dict[str, object] | None = None,
                  reason: str | None = None) -> dict[str, Any]:
     """Do what a worker and the queue would: claim the task's run (scheduling it first if
-    it waits for dependencies), store `artifacts` on that run, resolve it as `state`, then
-    schedule dependents it unblocks, index a completed task at its `index.*` routes, or
-    retry an `exception` whose reason the queue retries. Returns the task status."""
+    it waits for dependencies), store `artifacts` on that run (as s3 artifacts), resolve it
+    as `state`, then schedule dependents it unblocks, index a completed task at its
+    `index.*` routes, or retry an `exception` whose reason the queue retries. Returns the
+    task status."""
     if state not in RESOLUTIONS:
         raise HookError(f"state must be one of {', '.join(RESOLUTIONS)}, not {state!r}")
     if state == "exception":
@@ -67,20 +66,9 @@ def resolve_task(ctx: Context, task_id: str, state: str = "completed",
             raise HookError(f"artifact names are printable ASCII: {name!r}")
     with ctx.state.lock:
         record, run = _claim(ctx, task_id)
-        now = ctx.clock()
-        run_id = run["runId"]
         for name, content in (artifacts or {}).items():
-            ctx.state.artifacts[(task_id, run_id, name)] = encode_artifact(content)
-        run.update(state=state, reasonResolved=reason or state, resolved=dates.to_json(now))
-        if state == "exception" and reason in _RETRIED and record.retries_left > 0:
-            record.retries_left -= 1
-            record.runs.append({"runId": run_id + 1, "state": "pending",
-                                "reasonCreated": _RETRIED[reason],
-                                "scheduled": dates.to_json(now)})
-        else:
-            queue.resolved(ctx, task_id)
-            if state == "completed":
-                index.index_completed_task(ctx, task_id)
+            queue_artifacts.store_s3(ctx, record, run["runId"], name, *encode_artifact(content))
+        runs.resolve(ctx, record, run["runId"], state, reason or state, _RETRIED.get(reason or ""))
         return record.status()
 
 
@@ -92,41 +80,23 @@ def _claim(ctx: Context, task_id: str) -> tuple[TaskRecord, dict[str, Any]]:
         raise HookError(f"no task {task_id}", 404)
     if record.state() in RESOLUTIONS:
         raise HookError(f"task {task_id} is already {record.state()}", 409)
-    queue.schedule(ctx, record)
-    now = ctx.clock()
-    run = record.runs[-1]
-    if run["state"] == "pending":
-        run.update(state="running", workerGroup=WORKER_GROUP, workerId=WORKER_ID,
-                   started=dates.to_json(now))
-    run["takenUntil"] = dates.to_json(now + CLAIM_TIMEOUT)
-    return record, run
+    runs.schedule(ctx, record)
+    run_id = len(record.runs) - 1
+    if runs.claim(ctx, record, run_id, WORKER_GROUP, WORKER_ID) is None:
+        runs.reclaim(ctx, record, run_id, runs.taken_until(ctx))
+    return record, record.runs[run_id]
 
 
 def task_credentials(ctx: Context, task_id: str) -> dict[str, Any]:
-    """Claim the task (see `_claim`) and issue what `claimWork` gives a worker: temporary
-    credentials named `task-client/<taskId>/<runId>/on/<group>/<worker>/until/<t>`, issued by
-    the queue, valid until the claim expires, holding the task's scopes plus reclaim, resolve
-    and create-artifact for its run (`services/queue/src/task-creds.js`)."""
+    """Claim the task (see `_claim`) and issue what `claimWork` gives a worker (see
+    `credentials.task_run`): `{"status", "runId", "takenUntil", "credentials"}`."""
     with ctx.state.lock:
         record, run = _claim(ctx, task_id)
-        run_id, taken = run["runId"], run["takenUntil"]
-        taken_until = dates.parse(taken)
-        scopes = [f"queue:reclaim-task:{task_id}/{run_id}",
-                  f"queue:resolve-task:{task_id}/{run_id}",
-                  f"queue:create-artifact:{task_id}/{run_id}",
-                  *record.definition["scopes"]]
-        status = record.status()
-    until = round(taken_until.timestamp() * 1000) / 1000  # JavaScript: getTime() / 1000
-    name = "/".join(["task-client", task_id, str(run_id), "on", WORKER_GROUP, WORKER_ID,
-                     "until", str(int(until)) if until.is_integer() else str(until)])
-    issuer = ctx.queue_client
-    credentials = taskcluster.createTemporaryCredentials(
-        issuer.client_id, issuer.access_token, ctx.clock() - timedelta(minutes=1), taken_until,
-        scopes, name=name)
-    credentials = {k: v.decode() if isinstance(v, bytes) else v
-                   for k, v in credentials.items()}
-    return {"status": status, "runId": run_id, "takenUntil": taken,
-            "credentials": credentials}
+        taken = run["takenUntil"]
+        return {"status": record.status(), "runId": run["runId"], "takenUntil": taken,
+                "credentials": credentials.task_run(
+                    ctx, task_id, run["runId"], run["workerGroup"], run["workerId"],
+                    dates.parse(taken), record.definition["scopes"])}
 
 
 def set_faults(faults: Faults, body: dict[str, Any]) -> FaultSettings:
@@ -151,14 +121,39 @@ class DevRoutes:
     faults: Faults
     stats: Stats
 
-    def handle(self, method: str, path: str, body: bytes) -> Reply:
-        """Answer one `/dev/...` request (JSON errors `{"error": message}`)."""
+    def handle(self, method: str, path: str, body: bytes,
+               headers: dict[str, str] | None = None) -> Reply:
+        """Answer one `/dev/...` request (JSON errors `{"error": message}`); `headers` in
+        lower case."""
+        stored = self._storage(method, path, body, headers or {})
+        if stored is not None:
+            return stored
         try:
             return self._dispatch(method, path, json.loads(body) if body else {})
         except HookError as exc:
             return Reply({"error": str(exc)}, exc.status)
         except ValueError as exc:
             return Reply({"error": f"body is not JSON: {exc}"}, 400)
+
+    def _storage(self, method: str, path: str, body: bytes,
+                 headers: dict[str, str]) -> Reply | None:
+        """The bucket: GET and PUT of s3 artifact and object data (None: not such a route)."""
+        content_type, encoding = headers.get("content-type"), headers.get("content-encoding")
+        found = re.fullmatch(r"/dev/artifacts/([^/]+)/(\d+)/(.+)", path)
+        if found and method in ("GET", "PUT"):
+            key = (unquote(found.group(1)), int(found.group(2)), unquote(found.group(3)))
+            with self.ctx.state.lock:
+                if method == "GET":
+                    return queue_artifacts.get_data(self.ctx, *key)
+                return queue_artifacts.put_data(self.ctx, *key, content_type, body, encoding)
+        found = re.fullmatch(r"/dev/objects/(.+)", path)
+        if found and method in ("GET", "PUT"):
+            name = unquote(found.group(1))
+            with self.ctx.state.lock:
+                if method == "GET":
+                    return objects.get_data(self.ctx, name)
+                return objects.put_data(self.ctx, name, content_type, body, encoding)
+        return None
 
     def _dispatch(self, method: str, path: str, body: Any) -> Reply:
         state = self.ctx.state
@@ -185,12 +180,4 @@ class DevRoutes:
         found = re.fullmatch(r"/dev/task-credentials/([^/]+)", path)
         if method == "POST" and found:
             return Reply(task_credentials(self.ctx, unquote(found.group(1))))
-        found = re.fullmatch(r"/dev/artifacts/([^/]+)/(\d+)/(.+)", path)
-        if method == "GET" and found:
-            key = (unquote(found.group(1)), int(found.group(2)), unquote(found.group(3)))
-            with state.lock:
-                artifact = state.artifacts.get(key)
-            if artifact is None:
-                raise HookError("no such artifact", 404)
-            return Reply(artifact.content, content_type=artifact.content_type)
         raise HookError(f"no dev route {method} {path}", 404)

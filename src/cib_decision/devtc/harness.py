@@ -4,8 +4,10 @@ drive from Python (tests, scripts, `cib dev-taskcluster`)."""
 from __future__ import annotations
 
 import copy
+import re
 import secrets
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -16,18 +18,22 @@ import yaml
 from ..errors import CibError
 from ..scopes import role_scopes
 from ..tcschemas import find_schema_dir
-from . import dates, devhooks
+from . import artifacts as artifacts_service
+from . import claims as claims_service
+from . import credentials as credentials_service
+from . import dates, devhooks, runs
 from . import index as index_service
+from . import objects as objects_service
 from . import queue as queue_service
 from . import secrets as secrets_service
 from . import workermanager as wm_service
-from .api import Api, Context
+from .api import TASK_QUEUE_ID, Api, Context, Timeouts
 from .auth import Client, Clients, repo_role_expander
 from .faults import Faults, FaultSettings, Stats
 from .reference import References
 from .schemas import Schemas
 from .server import DevServer
-from .state import State
+from .state import Artifact, State
 
 DEFAULT_PROVIDERS = {"azure": "azure", "aws": "aws", "google": "google"}
 PROVIDER_TYPES = ("azure", "aws", "google", "static", "null", "testing")
@@ -35,9 +41,13 @@ ROOT_CLIENT_ID = "static/taskcluster/root"
 INDEX_CLIENT_ID = "static/taskcluster/index"
 QUEUE_CLIENT_ID = "static/taskcluster/queue"
 ROLE_CLIENT_PREFIX = "dev/"
-HANDLERS = {**queue_service.HANDLERS, **index_service.HANDLERS, **wm_service.HANDLERS,
-            **secrets_service.HANDLERS}
+HANDLERS = {**queue_service.HANDLERS, **claims_service.HANDLERS, **artifacts_service.HANDLERS,
+            **index_service.HANDLERS, **wm_service.HANDLERS, **secrets_service.HANDLERS,
+            **objects_service.HANDLERS}
 DEFAULT_PROJECT = "images"
+WORKER_CLIENT_PREFIX = "worker/"
+EXPIRY_CHECK_SECONDS = 0.5
+_WORKER_NAME = re.compile(r"^[a-zA-Z0-9-_]{1,38}$")
 
 
 def find_roles_file(start: Path | None = None) -> Path | None:
@@ -70,12 +80,20 @@ def references_path(schemas_dir: Path) -> Path:
 
 
 class DevTaskcluster:
-    """A stateful local Taskcluster (queue, index, worker-manager, secrets) on 127.0.0.1 that
-    the official `taskcluster` client talks to unchanged.
+    """A stateful local Taskcluster (queue, index, worker-manager, secrets, object) on
+    127.0.0.1 that the official `taskcluster` client talks to unchanged.
 
-    Clients: a root client (scope `*`) and, per repository role of the roles file, a client
+    Clients: a root client (scope `*`), per repository role of the roles file a client
     holding that role's scopes (created on first use for concrete roles such as
-    `cron:nightly`). Every caller also holds the anonymous scopes of a public deployment.
+    `cron:nightly`), and per worker a client holding what worker-manager gives a worker
+    (`worker_credentials`). Every caller also holds the anonymous scopes of a public
+    deployment.
+
+    The queue's timing: `claim_timeout` (seconds a claim lasts, 1200 as deployed),
+    `claim_work_timeout` (how long claimWork waits for work, 20 in the queue) and
+    `deadline_delay` (how long after its deadline an unresolved task is resolved
+    `deadline-exceeded`, 60 in the queue). A background thread expires claims and deadlines
+    every half second while the server runs.
     """
 
     def __init__(self, *, port: int = 0, host: str = "127.0.0.1",
@@ -83,7 +101,9 @@ class DevTaskcluster:
                  roles_file: Path | None = None, project: str = DEFAULT_PROJECT,
                  providers: dict[str, str] | None = None, faults: FaultSettings | None = None,
                  access_token: str | None = None, seed: int | None = None,
-                 max_task_deadline_days: int = 5, log: Callable[[str], None] | None = None):
+                 max_task_deadline_days: int = 5, log: Callable[[str], None] | None = None,
+                 claim_timeout: float = 1200.0, claim_work_timeout: float = 20.0,
+                 deadline_delay: float = 60.0):
         directory = schemas_dir or find_schema_dir()
         if directory is None or not Path(directory).is_dir():
             raise CibError(
@@ -116,8 +136,11 @@ class DevTaskcluster:
                               queue_client=queue_client,
                               max_task_deadline_days=max_task_deadline_days)
         self._log = log
+        self._timeouts = Timeouts(claim_timeout, claim_work_timeout, deadline_delay)
         self._server: DevServer | None = None
         self._thread: threading.Thread | None = None
+        self._expiry: threading.Thread | None = None
+        self._stopping = threading.Event()
         self.ctx: Context | None = None
 
     def _token(self) -> str:
@@ -132,24 +155,35 @@ class DevTaskcluster:
         server = DevServer((self._host, self._port), self.faults, self.counters, self._log)
         self.ctx = Context(state=State(), schemas=self.schemas, clients=self.clients,
                            stats=self.counters, root_url=f"http://{self._host}:{server.port}",
-                           providers=self.providers, **self._ctx_args)
+                           providers=self.providers, timeouts=copy.copy(self._timeouts),
+                           **self._ctx_args)
         server.attach(Api(self.ctx, HANDLERS), devhooks.DevRoutes(self.ctx, self.faults,
                                                                   self.counters))
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, name="dev-taskcluster",
                                         kwargs={"poll_interval": 0.1}, daemon=True)
         self._thread.start()
+        self._stopping.clear()
+        self._expiry = threading.Thread(target=self._expire_forever, name="dev-taskcluster-expiry",
+                                        daemon=True)
+        self._expiry.start()
         return self
 
     def stop(self) -> None:
         """Stop serving and close the socket."""
         if self._server is None:
             return
+        self._stopping.set()
         self._server.shutdown()
         self._server.server_close()
-        if self._thread is not None:
-            self._thread.join()
-        self._server = self._thread = None
+        for thread in (self._thread, self._expiry):
+            if thread is not None:
+                thread.join()
+        self._server = self._thread = self._expiry = None
+
+    def _expire_forever(self) -> None:
+        while not self._stopping.wait(EXPIRY_CHECK_SECONDS):
+            self.resolve_expired()
 
     def serve_forever(self) -> None:
         """Serve in the calling thread until `stop` (or KeyboardInterrupt)."""
@@ -247,6 +281,99 @@ class DevTaskcluster:
         except devhooks.HookError as exc:
             raise (KeyError if exc.status == 404 else ValueError)(str(exc)) from None
 
+    def worker_credentials(self, task_queue_id: str, worker_group: str,
+                           worker_id: str) -> dict[str, str]:
+        """`{"clientId", "accessToken"}` of the client `worker/<workerGroup>/<workerId>`
+        (created on first use), holding what worker-manager's credentials give a worker of
+        pool `task_queue_id`: `queue:claim-work:<taskQueueId>`,
+        `queue:worker-id:<workerGroup>/<workerId>`, `assume:worker-type:<taskQueueId>`,
+        `assume:worker-id:<workerGroup>/<workerId>` and the rest of
+        `credentials.worker_scopes`. Asking again for another queue moves the worker there
+        (same access token, that queue's scopes instead)."""
+        if not re.fullmatch(TASK_QUEUE_ID, task_queue_id):
+            raise ValueError(f"not a taskQueueId: {task_queue_id!r}")
+        if not (_WORKER_NAME.fullmatch(worker_group) and _WORKER_NAME.fullmatch(worker_id)):
+            raise ValueError(f"workerGroup and workerId are 1-38 of [a-zA-Z0-9-_], not "
+                             f"{worker_group!r}, {worker_id!r}")
+        client_id = f"{WORKER_CLIENT_PREFIX}{worker_group}/{worker_id}"
+        scopes = credentials_service.worker_scopes(task_queue_id, worker_group, worker_id)
+        with self._lock:
+            existing = self.clients.get(client_id)
+            client = self.clients.add(Client(
+                client_id, existing.access_token if existing else self._token(), tuple(scopes)))
+        return client.credentials
+
+    def set_timeouts(self, claim_timeout: float | None = None,
+                     claim_work_timeout: float | None = None,
+                     deadline_delay: float | None = None) -> None:
+        """Change the queue's timing while running (those given; `reset` restores the
+        constructor's): seconds a claim lasts, claimWork's long poll, and the delay after a
+        deadline before an unresolved task is resolved `deadline-exceeded`."""
+        timeouts = self._context().timeouts
+        for field, value in (("claim", claim_timeout), ("claim_work", claim_work_timeout),
+                             ("deadline_delay", deadline_delay)):
+            if value is not None:
+                setattr(timeouts, field, float(value))
+
+    def resolve_expired(self) -> dict[str, list[str]]:
+        """Do now what the queue's claim and deadline resolvers do (the background thread does
+        it every half second): a running run whose takenUntil has passed becomes
+        `exception`/`claim-expired` (a new `retry` run while retries are left), an unresolved
+        task `deadline_delay` past its deadline becomes `exception`/`deadline-exceeded`.
+        Returns `{"claimExpired": [taskId...], "deadlineExceeded": [taskId...]}`."""
+        ctx = self._context()
+        with ctx.state.lock:
+            return runs.expire(ctx)
+
+    def artifacts(self, task_id: str, run_id: int | None = None) -> dict[str, dict[str, Any]]:
+        """The artifacts of a run (default: the latest), by name: their metadata as
+        `listArtifacts` gives it, `present`, the storage type's details (`url`, `artifact`,
+        `reason`, `message`) and `content`, the data uploaded (bytes; None when there is
+        none)."""
+        ctx = self._context()
+        with ctx.state.lock:
+            record = ctx.state.tasks.get(task_id)
+            if record is None:
+                raise KeyError(f"no task {task_id}")
+            run_id = len(record.runs) - 1 if run_id is None else run_id
+            return {name: self._artifact(ctx, task_id, run_id, a)
+                    for (t, r, name), a in sorted(ctx.state.artifacts.items())
+                    if (t, r) == (task_id, run_id)}
+
+    @staticmethod
+    def _artifact(ctx: Context, task_id: str, run_id: int,
+                  artifact: Artifact) -> dict[str, Any]:
+        content = artifact.content
+        if artifact.storage_type == "object":
+            stored = ctx.state.objects.get(artifacts_service.object_name(task_id, run_id,
+                                                                         artifact.name))
+            content = stored.content if stored is not None else None
+        details = {k: v for k, v in artifact.details.items()
+                   if k in ("url", "artifact", "reason", "message")}
+        return {**artifact.serialize(), **details, "present": artifact.present,
+                "content": content}
+
+    def wait_for_task_group(self, task_group_id: str,
+                            timeout: float = 60.0) -> dict[str, dict[str, Any]]:
+        """Wait until every task of the group is resolved or can no longer run (pending or
+        unscheduled past its deadline, or waiting for a dependency that resolved without
+        satisfying it); their statuses by taskId. TimeoutError names the tasks still able to
+        run after `timeout` seconds."""
+        ctx = self._context()
+        give_up = time.monotonic() + timeout
+        with ctx.state.lock:
+            while True:
+                members = [r for r in ctx.state.tasks.values()
+                           if r.definition["taskGroupId"] == task_group_id]
+                running = sorted(r.task_id for r in members if runs.can_still_run(ctx, r))
+                remaining = give_up - time.monotonic()
+                if not running:
+                    return {r.task_id: r.status() for r in members}
+                if remaining <= 0:
+                    raise TimeoutError(f"task group {task_group_id}: after {timeout} s, tasks "
+                                       f"{', '.join(running)} can still run")
+                ctx.state.changed.wait(min(remaining, EXPIRY_CHECK_SECONDS))
+
     def set_secret(self, name: str, secret: dict[str, Any],
                    expires: datetime | None = None) -> None:
         """Store secret `name` as `secrets.set` would (replacing one of that name); it expires
@@ -288,8 +415,10 @@ class DevTaskcluster:
         return self.counters.snapshot()
 
     def reset(self) -> None:
-        """Forget all tasks, index entries, pools, artifacts and secrets; zero the counters and
-        faults (clients stay)."""
-        self._context().state.reset()
+        """Forget all tasks, index entries, pools, artifacts, objects and secrets; zero the
+        counters and faults; restore the timing given to the constructor (clients stay)."""
+        ctx = self._context()
+        ctx.state.reset()
+        ctx.timeouts = copy.copy(self._timeouts)
         self.counters.reset()
         self.faults.set(FaultSettings())

@@ -1,18 +1,19 @@
 """The queue service: creating tasks (with every check the real queue makes in code), task
-definitions and statuses, task groups, and artifacts (`services/queue/src/api.js`)."""
+definitions and statuses, and task groups (`services/queue/src/api.js`). The worker interface
+is in `claims.py`, artifacts in `artifacts.py`, the life of runs in `runs.py`."""
 
 from __future__ import annotations
 
 import copy
 from datetime import timedelta
 from typing import Any
-from urllib.parse import quote
 
 from . import dates
-from .api import Call, Context, Handler, Reply
+from .api import Call, Context, Handler
 from .apierror import ApiError
 from .pagination import paginate, with_token
-from .state import Artifact, TaskGroup, TaskRecord
+from .runs import satisfies, schedule
+from .state import TaskGroup, TaskRecord
 
 PRIORITIES = ("highest", "very-high", "high", "medium", "low", "very-low", "lowest")
 # the fields `Task.equals` compares when a taskId is created again
@@ -141,7 +142,7 @@ def create_task(call: Call) -> dict[str, Any]:
     ctx.state.tasks[task_id] = record
     for dependency in record.definition["dependencies"]:
         ctx.state.dependents.setdefault(dependency, []).append(task_id)
-        if not _satisfies(ctx.state.tasks[dependency], record.definition["requires"]):
+        if not satisfies(ctx.state.tasks[dependency], record.definition["requires"]):
             record.blocked_by.add(dependency)
     if not record.blocked_by:
         schedule(ctx, record)
@@ -227,62 +228,6 @@ def _definition(body: dict[str, Any]) -> dict[str, Any]:
     return {k: copy.deepcopy(body[k]) for k in keys}
 
 
-def _satisfies(dependency: TaskRecord, requires: str) -> bool:
-    state = dependency.state()
-    return state == "completed" or (requires == "all-resolved" and state in ("failed",
-                                                                             "exception"))
-
-
-def schedule(ctx: Context, record: TaskRecord) -> None:
-    """Give an unscheduled task its first, pending run."""
-    if not record.runs:
-        record.runs.append({"runId": 0, "state": "pending", "reasonCreated": "scheduled",
-                            "scheduled": dates.to_json(ctx.clock())})
-
-
-def resolved(ctx: Context, task_id: str) -> None:
-    """A task was resolved: schedule the dependents it was the last blocker of."""
-    record = ctx.state.tasks[task_id]
-    for dependent_id in ctx.state.dependents.get(task_id, []):
-        dependent = ctx.state.tasks[dependent_id]
-        if task_id in dependent.blocked_by and _satisfies(record,
-                                                          dependent.definition["requires"]):
-            dependent.blocked_by.discard(task_id)
-            if not dependent.blocked_by:
-                schedule(ctx, dependent)
-
-
-def _artifact_reply(call: Call, task_id: str, run_id: int, name: str) -> Reply:
-    artifact: Artifact | None = call.ctx.state.artifacts.get((task_id, run_id, name))
-    if artifact is None:
-        raise ApiError("ResourceNotFound", "Artifact not found")
-    url = storage_url(call.ctx.root_url, task_id, run_id, name)
-    return Reply({"storageType": "s3", "url": url}, 303,
-                 {"location": url, "x-taskcluster-artifact-storage-type": "s3"})
-
-
-def storage_url(root_url: str, task_id: str, run_id: int, name: str) -> str:
-    """Where the local Taskcluster serves an artifact's content (its "S3")."""
-    return f"{root_url}/dev/artifacts/{task_id}/{run_id}/{quote(name, safe='')}"
-
-
-def get_artifact(call: Call) -> Reply:
-    """`queue.getArtifact`: a 303 to the content, its URL also in the JSON body."""
-    name = call.params["name"]
-    call.authorize(names=[name])
-    return _artifact_reply(call, call.params["taskId"], int(call.params["runId"]), name)
-
-
-def get_latest_artifact(call: Call) -> Reply:
-    """`queue.getLatestArtifact`: as getArtifact, for the task's latest run."""
-    name, task_id = call.params["name"], call.params["taskId"]
-    call.authorize(names=[name])
-    record = _task(call.ctx, task_id, "Task not found")
-    if not record.runs:
-        raise ApiError("ResourceNotFound", "Task doesn't have any runs")
-    return _artifact_reply(call, task_id, len(record.runs) - 1, name)
-
-
 HANDLERS: dict[str, Handler] = {
     "queue.task": task,
     "queue.status": status,
@@ -291,6 +236,4 @@ HANDLERS: dict[str, Handler] = {
     "queue.createTask": create_task,
     "queue.listTaskGroup": list_task_group,
     "queue.getTaskGroup": get_task_group,
-    "queue.getArtifact": get_artifact,
-    "queue.getLatestArtifact": get_latest_artifact,
 }

@@ -14,11 +14,13 @@ from urllib.parse import unquote
 from ..errors import CibError
 from .expressions import template_params
 
-SERVICES = ("queue", "index", "worker-manager", "secrets")
+SERVICES = ("queue", "index", "worker-manager", "secrets", "object")
 
-# URL parameters a service declares as `{*name}` (they may hold `/`), and optional ones.
+# URL parameters a service declares as `{*name}` (they may hold `/`), but for the methods that
+# declare it `:name` (one path segment), and routes whose last parameter is optional.
 _WILDCARD = {("queue", "name"), ("index", "name"), ("worker-manager", "workerPoolId"),
-             ("secrets", "name")}
+             ("secrets", "name"), ("object", "name")}
+_SEGMENT = {("object", "createUpload"), ("object", "finishUpload")}
 _OPTIONAL = {("index", "listTasks"), ("index", "listNamespaces")}
 
 
@@ -79,7 +81,8 @@ def _compile(service: str, name: str, route: str) -> tuple[re.Pattern[str], bool
     for index, piece in enumerate(pieces):
         if index % 2 == 0:
             parts.append(re.escape(piece))
-        elif (service, piece) in _WILDCARD and index == len(pieces) - 2 and not pieces[-1]:
+        elif ((service, piece) in _WILDCARD and (service, name) not in _SEGMENT
+              and index == len(pieces) - 2 and not pieces[-1]):
             wildcard = True
             parts.append(f"(?P<{piece}>.+)")
         else:

@@ -5,6 +5,7 @@ dev hooks."""
 from __future__ import annotations
 
 import contextlib
+import select
 import socket
 import sys
 import time
@@ -75,16 +76,38 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.log(f"{self.address_string()} {format % args}")
 
     def _handle(self) -> None:
-        length = int(self.headers.get("content-length") or 0)
-        body = self.rfile.read(length) if length else b""
+        body = self._body()
         path, _, query = self.path.partition("?")
-        if path.startswith("/dev/"):
-            self._send(self.server.dev.handle(self.command, path, body))
-            return
         headers = {k.lower(): v for k, v in self.headers.items()}
+        if path.startswith("/dev/"):
+            self._send(self.server.dev.handle(self.command, path, body, headers))
+            return
         request = Request(self.command, path, query, headers, body,
-                          f"http://{self.headers.get('host', '')}{self.path}")
+                          f"http://{self.headers.get('host', '')}{self.path}",
+                          closed=self._client_gone)
         self._api(request)
+
+    def _body(self) -> bytes:
+        """The request body, by Content-Length or in chunks (`Transfer-Encoding: chunked`, as
+        an upload streamed from a file is sent)."""
+        if "chunked" in (self.headers.get("transfer-encoding") or "").lower():
+            chunks = []
+            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                pass  # trailers
+            return b"".join(chunks)
+        length = int(self.headers.get("content-length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _client_gone(self) -> bool:
+        """True when the client closed its connection (readable, but nothing to read)."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and not self.connection.recv(1, socket.MSG_PEEK)
+        except (OSError, ValueError):
+            return True
 
     def _api(self, request: Request) -> None:
         server = self.server

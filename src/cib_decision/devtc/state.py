@@ -1,10 +1,12 @@
-"""What the local Taskcluster remembers: tasks and their runs, task groups, artifacts, index
-entries, worker pools and their launch configs, secrets. Records only; the services' rules live
-in `queue.py`, `index.py`, `workermanager.py` and `secrets.py`."""
+"""What the local Taskcluster remembers: tasks and their runs, task groups, artifacts, objects,
+index entries, worker pools and their launch configs, secrets. Records only; the services' rules
+live in `queue.py`, `runs.py`, `claims.py`, `artifacts.py`, `objects.py`, `index.py`,
+`workermanager.py` and `secrets.py`."""
 
 from __future__ import annotations
 
 import copy
+import itertools
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,6 +24,7 @@ class TaskRecord:
     retries_left: int
     runs: list[dict[str, Any]] = field(default_factory=list)
     blocked_by: set[str] = field(default_factory=set)
+    queued: int = 0  # when its latest pending run entered the pending queue (a sequence number)
 
     def state(self) -> str:
         """The state of the latest run, or `unscheduled` without runs."""
@@ -56,12 +59,49 @@ class TaskGroup:
     expires: datetime
 
 
-@dataclass(frozen=True)
+@dataclass
 class Artifact:
-    """An artifact of one run, stored by the local Taskcluster itself."""
+    """An artifact of one run, as the queue's `queue_artifacts` table holds it. `details` are
+    the storage type's (`{"bucket", "prefix"}` for s3, `{"uploadId"}` for an unfinished object,
+    `{"url"}`, `{"artifact"}`, `{"reason", "message"}`); `content` is what was put at an s3
+    artifact's URL (the local Taskcluster is its S3)."""
 
-    content: bytes
+    name: str
+    storage_type: str
     content_type: str
+    expires: datetime
+    details: dict[str, Any] = field(default_factory=dict)
+    present: bool = True
+    content_length: int | None = None
+    content: bytes | None = None
+    content_encoding: str | None = None  # as the PUT of the data gave it (S3 keeps it)
+
+    def serialize(self) -> dict[str, Any]:
+        """The `artifact-response.json` shape (`artifactUtils.serialize`)."""
+        body: dict[str, Any] = {"storageType": self.storage_type, "name": self.name,
+                                "expires": dates.to_json(self.expires),
+                                "contentType": self.content_type}
+        if self.content_length is not None:
+            body["contentLength"] = self.content_length
+        return body
+
+
+@dataclass
+class StoredObject:
+    """An object of the object service: its row (`upload_id` is None once the upload is
+    finished), its hashes, and what its backend holds (`content`, None until uploaded).
+    `put_signed` is what the last `putUrl` was signed for: content type, length, expiry."""
+
+    name: str
+    project_id: str
+    upload_id: str | None
+    upload_expires: datetime | None
+    expires: datetime
+    hashes: dict[str, str] = field(default_factory=dict)
+    content: bytes | None = None
+    content_type: str = "application/binary"
+    content_encoding: str | None = None
+    put_signed: tuple[str, int, datetime] | None = None
 
 
 @dataclass
@@ -158,10 +198,14 @@ class Secret:
 
 
 class State:
-    """Everything the services remember; hold `lock` while reading or changing it."""
+    """Everything the services remember; hold `lock` while reading or changing it. `changed`
+    (on `lock`) is notified whenever a run is added or resolved: long-polling `claimWork` and
+    waiting harnesses wait on it without holding the lock."""
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
+        self.changed = threading.Condition(self.lock)
+        self.sequence = itertools.count(1)
         self.reset()
 
     def reset(self) -> None:
@@ -171,6 +215,7 @@ class State:
             self.dependents: dict[str, list[str]] = {}
             self.groups: dict[str, TaskGroup] = {}
             self.artifacts: dict[tuple[str, int, str], Artifact] = {}
+            self.objects: dict[str, StoredObject] = {}
             self.index: dict[str, IndexEntry] = {}
             self.pools: dict[str, WorkerPool] = {}
             self.secrets: dict[str, Secret] = {}

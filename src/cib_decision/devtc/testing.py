@@ -2,7 +2,10 @@
 
 Register it with `pytest_plugins = ["cib_decision.devtc.testing"]`. One server serves the whole
 session on a free port; every test gets it reset (no tasks, index entries, pools, artifacts,
-counters or faults). Tests skip when the Taskcluster schemas are absent.
+objects, counters or faults; the timing restored). Its claimWork waits `CLAIM_WORK_TIMEOUT`
+seconds for work rather than the queue's 20, so a worker polling an empty queue does not hold a
+test up. Tests skip when the Taskcluster schemas are absent. `taskgraph_env` points taskgraph's
+clients at it.
 """
 
 from __future__ import annotations
@@ -12,11 +15,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from taskgraph.util import taskcluster as tg
 
 import taskcluster
 
 from ..tcschemas import ENV_VAR, find_schema_dir
 from .harness import DevTaskcluster
+
+CLAIM_WORK_TIMEOUT = 1.0
 
 
 def require_schemas() -> None:
@@ -30,7 +36,7 @@ def require_schemas() -> None:
 @pytest.fixture(scope="session")
 def _dev_taskcluster_server() -> Iterator[DevTaskcluster]:
     require_schemas()
-    server = DevTaskcluster()
+    server = DevTaskcluster(claim_work_timeout=CLAIM_WORK_TIMEOUT)
     server.start()
     try:
         yield server
@@ -43,6 +49,22 @@ def dev_taskcluster(_dev_taskcluster_server: DevTaskcluster) -> DevTaskcluster:
     """A running local Taskcluster with fresh state (see `DevTaskcluster`)."""
     _dev_taskcluster_server.reset()
     return _dev_taskcluster_server
+
+
+@pytest.fixture
+def taskgraph_env(dev_taskcluster: DevTaskcluster,
+                  monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """taskgraph's clients and session (functools caches) pointed at `dev_taskcluster` with
+    the root client's credentials."""
+    monkeypatch.delenv("TASKCLUSTER_PROXY_URL", raising=False)
+    for name, value in dev_taskcluster.environ().items():
+        monkeypatch.setenv(name, value)
+    caches = (tg.get_root_url, tg.get_taskcluster_client, tg.get_session)
+    for cached in caches:
+        cached.cache_clear()
+    yield
+    for cached in caches:
+        cached.cache_clear()
 
 
 def new_task(**fields: Any) -> dict[str, Any]:
