@@ -1,0 +1,154 @@
+"""The local worker runs tasks as generic-worker does: fresh task directory, clean environment,
+taskcluster-proxy with the task's scopes, mounts of dependency artifacts, maxRunTime,
+onExitStatus, artifact rules, logs, and resolution after the uploads."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import slugid
+
+import taskcluster
+from cib_decision.devtc.testing import new_task
+from cib_decision.devworker.config import from_worker_pool, problems
+from cib_decision.devworker.run import WorkerSettings
+from cib_decision.devworker.worker import DevWorker
+
+QUEUE = "cib-3/b-linux"
+
+
+@pytest.fixture
+def worker(dev_taskcluster, tmp_path) -> Iterator[DevWorker]:
+    settings = WorkerSettings(
+        root_url=dev_taskcluster.root_url,
+        credentials=dev_taskcluster.worker_credentials(QUEUE, "local", "worker-1"),
+        task_queue_id=QUEUE, worker_group="local", worker_id="worker-1",
+        tasks_dir=tmp_path / "tasks", downloads_dir=tmp_path / "downloads")
+    running = DevWorker(settings).start()
+    yield running
+    running.stop()
+
+
+def run(dev_taskcluster, payload: dict, **fields) -> tuple[str, dict]:
+    """Create a task on the worker's queue, wait for it; its id and final status."""
+    task_id = slugid.nice()
+    queue = taskcluster.Queue(dev_taskcluster.options())
+    queue.createTask(task_id, new_task(taskQueueId=QUEUE, payload=payload, **fields))
+    statuses = dev_taskcluster.wait_for_task_group(task_id, timeout=60)
+    return task_id, statuses[task_id]
+
+
+def bash(script: str, **payload) -> dict:
+    return {"command": [["bash", "-c", script]], "maxRunTime": 60, **payload}
+
+
+def test_a_task_runs_in_a_fresh_directory_with_a_clean_environment_and_uploads(
+        dev_taskcluster, worker):
+    task_id, status = run(dev_taskcluster, bash(
+        'mkdir out && env | sort > out/env.txt && pwd > out/pwd.txt && echo hi',
+        env={"GREETING": "hello", "TASK_ID": "spoofed"},
+        artifacts=[{"type": "directory", "path": "out", "name": "public/out"}]))
+    assert status["state"] == "completed", status
+    artifacts = dev_taskcluster.artifacts(task_id)
+    env = dict(line.split("=", 1) for line in
+               gzip.decompress(artifacts["public/out/env.txt"]["content"]).decode().splitlines())
+    assert env["GREETING"] == "hello" and env["TASK_ID"] == task_id  # the worker's wins
+    assert env["TASKCLUSTER_ROOT_URL"] == dev_taskcluster.root_url
+    assert "TASKCLUSTER_PROXY_URL" not in env and "TASKCLUSTER_ACCESS_TOKEN" not in env
+    workdir = gzip.decompress(artifacts["public/out/pwd.txt"]["content"]).decode().strip()
+    assert workdir == env["TASK_WORKDIR"] == env["HOME"]
+    assert Path(workdir).name == f"task_{task_id[:13]}_0"
+    log = gzip.decompress(artifacts["public/logs/live_backing.log"]["content"]).decode()
+    assert "hi\n" in log and "=== Task Finished ===" in log
+    assert artifacts["public/logs/live.log"]["storageType"] == "link"
+
+
+def test_a_declared_artifact_the_command_never_made_fails_the_task(dev_taskcluster, worker):
+    task_id, status = run(dev_taskcluster, bash("true", artifacts=[
+        {"type": "directory", "path": "src/artifacts", "name": "public"}]))
+    assert status["state"] == "failed"
+    error = dev_taskcluster.artifacts(task_id)["public"]
+    assert (error["storageType"], error["reason"]) == ("error", "file-missing-on-worker")
+
+
+def test_a_symlinked_directory_artifact_is_an_error(dev_taskcluster, worker):
+    _, status = run(dev_taskcluster, bash("mkdir real && ln -s real out", artifacts=[
+        {"type": "directory", "path": "out", "name": "public/out"}]))
+    assert status["state"] == "failed"
+
+
+def test_exit_statuses_map_to_failed_and_intermittent_retries(dev_taskcluster, worker):
+    _, status = run(dev_taskcluster, bash("exit 3"))
+    assert status["state"] == "failed"
+    _, status = run(dev_taskcluster, bash("exit 75", onExitStatus={"retry": [75]}),
+                    retries=1)
+    runs = status["runs"]
+    assert [(r["state"], r.get("reasonResolved")) for r in runs] == [
+        ("exception", "intermittent-task"), ("exception", "intermittent-task")]
+    assert runs[1]["reasonCreated"] == "task-retry"
+
+
+def test_max_run_time_kills_the_command_and_fails(dev_taskcluster, worker):
+    task_id, status = run(dev_taskcluster, {"command": [["sleep", "30"]], "maxRunTime": 1})
+    assert status["state"] == "failed"
+    log = gzip.decompress(
+        dev_taskcluster.artifacts(task_id)["public/logs/live_backing.log"]["content"]).decode()
+    assert "task aborted - max run time exceeded" in log
+
+
+def test_a_payload_generic_worker_refuses_is_malformed(dev_taskcluster, worker):
+    _, status = run(dev_taskcluster, {"command": ["echo a string, not an argv"],
+                                      "maxRunTime": 60})
+    assert (status["state"], status["runs"][-1]["reasonResolved"]) == (
+        "exception", "malformed-payload")
+
+
+def test_the_proxy_calls_with_the_task_scopes_only(dev_taskcluster, worker):
+    dev_taskcluster.set_secret("project/cib/level-3/clouds", {"a": "b"})
+    dev_taskcluster.set_secret("project/other", {"a": "b"})
+    script = ('curl -sf "$TASKCLUSTER_PROXY_URL/api/secrets/v1/secret/project%2Fcib%2F'
+              'level-3%2Fclouds" && ! curl -sf "$TASKCLUSTER_PROXY_URL/secrets/v1/secret/'
+              'project%2Fother"')
+    _, status = run(dev_taskcluster, bash(script, features={"taskclusterProxy": True}),
+                    scopes=["secrets:get:project/cib/level-3/clouds"])
+    assert status["state"] == "completed"
+
+
+def test_a_mounted_dependency_artifact_is_unpacked_into_the_task_directory(
+        dev_taskcluster, worker, tmp_path):
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        data = b"print('from the mount')\n"
+        info = tarfile.TarInfo("hello.py")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    producer = slugid.nice()
+    queue = taskcluster.Queue(dev_taskcluster.options())
+    queue.createTask(producer, new_task(taskQueueId="cib-3/elsewhere",
+                                        payload={"command": [["true"]], "maxRunTime": 1}))
+    dev_taskcluster.resolve_task(producer, artifacts={"public/env.tar.gz": archive.getvalue()})
+    mount = {"content": {"taskId": producer, "artifact": "public/env.tar.gz"},
+             "directory": "env", "format": "tar.gz"}
+    _, status = run(dev_taskcluster, bash("python3 env/hello.py", mounts=[mount]),
+                    dependencies=[producer])
+    assert status["state"] == "completed"
+    # a mount from a task that is not a dependency is refused, as generic-worker does
+    _, status = run(dev_taskcluster, bash("true", mounts=[mount]))
+    assert status["runs"][-1]["reasonResolved"] == "malformed-payload"
+
+
+def test_generic_worker_config_rules_as_worker_runner_passes_them():
+    nested = {"genericWorker": {"config": {"idleTimeoutSecs": 60,
+                                           "ed25519SigningKeyLocation": "/etc/gw/key"}}}
+    assert from_worker_pool(nested) == {"idleTimeoutSecs": 60,
+                                        "ed25519SigningKeyLocation": "/etc/gw/key"}
+    assert problems(from_worker_pool(nested), runner_supplied=True) == []
+    assert any("exits 73" in p for p in problems({"idleTimeoutSecs": 60},
+                                                 runner_supplied=True))
+    assert any("deploymentId" in p for p in problems(
+        {"deploymentId": "x", "ed25519SigningKeyLocation": "k"}, runner_supplied=True))
