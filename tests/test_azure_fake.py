@@ -12,7 +12,7 @@ from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.network import NetworkManagementClient
 from azure.storage.blob import BlobServiceClient, BlobType
 
-from .azure_fake import SUBSCRIPTION, AzureFake, StaticToken
+from cib_decision.devclouds.azure_fake import SUBSCRIPTION, AzureFake, StaticToken
 
 CLIENT = {"polling_interval": 0, "retry_total": 0}
 

@@ -1,5 +1,5 @@
 """`cib gc --cloud azure` end to end: the real Azure SDK clients against the ARM fake
-(`tests/azure_fake.py`), worker pools and release pointers in the local Taskcluster
+(`devclouds.azure_fake`), worker pools and release pointers in the local Taskcluster
 (`dev_taskcluster`)."""
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ import yaml
 import taskcluster
 from cib_decision.cli import main
 from cib_decision.clouds.azure import Azure
+from cib_decision.devclouds.azure_fake import SUBSCRIPTION, AzureFake, StaticToken
 from cib_decision.devtc.testing import new_task
-
-from .azure_fake import SUBSCRIPTION, AzureFake, StaticToken
 
 DIGEST = "ab" * 32
 NOW = datetime.now(UTC)

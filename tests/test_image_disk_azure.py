@@ -1,7 +1,7 @@
 """`cib image disk` for a key whose disk image is stored on Azure: the converted VHD is uploaded
 as a page blob to the storage account `image.target` names, recorded with its blob URL and the
 region of the key's target using that account, and reused on a second run (Blob storage
-served by tests/azure_fake.py through the real azure-storage-blob client)."""
+served by `devclouds.azure_fake` through the real azure-storage-blob client)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ import yaml
 from cib_decision import manifest
 from cib_decision.cli import main
 from cib_decision.clouds.azure import Azure
+from cib_decision.devclouds.azure_fake import SUBSCRIPTION, AzureFake, StaticToken
 from cib_decision.images.context import load_context
 from cib_decision.images.disk import upload_target
 
-from .azure_fake import SUBSCRIPTION, AzureFake, StaticToken
 from .imagefleet import COMMIT, TASK_ID
 
 ISO_URL = "https://media.example.com/windows.iso"

@@ -20,6 +20,7 @@ from moto.ec2.models.amis import Ami
 from cib_decision import manifest
 from cib_decision.cli import main
 from cib_decision.clouds.aws import EC2, aws_errors
+from cib_decision.devclouds import moto_ec2_import
 from cib_decision.errors import BuildError, CibError, TransientError
 from cib_decision.images.aws_machine import (
     AwsBuild,
@@ -32,7 +33,6 @@ from cib_decision.images.aws_machine import (
 from cib_decision.images.context import load_context
 from cib_decision.images.progress import Progress, WaitTimeout
 
-from . import moto_ec2_import
 from .imagefleet import COMMIT, TASK_ID, write_fleet
 
 ACCOUNT = "123456789012"

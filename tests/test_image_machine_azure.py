@@ -1,5 +1,5 @@
 """`cib image machine` on Azure, end to end through the real Azure SDK against the ARM fake
-(tests/azure_fake.py): network, builder VM, the bootstrap's run command and stop, capture as a
+(`devclouds.azure_fake`): network, builder VM, the bootstrap's run command and stop, capture as a
 managed image or a replicated gallery version, tags, clean-up, time-out, quota, reuse,
 overwrite. The fake's run command plays the bootstrap; waits run on a test clock, so nothing
 sleeps."""
@@ -20,6 +20,12 @@ from moto import mock_aws
 from cib_decision import manifest
 from cib_decision.cli import main
 from cib_decision.clouds.azure import Azure, is_transient, parse_id
+from cib_decision.devclouds.azure_fake import (
+    SUBSCRIPTION,
+    AzureFake,
+    RunCommandOutcome,
+    StaticToken,
+)
 from cib_decision.errors import BuildError, CibError, TransientError
 from cib_decision.images.azure_machine import (
     AzureBuild,
@@ -34,7 +40,6 @@ from cib_decision.images.azure_machine import (
 from cib_decision.images.context import load_context
 from cib_decision.images.progress import Progress, WaitTimeout
 
-from .azure_fake import SUBSCRIPTION, AzureFake, RunCommandOutcome, StaticToken
 from .conftest import CONFIG_DIR
 from .imagefleet import COMMIT, TASK_ID
 
@@ -446,7 +451,7 @@ VHD = b"\1" * 2048 + bytes(4096) + b"\2" * 1024  # whole 512-byte pages
 
 @pytest.fixture
 def s3_and_azure(env, monkeypatch):
-    """moto's S3 (started first: see tests/azure_fake.py) and the ARM fake with the bundled
+    """moto's S3 (started first: see `devclouds.azure_fake`) and the ARM fake with the bundled
     win11-64 key's Central US group; `cib` commands get the fake's adapter."""
     for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                         "AWS_DEFAULT_REGION": "us-east-1"}.items():

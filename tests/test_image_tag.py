@@ -20,13 +20,13 @@ import taskcluster
 from cib_decision import manifest
 from cib_decision.cli import main
 from cib_decision.clouds.aws import EC2
+from cib_decision.devclouds import moto_ec2_import
 from cib_decision.devtc.testing import new_task
 from cib_decision.images.aws_machine import AwsBuild, Timeouts, build_machine_image
 from cib_decision.images.context import load_context
 from cib_decision.images.progress import Progress
 from cib_decision.images.tag import release_images, usable_records
 
-from . import moto_ec2_import
 from .imagefleet import COMMIT, write_fleet
 from .test_image_machine_aws import Bootstrap, publish_base_images
 

@@ -1,5 +1,5 @@
 """`cib image tag --key K` for a key with Azure targets: the images are built through the real
-Azure SDK against the ARM fake (tests/azure_fake.py), their records served by the local
+Azure SDK against the ARM fake (`devclouds.azure_fake`), their records served by the local
 Taskcluster (`dev_taskcluster`); the tag task tags each managed image, and a gallery version
 once however many regions it is replicated to, with the build's tags and the release's seal.
 A Google image is still released untagged, with a line saying so."""
@@ -15,11 +15,11 @@ import slugid
 
 from cib_decision import manifest
 from cib_decision.clouds.azure import Azure
+from cib_decision.devclouds.azure_fake import AzureFake
 from cib_decision.images.azure_machine import AzureBuild, Timeouts, build_machine_image
 from cib_decision.images.context import load_context
 from cib_decision.images.progress import Progress
 
-from .azure_fake import AzureFake
 from .conftest import CONFIG_DIR
 from .imagefleet import COMMIT
 from .test_image_machine_azure import GROUP, Clock, adapter, write_fleet

@@ -1,5 +1,5 @@
 """`cib promote` of a key built on Azure, from a staging to a production local Taskcluster,
-with the images in the ARM fake (tests/azure_fake.py, through the real SDK): a managed image is
+with the images in the ARM fake (`devclouds.azure_fake`, through the real SDK): a managed image is
 published as a gallery version replicated to the regions the production pools lack, a gallery
 version gets those regions added; no VM is ever created, the pools are deployed from the
 promoted record, and a rerun changes nothing."""
@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 
 from cib_decision.clouds.azure import Azure
+from cib_decision.devclouds.azure_fake import SUBSCRIPTION, AzureFake
 from cib_decision.manifest import ReleaseImage
 
-from .azure_fake import SUBSCRIPTION, AzureFake
 from .promote_support import (
     BUILD_TASK,
     machine_digest,

@@ -10,9 +10,9 @@ from moto import mock_aws
 
 import taskcluster
 from cib_decision.cli import main
+from cib_decision.devclouds import moto_ec2_import
 from cib_decision.devtc.testing import new_task
 
-from . import moto_ec2_import
 from .conftest import CONFIG_DIR
 from .imagefleet import COMMIT, TASK_ID
 from .test_image_machine_aws import build, leftovers, publish_base_images

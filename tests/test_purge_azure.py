@@ -1,5 +1,5 @@
 """`cib purge --cloud azure` end to end: the real Azure SDK clients against the ARM fake
-(`tests/azure_fake.py`), the bundled config's resource groups in centralus, build task states in
+(`devclouds.azure_fake`), the bundled config's resource groups in centralus, build task states in
 the local Taskcluster (`dev_taskcluster`)."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import yaml
 import taskcluster
 from cib_decision.cli import main
 from cib_decision.clouds.azure import Azure
+from cib_decision.devclouds.azure_fake import SUBSCRIPTION, AzureFake, StaticToken
 from cib_decision.devtc.testing import new_task
 
-from .azure_fake import SUBSCRIPTION, AzureFake, StaticToken
 from .conftest import CONFIG_DIR
 from .imagefleet import COMMIT, TASK_ID
 

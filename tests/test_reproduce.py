@@ -79,7 +79,7 @@ def test_a_rebuild_at_the_old_revision_makes_the_same_digests_and_name(history, 
     git(repo, "worktree", "add", "-q", "--detach", str(checkout), old)
     publish_base_images()
     digest, name, _, command = original[TASK]
-    assert command.endswith(f"cib image machine --key {KEY} --target amazon/us-east-1")
+    assert command.endswith(f"cib_decision image machine --key {KEY} --target amazon/us-east-1")
     bootstrap = Bootstrap()
     ctx = load_context(KEY, checkout / "config", artifacts=tmp_path / "artifacts",
                        progress=Progress(io.StringIO(), clock=bootstrap.clock,

@@ -8,8 +8,20 @@ secret is a flat JSON object; every field is optional, but a cloud's fields come
 
     {"aws_access_key_id": "AKIA...", "aws_secret_access_key": "...",
      "aws_session_token": "..." (temporary credentials only),
+     "aws_endpoint_url": "http://127.0.0.1:5000" (another AWS endpoint, e.g. the local
+         pipeline's moto server: boto3 sends every service's requests there),
      "azure_tenant_id": "...", "azure_client_id": "...", "azure_client_secret": "...",
-     "azure_subscription_id": "..."}
+     "azure_subscription_id": "...",
+     (where Azure is, when not the public cloud: a sovereign cloud, Azure Stack, or the local
+      pipeline's `devclouds.azure_server`; see `clouds.azure.Endpoints`)
+     "azure_authority_host": "https://login.microsoftonline.us" (Entra ID),
+     "azure_resource_manager": "https://management.usgovcloudapi.net",
+     "azure_storage_suffix": "core.usgovcloudapi.net" (blob endpoints
+         https://<account>.blob.<suffix>),
+     "azure_blob_endpoint": "https://127.0.0.1:8443/{account}" (any account's blob
+         endpoint, a template; path-style for an emulator; wins over the suffix),
+     "azure_ca_bundle": "/path/ca.pem" (a CA file the Azure clients trust instead of the
+         system's: an emulator's own CA)}
 
 Each field becomes the variable of its name in capitals (`AWS_ACCESS_KEY_ID`, ...). Other
 fields are left alone. Outside a task, or with credentials already in the environment (a
@@ -31,9 +43,12 @@ from .secrets import MissingSecret, read_secret, task_level
 SECRET = "project/cib/level-{level}/clouds"
 # A cloud's fields: all of `required` or none; `optional` only with them.
 CLOUDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "AWS": (("aws_access_key_id", "aws_secret_access_key"), ("aws_session_token",)),
+    "AWS": (("aws_access_key_id", "aws_secret_access_key"),
+            ("aws_session_token", "aws_endpoint_url")),
     "Azure": (("azure_tenant_id", "azure_client_id", "azure_client_secret",
-               "azure_subscription_id"), ()),
+               "azure_subscription_id"),
+              ("azure_authority_host", "azure_resource_manager", "azure_storage_suffix",
+               "azure_blob_endpoint", "azure_ca_bundle")),
 }
 # Any of these in the environment means the process has cloud credentials already.
 CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE",

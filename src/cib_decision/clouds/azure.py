@@ -12,6 +12,23 @@ says the operation ended (the SDK's own polling); `begin_*` returns an `Operatio
 caller steps (`state()`) from its own bounded wait, one status request per step, so a long wait
 logs each state change and tests never sleep.
 
+Where the services are (`Endpoints`): the public cloud's unless the environment names others
+(a sovereign cloud, Azure Stack, the local pipeline's fake), each setting an environment
+variable that `cloudcreds` exports from the clouds secret's field of the same name:
+
+- `AZURE_AUTHORITY_HOST`: Entra ID's authority host (azure-identity's own variable), e.g.
+  `https://login.microsoftonline.us`; a host Microsoft's instance discovery does not know is
+  used without it (as for Azure Stack);
+- `AZURE_RESOURCE_MANAGER`: the Resource Manager endpoint, e.g.
+  `https://management.usgovcloudapi.net`; tokens are asked for the SDK's scope of a cloud it
+  knows, else for `<endpoint>/.default`;
+- `AZURE_STORAGE_SUFFIX`: the storage endpoint suffix, e.g. `core.usgovcloudapi.net`
+  (accounts at `https://<account>.blob.<suffix>`);
+- `AZURE_BLOB_ENDPOINT`: the blob endpoint of any account as a template with `{account}`,
+  e.g. `https://127.0.0.1:10000/{account}` for a path-style emulator (wins over the suffix);
+- `AZURE_CA_BUNDLE`: a PEM file of the certificate authorities the Azure clients trust instead
+  of the system's (an emulator's own CA).
+
 Resources are named by a *kind* (`KINDS`): `virtual-machine`, `disk`, `image`, `gallery`,
 `gallery-image`, `gallery-image-version`, `network-interface`, `public-ip`,
 `virtual-network`, `subnet`, `security-group`; nested ones take their parents' names first
@@ -54,7 +71,118 @@ TRANSIENT_CODES = frozenset({
     "PublicIPCountLimitReached", "NetworkingInternalOperationError",
 })
 _QUOTA = re.compile(r"\bquota\b|\blimit\b.*\bexceed|\bexceed.*\blimit\b", re.IGNORECASE)
-BLOB_URL = re.compile(r"https://([a-z0-9]{3,24})\.blob\.core\.windows\.net/([^/]+)/(.+)")
+PUBLIC_RESOURCE_MANAGER = "https://management.azure.com"
+PUBLIC_STORAGE_SUFFIX = "core.windows.net"
+STORAGE_ACCOUNT = "[a-z0-9]{3,24}"
+# The endpoint settings `Endpoints.from_environment` reads.
+ENDPOINT_VARIABLES = ("AZURE_AUTHORITY_HOST", "AZURE_RESOURCE_MANAGER", "AZURE_STORAGE_SUFFIX",
+                      "AZURE_BLOB_ENDPOINT", "AZURE_CA_BUNDLE")
+
+
+def _https_url(name: str, value: str) -> str:
+    if not re.fullmatch(r"https://[^/?#\s]+(/[^?#\s]*)?", value):
+        raise CibError(f"{name}={value!r} is not an https:// URL")
+    return value.rstrip("/")
+
+
+def _known_arm_scopes() -> dict[str, list[str]]:
+    """The token scopes of the Resource Manager endpoints the SDK knows, by endpoint."""
+    from azure.core import AzureClouds
+    from azure.mgmt.core.tools import get_arm_endpoints
+
+    known: dict[str, list[str]] = {}
+    for cloud in AzureClouds:
+        with contextlib.suppress(ValueError):
+            endpoints = get_arm_endpoints(cloud)
+            known[endpoints["resource_manager"].rstrip("/").lower()] = \
+                list(endpoints["credential_scopes"])
+    return known
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where the Azure services are: the public cloud's by default, others from the
+    environment (`from_environment`, the variables of `ENDPOINT_VARIABLES`)."""
+
+    resource_manager: str = PUBLIC_RESOURCE_MANAGER
+    authority_host: str | None = None  # None: azure-identity's default
+    blob_endpoint: str = f"https://{{account}}.blob.{PUBLIC_STORAGE_SUFFIX}"
+    ca_bundle: str | None = None
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> Endpoints:
+        """The endpoints the environment names (CibError for a malformed setting)."""
+        environ = os.environ if environ is None else environ
+        get = {name: (environ.get(name) or "").strip() for name in ENDPOINT_VARIABLES}.get
+        settings: dict[str, Any] = {}
+        if get("AZURE_RESOURCE_MANAGER"):
+            settings["resource_manager"] = _https_url("AZURE_RESOURCE_MANAGER",
+                                                      get("AZURE_RESOURCE_MANAGER"))
+        if get("AZURE_AUTHORITY_HOST"):
+            settings["authority_host"] = _https_url("AZURE_AUTHORITY_HOST",
+                                                    get("AZURE_AUTHORITY_HOST"))
+        suffix, template = get("AZURE_STORAGE_SUFFIX"), get("AZURE_BLOB_ENDPOINT")
+        if suffix:
+            if not re.fullmatch(r"[a-z0-9.-]+\.[a-z]{2,}(:\d+)?", suffix.lower()):
+                raise CibError(f"AZURE_STORAGE_SUFFIX={suffix!r} is not a host name suffix "
+                               f"(e.g. {PUBLIC_STORAGE_SUFFIX})")
+            settings["blob_endpoint"] = f"https://{{account}}.blob.{suffix.lower()}"
+        if template:
+            if template.count("{account}") != 1 or template.replace(
+                    "{account}", "").count("{") or template.count("}") != 1:
+                raise CibError(f"AZURE_BLOB_ENDPOINT={template!r} must name the account once, "
+                               "as {account}")
+            settings["blob_endpoint"] = _https_url("AZURE_BLOB_ENDPOINT", template)
+        if get("AZURE_CA_BUNDLE"):
+            if not Path(get("AZURE_CA_BUNDLE")).is_file():
+                raise CibError(f"AZURE_CA_BUNDLE={get('AZURE_CA_BUNDLE')}: no such file")
+            settings["ca_bundle"] = get("AZURE_CA_BUNDLE")
+        return cls(**settings)
+
+    @property
+    def credential_scopes(self) -> list[str]:
+        """What Resource Manager's tokens are asked for."""
+        return _known_arm_scopes().get(self.resource_manager.lower(),
+                                       [f"{self.resource_manager}/.default"])
+
+    def _verify(self) -> dict[str, Any]:
+        return {"connection_verify": self.ca_bundle} if self.ca_bundle else {}
+
+    def management_options(self) -> dict[str, Any]:
+        """Options of the Resource Manager clients."""
+        return {"base_url": self.resource_manager,
+                "credential_scopes": self.credential_scopes, **self._verify()}
+
+    def storage_options(self) -> dict[str, Any]:
+        """Options of the Blob storage clients."""
+        return self._verify()
+
+    def credential_options(self) -> dict[str, Any]:
+        """Options of azure-identity's credentials: the authority, without Microsoft's
+        instance discovery for a host it does not know."""
+        options = self._verify()
+        if self.authority_host:
+            from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
+
+            options["authority"] = self.authority_host
+            host = self.authority_host.split("://", 1)[1].split("/", 1)[0].lower()
+            if host not in WELL_KNOWN_AUTHORITY_HOSTS:
+                options["disable_instance_discovery"] = True
+        return options
+
+    def account_url(self, account: str) -> str:
+        """The blob endpoint of a storage account."""
+        return self.blob_endpoint.replace("{account}", account)
+
+    def blob_url(self, account: str, container: str, name: str) -> str:
+        return f"{self.account_url(account)}/{container}/{name}"
+
+    def parse_blob_url(self, url: str) -> tuple[str, str, str] | None:
+        """`(account, container, blob name)` of a blob URL of these endpoints, or None."""
+        head, _, tail = self.blob_endpoint.partition("{account}")
+        pattern = f"{re.escape(head)}({STORAGE_ACCOUNT}){re.escape(tail)}/([^/]+)/(.+)"
+        match = re.fullmatch(pattern, url.split("?", 1)[0])
+        return (match.group(1), match.group(2), match.group(3)) if match else None
 
 
 @dataclass(frozen=True)
@@ -228,16 +356,19 @@ class Operation:
 class Azure:
     """One subscription's compute, network and blob storage."""
 
-    def __init__(self, subscription: str, credential: Any, **client_options: Any):
+    def __init__(self, subscription: str, credential: Any, *,
+                 endpoints: Endpoints | None = None, **client_options: Any):
         """`client_options` go to every SDK client (tests: `polling_interval=0`,
-        `retry_total=0`)."""
+        `retry_total=0`); `endpoints` default to the environment's."""
         from azure.mgmt.compute import ComputeManagementClient
         from azure.mgmt.network import NetworkManagementClient
 
         self.subscription, self.credential = subscription, credential
+        self.endpoints = endpoints or Endpoints.from_environment()
         self.client_options = client_options
-        self.compute = ComputeManagementClient(credential, subscription, **client_options)
-        self.network = NetworkManagementClient(credential, subscription, **client_options)
+        options = {**self.endpoints.management_options(), **client_options}
+        self.compute = ComputeManagementClient(credential, subscription, **options)
+        self.network = NetworkManagementClient(credential, subscription, **options)
         self._blob_services: dict[str, Any] = {}
 
     @classmethod
@@ -246,6 +377,7 @@ class Azure:
         `AZURE_TENANT_ID`, `AZURE_CLIENT_ID` and `AZURE_CLIENT_SECRET`, or else the worker's
         managed or workload identity (azure-identity's DefaultAzureCredential)."""
         environ = os.environ if environ is None else environ
+        endpoints = Endpoints.from_environment(environ)
         subscription = environ.get("AZURE_SUBSCRIPTION_ID")
         if not subscription:
             raise CibError("AZURE_SUBSCRIPTION_ID is not set: work on Azure needs the "
@@ -255,10 +387,14 @@ class Azure:
 
         names = ("AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET")
         if all(environ.get(n) for n in names):
-            credential: Any = ClientSecretCredential(*(environ[n] for n in names))
+            credential: Any = ClientSecretCredential(*(environ[n] for n in names),
+                                                     **endpoints.credential_options())
         else:
-            credential = DefaultAzureCredential(exclude_interactive_browser_credential=True)
-        return cls(subscription, credential)
+            authority = {"authority": endpoints.authority_host} if endpoints.authority_host \
+                else {}
+            credential = DefaultAzureCredential(exclude_interactive_browser_credential=True,
+                                                **authority)
+        return cls(subscription, credential, endpoints=endpoints)
 
     def id_of(self, kind: str, group: str, *names: str) -> str:
         """The ARM id of a resource."""
@@ -418,17 +554,18 @@ class Azure:
         from azure.storage.blob import BlobServiceClient
 
         if account not in self._blob_services:
-            options = {k: v for k, v in self.client_options.items() if k != "polling_interval"}
+            options = {**self.endpoints.storage_options(), **{
+                k: v for k, v in self.client_options.items() if k != "polling_interval"}}
             self._blob_services[account] = BlobServiceClient(
-                f"https://{account}.blob.core.windows.net", credential=self.credential,
-                **options)
+                self.endpoints.account_url(account), credential=self.credential, **options)
         return self._blob_services[account]
 
     def blob_properties(self, account: str, container: str, name: str
                         ) -> dict[str, Any] | None:
         """`{"size", "metadata", "blob_type"}` of a blob, or None when there is none."""
         blob = self.blob_service(account).get_blob_client(container, name)
-        with azure_errors(f"reading blob {blob_url(account, container, name)}"):
+        url = self.endpoints.blob_url(account, container, name)
+        with azure_errors(f"reading blob {url}"):
             try:
                 properties = blob.get_blob_properties()
             except ResourceNotFoundError:
@@ -455,7 +592,7 @@ class Azure:
         if size % 512:
             raise CibError(f"{what or name}: {size} bytes is not a whole number of 512-byte "
                            "pages; Azure needs a fixed-size VHD")
-        url = blob_url(account, container, name)
+        url = self.endpoints.blob_url(account, container, name)
         with self._writing(account, container, name, f"uploading {url}") as blob:
             blob.upload_blob(stream, blob_type=BlobType.PAGEBLOB, length=size,
                              metadata=dict(metadata), overwrite=True, max_concurrency=4)
@@ -474,14 +611,14 @@ class Azure:
     def set_blob_metadata(self, account: str, container: str, name: str,
                           metadata: Mapping[str, str]) -> None:
         """Replace a blob's metadata."""
-        url = blob_url(account, container, name)
+        url = self.endpoints.blob_url(account, container, name)
         with azure_errors(f"setting the metadata of {url}"):
             self.blob_service(account).get_blob_client(container, name).set_blob_metadata(
                 dict(metadata))
 
     def delete_blob(self, account: str, container: str, name: str) -> bool:
         """Delete a blob; False when there was none."""
-        url = blob_url(account, container, name)
+        url = self.endpoints.blob_url(account, container, name)
         with azure_errors(f"deleting {url}"):
             try:
                 self.blob_service(account).get_blob_client(container, name).delete_blob()
@@ -504,13 +641,14 @@ class Azure:
         sas = generate_blob_sas(account, container, name, user_delegation_key=key,
                                 permission=BlobSasPermissions(read=True), start=start,
                                 expiry=expiry)
-        return f"{blob_url(account, container, name)}?{sas}"
+        return f"{self.endpoints.blob_url(account, container, name)}?{sas}"
 
     def begin_blob_copy(self, source_url: str, account: str, container: str, name: str,
                         metadata: Mapping[str, str]) -> BlobCopy:
         """Start a server-side copy of `source_url` into a blob of `account` (the container
         created when missing); the copy to step."""
-        doing = f"copying {source_url.split('?', 1)[0]} to {blob_url(account, container, name)}"
+        target = self.endpoints.blob_url(account, container, name)
+        doing = f"copying {source_url.split('?', 1)[0]} to {target}"
         with self._writing(account, container, name, doing) as blob:
             blob.start_copy_from_url(source_url, metadata=dict(metadata))
         return BlobCopy(self, account, container, name)
@@ -529,7 +667,7 @@ class BlobCopy:
     def state(self) -> str:
         blob = self.azure.blob_service(self.account).get_blob_client(self.container,
                                                                       self.name)
-        url = blob_url(self.account, self.container, self.name)
+        url = self.azure.endpoints.blob_url(self.account, self.container, self.name)
         with azure_errors(f"reading the copy to {url}"):
             try:
                 copy = blob.get_blob_properties().copy
@@ -539,12 +677,15 @@ class BlobCopy:
         return str(copy.status or "success")
 
 
-def blob_url(account: str, container: str, name: str) -> str:
-    """`https://<account>.blob.core.windows.net/<container>/<name>`."""
-    return f"https://{account}.blob.core.windows.net/{container}/{name}"
+def blob_url(account: str, container: str, name: str, endpoints: Endpoints | None = None
+             ) -> str:
+    """`https://<account>.blob.core.windows.net/<container>/<name>` in the public cloud; at
+    the environment's blob endpoint (or `endpoints`') elsewhere."""
+    return (endpoints or Endpoints.from_environment()).blob_url(account, container, name)
 
 
-def parse_blob_url(url: str) -> tuple[str, str, str] | None:
-    """`(account, container, blob name)` of a blob URL, or None for another URL."""
-    match = BLOB_URL.fullmatch(url.split("?", 1)[0])
-    return (match.group(1), match.group(2), match.group(3)) if match else None
+def parse_blob_url(url: str, endpoints: Endpoints | None = None
+                   ) -> tuple[str, str, str] | None:
+    """`(account, container, blob name)` of a blob URL of the environment's (or `endpoints`')
+    blob endpoint, or None for another URL."""
+    return (endpoints or Endpoints.from_environment()).parse_blob_url(url)

@@ -21,6 +21,7 @@ from .model import (
     Pool,
     SharedInputs,
     Signing,
+    SourceMirror,
     Target,
     normalise_region,
 )
@@ -101,8 +102,13 @@ def _environments(doc: YamlDocument | None) -> dict[str, Environment]:
     if doc is None:
         return {e.name: e for e in DEFAULT_ENVIRONMENTS}
     return {name: Environment(name, value["root-url"], value.get("description", ""),
-                              value.get("pull-requests", False), _signing(value.get("signing")))
+                              value.get("pull-requests", False), _signing(value.get("signing")),
+                              _mirror(value.get("source-mirror")))
             for name, value in doc.data.items()}
+
+
+def _mirror(value: dict[str, str] | None) -> SourceMirror | None:
+    return None if value is None else SourceMirror(value["platform"], value["bucket"])
 
 
 def _signing(value: dict[str, str] | None) -> Signing | None:

@@ -102,6 +102,19 @@ class Signing:
 
 
 @dataclass(frozen=True)
+class SourceMirror:
+    """Where an environment's disk-image tasks look for sources first: an S3 bucket holding
+    each source under `sha256/<its SHA-256>` (docs/images.md)."""
+
+    platform: str
+    bucket: str
+
+    def key(self, sha256: str) -> str:
+        """The object name of the source whose SHA-256 is `sha256`."""
+        return f"sha256/{sha256.lower()}"
+
+
+@dataclass(frozen=True)
 class Environment:
     """A Taskcluster deployment the repository is wired to."""
 
@@ -110,6 +123,7 @@ class Environment:
     description: str = ""
     pull_requests: bool = False
     signing: Signing | None = None
+    source_mirror: SourceMirror | None = None
 
 
 # cloud-image-builder hard-coded its two deployments; a config without environments.yaml gets them.

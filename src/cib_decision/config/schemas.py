@@ -195,5 +195,9 @@ ENVIRONMENTS = {
             "public-key": {"type": "string", "pattern": r"^(?!/)(?!(?:.*/)?\.\.(?:/|$))"
                                                         r"(?:[^{}\s\\]|\{level\})+$"},
         }, ("secret", "public-key")),
+        # Disk-image tasks fetch a source with a `sha256` from `s3://<bucket>/sha256/<sha256>`
+        # first, and from where its config says only when the mirror lacks it (docs/images.md).
+        "source-mirror": _obj({"platform": {"enum": ["amazon"]}, "bucket": NONEMPTY},
+                              ("platform", "bucket")),
     }, ("root-url",)),
 }

@@ -3,8 +3,10 @@
 Steps, each one line in the task log:
 
 1. **fetch** the source the config names: `image.source` (a disk image, e.g. a Linux cloud
-   image) or else `iso.source` (an installation ISO), from S3 (`platform: amazon`, boto3) or an
-   https URL (`url:`);
+   image) or else `iso.source` (an installation ISO), from the environment's source mirror
+   when it has one and holds the source (`source-mirror` in environments.yaml: an S3 bucket
+   keeping each source under `sha256/<its SHA-256>`), else from S3 (`platform: amazon`,
+   boto3) or an https URL (`url:`);
 2. **verify** its SHA-256 against `source.sha256` / `iso.sha256` when the config gives one
    (a mismatch is an error: exit 2);
 3. **convert** it: a source image with `qemu-img convert` to `image.format` (raw by default;
@@ -35,6 +37,7 @@ import requests
 from .. import manifest
 from ..clouds.aws import S3, sha256_file
 from ..config import ImageKey
+from ..config.model import SourceMirror
 from ..digests import disk_inputs
 from ..errors import BuildError, CibError, TransientError
 from ..naming import image_name
@@ -173,9 +176,43 @@ class DiskBuild:
     azure: Any = None  # clouds.azure.Azure, for keys whose image.target is on Azure
 
 
+def source_mirror(ctx: BuildContext) -> SourceMirror | None:
+    """The source mirror of the environment the build runs for (`CIB_ENVIRONMENT`), if any."""
+    environment = ctx.fleet.environments.get(ctx.environment)
+    return environment.source_mirror if environment else None
+
+
+def fetch_mirrored(source: Source, build: DiskBuild, ctx: BuildContext, destination: Path
+                   ) -> bool:
+    """Download the source from the environment's source mirror into `destination`: True when
+    the mirror had it. A source without a SHA-256 in the config is never looked up (the
+    mirror is keyed by it); a mirror that cannot be read is a warning, not a failure, since
+    the source's own location may still answer."""
+    mirror = source_mirror(ctx)
+    if mirror is None or source.sha256 is None:
+        return False
+    key = mirror.key(source.sha256)
+    where = f"s3://{mirror.bucket}/{key}"
+    try:
+        if build.s3.head(mirror.bucket, key) is None:
+            ctx.progress.say(f"the source mirror has no {where}")
+            return False
+        ctx.progress.say(f"fetching the {source.kind} {source.location} from the source "
+                         f"mirror: {where}")
+        build.s3.download(mirror.bucket, key, destination)
+    except CibError as exc:
+        ctx.progress.say(f"warning: the source mirror could not be read ({exc})")
+        return False
+    return True
+
+
 def fetch(source: Source, build: DiskBuild, ctx: BuildContext) -> Path:
-    """Download the source into the work directory."""
+    """Download the source into the work directory: from the environment's source mirror
+    when it holds it, else from where the config says."""
     destination = build.work_dir / f"source-{source.filename}"
+    if fetch_mirrored(source, build, ctx, destination):
+        ctx.progress.say(f"fetched {destination.stat().st_size} bytes")
+        return destination
     ctx.progress.say(f"fetching the {source.kind} {source.location}")
     if source.platform == "url":
         download_url(source.location, destination, build.http)

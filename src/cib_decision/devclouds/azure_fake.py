@@ -1,16 +1,20 @@
-"""A stateful fake of Azure Resource Manager and Blob storage, served through `responses`.
+"""A stateful fake of Azure Resource Manager, Blob storage and the Entra ID token endpoint,
+for tests and the local pipeline: in process through `responses` (`AzureFake.running()`), or
+on a local HTTPS port for other processes (`devclouds.azure_server.AzureServer`).
 
-The real SDK clients (azure-mgmt-compute, azure-mgmt-network, azure-storage-blob) talk to it
-unchanged: azure-core's default transport is `requests`, which `responses` intercepts. What it
-serves, in the real services' shapes:
+The real SDK clients (azure-identity, azure-mgmt-compute, azure-mgmt-network,
+azure-storage-blob) talk to it unchanged: azure-core's default transport is `requests`, which
+`responses` intercepts in process; across processes they are pointed at the server by the
+endpoint settings of `clouds.azure.Endpoints`. What it serves, in the real services' shapes:
 
-- **ARM** (`https://management.azure.com`): resources kept by their ARM id (case-insensitive, as
-  ARM is), each `{id, name, type, location, tags, properties: {provisioningState, ...}}`.
-  PUT creates or updates, GET reads, PATCH merges `tags`/`properties`, DELETE removes; lists by
-  subscription, by resource group and of a parent's children answer `{value, nextLink}` pages of
-  `page_size`. Writes are long-running operations: 201/202 with `Azure-AsyncOperation` and
-  `Location` headers (and `Retry-After: 0`); the status URL says `InProgress` `lro_polls` times
-  (per kind: `polls`), then `Succeeded`, or `Failed` with an `error` object. The change a write
+- **ARM** (`arm`, by default `https://management.azure.com`): resources kept by their ARM id
+  (case-insensitive, as ARM is), each `{id, name, type, location, tags, properties:
+  {provisioningState, ...}}`. PUT creates or updates, GET reads, PATCH merges
+  `tags`/`properties`, DELETE removes; lists by subscription, by resource group and of a
+  parent's children answer `{value, nextLink}` pages of `page_size`. Writes are long-running
+  operations: 201/202 with `Azure-AsyncOperation` and `Location` headers (and `Retry-After:
+  0`, or `retry_after`); the status URL says `InProgress` `lro_polls` times (per
+  kind: `polls`), then `Succeeded`, or `Failed` with an `error` object. The change a write
   makes lands when its operation completes, as on ARM (a deleted VM is there until then).
 - Resource types: virtual machines (power states in `instanceView`, actions `runCommand`,
   `generalize`, `deallocate`, `powerOff`, `start`), disks (`managedBy`, `diskState`), managed
@@ -21,14 +25,21 @@ serves, in the real services' shapes:
   exist (404 `ResourceGroupNotFound`), references must resolve (400 `InvalidResourceReference`),
   an attached disk, a NIC in use by a VM or an IP in use by a NIC cannot be deleted, a running VM
   cannot be generalized, an image needs a generalized VM (409 `OperationNotAllowed`).
-- **Blob storage** (`https://<account>.blob.core.windows.net`): containers, page blobs (create,
-  put page, with `If-None-Match`/`If-Match` conditions), block blobs (single put, put block, put
-  block list), get properties (HEAD), download, metadata, delete; user delegation keys
-  (`POST /?restype=service&comp=userdelegationkey`, Entra bearer tokens only) and Copy Blob
-  (`x-ms-copy-source`: `pending` for `copy_polls` property reads, then `copy_outcome`, with
-  the `x-ms-copy-*` headers); a source in another account must carry a read SAS (`sig`, `sp`
-  with `r`), else 403 `CannotVerifyCopySource`. Errors in Storage's XML shape with
-  `x-ms-error-code`.
+- **Blob storage** (`blob_endpoint`, a template with `{account}`: by default
+  `https://{account}.blob.core.windows.net`, path-style `https://127.0.0.1:<port>/{account}`
+  on the server): containers, page blobs (create, put page, with `If-None-Match`/`If-Match`
+  conditions), block blobs (single put, put block, put block list), get properties (HEAD),
+  download, metadata, delete; user delegation keys (`POST /?restype=service&comp=
+  userdelegationkey`, Entra bearer tokens only) and Copy Blob (`x-ms-copy-source`: `pending`
+  for `copy_polls` property reads, then `copy_outcome`, with the `x-ms-copy-*` headers); a
+  source in another account must carry a read SAS (`sig`, `sp` with `r`), else 403
+  `CannotVerifyCopySource`. Errors in Storage's XML shape with `x-ms-error-code`.
+- **Entra ID** (`handle`, on the server only): `POST /<tenant>/oauth2/v2.0/token` (client
+  credentials of `principals`; an unknown tenant, client or secret is refused as Entra refuses
+  it), `GET /<tenant>/v2.0/.well-known/openid-configuration` and `GET
+  /common/discovery/instance`, what MSAL asks before its first token. With `check_tokens` (the
+  server sets it), ARM accepts only bearer tokens issued here for its own audience (`<arm>`)
+  and Storage only those for `https://storage.azure.com` (401 otherwise, as they do).
 
 Test hooks:
 
@@ -40,11 +51,15 @@ Test hooks:
   a script that stops the computer leaves the VM `stopped`); see `RunCommandOutcome`.
 - `replication_failures`: regions whose replica of a gallery image version ends `Failed` in
   its `replicationStatus` (the version itself succeeds, as on ARM).
-- inspection: `resources(type)`, `resource(id)`, `calls` / `calls_of(kind)`, `blobs`.
-- `StaticToken`: the credential tests give the SDK clients (no token endpoint involved).
+- set-up: `add_group`, `add_storage_account`, `add_fleet` (the groups and accounts of a
+  config's Azure targets), `put` (a resource as it is), `put_blob`.
+- inspection: `resources(type)`, `resource(id)`, `calls` / `calls_of(kind)`, `blob(...)`,
+  `tokens` (issued bearer tokens and their audiences).
+- `StaticToken`: the credential in-process tests give the SDK clients (no token endpoint).
 
-Start `moto` (if a test uses it) *before* this fake: both patch `requests`, and the one started
-last sees requests first; moto passes unknown URLs on to the real network.
+In process, start `moto` (if a test uses it) *before* this fake: both patch `requests`, and
+the one started last sees requests first; moto passes unknown URLs on to the real network.
+`responses` is imported only by `running()`: the server does not need it.
 
 The SDK's api-version is accepted whatever it is, checked in one place (`check_api_version`).
 """
@@ -63,16 +78,26 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 from xml.etree import ElementTree
 
-import responses
 from azure.core.credentials import AccessToken
+
+if TYPE_CHECKING:
+    import responses
 
 SUBSCRIPTION = "00000000-0000-4000-8000-000000000001"
 ARM = "https://management.azure.com"
-_BLOB_HOST = re.compile(r"https://([a-z0-9]+)\.blob\.core\.windows\.net")
+BLOB_ENDPOINT = "https://{account}.blob.core.windows.net"
+STORAGE_AUDIENCE = "https://storage.azure.com"
+# The service principal the fake knows unless told others (`principals`).
+TENANT = "00000000-0000-4000-8000-00000000000a"
+CLIENT_ID = "00000000-0000-4000-8000-00000000000c"
+CLIENT_SECRET = "dev-client-secret"
+_LOGIN = re.compile(r"/(?:(?P<tenant>[^/]+)/(?:oauth2/v2\.0/(?P<endpoint>token|authorize)|"
+                    r"v2\.0/\.well-known/(?P<metadata>openid-configuration))|"
+                    r"common/discovery/(?P<discovery>instance))")
 _API_VERSION = re.compile(r"\d{4}-\d{2}-\d{2}(-preview)?")
 _DEFAULT_API_VERSION = "2026-04-01"
 
@@ -91,6 +116,17 @@ TYPES = {
     "microsoft.network/networksecuritygroups": "Microsoft.Network/networkSecurityGroups",
 }
 VM_ACTIONS = {"runcommand", "generalize", "deallocate", "poweroff", "start", "restart"}
+
+
+@dataclass
+class Request:
+    """A request as the handlers read it (`responses` hands them a `PreparedRequest`, which
+    has the same attributes); `headers` must be case-insensitive."""
+
+    method: str
+    url: str
+    headers: Any
+    body: bytes | None
 
 
 class StaticToken:
@@ -251,10 +287,22 @@ def parse_id(arm_id: str) -> Parsed:
 class AzureFake:
     """The fake ARM and Blob endpoints; create with `AzureFake.running()` (a context)."""
 
-    def __init__(self, mock: responses.RequestsMock, *, subscription: str = SUBSCRIPTION,
-                 lro_polls: int = 1, page_size: int = 2):
+    def __init__(self, mock: responses.RequestsMock | None = None, *,
+                 subscription: str = SUBSCRIPTION, lro_polls: int = 1, page_size: int = 2,
+                 arm: str = ARM, blob_endpoint: str = BLOB_ENDPOINT,
+                 check_tokens: bool = False):
         self.mock, self.subscription = mock, subscription
+        self.arm, self.blob_endpoint = arm.rstrip("/"), blob_endpoint.rstrip("/")
+        # Entra ID: the service principals (tenant, client id) -> secret, and the bearer
+        # tokens issued -> their audience; ARM and Storage check them when `check_tokens`.
+        self.principals: dict[tuple[str, str], str] = {(TENANT, CLIENT_ID): CLIENT_SECRET}
+        self.tokens: dict[str, str] = {}
+        self.check_tokens = check_tokens
         self.lro_polls, self.page_size = lro_polls, page_size
+        # When to ask again about an operation under way. azure-core waits its polling
+        # interval for a `Retry-After` of 0 and reads only whole seconds there: the server
+        # says `Retry-After-Ms` instead.
+        self.retry_after: dict[str, str] = {"Retry-After": "0"}
         self.polls: dict[str, int] = {}  # kind pattern -> InProgress reads for its operations
         self.groups: dict[str, str] = {}  # lower-case name -> location
         self.store: dict[str, dict[str, Any]] = {}  # lower-case id -> resource
@@ -273,16 +321,51 @@ class AzureFake:
     @classmethod
     @contextlib.contextmanager
     def running(cls, **options: Any) -> Iterator[AzureFake]:
-        """Serve the fake for the duration of the `with` block."""
+        """Serve the fake in this process (through `responses`) for the duration of the
+        `with` block."""
+        import responses
+
         with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
             fake = cls(mock, **options)
             fake.install()
             yield fake
 
     def install(self) -> None:
+        assert self.mock is not None
+        blob = re.compile(re.escape(self.blob_endpoint).replace(
+            re.escape("{account}"), "[a-z0-9]+") + "(/|$)")
         for method in ("GET", "PUT", "POST", "PATCH", "DELETE", "HEAD"):
-            self.mock.add_callback(method, re.compile(re.escape(ARM) + "/"), self._arm)
-            self.mock.add_callback(method, _BLOB_HOST, self._blob)
+            self.mock.add_callback(method, re.compile(re.escape(self.arm) + "/"), self._arm)
+            self.mock.add_callback(method, blob, self._blob)
+
+    def handle(self, request: Any) -> tuple[int, dict[str, str], str | bytes]:
+        """Answer a request to any of the services (the server's entry point): Entra ID's
+        endpoints, ARM (paths under `/subscriptions` and `/providers`), else Blob storage."""
+        path = urlsplit(request.url).path
+        if _LOGIN.fullmatch(path):
+            return self._login(request)
+        if request.url.startswith(self.arm + "/") and \
+                path[len(urlsplit(self.arm).path):].split("/")[1].lower() in (
+                    "subscriptions", "providers"):
+            return self._arm(request)
+        if self.blob_address(request.url) is not None:
+            return self._blob(request)
+        return 404, {"Content-Type": "text/plain"}, f"no service at {path}\n"
+
+    def blob_address(self, url: str) -> tuple[str, str] | None:
+        """`(account, "container/blob")` of a Blob storage URL (query left out), or None."""
+        head, _, tail = self.blob_endpoint.partition("{account}")
+        bare = url.split("?", 1)[0]
+        if not bare.startswith(head):
+            return None
+        account, _, rest = bare[len(head):].partition(tail + "/" if tail else "/")
+        if not re.fullmatch(r"[a-z0-9]{3,24}", account):
+            return None
+        return account, unquote(rest)
+
+    def blob_url(self, account: str, container: str, name: str) -> str:
+        """The URL of a blob as this fake serves it."""
+        return f"{self.blob_endpoint.format(account=account)}/{container}/{quote(name)}"
 
     # --- set-up and inspection ---------------------------------------------------------------
 
@@ -295,6 +378,31 @@ class AzureFake:
         """A storage account with `containers` (blob storage answers only for known ones)."""
         for container in containers or ("vhds",):
             self.containers.setdefault((account, container), {})
+
+    def add_fleet(self, fleet: Any) -> list[str]:
+        """What a subscription set up for a fleet (`config.Fleet`) holds before any build:
+        the resource group of every Azure target, in the target's region, and its storage
+        account (`storage`) with a `disk-images` container; the groups' names."""
+        from ..config import normalise_region
+
+        groups = []
+        for key in fleet.keys.values():
+            for target in key.targets:
+                if target.platform != "azure" or not target.group:
+                    continue
+                self.add_group(target.group, normalise_region(target.region))
+                groups.append(target.group)
+                if target.raw.get("storage"):
+                    self.add_storage_account(target.raw["storage"], "disk-images")
+        return sorted(set(groups))
+
+    def put_blob(self, account: str, container: str, name: str, content: bytes,
+                 metadata: dict[str, str] | None = None, kind: str = "PageBlob") -> str:
+        """Store a blob as it is (its account and container made when missing); its URL."""
+        self.add_storage_account(account, container)
+        self.containers[(account, container)][name] = Blob(
+            kind, bytearray(content), dict(metadata or {}), _etag(), datetime.now(UTC))
+        return self.blob_url(account, container, name)
 
     def put(self, full_type: str, group: str, names: list[str], location: str,
             properties: dict[str, Any] | None = None, tags: dict[str, str] | None = None,
@@ -362,6 +470,106 @@ class AzureFake:
                 return fault
         return None
 
+    # --- Entra ID ------------------------------------------------------------------------------
+
+    def _login(self, request: Any) -> tuple[int, dict[str, str], str]:
+        """The token endpoint (client credentials), the tenant's OpenID configuration and
+        instance discovery, as Entra ID answers them."""
+        with self._lock:
+            split = urlsplit(request.url)
+            match = _LOGIN.fullmatch(split.path)
+            assert match is not None
+            origin = f"{split.scheme}://{split.netloc}"
+            what = match["endpoint"] or match["metadata"] or "instance-discovery"
+            call = Call(request.method, request.url, f"{request.method} {what}", None, None)
+            self.calls.append(call)
+            answer = self._login_answer(request, match, origin)
+            call.status = answer[0]
+            return answer
+
+    def _login_answer(self, request: Any, match: re.Match[str], origin: str
+                      ) -> tuple[int, dict[str, str], str]:
+        query = {k: v[0] for k, v in parse_qs(urlsplit(request.url).query).items()}
+        if match["discovery"]:
+            authorize = urlsplit(query.get("authorization_endpoint", ""))
+            tenant = authorize.path.strip("/").split("/")[0] or "common"
+            host = urlsplit(origin).netloc
+            return self._json(200, {
+                "tenant_discovery_endpoint":
+                    f"{origin}/{tenant}/v2.0/.well-known/openid-configuration",
+                "api-version": "1.1", "metadata": [
+                    {"preferred_network": host, "preferred_cache": host, "aliases": [host]}]})
+        tenant = match["tenant"]
+        if tenant not in {t for t, _ in self.principals}:
+            return entra_error(400, "invalid_request", 90002, f"Tenant '{tenant}' not found. "
+                               "Check to make sure you have the correct tenant ID and are "
+                               "signing into the correct cloud.")
+        if match["metadata"]:
+            base = f"{origin}/{tenant}"
+            return self._json(200, {
+                "issuer": f"{base}/v2.0", "token_endpoint": f"{base}/oauth2/v2.0/token",
+                "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+                "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
+                "jwks_uri": f"{base}/discovery/v2.0/keys",
+                "token_endpoint_auth_methods_supported": ["client_secret_post",
+                                                          "client_secret_basic"],
+                "response_types_supported": ["code", "id_token", "code id_token"],
+                "scopes_supported": ["openid", "profile", "email", "offline_access"],
+                "tenant_region_scope": None, "cloud_instance_name": urlsplit(origin).netloc})
+        if match["endpoint"] != "token" or request.method != "POST":
+            return entra_error(400, "invalid_request", 900561, "The endpoint only accepts "
+                               "POST requests of the client credentials grant.")
+        form = {k: v[0] for k, v in parse_qs(_body_bytes(request).decode()).items()}
+        if form.get("grant_type") != "client_credentials":
+            return entra_error(400, "unsupported_grant_type", 70003, "The app requested an "
+                               "unsupported grant type.")
+        client = form.get("client_id", "")
+        secret = self.principals.get((tenant, client))
+        if secret is None:
+            return entra_error(400, "unauthorized_client", 700016, f"Application with "
+                               f"identifier '{client}' was not found in the directory "
+                               f"'{tenant}'.")
+        if form.get("client_secret") != secret:
+            return entra_error(401, "invalid_client", 7000215, "Invalid client secret "
+                               f"provided. Ensure the secret being sent in the request is the "
+                               f"client secret value, not the client secret ID, for a secret "
+                               f"added to app '{client}'.")
+        scopes = [s for s in form.get("scope", "").split() if s.endswith("/.default")]
+        if len(scopes) != 1:
+            return entra_error(400, "invalid_scope", 1002012, f"The provided value for scope "
+                               f"{form.get('scope', '')} is not valid. Client credential flows "
+                               "must have a scope value with /.default suffixed to the "
+                               "resource identifier (application ID URI).")
+        audience = scopes[0][:-len("/.default")].rstrip("/")
+        token = access_token(tenant, client, audience)
+        self.tokens[token] = audience
+        return self._json(200, {"token_type": "Bearer", "expires_in": 3599,
+                                "ext_expires_in": 3599, "access_token": token})
+
+    def _bearer_audience(self, request: Any) -> str | None:
+        """The audience of the request's bearer token; "" for one not issued here, None
+        without one."""
+        header = request.headers.get("Authorization") or ""
+        if not header.startswith("Bearer "):
+            return None
+        return self.tokens.get(header[len("Bearer "):], "")
+
+    def _authorize(self, request: Any, audience: str) -> None:
+        """With `check_tokens`, refuse a request to ARM without a token of ARM's audience."""
+        if not self.check_tokens:
+            return
+        found = self._bearer_audience(request)
+        if found is None:
+            raise ArmFailure(401, "AuthenticationFailed", "Authentication failed. The "
+                             "'Authorization' header is missing.")
+        if not found:
+            raise ArmFailure(401, "InvalidAuthenticationToken", "The access token is invalid.")
+        if found != audience.rstrip("/"):
+            raise ArmFailure(401, "InvalidAuthenticationTokenAudience", "The access token has "
+                             f"been obtained for wrong audience or resource '{found}'. It "
+                             "should exactly match with one of the allowed audiences "
+                             f"'{audience}'.")
+
     # --- ARM -----------------------------------------------------------------------------------
 
     def _arm(self, request: Any) -> tuple[int, dict[str, str], str]:
@@ -375,8 +583,9 @@ class AzureFake:
             call = Call(request.method, request.url, "?", check_api_version(query), body)
             self.calls.append(call)
             try:
-                parsed = parse_path(split.path)
+                parsed = parse_path(split.path[len(urlsplit(self.arm).path):])
                 call.kind = kind_of(request.method, parsed)
+                self._authorize(request, self.arm)
                 if call.api_version is None:
                     raise ArmFailure(400, "MissingApiVersionParameter",
                                      "The api-version query parameter (?api-version=) is "
@@ -500,7 +709,8 @@ class AzureFake:
         if start + self.page_size < len(items):
             version = (query.get("api-version") or [_DEFAULT_API_VERSION])[0]
             path = urlsplit(self.calls[-1].url).path
-            page["nextLink"] = (f"{ARM}{path}?api-version={version}"
+            origin = "{0.scheme}://{0.netloc}".format(urlsplit(self.arm))
+            page["nextLink"] = (f"{origin}{path}?api-version={version}"
                                 f"&$skiptoken={start + self.page_size}")
         return self._json(200, page)
 
@@ -517,12 +727,12 @@ class AzureFake:
         return operation
 
     def _operation_headers(self, operation: Operation, namespace: str) -> dict[str, str]:
-        base = (f"{ARM}/subscriptions/{self.subscription}/providers/{namespace}/locations/"
+        base = (f"{self.arm}/subscriptions/{self.subscription}/providers/{namespace}/locations/"
                 f"{operation.location}")
         version = self.calls[-1].api_version or _DEFAULT_API_VERSION
         return {"Azure-AsyncOperation": f"{base}/operations/{operation.id}?api-version={version}",
                 "Location": f"{base}/operationResults/{operation.id}?api-version={version}",
-                "Retry-After": "0"}
+                **self.retry_after}
 
     def _advance(self, operation: Operation) -> None:
         if operation.status != "InProgress":
@@ -556,12 +766,13 @@ class AzureFake:
                 body["error"] = operation.error
             if operation.status == "Succeeded" and operation.result is not None:
                 body["properties"] = {"output": operation.result}
-            return self._json(200, body, {"Retry-After": "0"} if operation.status ==
-                              "InProgress" else None)
+            under_way = operation.status == "InProgress"
+            return self._json(200, body, dict(self.retry_after) if under_way else None)
         if operation.status == "InProgress":
             self._advance(operation)
         if operation.status == "InProgress":
-            return self._json(202, None, {"Retry-After": "0", "Location": self.calls[-1].url})
+            return self._json(202, None, {**self.retry_after,
+                                          "Location": self.calls[-1].url})
         if operation.status == "Failed":
             error = operation.error or {}
             return arm_error(400, error.get("code", "Failed"), error.get("message", ""))
@@ -733,10 +944,8 @@ class AzureFake:
     def _blob(self, request: Any) -> tuple[int, dict[str, str], str | bytes]:
         with self._lock:
             split = urlsplit(request.url)
-            match = _BLOB_HOST.match(request.url)
-            account = match.group(1) if match else ""
+            account, path = self.blob_address(request.url) or ("", "")
             query = {k: v[0] for k, v in parse_qs(split.query).items()}
-            path = unquote(split.path).lstrip("/")
             container, _, name = path.partition("/")
             operation = query.get("comp") or query.get("restype") or ""
             kind = f"{request.method} blob{'/' + operation if operation else ''}"
@@ -744,7 +953,10 @@ class AzureFake:
                         request.headers.get("x-ms-version"), None)
             self.calls.append(call)
             fault = self._fault(kind, "request")
-            if fault:
+            refusal = self._storage_refusal(request, query, method=request.method)
+            if refusal:
+                answer = refusal
+            elif fault:
                 answer = storage_error(fault.status, fault.code, fault.message)
             elif not call.api_version:
                 answer = storage_error(400, "MissingRequiredHeader",
@@ -754,6 +966,24 @@ class AzureFake:
                 answer = self._blob_dispatch(request, account, container, name, query)
             call.status = answer[0]
             return answer
+
+    def _storage_refusal(self, request: Any, query: dict[str, str], method: str
+                         ) -> tuple[int, dict[str, str], str] | None:
+        """With `check_tokens`, Storage's refusal of a request that is neither signed by a
+        SAS nor carries a token issued for Storage; None when it may go on."""
+        if not self.check_tokens or "sig" in query:
+            return None
+        found = self._bearer_audience(request)
+        if found is None:
+            return storage_error(401, "NoAuthenticationInformation", "Server failed to "
+                                 "authenticate the request. Please refer to the information "
+                                 "in the www-authenticate header.", head=method == "HEAD")
+        if found != STORAGE_AUDIENCE:
+            return storage_error(401, "InvalidAuthenticationInfo", "Server failed to "
+                                 "authenticate the request. Audience validation failed: "
+                                 f"{found or 'a token not issued by Entra ID'}.",
+                                 head=method == "HEAD")
+        return None
 
     def _blob_dispatch(self, request: Any, account: str, container: str, name: str,
                        query: dict[str, str]) -> tuple[int, dict[str, str], str | bytes]:
@@ -899,13 +1129,14 @@ class AzureFake:
               ) -> tuple[int, dict[str, str], str]:
         """Copy Blob: the content is taken now, the copy reads `pending` `copy_polls` times."""
         source_url = headers["x-ms-copy-source"]
-        match = _BLOB_HOST.match(source_url)
+        address = self.blob_address(source_url)
         split = urlsplit(source_url)
-        container, _, source_name = unquote(split.path).lstrip("/").partition("/")
+        source_account, path = address or ("", "")
+        container, _, source_name = path.partition("/")
         sas = {k: v[0] for k, v in parse_qs(split.query).items()}
-        source = self.blob(match.group(1), container, source_name) if match else None
-        if match and match.group(1) != account and ("sig" not in sas or
-                                                    "r" not in sas.get("sp", "")):
+        source = self.blob(source_account, container, source_name) if address else None
+        if address and source_account != account and ("sig" not in sas or
+                                                      "r" not in sas.get("sp", "")):
             return storage_error(403, "CannotVerifyCopySource", "Server failed to authenticate "
                                  "the request. Please refer to the information in the "
                                  "www-authenticate header.")
@@ -1114,9 +1345,9 @@ def _check_disk(fake: AzureFake, disk: dict[str, Any], existing: dict[str, Any] 
 
 
 def _require_blob(fake: AzureFake, uri: str) -> None:
-    match = _BLOB_HOST.match(uri)
-    container, _, name = urlsplit(uri).path.lstrip("/").partition("/")
-    if not match or fake.blob(match.group(1), container, unquote(name)) is None:
+    account, path = fake.blob_address(uri) or ("", "")
+    container, _, name = path.partition("/")
+    if not account or fake.blob(account, container, name) is None:
         raise ArmFailure(400, "InvalidParameter", f"The blob {uri} does not exist or cannot "
                          "be read.")
 
@@ -1207,6 +1438,30 @@ def default_run_command(vm: dict[str, Any], command: dict[str, Any]) -> RunComma
     return RunCommandOutcome(stdout="bootstrap ran\n", power="stopped" if stops else None)
 
 
+# --- Entra ID and Storage helpers -------------------------------------------------------------
+
+
+def entra_error(status: int, error: str, code: int, description: str
+                ) -> tuple[int, dict[str, str], str]:
+    """An Entra ID error response (`error`, `error_description` with its AADSTS code)."""
+    trace = str(uuid.uuid4())
+    return status, {"Content-Type": "application/json; charset=utf-8"}, json.dumps({
+        "error": error, "error_description": f"AADSTS{code}: {description} Trace ID: {trace}",
+        "error_codes": [code], "timestamp": _now().replace("T", " ").rstrip("Z"),
+        "trace_id": trace, "correlation_id": str(uuid.uuid4())})
+
+
+def access_token(tenant: str, client: str, audience: str) -> str:
+    """A bearer token shaped like Entra's (a JWT, unsigned here) for `audience`."""
+    def part(value: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+    now = int(datetime.now(UTC).timestamp())
+    claims = {"aud": audience, "tid": tenant, "appid": client, "iat": now, "nbf": now,
+              "exp": now + 3599, "jti": uuid.uuid4().hex}
+    return f"{part({'typ': 'JWT', 'alg': 'none'})}.{part(claims)}.fake"
+
+
 # --- Storage helpers -------------------------------------------------------------------------
 
 
@@ -1247,6 +1502,7 @@ def _etag() -> str:
 
 
 def blob_url(account: str, container: str, name: str) -> str:
+    """A blob's URL in the public cloud's form (see `AzureFake.blob_url`)."""
     return f"https://{account}.blob.core.windows.net/{container}/{quote(name)}"
 
 

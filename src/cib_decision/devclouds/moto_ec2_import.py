@@ -6,17 +6,22 @@ moto's own extension points, not by replacing boto3. `RegisterImage` also applie
   (`_get_param`, `ActionResult`, serialised by moto from botocore's own service model, so the
   client sees the real response shapes);
 - `moto.ec2.urls.url_paths`, moto's table of EC2 request handlers, is pointed at it for the
-  duration of a test (`install`, a context manager);
+  duration of a test (`install`, a context manager; in process with `mock_aws`, or around a
+  moto server started inside it: `devclouds.aws.MotoServer`, which installs a subclass);
 - the import reads the disk image from moto's S3 backend (a missing object is the real
   `InvalidParameter` error) and makes a real snapshot in moto's EC2 backend, which
   `RegisterImage` and the rest then use. The task reports `active` (`pending`, then
-  `converting`) on the first two describes and `completed` after, like a slow real import.
+  `converting`) on the first two describes and `completed` after, like a slow real import
+  (`ImportingEC2Response.stage`, which a subclass may answer otherwise).
+
+Moved from tests/ so that the local pipeline's moto server (`devclouds.aws`) has them too.
 """
 
 from __future__ import annotations
 
 import contextlib
 import secrets
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -52,6 +57,7 @@ class ImportingEC2Response(EC2Response):
         snapshot = self.ec2_backend.create_snapshot(volume.id, "imported")
         task_id = f"import-snap-{secrets.token_hex(8)}"
         TASKS[task_id] = {"region": self.region, "polls": 0, "snapshot": snapshot.id,
+                          "started": time.monotonic(),
                           "format": container.get("Format"), "size": size,
                           "bucket": bucket, "key": key,
                           "description": self._get_param("Description", "")}
@@ -79,12 +85,17 @@ class ImportingEC2Response(EC2Response):
             self.ec2_backend.create_tags([result.result["ImageId"]], tags)
         return result
 
-    @staticmethod
-    def _detail(task: dict[str, Any], *, advance: bool) -> dict[str, Any]:
+    def stage(self, task: dict[str, Any]) -> tuple[str, str] | None:
+        """`(status, message)` of an import still running, None once it has completed: the
+        `STAGES` one describe after another."""
+        return STAGES[task["polls"]] if task["polls"] < len(STAGES) else None
+
+    def _detail(self, task: dict[str, Any], *, advance: bool) -> dict[str, Any]:
         detail = {"DiskImageSize": float(task["size"]), "Format": task["format"],
                   "UserBucket": {"S3Bucket": task["bucket"], "S3Key": task["key"]}}
-        if task["polls"] < len(STAGES):
-            status, message = STAGES[task["polls"]]
+        stage = self.stage(task)
+        if stage is not None:
+            status, message = stage
             detail.update(Status=status, StatusMessage=message, Progress="10")
         else:
             detail.update(Status="completed", SnapshotId=task["snapshot"])
@@ -94,10 +105,11 @@ class ImportingEC2Response(EC2Response):
 
 
 @contextlib.contextmanager
-def install() -> Iterator[None]:
-    """Route EC2 requests through `ImportingEC2Response` while the context is open."""
+def install(response: type[ImportingEC2Response] = ImportingEC2Response) -> Iterator[None]:
+    """Route EC2 requests through `response` (an `ImportingEC2Response`) while the context is
+    open."""
     previous = dict(ec2_urls.url_paths)
-    ec2_urls.url_paths.update({path: ImportingEC2Response.dispatch for path in previous})
+    ec2_urls.url_paths.update({path: response.dispatch for path in previous})
     try:
         yield
     finally:
