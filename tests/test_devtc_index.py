@@ -25,20 +25,6 @@ ROUTE = "index.cib.v2.cib-decision.cache.level-3.disk-image.win10-64.0db6007fdb2
 PATH = ROUTE[len("index."):]
 
 
-@pytest.fixture
-def taskgraph_env(dev_taskcluster, monkeypatch):
-    """taskgraph's clients and session (functools caches) pointed at the local Taskcluster."""
-    monkeypatch.delenv("TASKCLUSTER_PROXY_URL", raising=False)
-    for name, value in dev_taskcluster.environ().items():
-        monkeypatch.setenv(name, value)
-    caches = (tg.get_root_url, tg.get_taskcluster_client, tg.get_session)
-    for cached in caches:
-        cached.cache_clear()
-    yield
-    for cached in caches:
-        cached.cache_clear()
-
-
 @cache
 def index_schemas() -> SchemaStore:
     """The index schemas, which only references.json holds."""
