@@ -31,9 +31,10 @@ def test_full_graph_has_every_kind_and_one_machine_image_per_key_and_target():
     kinds = {task.kind for task in full.values()}
     assert kinds == {"task-env", "lint", "purge", "disk-image", "machine-image", "tag",
                      "worker-pool", "verify"}
+    # but none on Google, whose machine images are not built yet (test_unbuilt_clouds.py)
     machine = [t for t in full.values() if t.kind == "machine-image"]
-    assert len(machine) == sum(len(k.targets) for k in FLEET.keys.values())
-    assert len([t for t in full.values() if t.kind == "worker-pool"]) == len(FLEET.pools)
+    assert len(machine) == sum(len(k.targets) for k in FLEET.keys.values()) - 1
+    assert len([t for t in full.values() if t.kind == "worker-pool"]) == len(FLEET.pools) - 1
 
 
 def test_machine_images_take_their_disk_image_from_the_exact_dependency_task():
@@ -52,7 +53,7 @@ def test_every_task_definition_validates_against_the_genuine_create_task_schema(
     tgg = generator("commit\n\npurge-taskcluster-resources")
     graph, label_to_taskid = tgg.morphed_task_graph, tgg.label_to_taskid
     now = current_json_time(datetime_format=True)
-    assert len(graph.tasks) == 47  # 46 and the task environment
+    assert len(graph.tasks) == 44  # 43 (none for the Google target or pool) and the task env
     for task_id, task in graph.tasks.items():
         definition = resolve_timestamps(now, resolve_task_references(
             task.label, task.task, task_id, DECISION_TASK_ID, label_to_taskid))

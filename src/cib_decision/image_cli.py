@@ -107,9 +107,11 @@ def cmd_image_machine(args: argparse.Namespace) -> int:
             azure=Azure.from_environment(), target=target, overwrite=args.overwrite,
             disk_record=_disk_record(args), timeouts=azure_machine.Timeouts(
                 bootstrap=args.bootstrap_timeout, interval=args.poll_interval)))
-    else:
-        raise CibError(f"{target.id}: building {target.platform} machine images is not "
-                       "supported yet (AWS and Azure only)")
+    else:  # the graph has no task for it (selection.BUILDABLE_PLATFORMS)
+        from .selection import not_built
+
+        raise CibError(f"{target.id}: {not_built(target.platform) or 'no builder'}; "
+                       "the task graph has no machine-image task for it")
     ctx.progress.say(f"done: {record.image_id} {record.image_name} in {record.region}"
                      + "".join(f", {r} {i}" for r, i in record.copies))
     return 0

@@ -66,11 +66,14 @@ class Plan:
     parameters: dict[str, Any]
     tasks: dict[str, PlannedTask] = field(default_factory=dict)
     built: dict[str, str] = field(default_factory=dict)  # label -> why it is not run
+    # label -> why the graph has no such task (a cloud cib does not build machine images on)
+    skipped: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {"directives": self.directives.to_json(), "parameters": self.parameters,
                 "tasks": {label: {"kind": t.kind, "reason": t.reason, "task": t.task}
-                          for label, t in self.tasks.items()}}
+                          for label, t in self.tasks.items()},
+                "skipped": self.skipped}
 
 
 def _export(commit: git.Commit, paths: list[str], into: Path) -> None:
@@ -144,7 +147,9 @@ def _make_plan(request: PlanRequest) -> Plan:
                                  else None)
         parameters = _parameters(request, head_fleet, base_fleet, report, directives,
                                  head_commit.hexsha, base_rev)
-        return _generate(taskcluster_dir, parameters, directives, report)
+        plan = _generate(taskcluster_dir, parameters, directives, report)
+        plan.skipped = _skipped(head_fleet, directives, parameters)
+        return plan
 
 
 def _base(repo: git.Repo, request: PlanRequest, head: git.Commit, config_name: str,
@@ -244,6 +249,14 @@ def _generate(taskcluster_dir: Path, values: dict[str, Any], directives: Directi
     for label in sorted(set(tgg.target_task_graph.tasks) - set(plan.tasks)):
         plan.built[label] = "done at the base revision with the same digest"
     return plan
+
+
+def _skipped(fleet: Fleet, directives: Directives, parameters: dict[str, Any]) -> dict[str, str]:
+    """The tasks the graph leaves out because cib does not build on their cloud, and why."""
+    from .taskgraph.target_tasks import scope, unbuilt_tasks
+
+    selection = scope(fleet, directives, parameters)
+    return dict(sorted(unbuilt_tasks(fleet, selection, directives).items()))
 
 
 class _Reasons:

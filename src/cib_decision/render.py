@@ -48,6 +48,12 @@ def plan_table(plan: Plan, out: TextIO) -> None:
     console.print(table)
     skipped = f"; {len(plan.built)} already built at the base" if plan.built else ""
     console.print(f"{len(plan.tasks)} tasks{skipped}")
+    by_reason: dict[str, list[str]] = {}
+    for label, reason in plan.skipped.items():
+        by_reason.setdefault(reason, []).append(label)
+    for reason, labels in by_reason.items():  # e.g. a cloud cib does not build on yet
+        console.print(f"{reason}: {', '.join(labels)} skipped", highlight=False, markup=False,
+                      soft_wrap=True)
 
 
 def plan_json(plan: Plan) -> str:

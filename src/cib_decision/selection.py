@@ -8,6 +8,9 @@ Rules (documented in the README):
 - `include regions` / `exclude regions` narrow the targets; a pool stays in scope when one of its
   locations does.
 - A pool is in scope when its key is, it survives the pool filters, and it keeps a location.
+- A target on a cloud cib does not build machine images on yet (`BUILDABLE_PLATFORMS`: Google
+  today) gets no machine image; a pool that runs images of such a cloud is not deployed, even
+  when it also runs images cib builds. Both are listed with the reason (`not_built`).
 - A key's disk image is needed when one of its selected targets is on a platform that
   `image.base` does not cover.
 """
@@ -16,18 +19,53 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .config.model import Fleet, ImageKey, Pool, Target
+from .config.model import Fleet, ImageKey, Pool, Target, normalise_region
 from .directives import Directives
+
+# The clouds cib builds machine images on: `cib image machine` has a builder for each. Targets on
+# other clouds (`google`) are accepted and validated, and have digests, but get no machine-image
+# task, and pools running their images no deploy (`select`). A new builder is added here.
+BUILDABLE_PLATFORMS = frozenset({"amazon", "azure"})
+
+
+def not_built(platform: str) -> str | None:
+    """Why cib builds no machine images on `platform`; None when it does."""
+    if platform in BUILDABLE_PLATFORMS:
+        return None
+    return f"{platform} machine images are not built yet"
+
+
+def pool_platforms(key: ImageKey, pool: Pool) -> frozenset[str]:
+    """The clouds whose images `pool` runs: its `platform`, else (a pool naming none) those of
+    the key's targets in its locations or copying their image there."""
+    if pool.platform:
+        return frozenset({pool.platform})
+    places = set(pool.locations)
+    return frozenset(t.platform for t in key.targets
+                     if t.region in places or places & {normalise_region(c)
+                                                        for c in t.raw.get("copies") or ()})
+
+
+def pool_not_built(key: ImageKey, pool: Pool) -> str | None:
+    """Why `pool` is not deployed: it runs images of a cloud cib does not build on. A pool
+    running images of such a cloud besides others is not deployed either: worker-manager would
+    get a definition without those locations' launch configs (or with stale ones), so it keeps
+    the one it has until every image it runs can be built. None when it can be deployed."""
+    return next((reason for platform in sorted(pool_platforms(key, pool))
+                 if (reason := not_built(platform))), None)
 
 
 @dataclass(frozen=True)
 class KeySelection:
-    """The parts of one key in scope."""
+    """The parts of one key in scope. `unbuilt_targets` and `unbuilt_pools` would be in scope
+    but are on clouds cib does not build on (target or pool id -> why): they get no task."""
 
     key: str
     disk_image: bool
     targets: tuple[str, ...]
     pools: tuple[str, ...]
+    unbuilt_targets: dict[str, str] = field(default_factory=dict)
+    unbuilt_pools: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -61,7 +99,6 @@ def select(fleet: Fleet, directives: Directives, environment: str) -> Selection:
             continue
         pools = [p for p in key.pools if _pool_wanted(p, directives, skipped)]
         targets = [t for t in key.targets if _target_wanted(t, key, pools, directives, skipped)]
-        regions = {t.region for t in targets}
         kept_pools = []
         for pool in pools:
             if not any(_region_in(loc, directives) for loc in pool.locations):
@@ -71,10 +108,18 @@ def select(fleet: Fleet, directives: Directives, environment: str) -> Selection:
         if not targets and not kept_pools:
             skipped[key.name] = "no target or pool left after the region filters"
             continue
+        unbuilt_targets = {t.id: reason for t in targets if (reason := not_built(t.platform))}
+        unbuilt_pools = {p.id: reason for p in kept_pools if (reason := pool_not_built(key, p))}
+        skipped.update({f"{key.name} {target}": reason
+                        for target, reason in unbuilt_targets.items()})
+        skipped.update(unbuilt_pools)
+        targets = [t for t in targets if t.id not in unbuilt_targets]
         base = key.image.get("base") or {}
-        needs_disk = bool(regions) and any(t.platform not in base for t in targets)
-        chosen[key.name] = KeySelection(key.name, needs_disk, tuple(t.id for t in targets),
-                                        tuple(p.id for p in kept_pools))
+        needs_disk = any(t.platform not in base for t in targets)
+        chosen[key.name] = KeySelection(
+            key.name, needs_disk, tuple(t.id for t in targets),
+            tuple(p.id for p in kept_pools if p.id not in unbuilt_pools),
+            unbuilt_targets, unbuilt_pools)
     return Selection(chosen, skipped)
 
 

@@ -2,6 +2,11 @@
 
 `cib-items` in kind.yml says what one input is: the config (lint), a cloud region (purge),
 a disk image, a machine image (key and target), a key (tag) or a pool (worker-pool, verify).
+
+Targets on clouds cib does not build machine images on yet (`selection.not_built`) are left
+out: no machine image, no disk image or tag for them alone, and pools running their images get
+no deploy or verification (`selection.pool_not_built`). The graph holds no task that could only
+fail; the `cib` target method lists what was left out, and why, through the selection.
 """
 
 from __future__ import annotations
@@ -13,9 +18,10 @@ from typing import Any
 
 from taskgraph.config import load_graph_config
 
-from ..config.model import Fleet, ImageKey, Pool
+from ..config.model import Fleet, ImageKey, Pool, Target
 from ..digests import pool_digest, tag_digest
 from ..naming import PR_POOL_DOMAIN, pr_pool_id
+from ..selection import not_built, pool_not_built
 from . import fleet as graph_fleet
 from .task_env import env_digest
 
@@ -37,6 +43,21 @@ def pool_targets(key: ImageKey, pool: Pool) -> list[str]:
     """The targets whose images a pool runs: same platform, in one of its locations."""
     return [t.id for t in key.targets
             if t.platform == (pool.platform or t.platform) and t.region in pool.locations]
+
+
+def buildable_targets(key: ImageKey) -> list[Target]:
+    """The key's targets on clouds cib builds machine images on."""
+    return [t for t in key.targets if not not_built(t.platform)]
+
+
+def machine_image_name(key: str, target_id: str) -> str:
+    """The item name of a machine image: its task is `machine-image-<name>`."""
+    return f"{key}-{_slug(target_id)}"
+
+
+def pool_name(pool_id: str) -> str:
+    """The item name of a pool: its tasks are `worker-pool-<name>` and `verify-<name>`."""
+    return _slug(pool_id)
 
 
 def cache_entry(cache_type: str, name: str, digest: str) -> str:
@@ -73,13 +94,13 @@ def _items(kind: str, fleet: Fleet, digests, params) -> Iterator[dict[str, Any]]
                "pools": [*sorted(fleet.pools), f"{PR_POOL_DOMAIN}/*"]}
     elif kind == "disk-images":
         for key in fleet.keys.values():
-            if any(needs_disk_image(key, t.platform) for t in key.targets):
+            if any(needs_disk_image(key, t.platform) for t in buildable_targets(key)):
                 yield {"name": key.name, "key": key.name, "cache-name": key.name,
                        "digest": digests[key.name].disk}
     elif kind == "machine-images":
         for key in fleet.keys.values():
-            for target in key.targets:
-                name = f"{key.name}-{_slug(target.id)}"
+            for target in buildable_targets(key):
+                name = machine_image_name(key.name, target.id)
                 yield {"name": name, "key": key.name, "cache-name": name,
                        "target": target.id, "platform": target.platform,
                        "region": target.region,
@@ -87,16 +108,21 @@ def _items(kind: str, fleet: Fleet, digests, params) -> Iterator[dict[str, Any]]
                        "disk-image": needs_disk_image(key, target.platform)}
     elif kind == "keys":
         for key in fleet.keys.values():
-            yield {"name": key.name, "key": key.name, "cache-name": key.name,
-                   "targets": [t.id for t in key.targets],
-                   "digest": tag_digest(digests[key.name].machines)}
+            targets = [t.id for t in buildable_targets(key)]
+            if targets:  # the tag covers the images this graph can build
+                yield {"name": key.name, "key": key.name, "cache-name": key.name,
+                       "targets": targets,
+                       "digest": tag_digest({t: digests[key.name].machines[t]
+                                             for t in targets})}
     elif kind == "pools":
         for key in fleet.keys.values():
             for pool in key.pools:
+                if pool_not_built(key, pool):
+                    continue
                 targets = pool_targets(key, pool)
                 deploy = pr_pool_id(pool.id, number) if number else pool.id
                 machines = {t: digests[key.name].machines[t] for t in targets}
-                yield {"name": _slug(pool.id), "key": key.name, "pool": pool.id,
+                yield {"name": pool_name(pool.id), "key": key.name, "pool": pool.id,
                        "deploy-pool": deploy, "cache-name": _slug(deploy),
                        "digest": pool_digest(pool.raw, machines, deploy),
                        "platform": pool.platform, "provider": pool.raw["provider"],

@@ -4,6 +4,9 @@ Pull requests get fixed rules that no commit message can widen: a closed pull re
 only the teardown of its per-PR pools; an open one builds only the keys it changes, deploys
 only per-PR pools, never purges anything, and does all that only in environments whose
 `pull-requests` is true (elsewhere it gets the config check alone).
+
+Targets on clouds cib does not build machine images on, and pools running their images, have
+no tasks at all (the loader leaves them out); `unbuilt_tasks` names what that left out.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from taskgraph.target_tasks import register_target_task, standard_filter
 from ..directives import Directives
 from ..selection import Selection, select
 from . import fleet as graph_fleet
+from .loader import machine_image_name, needs_disk_image, pool_name
 from .task_env import USES_ENV
 
 
@@ -20,26 +24,63 @@ def _is_pull_request(parameters) -> bool:
     return parameters["tasks_for"].startswith("github-pull-request")
 
 
+def _closed_pull_request(parameters) -> bool:
+    return _is_pull_request(parameters) and parameters["cib_pull_request_action"] == "closed"
+
+
+def scope(fleet, directives: Directives, parameters) -> Selection:
+    """What the graph for `parameters` builds and deploys: the selection of the directives and
+    the environment, narrowed by the pull-request rules above (a closed pull request, or one in
+    an environment that takes none, has nothing of the fleet in scope)."""
+    selection = select(fleet, directives, parameters["cib_environment"])
+    if not _is_pull_request(parameters) or "*" in selection.skipped:
+        return selection
+    environment = fleet.environments.get(parameters["cib_environment"])
+    if _closed_pull_request(parameters) or environment is None or \
+            not environment.pull_requests:
+        return Selection()
+    changed = parameters["cib_changed_keys"]
+    if changed is not None:
+        return Selection({k: v for k, v in selection.keys.items() if k in changed},
+                         selection.skipped)
+    return selection
+
+
+def unbuilt_tasks(fleet, selection: Selection, directives: Directives) -> dict[str, str]:
+    """The tasks the graph has not because they are on clouds cib does not build machine images
+    on (selection.not_built), label -> why: those the method below would otherwise have chosen
+    for `selection`. `cib plan` lists them."""
+    skipped: dict[str, str] = {}
+    for chosen in selection.keys.values():
+        if not directives.pool_deploy and chosen.unbuilt_targets:
+            key = fleet.keys[chosen.key]
+            for target, reason in chosen.unbuilt_targets.items():
+                skipped[f"machine-image-{machine_image_name(chosen.key, target)}"] = reason
+            first = next(iter(chosen.unbuilt_targets.values()))
+            if not chosen.disk_image and any(needs_disk_image(key, key.target(t).platform)
+                                             for t in chosen.unbuilt_targets):
+                skipped[f"disk-image-{chosen.key}"] = first  # only they would have used it
+            if not chosen.targets:  # no image left to tag
+                skipped[f"tag-{chosen.key}"] = first
+        for pool, reason in chosen.unbuilt_pools.items():
+            skipped[f"worker-pool-{pool_name(pool)}"] = reason
+            if not directives.no_verify:
+                skipped[f"verify-{pool_name(pool)}"] = reason
+    return skipped
+
+
 @register_target_task("cib")
 def target_tasks_cib(full_task_graph, parameters, graph_config):
     directives = Directives.from_json(parameters["cib_directives"])
     fleet = graph_fleet.load(graph_fleet.config_dir(graph_config)).fleet
-    selection = select(fleet, directives, parameters["cib_environment"])
+    selection = scope(fleet, directives, parameters)
     if "*" in selection.skipped:  # no-ci, or an environment the commit excludes
         return []
+    if _closed_pull_request(parameters):
+        return with_task_env(full_task_graph, [
+            label for label, task in full_task_graph.tasks.items()
+            if task.kind == "pr-teardown"])
     pull_request = _is_pull_request(parameters)
-    if pull_request:
-        if parameters["cib_pull_request_action"] == "closed":
-            return with_task_env(full_task_graph, [
-                label for label, task in full_task_graph.tasks.items()
-                if task.kind == "pr-teardown"])
-        environment = fleet.environments.get(parameters["cib_environment"])
-        changed = parameters["cib_changed_keys"]
-        if environment is None or not environment.pull_requests:
-            selection = Selection()
-        elif changed is not None:
-            selection = Selection({k: v for k, v in selection.keys.items() if k in changed},
-                                  selection.skipped)
 
     def wanted(task) -> bool:
         kind, attrs = task.kind, task.attributes
