@@ -299,3 +299,25 @@ def test_statuses_batch_leaves_out_unknown_and_repeated_ids(dev_taskcluster):
     pages = []
     q.statuses(payload={"taskIds": [a, b]}, query={"limit": 1}, paginationHandler=pages.append)
     assert [[s["taskId"] for s in p["statuses"]] for p in pages] == [[a], [b]]
+
+
+def test_a_deployment_serves_its_schemas_and_a_task_fetches_each_once(dev_taskcluster):
+    """A task without a schema directory validates against `{rootUrl}/schemas/...`: fetched
+    once per schema, however many tasks it validates."""
+    from cib_decision.tcschemas import CREATE_TASK, SchemaStore
+
+    root = dev_taskcluster.root_url
+    served = requests.get(f"{root}/schemas/queue/v1/task.json")
+    assert served.status_code == 200 and served.json()["$id"].startswith("/schemas/queue/v1/")
+    assert requests.get(f"{root}/schemas/queue/v1/nothing.json").status_code == 404
+    fetched: list[str] = []
+
+    def fetch(url):
+        fetched.append(url)
+        return requests.get(url, timeout=10).json()
+
+    store = SchemaStore.from_root_url(root, fetch)
+    for _ in range(20):
+        assert store.errors(CREATE_TASK, new_task()) == []
+    assert store.errors(CREATE_TASK, {**new_task(), "priority": "urgent!"})
+    assert fetched and len(fetched) == len(set(fetched))

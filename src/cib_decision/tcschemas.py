@@ -65,7 +65,9 @@ class SchemaStore:
     @classmethod
     def from_root_url(cls, root_url: str,
                       fetch: Callable[[str], dict[str, Any]] | None = None) -> SchemaStore:
-        """Schemas fetched from a deployment (`{root_url}/schemas/...`) as they are needed."""
+        """Schemas fetched from a deployment (`{root_url}/schemas/...`) as they are needed,
+        each once: the registry is immutable, so without the cache every validation would
+        fetch its schema and everything it refers to again."""
         if fetch is None:
             import requests
 
@@ -74,6 +76,7 @@ class SchemaStore:
                 response.raise_for_status()
                 return response.json()
 
+        @cache
         def retrieve(uri: str) -> Resource:
             return DRAFT6.create_resource(fetch(root_url.rstrip("/") + uri))
 
@@ -88,7 +91,7 @@ class SchemaStore:
         if not root_url:
             raise LookupError(
                 f"no Taskcluster schemas: set {ENV_VAR} to a schema directory or give a root URL")
-        return cls.from_root_url(root_url)
+        return _cached_deployment_store(root_url.rstrip("/"))
 
     def validator(self, schema_id: str) -> Draft6Validator:
         """A draft-06 validator (formats checked) for e.g. `/schemas/queue/v1/task.json`."""
@@ -110,3 +113,8 @@ class SchemaStore:
 @cache
 def _cached_directory_store(directory: Path) -> SchemaStore:
     return SchemaStore.from_directory(directory)
+
+
+@cache
+def _cached_deployment_store(root_url: str) -> SchemaStore:
+    return SchemaStore.from_root_url(root_url)

@@ -135,6 +135,14 @@ class DevRoutes:
         except ValueError as exc:
             return Reply({"error": f"body is not JSON: {exc}"}, 400)
 
+    def schema(self, path: str) -> Reply:
+        """`/schemas/<service>/v1/<name>.json` as a deployment serves its schemas (the web
+        server's static files: what a task without a schema directory fetches)."""
+        document = self.ctx.schemas.documents.get(path.rstrip("#"))
+        if document is None:
+            return Reply({"error": f"no schema {path}"}, 404)
+        return Reply(document, headers={"Cache-Control": "max-age=3600"})
+
     def _storage(self, method: str, path: str, body: bytes,
                  headers: dict[str, str]) -> Reply | None:
         """The bucket: GET and PUT of s3 artifact and object data (None: not such a route)."""

@@ -26,6 +26,7 @@ class Schemas:
             (i, DRAFT6.create_resource(d)) for i, d in by_id.items()).crawl()
         self.store = SchemaStore(self._registry)
         self.ids = frozenset(by_id)
+        self.documents: dict[str, dict[str, Any]] = by_id
 
     @classmethod
     def load(cls, directory: Path, extra: Iterable[dict[str, Any]] = ()) -> Schemas:

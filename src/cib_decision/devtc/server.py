@@ -82,6 +82,9 @@ class _Handler(BaseHTTPRequestHandler):
         if path.startswith("/dev/"):
             self._send(self.server.dev.handle(self.command, path, body, headers))
             return
+        if path.startswith("/schemas/") and self.command in ("GET", "HEAD"):
+            self._send(self.server.dev.schema(path))
+            return
         request = Request(self.command, path, query, headers, body,
                           f"http://{self.headers.get('host', '')}{self.path}",
                           closed=self._client_gone)
