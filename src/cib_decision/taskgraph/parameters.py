@@ -27,7 +27,9 @@ CibParameters = Schema.from_dict(
         "cib_environment": str,
         # The pull request number on pull-request events, else 0.
         "cib_pull_request": int,
-        # The pull request event's action (opened, synchronize, reopened, closed), else "".
+        # The pull request event's action as .taskcluster.yml passes it: "closed", or
+        # "synchronize" for any open one (opened and reopened too, as chain of trust rebuilds
+        # it), else "" (not a pull request).
         "cib_pull_request_action": str,
         # Keys whose images or pools differ between base_rev and head_rev (pull requests build
         # only these); None when not computed, meaning every key.
