@@ -67,6 +67,11 @@ def test_a_push_submits_every_task_of_the_graph_once(dev_taskcluster, repo):
     for name in ("parameters.yml", "full-task-graph.json", "task-graph.json",
                  "target-tasks.json"):
         assert (repo / "artifacts" / name).is_file()
+    # Treeherder's "add new jobs": every task of the full graph, with its symbol
+    runnable = json.loads((repo / "artifacts" / "runnable-jobs.json").read_text())
+    full = json.loads((repo / "artifacts" / "full-task-graph.json").read_text())
+    assert set(runnable) == set(full)
+    assert runnable["task-env-cib"]["symbol"] == "cib" and runnable["task-env-cib"]["platform"]
 
 
 def test_a_decision_run_again_creates_no_duplicate(dev_taskcluster, repo):

@@ -145,13 +145,17 @@ def _role_scopes(request: DecisionRequest, root: Path) -> tuple[str, list[str]]:
 def _write_artifacts(tgg: Any, label_to_taskid: dict[str, str], artifacts: Path,
                      decision_task_id: str) -> None:
     from taskgraph.actions import render_actions_json
+    from taskgraph.decision import full_task_graph_to_runnable_tasks
     from taskgraph.util import json as tg_json
 
     artifacts.mkdir(parents=True, exist_ok=True)
     (artifacts / "parameters.yml").write_text(
         yaml.safe_dump(dict(tgg.parameters), default_flow_style=False, sort_keys=True))
+    full_task_graph = tgg.full_task_graph.to_json()
     outputs = {
-        "full-task-graph.json": tgg.full_task_graph.to_json(),
+        "full-task-graph.json": full_task_graph,
+        # what Treeherder's "add new jobs" offers (taskgraph's decision writes it too)
+        "runnable-jobs.json": full_task_graph_to_runnable_tasks(full_task_graph),
         "target-tasks.json": list(tgg.target_task_set.tasks.keys()),
         "task-graph.json": tgg.morphed_task_graph.to_json(),
         "label-to-taskid.json": label_to_taskid,
