@@ -211,3 +211,27 @@ def test_a_deploy_without_new_images_or_a_current_release_keeps_what_runs(
     assert "win10-64 has no current release in staging" in err
     assert served(dev_taskcluster) == before
     assert history(dev_taskcluster) == []
+
+
+def test_a_per_pr_pool_without_new_images_takes_the_keys_current_release_and_records_nothing(
+        dev_taskcluster, monkeypatch, capsys):
+    """A pull request that changes only a pool rebuilds no image: its new per-PR pool gets
+    the images of the key's current release (it has no definition of its own to keep images
+    from), and no pointer moves."""
+    release = release_of(AZURE)
+    tag = task(dev_taskcluster)
+    dev_taskcluster.resolve_task(tag, artifacts={manifest.RELEASE_ARTIFACT: release.to_json()})
+    index = taskcluster.Index(dev_taskcluster.options())
+    pointers.set_release(index, "staging", pointers.ReleaseRef("win10-64", release.sha256, tag),
+                         "deploy", lambda _: None)
+    monkeypatch.setenv("TASK_ID", task(dev_taskcluster))
+    code, _, err = cib(capsys, "pool", "apply", "--config-dir", str(CONFIG_DIR), "--pool", AZURE,
+                       "--pull-request", "4", "--ttl", "1 day")
+    assert code == 0, err
+    assert f"deploying win10-64's current release in staging, {release.sha256[:12]}" in err
+    pr_pool = pr_pool_id(AZURE, 4)
+    deployed = dev_taskcluster.worker_pools()[pr_pool]
+    ids = {c["storageProfile"]["imageReference"]["id"]
+           for c in deployed["config"]["launchConfigs"]}
+    assert ids == {image.id for image in release.images}
+    assert history(dev_taskcluster) == []

@@ -141,8 +141,10 @@ def cmd_apply(args: argparse.Namespace) -> int:
     # An environment that signs its releases deploys no release whose signature fails.
     check_releases(records, request.environment, args.config_dir, request.key.name, _log)
     images = pools.collect_images(records, request.key.name, _log)
-    if not images and not request.pull_request and not args.release:
-        # `pool-deploy` (or a dependency that left nothing): the key's current release
+    if not images and not args.release:
+        # `pool-deploy`, or a pull request that changes only a pool (its images are not
+        # rebuilt, so no dependency leaves a record): the key's current release in the
+        # environment. A per-PR pool has no current definition to keep images from.
         sources = _current_release(options, request)
         check_releases([r for _, r in sources], request.environment, args.config_dir,
                        request.key.name, _log)
