@@ -26,6 +26,7 @@ from . import (
 )
 from .changes import compute_changes
 from .config import DirectorySource, Fleet, load_fleet
+from .devpipeline import cli as devpipeline_cli
 from .devtc import cli as devtc_cli
 from .directives import Vocabulary, parse_directives
 from .errors import CibError, ConfigError
@@ -172,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     gc_cli.add_parser(commands)
     lifecycle_cli.add_parser(commands)
     devtc_cli.add_parser(commands)
+    devpipeline_cli.add_parser(commands)
     return parser
 
 

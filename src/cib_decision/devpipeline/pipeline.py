@@ -1,0 +1,288 @@
+"""GitHub events played through the local deployment, and what became of their tasks.
+
+`LocalPipeline.prepare` makes the repository (`repository.py`) and seeds the local clouds for
+its fleet; `play` renders `.taskcluster.yml` for an event as Taskcluster's GitHub service does,
+creates the decision task with exactly the service's scopes (the repository's role for the
+event, `queue:route:checks`, its scheduler id), and waits until every task of the decision's
+group is resolved or can no longer run. The decision and every task of its graph run on the
+deployment's workers; nothing runs in this process.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import taskcluster
+
+from ..config import DirectorySource, load_fleet
+from ..dev_event import render_event, service_scopes
+from ..devclouds.aws import pin_sources, seed_fleet
+from ..errors import CibError
+from . import repository
+from .deployment import LocalDeployment, git_url_rewrites
+
+FORK_OWNER = "someone"  # whose fork a pull request comes from (github_events.pull_request_event)
+PR_BRANCH = "change"
+
+RESOLVED = ("completed", "failed", "exception")
+
+
+@dataclass
+class TaskResult:
+    """One task of a played event: how it ended (`state`: a resolution, or `pending`/
+    `unscheduled`/`running` when it never could), and what Treeherder would show."""
+
+    task_id: str
+    label: str
+    state: str
+    reason: str
+    platform: str
+    symbol: str
+    queue: str
+    runs: int
+    artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "completed"
+
+
+@dataclass
+class EventResult:
+    """A played event: its decision task and every task of its group."""
+
+    event: str
+    head: str
+    decision_task_id: str
+    seconds: float
+    tasks: list[TaskResult]
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.tasks) and all(t.ok for t in self.tasks)
+
+    def by_label(self) -> dict[str, TaskResult]:
+        return {t.label: t for t in self.tasks}
+
+
+class LocalPipeline:
+    """The repository `full_name` on the local deployment, playing the environment
+    `environment` of its config."""
+
+    def __init__(self, deployment: LocalDeployment, *, full_name: str = "example/images",
+                 log: Callable[[str], None] | None = None):
+        self.deployment = deployment
+        self.full_name = full_name
+        self.log = log or (lambda line: None)
+        self.repo: Path | None = None
+        self.environment = ""
+        self.head = ""  # the prepared commit
+
+    @property
+    def tc(self):
+        return self.deployment.tc
+
+    def prepare(self, repo: Path, environment: str | None = None) -> str:
+        """In the clone `repo` (`repository.clone`): point the environment the deployment
+        plays at it, pin the disk sources to the stand-ins seeded in the local clouds, and
+        commit; the commit's sha."""
+        work = self.deployment.work_dir
+        config = repository.config_dir(repo)
+        fleet = load_fleet(DirectorySource(str(config)))
+        self.environment = environment or _default_environment(fleet)
+        if self.environment not in fleet.environments:
+            raise CibError(f"no environment {self.environment!r} in {config} (known: "
+                           f"{', '.join(fleet.environments) or 'none'})")
+        repository.point_environment_at(config, fleet.environments[self.environment],
+                                        self.tc.root_url)
+        seeded = seed_fleet(self.deployment.aws, fleet, work / "stand-ins")
+        self.deployment.azure.fake.add_fleet(fleet)
+        pin_sources(config, seeded.pins())
+        self.repo = repo
+        sha = repository.commit_all(
+            repo, f"Local pipeline: {self.environment} is the local Taskcluster; disk "
+                  "sources pinned to the local mirror's stand-ins", allow_empty=True)
+        self.log(f"repository {self.full_name} at {repo} ({sha[:12]})")
+        return sha
+
+    def commit(self, message: str, branch: str = "main",
+               change: Callable[[Path], None] | None = None) -> str:
+        """A commit on `branch` (created from main when new) with `message`, after `change`
+        edits the working tree; its sha."""
+        repo = self._repo()
+        exists = bool(repository.git(repo, "branch", "--list", branch))
+        repository.git(repo, "checkout", "--quiet", *([branch] if exists else
+                                                      ["-b", branch, "main"]))
+        if change is not None:
+            change(repo)
+        sha = repository.commit_all(repo, message, allow_empty=True)
+        repository.git(repo, "checkout", "--quiet", "main")
+        return sha
+
+    def play(self, event: str, head: str, *, base: str | None = None,
+             pull_request: int = 1, timeout: float = 1800) -> EventResult:
+        """Play `event` at `head` and wait for its tasks (see the module's docstring)."""
+        started = time.monotonic()
+        tasks = render_event(self._repo(), event, head, base, pull_request, self.full_name,
+                             self.tc.root_url)
+        if len(tasks) != 1:
+            raise CibError(f"{event}: .taskcluster.yml renders {len(tasks)} tasks, not one "
+                           "decision task")
+        (task,) = tasks
+        task_id = task.pop("taskId")
+        queue = taskcluster.Queue({"rootUrl": self.tc.root_url,
+                                   "credentials": self.tc.root_credentials,
+                                   "authorizedScopes": service_scopes(event, self.full_name)})
+        queue.createTask(task_id, task)
+        self.log(f"{event} at {head[:12]}: decision task {task_id}")
+        try:
+            self.tc.wait_for_task_group(task_id, timeout=timeout)
+        except TimeoutError as problem:
+            self.log(str(problem))
+        return EventResult(event, head, task_id, time.monotonic() - started,
+                           self.results(task_id))
+
+    def results(self, task_group_id: str) -> list[TaskResult]:
+        """Every task of the group, the decision first, then by label."""
+        definitions = self.tc.tasks()
+        statuses = self.tc.statuses()
+        found = []
+        for task_id, definition in definitions.items():
+            if definition["taskGroupId"] != task_group_id:
+                continue
+            status = statuses[task_id]
+            runs = status["runs"]
+            treeherder = definition.get("extra", {}).get("treeherder", {})
+            symbol = treeherder.get("symbol", "?")
+            if treeherder.get("groupSymbol", "?") != "?":
+                symbol = f"{treeherder['groupSymbol']}({symbol})"
+            platform = (treeherder.get("machine") or {}).get("platform", "")
+            found.append(TaskResult(
+                task_id=task_id, label=definition["metadata"]["name"],
+                state=status["state"] if status["state"] in RESOLVED or not runs
+                else runs[-1]["state"],
+                reason=runs[-1].get("reasonResolved", "") if runs else "",
+                platform="decision" if task_id == task_group_id else platform,
+                symbol="D" if task_id == task_group_id else symbol,
+                queue=definition["taskQueueId"], runs=len(runs),
+                artifacts=self.tc.artifacts(task_id) if runs else {}))
+        return sorted(found, key=lambda t: (t.task_id != task_group_id, t.label))
+
+    def _repo(self) -> Path:
+        if self.repo is None:
+            raise RuntimeError("prepare() first")
+        return self.repo
+
+
+def _default_environment(fleet: Any) -> str:
+    """The environment the local deployment plays: the first that takes pull requests (they
+    build and deploy there), else the first."""
+    for name, environment in fleet.environments.items():
+        if environment.pull_requests:
+            return name
+    return next(iter(fleet.environments))
+
+
+def bump_pool_capacity(repo: Path, config: Path | None = None) -> str:
+    """A pool-only change for a pull request: the first pool (by key file name) that states
+    a maximum capacity gets one more. Edits that line only (comments and YAML 1.1 words such
+    as `on:` stay as written); the pool id."""
+    config = config or repository.config_dir(repo)
+    for path in sorted(config.glob("*.yaml")):
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+        inside = False
+        for number, line in enumerate(lines):
+            if re.match(r"^\S", line) and not line.startswith("#"):
+                inside = line.startswith("manager:")
+                continue
+            found = re.match(r"^(\s+maximum:\s*)(\d+)(.*)$", line, re.DOTALL)
+            if inside and found:
+                lines[number] = f"{found[1]}{int(found[2]) + 1}{found[3]}"
+                path.write_text("".join(lines), encoding="utf-8")
+                pool = (yaml.safe_load("".join(lines))["manager"]["pool"] or [{}])[0]
+                return f"{pool.get('domain')}/{pool.get('variant')}"
+    raise CibError(f"{config}: no pool states a maximum capacity to change")
+
+
+def summary(result: EventResult) -> str:
+    """A Treeherder-like text: a row per platform (one per key; the decision first), each
+    task's symbol and, when it did not complete, its state; then the wall time."""
+    rows: dict[str, list[str]] = {}
+    for task in result.tasks:
+        mark = "" if task.ok else f"={task.state}" + (f"/{task.reason}" if task.reason and
+                                                       task.reason != task.state else "")
+        rows.setdefault(task.platform, []).append(f"{task.symbol}{mark}")
+    width = max((len(p) for p in rows), default=0)
+    lines = [f"{result.event} at {result.head[:12]} (decision {result.decision_task_id})"]
+    lines += [f"  {platform:<{width}}  {' '.join(symbols)}"
+              for platform, symbols in rows.items()]
+    done = sum(t.ok for t in result.tasks)
+    lines.append(f"  {done}/{len(result.tasks)} tasks completed in {result.seconds:.0f} s"
+                 + ("" if result.ok else "  FAILED: " + ", ".join(
+                     t.label for t in result.tasks if not t.ok)))
+    return "\n".join(lines)
+
+
+@contextmanager
+def local_pipeline(source: Path, revision: str, work: Path, *,
+                   environment: str | None = None, builders: int = 2,
+                   full_name: str = "example/images",
+                   log: Callable[[str], None] | None = None,
+                   worker_log: Callable[[str], None] | None = None) -> Iterator[LocalPipeline]:
+    """The local deployment started for `source` at `revision` (cloned into `work`), its
+    clouds seeded and the repository prepared (`LocalPipeline.prepare`); stopped on exit."""
+    from ..devclouds.aws import STAND_IN_CONVERT_COMMAND
+
+    repo = repository.clone(source, revision, work / "github" / full_name)
+    roles = repo / "taskcluster" / "roles.yml"
+    if not roles.is_file():
+        raise CibError(f"{source}: no taskcluster/roles.yml at {revision}: the local "
+                       "deployment grants the repository what that file says, and nothing")
+    name = full_name.split("/", 1)[1]
+    machine_env = {
+        # the worker image's /etc/gitconfig: the repository's GitHub URLs (its own and the
+        # pull requests' fork) read the local clone
+        "GIT_CONFIG_SYSTEM": str(git_url_rewrites(
+            work / "machine" / "gitconfig", repo,
+            [f"https://github.com/{full_name}", f"https://github.com/{FORK_OWNER}/{name}"])),
+        # a pip cache the worker image keeps between tasks
+        "PIP_CACHE_DIR": str(work / "machine" / "pip-cache"),
+        # the image builders' ISO-to-disk converter (a Windows installer run in a real worker
+        # image; a qemu-img stand-in here, docs/images.md)
+        "CIB_CONVERT_COMMAND": STAND_IN_CONVERT_COMMAND,
+    }
+    deployment = LocalDeployment(work / "deployment", roles_file=roles, builders=builders,
+                                 machine_env=machine_env, log=worker_log)
+    with deployment:
+        pipeline = LocalPipeline(deployment, full_name=full_name, log=log)
+        pipeline.head = pipeline.prepare(repo, environment)
+        yield pipeline
+
+
+def play_scenarios(pipeline: LocalPipeline, scenarios: list[str],
+                   timeout: float) -> Iterator[EventResult]:
+    """Play each scenario in order (see `cli.SCENARIOS`); each event's result as it ends."""
+    head = pipeline.head
+    pr_head = head
+    for scenario in scenarios:
+        if scenario == "push":
+            yield pipeline.play("push", head, timeout=timeout)
+        elif scenario == "pull-request":
+            pr_head = pipeline.commit("Try one more worker in a pool", branch=PR_BRANCH,
+                                      change=bump_pool_capacity)
+            yield pipeline.play("pull-request", pr_head, base=head, timeout=timeout)
+        elif scenario == "pull-request-closed":
+            yield pipeline.play("pull-request-closed", pr_head, base=head, timeout=timeout)
+        elif scenario == "pool-deploy":
+            head = pipeline.commit("Redeploy the worker pools\n\npool-deploy")
+            yield pipeline.play("push", head, timeout=timeout)
+        else:
+            raise CibError(f"unknown scenario {scenario!r}")

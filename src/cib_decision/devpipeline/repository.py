@@ -1,0 +1,84 @@
+"""The repository GitHub holds for the local pipeline: a clone of the user's repository at a
+revision, with one commit on top that the local deployment needs (the environment it plays
+points at its root URL; disk sources pinned to the local mirror's stand-ins), and the commits
+each played event adds (a push's, a pull request's branch).
+
+Tasks clone it by its GitHub URL; the workers' git configuration maps that URL here.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import CibError
+
+AUTHOR = ["-c", "user.name=cib dev-up", "-c", "user.email=dev-up@example.com"]
+
+
+def git(repo: Path, *args: str) -> str:
+    """Run git in `repo`; its stdout (CibError with git's message when it fails)."""
+    done = subprocess.run(["git", *AUTHOR, *args], cwd=repo, capture_output=True, text=True,
+                          check=False)
+    if done.returncode != 0:
+        raise CibError(f"git {' '.join(args)}: {done.stderr.strip() or done.stdout.strip()}")
+    return done.stdout.strip()
+
+
+def clone(source: Path, revision: str, target: Path) -> Path:
+    """A clone of `source` with branch main at `revision` checked out."""
+    if not (source / ".git").exists() and not (source / "HEAD").is_file():
+        raise CibError(f"{source} is not a git repository")
+    try:
+        sha = git(source, "rev-parse", "--verify", f"{revision}^{{commit}}")
+    except CibError:
+        raise CibError(f"{source}: no commit {revision!r}") from None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    git(target.parent, "clone", "--quiet", "--no-checkout", str(source.resolve()), target.name)
+    git(target, "checkout", "--quiet", "-B", "main", sha)
+    return target
+
+
+def config_dir(repo: Path) -> Path:
+    """The config directory the repository's taskgraph config names (`cib.config-dir`)."""
+    graph_config = repo / "taskcluster" / "config.yml"
+    if not graph_config.is_file():
+        raise CibError(f"{repo}: no taskcluster/config.yml: the repository has no task graph "
+                       "for the decision to build")
+    settings = yaml.safe_load(graph_config.read_text()) or {}
+    return repo / str((settings.get("cib") or {}).get("config-dir", "config"))
+
+
+def point_environment_at(config: Path, environment: Any, root_url: str) -> Path:
+    """Make `root-url` of `environment` (a config `Environment`) `root_url` in
+    `config/environments.yaml`: rewritten in place, textually (comments stay), or, when the
+    config has no such file (it uses the built-in environments), a file with that one."""
+    path = config / "environments.yaml"
+    if not path.is_file():
+        path.write_text(yaml.safe_dump({environment.name: {
+            "root-url": root_url, "pull-requests": environment.pull_requests}}))
+        return path
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    inside = False
+    for number, line in enumerate(lines):
+        if re.match(r"^\S", line) and not line.startswith("#"):
+            inside = bool(re.match(rf"^{re.escape(environment.name)}\s*:", line))
+        elif inside and re.match(r"^\s+root-url\s*:", line):
+            indent = line[:len(line) - len(line.lstrip())]
+            lines[number] = f"{indent}root-url: {root_url}\n"
+            path.write_text("".join(lines), encoding="utf-8")
+            return path
+    raise CibError(f"{path}: environment {environment.name!r} has no root-url line to point "
+                   "at the local Taskcluster")
+
+
+def commit_all(repo: Path, message: str, allow_empty: bool = False) -> str:
+    """Commit every change in `repo` with `message`; the new commit's sha."""
+    git(repo, "add", "--all")
+    git(repo, "commit", "--quiet", "--no-verify", *(["--allow-empty"] if allow_empty else []),
+        "-m", message)
+    return git(repo, "rev-parse", "HEAD")
