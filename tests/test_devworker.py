@@ -152,3 +152,49 @@ def test_generic_worker_config_rules_as_worker_runner_passes_them():
                                                  runner_supplied=True))
     assert any("deploymentId" in p for p in problems(
         {"deploymentId": "x", "ed25519SigningKeyLocation": "k"}, runner_supplied=True))
+
+
+def test_a_worker_killed_mid_task_leaves_a_run_the_queue_retries_on_another_worker(
+        dev_taskcluster, tmp_path):
+    """SIGKILL of the worker (and its task's processes) reports nothing: the claim expires,
+    the queue retries the task, and another worker completes the new run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    dev_taskcluster.set_timeouts(claim_timeout=3)
+    task_id = slugid.nice()
+    taskcluster.Queue(dev_taskcluster.options()).createTask(task_id, new_task(
+        taskQueueId=QUEUE, retries=1,
+        payload=bash('if [ "$RUN_ID" = 0 ]; then sleep 120; fi; echo run $RUN_ID')))
+    credentials = dev_taskcluster.worker_credentials(QUEUE, "local", "doomed")
+    doomed = subprocess.Popen(
+        [sys.executable, "-m", "cib_decision.devworker", "--root-url", dev_taskcluster.root_url,
+         "--queue", QUEUE, "--worker-id", "doomed", "--work-dir", str(tmp_path / "doomed")],
+        env={**os.environ, "TASKCLUSTER_CLIENT_ID": credentials["clientId"],
+             "TASKCLUSTER_ACCESS_TOKEN": credentials["accessToken"]},
+        stdout=subprocess.DEVNULL, start_new_session=True)
+    try:
+        give_up = time.monotonic() + 60
+        while not dev_taskcluster.statuses()[task_id]["runs"] or \
+                dev_taskcluster.statuses()[task_id]["runs"][0]["state"] != "running":
+            assert time.monotonic() < give_up, "the worker never claimed the task"
+            time.sleep(0.1)
+        time.sleep(0.5)  # the command is running
+    finally:
+        os.killpg(doomed.pid, signal.SIGKILL)
+        doomed.wait()
+    settings = WorkerSettings(
+        root_url=dev_taskcluster.root_url,
+        credentials=dev_taskcluster.worker_credentials(QUEUE, "local", "survivor"),
+        task_queue_id=QUEUE, worker_group="local", worker_id="survivor",
+        tasks_dir=tmp_path / "tasks", downloads_dir=tmp_path / "downloads")
+    survivor = DevWorker(settings).start()
+    try:
+        status = dev_taskcluster.wait_for_task_group(task_id, timeout=60)[task_id]
+    finally:
+        survivor.stop()
+    assert [(r["state"], r["reasonResolved"], r.get("workerId")) for r in status["runs"]] == [
+        ("exception", "claim-expired", "doomed"), ("completed", "completed", "survivor")]
