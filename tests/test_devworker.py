@@ -22,14 +22,18 @@ from cib_decision.devworker.worker import DevWorker
 QUEUE = "cib-3/b-linux"
 
 
+def settings_of(dev_taskcluster, tmp_path: Path, worker_id: str) -> WorkerSettings:
+    """A worker of QUEUE with its credentials, its files under `tmp_path`."""
+    return WorkerSettings(
+        root_url=dev_taskcluster.root_url,
+        credentials=dev_taskcluster.worker_credentials(QUEUE, "local", worker_id),
+        task_queue_id=QUEUE, worker_group="local", worker_id=worker_id,
+        tasks_dir=tmp_path / "tasks", downloads_dir=tmp_path / "downloads")
+
+
 @pytest.fixture
 def worker(dev_taskcluster, tmp_path) -> Iterator[DevWorker]:
-    settings = WorkerSettings(
-        root_url=dev_taskcluster.root_url,
-        credentials=dev_taskcluster.worker_credentials(QUEUE, "local", "worker-1"),
-        task_queue_id=QUEUE, worker_group="local", worker_id="worker-1",
-        tasks_dir=tmp_path / "tasks", downloads_dir=tmp_path / "downloads")
-    running = DevWorker(settings).start()
+    running = DevWorker(settings_of(dev_taskcluster, tmp_path, "worker-1")).start()
     yield running
     running.stop()
 
@@ -186,12 +190,7 @@ def test_a_worker_killed_mid_task_leaves_a_run_the_queue_retries_on_another_work
     finally:
         os.killpg(doomed.pid, signal.SIGKILL)
         doomed.wait()
-    settings = WorkerSettings(
-        root_url=dev_taskcluster.root_url,
-        credentials=dev_taskcluster.worker_credentials(QUEUE, "local", "survivor"),
-        task_queue_id=QUEUE, worker_group="local", worker_id="survivor",
-        tasks_dir=tmp_path / "tasks", downloads_dir=tmp_path / "downloads")
-    survivor = DevWorker(settings).start()
+    survivor = DevWorker(settings_of(dev_taskcluster, tmp_path, "survivor")).start()
     try:
         status = dev_taskcluster.wait_for_task_group(task_id, timeout=60)[task_id]
     finally:

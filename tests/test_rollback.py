@@ -176,16 +176,23 @@ def test_in_a_signing_environment_rollback_redeploys_a_signed_release(
     assert served(dev_taskcluster) == after_first
 
 
-def test_a_deploy_without_new_images_takes_the_keys_current_release(
-        dev_taskcluster, monkeypatch, capsys):
-    """`pool-deploy`: the worker-pool task has no builds to read; the pool gets the images of
-    the key's current release in the environment, and its history records them."""
+def released(dev_taskcluster) -> tuple:
+    """A release of win10-64 left by a tag task and named staging's current release; the
+    release and that task's id."""
     release = release_of(AZURE)
     tag = task(dev_taskcluster)
     dev_taskcluster.resolve_task(tag, artifacts={manifest.RELEASE_ARTIFACT: release.to_json()})
     index = taskcluster.Index(dev_taskcluster.options())
     pointers.set_release(index, "staging", pointers.ReleaseRef("win10-64", release.sha256, tag),
                          "deploy", lambda _: None)
+    return release, tag
+
+
+def test_a_deploy_without_new_images_takes_the_keys_current_release(
+        dev_taskcluster, monkeypatch, capsys):
+    """`pool-deploy`: the worker-pool task has no builds to read; the pool gets the images of
+    the key's current release in the environment, and its history records them."""
+    release, tag = released(dev_taskcluster)
     monkeypatch.setenv("TASK_ID", task(dev_taskcluster))
     code, _, err = cib(capsys, "pool", "apply", "--config-dir", str(CONFIG_DIR), "--pool", AZURE)
     assert code == 0, err
@@ -218,12 +225,7 @@ def test_a_per_pr_pool_without_new_images_takes_the_keys_current_release_and_rec
     """A pull request that changes only a pool rebuilds no image: its new per-PR pool gets
     the images of the key's current release (it has no definition of its own to keep images
     from), and no pointer moves."""
-    release = release_of(AZURE)
-    tag = task(dev_taskcluster)
-    dev_taskcluster.resolve_task(tag, artifacts={manifest.RELEASE_ARTIFACT: release.to_json()})
-    index = taskcluster.Index(dev_taskcluster.options())
-    pointers.set_release(index, "staging", pointers.ReleaseRef("win10-64", release.sha256, tag),
-                         "deploy", lambda _: None)
+    release, _ = released(dev_taskcluster)
     monkeypatch.setenv("TASK_ID", task(dev_taskcluster))
     code, _, err = cib(capsys, "pool", "apply", "--config-dir", str(CONFIG_DIR), "--pool", AZURE,
                        "--pull-request", "4", "--ttl", "1 day")
