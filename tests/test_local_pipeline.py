@@ -1,8 +1,9 @@
 """The whole system, as `cib dev-up` plays it: a push of the bundled fleet, a pull request and
-its close, through the local Taskcluster, moto and the Azure fake. The decision task is
-created as Taskcluster's GitHub service creates it and runs, like every task of its graph, on
-local workers that follow generic-worker's rules (task directories, payload schema, mounts,
-artifact rules, taskcluster-proxy with the task's scopes). Nothing runs in the test's process.
+its close, a cron decision, through the local Taskcluster, moto and the Azure fake. The decision
+task is created as Taskcluster's GitHub service (or fxci's cron task) creates it and runs, like
+every task of its graph, on local workers that follow generic-worker's rules (task directories,
+payload schema, mounts, artifact rules, taskcluster-proxy with the task's scopes). Nothing runs
+in the test's process.
 
 The repository played is this checkout's HEAD commit (what CI tests). The decision and the
 task environment pip-install the package, so the tests need PyPI, and qemu-img for the
@@ -13,9 +14,11 @@ from __future__ import annotations
 
 import gzip
 import shutil
+import time
 
 import pytest
 
+from cib_decision.cli import main
 from cib_decision.devpipeline.pipeline import (
     EventResult,
     LocalPipeline,
@@ -32,7 +35,8 @@ TIMEOUT = 900
 
 @pytest.fixture(scope="module")
 def played(tmp_path_factory):
-    """The deployment after a push, a pull request and its close; each event's result."""
+    """The deployment after a push, a pull request, its close and a cron decision; each
+    event's result."""
     require_schemas()
     if shutil.which("qemu-img") is None:
         pytest.skip("qemu-img is not installed (Debian: qemu-utils; .ci/run installs it)")
@@ -41,7 +45,7 @@ def played(tmp_path_factory):
     work = tmp_path_factory.mktemp("local-pipeline")
     with local_pipeline(ROOT, "HEAD", work) as pipeline:
         results = {r.event: r for r in play_scenarios(
-            pipeline, ["push", "pull-request", "pull-request-closed"], TIMEOUT)}
+            pipeline, ["push", "pull-request", "pull-request-closed", "cron"], TIMEOUT)}
         yield pipeline, results
 
 
@@ -93,6 +97,12 @@ def test_a_push_of_the_bundled_fleet_completes_every_task_on_workers(played):
     for name in ("task-graph.json", "label-to-taskid.json", "runnable-jobs.json",
                  "actions.json", "parameters.yml"):
         assert f"public/{name}" in decision.artifacts
+    # no schema directory in a task: the decision validated its tasks against the
+    # deployment's schemas, fetching each once (not once per task)
+    served = pipeline.tc.stats()["schemasServed"]
+    decisions = sum(1 for r in results.values() for t in r.tasks
+                    if t.task_id == r.decision_task_id)
+    assert 1 <= served.get("/schemas/queue/v1/create-task-request.json", 0) <= decisions
     kinds = {label.split("-")[0] for label in labels}
     assert {"task", "lint", "purge", "disk", "machine", "tag", "worker", "verify"} <= kinds
     assert [t for t in labels if "google" in t] == []  # not built yet, so not in the graph
@@ -131,3 +141,112 @@ def test_a_pull_request_deploys_and_verifies_its_own_pool_and_its_close_tears_it
     # worker-manager keeps a deleted pool, with the null provider, until its workers are gone
     pools = pipeline.tc.worker_pools()
     assert {pools[p]["providerId"] for p in pr_pools} == {"null-provider"}
+
+
+def test_a_cron_decision_runs_with_its_cron_role_and_reuses_the_pushed_images(played):
+    pipeline, results = played
+    cron = results["cron"]
+    check_every_task_completed_with_its_artifacts(pipeline, cron)
+    decision = pipeline.tc.tasks()[cron.decision_task_id]
+    assert decision["scopes"] == ["assume:repo:github.com/example/images:cron:nightly"]
+    assert "index.cib.v2.images.latest.taskgraph.decision-nightly" in decision["routes"]
+    # the push built every image of this revision: the cron graph rebuilds none
+    assert not [t for t in cron.tasks if t.label.startswith(("disk-image", "machine-image"))]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--repo", "{tmp}"], "is not a git repository"),
+    (["--repo", "{tmp}/nowhere"], "is not a git repository"),
+    (["--revision", "no-such-revision"], "no commit 'no-such-revision'"),
+    (["--builders", "0"], "--builders must be at least 1"),
+])
+def test_bad_input_to_dev_up_is_one_line_and_exit_2_before_anything_starts(
+        capsys, tmp_path, args, message):
+    code = main(["dev-up", "--repo", str(ROOT), *[a.format(tmp=tmp_path) for a in args]])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err
+    assert not list(tmp_path.glob("cib-dev-up-*"))
+
+
+def test_an_unknown_scenario_is_refused_naming_the_known_ones(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["dev-up", "--scenarios", "push,promote"])
+    assert exited.value.code == 2
+    assert "unknown scenario promote; choose from push, pull-request" in capsys.readouterr().err
+
+
+@pytest.fixture
+def deployment(tmp_path):
+    """A local deployment with nothing played on it."""
+    require_schemas()
+    from cib_decision.devpipeline.deployment import LocalDeployment
+
+    with LocalDeployment(tmp_path, roles_file=ROOT / "taskcluster" / "roles.yml") as started:
+        yield started
+
+
+def aws_pool(deployment, pool_id: str, worker_config: dict, image_id: str) -> None:
+    import taskcluster
+
+    taskcluster.WorkerManager(deployment.tc.options()).createWorkerPool(pool_id, {
+        "providerId": "aws", "description": "", "owner": "dev@example.com",
+        "emailOnError": False, "config": {
+            "minCapacity": 0, "maxCapacity": 1, "lifecycle": {"registrationTimeout": 900},
+            "launchConfigs": [{"region": "us-east-1", "capacityPerInstance": 1,
+                               "launchConfig": {"ImageId": image_id},
+                               "workerConfig": worker_config}]}})
+
+
+def pending_task(deployment, queue: str) -> str:
+    import slugid
+
+    import taskcluster
+    from cib_decision.devtc.testing import new_task
+
+    task_id = slugid.nice()
+    taskcluster.Queue(deployment.tc.options()).createTask(
+        task_id, new_task(taskQueueId=queue, payload={"command": [["true"]],
+                                                      "maxRunTime": 60}))
+    return task_id
+
+
+def test_a_pool_generic_worker_could_not_start_gets_no_worker_and_the_run_stalls(
+        deployment, monkeypatch):
+    """A provider starts no worker for a pool whose workerConfig lacks what generic-worker
+    needs or whose image the cloud lacks; its tasks stay pending and the event ends as
+    stalled instead of waiting for its timeout."""
+    from cib_decision.devpipeline import pipeline as pipeline_module
+
+    ec2 = deployment.aws.client("ec2", "us-east-1")
+    image = ec2.register_image(Name="worker-image", RootDeviceName="/dev/sda1")["ImageId"]
+    aws_pool(deployment, "gecko-t/no-key", {"genericWorker": {"config": {}}}, image)
+    aws_pool(deployment, "gecko-t/no-image", {"genericWorker": {"config": {
+        "ed25519SigningKeyLocation": "/etc/generic-worker/ed25519_key"}}}, "ami-12345678")
+    stuck = [pending_task(deployment, queue)
+             for queue in ("gecko-t/no-key", "gecko-t/no-image", "nobody/serves-this")]
+    deployment.provision()
+    assert "ed25519SigningKeyLocation" in " ".join(deployment.problems["gecko-t/no-key"])
+    assert "no AMI ami-12345678" in " ".join(deployment.problems["gecko-t/no-image"])
+    assert deployment.workers == {}
+    monkeypatch.setattr(pipeline_module, "STALLED_SECONDS", 1.0)
+    monkeypatch.setattr(pipeline_module, "POLL_SECONDS", 0.5)
+    local = LocalPipeline(deployment)
+    for task_id in stuck:
+        started = time.monotonic()
+        local._wait(task_id, timeout=120)
+        assert time.monotonic() - started < 30
+        (result,) = local.results(task_id)
+        assert result.state == "pending" and not result.ok
+
+
+def test_a_deployed_pool_with_a_startable_config_and_image_gets_one_worker(deployment):
+    ec2 = deployment.aws.client("ec2", "us-east-1")
+    image = ec2.register_image(Name="worker-image", RootDeviceName="/dev/sda1")["ImageId"]
+    aws_pool(deployment, "gecko-t/good", {"genericWorker": {"config": {
+        "ed25519SigningKeyLocation": "/etc/generic-worker/ed25519_key"}}}, image)
+    task_id = pending_task(deployment, "gecko-t/good")
+    status = deployment.tc.wait_for_task_group(task_id, timeout=60)[task_id]
+    assert status["state"] == "completed"
+    (worker,) = deployment.workers["gecko-t/good"]
+    assert worker.settings.platform == "linux"  # the image keeps generic-worker's files there

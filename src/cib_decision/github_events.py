@@ -62,3 +62,19 @@ def render_tasks(template: dict[str, Any], context: dict[str, Any]) -> list[dict
     """The tasks `.taskcluster.yml` renders for `context` (the service creates each one with
     the `taskId` it carries)."""
     return jsone.render(copy.deepcopy(template), context).get("tasks", [])
+
+
+def cron_context(repo: dict[str, Any], revision: str, job_name: str, root_url: str, now: str,
+                 level: str = "3", cron_task_id: str | None = None) -> dict[str, Any]:
+    """The json-e context fxci's cron task (`build-decision`'s `cron`) renders
+    `.taskcluster.yml` with for a git repository's job: a push with no base revision, pushlog
+    or pushdate, owner `cron`; no `event` and no `as_slugid`."""
+    cron_task_id = cron_task_id or slugid.nice()
+    return {"tasks_for": "cron", "taskcluster_root_url": root_url, "now": now,
+            "ownTaskId": slugid.nice(),
+            "repository": {"url": repo["html_url"], "project": repo["name"], "level": level,
+                           "type": "git"},
+            "push": {"branch": repo.get("default_branch", "main"), "revision": revision,
+                     "owner": "cron"},
+            "cron": {"task_id": cron_task_id, "job_name": job_name, "job_symbol": job_name,
+                     "quoted_args": "", "input": {}}}

@@ -1,6 +1,7 @@
 """`cib dev-up`: a push of the repository's fleet, played end to end through the local
 deployment (the local Taskcluster, moto, the Azure fake, workers following generic-worker's
-rules), then a pull request with its per-PR pools, its close, and a `pool-deploy` push."""
+rules), then a pull request with its per-PR pools, its close, a cron decision and a
+`pool-deploy` push."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ if TYPE_CHECKING:  # the deployment imports moto and the cloud SDKs: only when i
     from .deployment import LocalDeployment
     from .pipeline import EventResult
 
-SCENARIOS = ("push", "pull-request", "pull-request-closed", "pool-deploy")
+SCENARIOS = ("push", "pull-request", "pull-request-closed", "cron", "pool-deploy")
 
 
 def _scenarios(text: str) -> list[str]:
@@ -65,11 +66,14 @@ def add_parser(commands: Any) -> None:
 
 def cmd_dev_up(args: argparse.Namespace) -> int:
     """Run the scenarios; 0 when every task of every event completed."""
+    from .repository import commit_of
+
+    commit_of(args.repo, args.revision)  # bad input fails before anything starts
+    if args.builders < 1:
+        raise CibError("--builders must be at least 1")
     if shutil.which("qemu-img") is None:
         raise CibError("qemu-img is not installed (Debian: qemu-utils): the local clouds' "
                        "disk sources are made with it")
-    if args.builders < 1:
-        raise CibError("--builders must be at least 1")
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="cib-dev-up-"))
     try:
         results = run(args.repo, args.revision, work, args.scenarios, args.environment,

@@ -30,6 +30,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import botocore.exceptions
+
 from ..devclouds.aws import MotoServer
 from ..devclouds.azure_server import AzureServer
 from ..devtc.harness import DevTaskcluster
@@ -109,7 +111,10 @@ class LocalDeployment:
 
     def _provision_forever(self) -> None:
         while not self._stopping.wait(PROVISION_SECONDS):
-            self.provision()
+            try:
+                self.provision()
+            except Exception as problem:
+                self.log(f"provisioning failed: {type(problem).__name__}: {problem}")
 
     def provision(self) -> None:
         """Start the workers the pending tasks' queues get (see the module's docstring)."""
@@ -131,6 +136,13 @@ class LocalDeployment:
                 platform = self._pool_platform(queue, pools[queue])
                 if platform is not None:
                     self._start_worker(queue, platform)
+
+    def serves(self, queue: str) -> bool:
+        """True when a worker claims from `queue` or will be started for it."""
+        with self._lock:
+            if self.workers.get(queue):
+                return True
+        return self._is_builder_queue(queue)
 
     def _is_builder_queue(self, queue: str) -> bool:
         provisioner = queue.split("/", 1)[0]
@@ -166,8 +178,11 @@ class LocalDeployment:
         if provider == "aws":
             image_id = (launch_config.get("launchConfig") or {}).get("ImageId")
             region = launch_config.get("region")
-            images = self.aws.client("ec2", region).describe_images(
-                ImageIds=[image_id])["Images"] if image_id and region else []
+            try:
+                images = self.aws.client("ec2", region).describe_images(
+                    ImageIds=[image_id])["Images"] if image_id and region else []
+            except botocore.exceptions.ClientError:  # InvalidAMIID.NotFound, .Malformed
+                images = []
             return [] if images else [f"no AMI {image_id} in {region}"]
         if provider == "azure":
             reference = (launch_config.get("storageProfile") or {}).get("imageReference") or {}

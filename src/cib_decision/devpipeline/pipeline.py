@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import yaml
 
 import taskcluster
 
+from .. import github_events as events
 from ..config import DirectorySource, load_fleet
 from ..dev_event import render_event, service_scopes
 from ..devclouds.aws import pin_sources, seed_fleet
@@ -29,10 +31,14 @@ from ..errors import CibError
 from . import repository
 from .deployment import LocalDeployment, git_url_rewrites
 
+CRON_JOB = "nightly"
 FORK_OWNER = "someone"  # whose fork a pull request comes from (github_events.pull_request_event)
 PR_BRANCH = "change"
 
 RESOLVED = ("completed", "failed", "exception")
+POLL_SECONDS = 2.0
+# how long pending tasks may wait on queues no worker serves before a run is called stalled
+STALLED_SECONDS = 15.0
 
 
 @dataclass
@@ -129,10 +135,20 @@ class LocalPipeline:
 
     def play(self, event: str, head: str, *, base: str | None = None,
              pull_request: int = 1, timeout: float = 1800) -> EventResult:
-        """Play `event` at `head` and wait for its tasks (see the module's docstring)."""
+        """Play `event` (a GitHub event of `dev_event.EVENTS`, or `cron`: fxci's cron task
+        for job `nightly`) at `head` and wait for its tasks (see the module's docstring)."""
         started = time.monotonic()
-        tasks = render_event(self._repo(), event, head, base, pull_request, self.full_name,
-                             self.tc.root_url)
+        if event == "cron":
+            # fxci's cron task creates the decision through its proxy, with the scopes of
+            # its hook's role: `assume:repo:<repository>:cron:*`
+            now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            tasks = events.render_tasks(self._template(), events.cron_context(
+                events.repository(self.full_name), head, CRON_JOB, self.tc.root_url, now))
+            scopes = [f"assume:repo:github.com/{self.full_name}:cron:{CRON_JOB}"]
+        else:
+            tasks = render_event(self._repo(), event, head, base, pull_request,
+                                 self.full_name, self.tc.root_url)
+            scopes = service_scopes(event, self.full_name)
         if len(tasks) != 1:
             raise CibError(f"{event}: .taskcluster.yml renders {len(tasks)} tasks, not one "
                            "decision task")
@@ -140,15 +156,41 @@ class LocalPipeline:
         task_id = task.pop("taskId")
         queue = taskcluster.Queue({"rootUrl": self.tc.root_url,
                                    "credentials": self.tc.root_credentials,
-                                   "authorizedScopes": service_scopes(event, self.full_name)})
+                                   "authorizedScopes": scopes})
         queue.createTask(task_id, task)
         self.log(f"{event} at {head[:12]}: decision task {task_id}")
-        try:
-            self.tc.wait_for_task_group(task_id, timeout=timeout)
-        except TimeoutError as problem:
-            self.log(str(problem))
+        self._wait(task_id, timeout)
         return EventResult(event, head, task_id, time.monotonic() - started,
                            self.results(task_id))
+
+    def _wait(self, task_group_id: str, timeout: float) -> None:
+        """Until nothing of the group can run any more, `timeout` passes, or the group is
+        stalled: nothing runs and what is pending waits on queues no worker will ever serve
+        (a pool that was not deployed, or whose workers cannot start) for `STALLED_SECONDS`."""
+        give_up = time.monotonic() + timeout
+        stalled_since: float | None = None
+        while True:
+            try:
+                self.tc.wait_for_task_group(task_group_id, timeout=POLL_SECONDS)
+                return
+            except TimeoutError:
+                pass
+            now = time.monotonic()
+            if now >= give_up:
+                self.log(f"task group {task_group_id}: gave up after {timeout:.0f} s")
+                return
+            states = [(s["state"], s["taskQueueId"]) for s in self.tc.statuses().values()
+                      if s["taskGroupId"] == task_group_id]
+            unserved = sorted({q for state, q in states
+                               if state == "pending" and not self.deployment.serves(q)})
+            if unserved and not any(state == "running" for state, _ in states):
+                stalled_since = stalled_since or now
+                if now - stalled_since >= STALLED_SECONDS:
+                    self.log(f"task group {task_group_id}: stalled; no worker will serve "
+                             f"{', '.join(unserved)}")
+                    return
+            else:
+                stalled_since = None
 
     def results(self, task_group_id: str) -> list[TaskResult]:
         """Every task of the group, the decision first, then by label."""
@@ -175,6 +217,13 @@ class LocalPipeline:
                 queue=definition["taskQueueId"], runs=len(runs),
                 artifacts=self.tc.artifacts(task_id) if runs else {}))
         return sorted(found, key=lambda t: (t.task_id != task_group_id, t.label))
+
+    def _template(self) -> dict[str, Any]:
+        path = self._repo() / ".taskcluster.yml"
+        try:
+            return yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as error:
+            raise CibError(f"{path}: {error}") from error
 
     def _repo(self) -> Path:
         if self.repo is None:
@@ -281,6 +330,8 @@ def play_scenarios(pipeline: LocalPipeline, scenarios: list[str],
             yield pipeline.play("pull-request", pr_head, base=head, timeout=timeout)
         elif scenario == "pull-request-closed":
             yield pipeline.play("pull-request-closed", pr_head, base=head, timeout=timeout)
+        elif scenario == "cron":
+            yield pipeline.play("cron", head, timeout=timeout)
         elif scenario == "pool-deploy":
             head = pipeline.commit("Redeploy the worker pools\n\npool-deploy")
             yield pipeline.play("push", head, timeout=timeout)

@@ -29,14 +29,20 @@ def git(repo: Path, *args: str) -> str:
     return done.stdout.strip()
 
 
-def clone(source: Path, revision: str, target: Path) -> Path:
-    """A clone of `source` with branch main at `revision` checked out."""
-    if not (source / ".git").exists() and not (source / "HEAD").is_file():
+def commit_of(source: Path, revision: str) -> str:
+    """The sha of `revision` in the repository `source` (CibError when there is none)."""
+    if not source.is_dir() or (not (source / ".git").exists() and
+                               not (source / "HEAD").is_file()):
         raise CibError(f"{source} is not a git repository")
     try:
-        sha = git(source, "rev-parse", "--verify", f"{revision}^{{commit}}")
+        return git(source, "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}")
     except CibError:
         raise CibError(f"{source}: no commit {revision!r}") from None
+
+
+def clone(source: Path, revision: str, target: Path) -> Path:
+    """A clone of `source` with branch main at `revision` checked out."""
+    sha = commit_of(source, revision)
     target.parent.mkdir(parents=True, exist_ok=True)
     git(target.parent, "clone", "--quiet", "--no-checkout", str(source.resolve()), target.name)
     git(target, "checkout", "--quiet", "-B", "main", sha)

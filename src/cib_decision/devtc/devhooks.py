@@ -141,6 +141,7 @@ class DevRoutes:
         document = self.ctx.schemas.documents.get(path.rstrip("#"))
         if document is None:
             return Reply({"error": f"no schema {path}"}, 404)
+        self.stats.schema_served(path)
         return Reply(document, headers={"Cache-Control": "max-age=3600"})
 
     def _storage(self, method: str, path: str, body: bytes,

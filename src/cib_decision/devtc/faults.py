@@ -115,6 +115,7 @@ class Stats:
             self._faults: Counter[str] = Counter()
             self._statuses: Counter[int] = Counter()
             self._created: list[str] = []
+            self._schemas: Counter[str] = Counter()
 
     def request(self, method: str) -> None:
         """Count an API request to `method` (`queue.createTask`)."""
@@ -131,15 +132,23 @@ class Stats:
         with self._lock:
             self._statuses[status] += 1
 
+    def schema_served(self, path: str) -> None:
+        """Count a schema served (`/schemas/...`: what a task without a schema directory
+        fetches)."""
+        with self._lock:
+            self._schemas[path] += 1
+
     def task_created(self, task_id: str) -> None:
         """Count a task created (not an idempotent repeat)."""
         with self._lock:
             self._created.append(task_id)
 
     def snapshot(self) -> dict[str, Any]:
-        """`{"requests": {method: n}, "faults": {kind: n}, "responses": {status: n},
+        """`{"requests": {method: n}, "faults": {kind: n}, "schemasServed": {path: n},
+        "responses": {status: n},
         "tasksCreated": n, "createdTaskIds": [...]}` (statuses as strings, for JSON)."""
         with self._lock:
             return {"requests": dict(self._requests), "faults": dict(self._faults),
+                    "schemasServed": dict(self._schemas),
                     "responses": {str(k): v for k, v in sorted(self._statuses.items())},
                     "tasksCreated": len(self._created), "createdTaskIds": list(self._created)}
