@@ -114,3 +114,12 @@ def test_an_account_of_no_target_without_a_region_is_a_clear_error(tmp_path, fak
     config = write_fleet(tmp_path, {"platform": "azure", "storage": "elsewhere"})
     assert run_disk(tmp_path, config) == 2
     assert "which no Azure target of the key uses: give its region" in capsys.readouterr().err
+
+
+def test_a_disk_image_in_a_sovereign_or_local_cloud_is_recorded_at_its_blob_endpoint(
+        tmp_path, fake, monkeypatch):
+    config = write_fleet(tmp_path, {"platform": "azure", "storage": "saeast"})
+    destination = upload_target(load_context("win-disk", config, artifacts=tmp_path).key)
+    monkeypatch.setenv("AZURE_STORAGE_SUFFIX", "core.chinacloudapi.cn")
+    assert destination.location("a.vhd") == \
+        "https://saeast.blob.core.chinacloudapi.cn/disk-images/a.vhd"

@@ -267,7 +267,10 @@ class Destination:
     def location(self, name: str) -> str:
         if self.platform == "amazon":
             return f"s3://{self.bucket}/{name}"
-        return f"https://{self.account}.blob.core.windows.net/{self.bucket}/{name}"
+        # the environment's blob endpoint (a sovereign cloud's, or the local pipeline's)
+        from ..clouds.azure import blob_url
+
+        return blob_url(str(self.account), self.bucket, name)
 
 
 def upload_target(key: ImageKey) -> Destination:
