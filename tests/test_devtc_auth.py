@@ -234,3 +234,15 @@ def test_task_credentials_over_http_and_resolution_keeps_the_claimed_run(dev_tas
     assert (status["state"], status["runs"][0]["started"]) == ("completed", started)
     again = requests.post(f"{dev_taskcluster.root_url}/dev/task-credentials/{task_id}")
     assert again.status_code == 409
+
+
+def test_current_scopes_are_the_callers_expanded_and_restricted_scopes(dev_taskcluster):
+    """What taskgraph's action callback asks through a task's proxy before it acts."""
+    import taskcluster
+
+    role = "assume:repo:github.com/example/images:action:promote"
+    restricted = taskcluster.Auth({**dev_taskcluster.options(), "authorizedScopes": [role]})
+    scopes = restricted.currentScopes()["scopes"]
+    assert role in scopes and "queue:scheduler-id:cib-level-3" in scopes
+    assert "*" not in scopes
+    assert taskcluster.Auth(dev_taskcluster.options()).currentScopes()["scopes"] == ["*"]

@@ -40,7 +40,6 @@ import hashlib
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -60,9 +59,10 @@ from moto.moto_server.werkzeug_app import (
     MotoRequestHandler,
     create_backend_app,
 )
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import make_server
 
 from ..config import Fleet, ImageKey, normalise_region
+from ..devtc.serving import ServerThread
 from ..errors import CibError
 from ..images.bootstrap import is_windows
 from ..images.disk import QEMU_FORMATS, disk_source
@@ -141,19 +141,18 @@ class MotoServer:
         self.response = type("LocalEC2Response", (LocalEC2Response,), {
             "bootstrap_seconds": bootstrap_seconds, "import_seconds": import_seconds})
         self.log_requests = log_requests
-        self._server: BaseWSGIServer | None = None
-        self._thread: threading.Thread | None = None
+        self._serving: ServerThread | None = None
         self._extensions: contextlib.ExitStack | None = None
 
     def start(self) -> MotoServer:
         """Reset moto's state, install the extensions and serve; returns self."""
-        if self._server is not None:
+        if self._serving is not None:
             return self
         self.reset()
         extensions = contextlib.ExitStack()
         extensions.enter_context(moto_ec2_import.install(self.response))
         try:
-            self._server = make_server(
+            server = make_server(
                 self.host, self.port, DomainDispatcherApplication(create_backend_app),
                 threaded=True,
                 request_handler=MotoRequestHandler if self.log_requests else _QuietHandler)
@@ -161,23 +160,18 @@ class MotoServer:
             extensions.close()
             raise
         self._extensions = extensions
-        self.port = self._server.server_port
-        self._thread = threading.Thread(target=self._server.serve_forever, name="moto-server",
-                                        kwargs={"poll_interval": 0.1}, daemon=True)
-        self._thread.start()
+        self.port = server.server_port
+        self._serving = ServerThread(server, name="moto-server", poll_interval=0.1).start()
         return self
 
     def stop(self) -> None:
         """Stop serving, uninstall the extensions and forget moto's state."""
-        if self._server is None:
+        if self._serving is None:
             return
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join()
+        self._serving.stop()
         if self._extensions is not None:
             self._extensions.close()
-        self._server = self._thread = self._extensions = None
+        self._serving = self._extensions = None
         self.reset()
 
     def __enter__(self) -> MotoServer:
@@ -197,7 +191,7 @@ class MotoServer:
     def endpoint_url(self) -> str:
         """`http://127.0.0.1:<port>`: every AWS service's endpoint (S3 is addressed
         path-style there, as botocore does for an IP address)."""
-        if self._server is None:
+        if self._serving is None:
             raise RuntimeError("MotoServer is not started")
         return f"http://{self.host}:{self.port}"
 

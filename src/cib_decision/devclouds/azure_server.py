@@ -31,7 +31,6 @@ import socket
 import ssl
 import sys
 import tempfile
-import threading
 import traceback
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -40,6 +39,7 @@ from typing import Any
 
 from requests.structures import CaseInsensitiveDict
 
+from ..devtc.serving import ServerThread
 from .azure_fake import AzureFake, Request
 
 HOST = "127.0.0.1"
@@ -61,40 +61,35 @@ class AzureServer:
         self.fake = fake or AzureFake(lro_polls=0)
         self.port, self.log = port, log
         self._directory, self._own_directory = directory, directory is None
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._serving: ServerThread | None = None
 
     # --- life cycle ----------------------------------------------------------------------------
 
     def start(self) -> AzureServer:
         """Make the CA and the server's certificate, bind the port and serve in a thread."""
-        if self._server is not None:
+        if self._serving is not None:
             return self
         if self._directory is None:
             self._directory = Path(tempfile.mkdtemp(prefix="cib-azure-"))
         self._directory.mkdir(parents=True, exist_ok=True)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(*write_certificates(self._directory))
-        self._server = _Server((HOST, self.port), context, self)
-        self.port = self._server.server_address[1]
+        server = _Server((HOST, self.port), context, self)
+        self.port = server.server_address[1]
         self.fake.arm = self.url
         self.fake.blob_endpoint = f"{self.url}/{{account}}"
         self.fake.check_tokens = True
         self.fake.retry_after = {"Retry-After-Ms": RETRY_AFTER_MS}
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
-                                        name=f"azure-server-{self.port}", daemon=True)
-        self._thread.start()
+        self._serving = ServerThread(server, name=f"azure-server-{self.port}",
+                                     poll_interval=0.05, join_timeout=10).start()
         return self
 
     def stop(self) -> None:
         """Stop serving and close the port (connections under way are dropped)."""
-        if self._server is None:
+        if self._serving is None:
             return
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        self._server = self._thread = None
+        self._serving.stop()
+        self._serving = None
         if self._own_directory and self._directory is not None:
             shutil.rmtree(self._directory, ignore_errors=True)
             self._directory = None

@@ -19,9 +19,9 @@ from ..errors import CibError
 from ..scopes import role_scopes
 from ..tcschemas import find_schema_dir
 from . import artifacts as artifacts_service
+from . import authapi, dates, devhooks, runs
 from . import claims as claims_service
 from . import credentials as credentials_service
-from . import dates, devhooks, runs
 from . import index as index_service
 from . import objects as objects_service
 from . import queue as queue_service
@@ -33,6 +33,7 @@ from .faults import Faults, FaultSettings, Stats
 from .reference import References
 from .schemas import Schemas
 from .server import DevServer
+from .serving import ServerThread
 from .state import Artifact, State
 
 DEFAULT_PROVIDERS = {"azure": "azure", "aws": "aws", "google": "google"}
@@ -41,9 +42,9 @@ ROOT_CLIENT_ID = "static/taskcluster/root"
 INDEX_CLIENT_ID = "static/taskcluster/index"
 QUEUE_CLIENT_ID = "static/taskcluster/queue"
 ROLE_CLIENT_PREFIX = "dev/"
-HANDLERS = {**queue_service.HANDLERS, **claims_service.HANDLERS, **artifacts_service.HANDLERS,
-            **index_service.HANDLERS, **wm_service.HANDLERS, **secrets_service.HANDLERS,
-            **objects_service.HANDLERS}
+HANDLERS = {**authapi.HANDLERS, **queue_service.HANDLERS, **claims_service.HANDLERS,
+            **artifacts_service.HANDLERS, **index_service.HANDLERS, **wm_service.HANDLERS,
+            **secrets_service.HANDLERS, **objects_service.HANDLERS}
 DEFAULT_PROJECT = "images"
 WORKER_CLIENT_PREFIX = "worker/"
 EXPIRY_CHECK_SECONDS = 0.5
@@ -137,8 +138,7 @@ class DevTaskcluster:
                               max_task_deadline_days=max_task_deadline_days)
         self._log = log
         self._timeouts = Timeouts(claim_timeout, claim_work_timeout, deadline_delay)
-        self._server: DevServer | None = None
-        self._thread: threading.Thread | None = None
+        self._serving: ServerThread | None = None
         self._expiry: threading.Thread | None = None
         self._stopping = threading.Event()
         self.ctx: Context | None = None
@@ -150,7 +150,7 @@ class DevTaskcluster:
 
     def start(self) -> DevTaskcluster:
         """Listen (on a free port unless one was given) and serve in a background thread."""
-        if self._server is not None:
+        if self._serving is not None:
             return self
         server = DevServer((self._host, self._port), self.faults, self.counters, self._log)
         self.ctx = Context(state=State(), schemas=self.schemas, clients=self.clients,
@@ -159,10 +159,7 @@ class DevTaskcluster:
                            **self._ctx_args)
         server.attach(Api(self.ctx, HANDLERS), devhooks.DevRoutes(self.ctx, self.faults,
                                                                   self.counters))
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="dev-taskcluster",
-                                        kwargs={"poll_interval": 0.1}, daemon=True)
-        self._thread.start()
+        self._serving = ServerThread(server, name="dev-taskcluster", poll_interval=0.1).start()
         self._stopping.clear()
         self._expiry = threading.Thread(target=self._expire_forever, name="dev-taskcluster-expiry",
                                         daemon=True)
@@ -171,15 +168,13 @@ class DevTaskcluster:
 
     def stop(self) -> None:
         """Stop serving and close the socket."""
-        if self._server is None:
+        if self._serving is None:
             return
         self._stopping.set()
-        self._server.shutdown()
-        self._server.server_close()
-        for thread in (self._thread, self._expiry):
-            if thread is not None:
-                thread.join()
-        self._server = self._thread = self._expiry = None
+        self._serving.stop()
+        if self._expiry is not None:
+            self._expiry.join()
+        self._serving = self._expiry = None
 
     def _expire_forever(self) -> None:
         while not self._stopping.wait(EXPIRY_CHECK_SECONDS):
@@ -188,9 +183,10 @@ class DevTaskcluster:
     def serve_forever(self) -> None:
         """Serve in the calling thread until `stop` (or KeyboardInterrupt)."""
         self.start()
-        assert self._thread is not None
-        while self._thread.is_alive():
-            self._thread.join(0.5)
+        serving = self._serving
+        assert serving is not None
+        while serving.is_alive():
+            serving.join(0.5)
 
     def __enter__(self) -> DevTaskcluster:
         return self.start()

@@ -14,7 +14,7 @@ from urllib.parse import unquote
 from ..errors import CibError
 from .expressions import template_params
 
-SERVICES = ("queue", "index", "worker-manager", "secrets", "object")
+SERVICES = ("auth", "queue", "index", "worker-manager", "secrets", "object")
 
 # URL parameters a service declares as `{*name}` (they may hold `/`), but for the methods that
 # declare it `:name` (one path segment), and routes whose last parameter is optional.
