@@ -40,15 +40,15 @@ def production(production_task, monkeypatch):
         yield production_task
 
 
-def digest() -> str:
-    return support.machine_digest(KEY, "amazon/us-east-1")
+def digest(key: str = KEY) -> str:
+    return support.machine_digest(key, "amazon/us-east-1")
 
 
-def staging_build(regions=("us-east-1",)) -> list[ReleaseImage]:
-    """The AMIs a staging build made (registered from a snapshot: no instance), tagged as
-    builds tag them; one release image per region."""
-    machine = digest()
-    name = f"{KEY}-{machine[:12]}"
+def staging_build(regions=("us-east-1",), key: str = KEY) -> list[ReleaseImage]:
+    """The AMIs a staging build of `key` made (registered from a snapshot: no instance),
+    tagged as builds tag them; one release image per region."""
+    machine = digest(key)
+    name = f"{key}-{machine[:12]}"
     images = []
     for region in regions:
         ec2 = boto3.client("ec2", region_name=region)
@@ -58,7 +58,7 @@ def staging_build(regions=("us-east-1",)) -> list[ReleaseImage]:
             Name=name, RootDeviceName="/dev/sda1",
             BlockDeviceMappings=[{"DeviceName": "/dev/sda1", "Ebs": {"SnapshotId": snapshot}}],
             TagSpecifications=[{"ResourceType": "image", "Tags": [
-                {"Key": "cib:key", "Value": KEY}, {"Key": "cib:machine-digest", "Value": machine},
+                {"Key": "cib:key", "Value": key}, {"Key": "cib:machine-digest", "Value": machine},
                 {"Key": "cib:environment", "Value": "staging"}]}])["ImageId"]
         images.append(ReleaseImage("amazon", region, f"amazon/{region}", ami, name, machine,
                                    BUILD_TASK))
@@ -142,6 +142,22 @@ def test_a_release_with_every_region_is_promoted_as_it_is(staging, production, t
     assert promoted_record(tmp_path) == source
     assert len(images_in("us-west-2")) == 1 and instances() == []
     assert running(production) == {i.region: i.id for i in built}
+
+
+def test_a_pool_on_a_cloud_cib_does_not_build_is_left_as_it_is_by_a_promotion(
+        staging, production, tmp_path, capsys):
+    """ubuntu-2404's Google pool gets no image from any release (Google images are not built
+    yet): promotion deploys its AWS pool and leaves the Google pool alone, as pushes do."""
+    built = staging_build(key="ubuntu-2404")
+    support.released_in_staging(staging, "ubuntu-2404", built)
+    code, _, err = support.promote(capsys, staging, tmp_path, "ubuntu-2404")
+    assert code == 0, err
+    assert "gecko-t/ubuntu-2404-gcp: not deployed (google machine images are not built yet)" \
+        in err
+    deployed = production.worker_pools()
+    assert "gecko-t/ubuntu-2404-gcp" not in deployed
+    assert {lc["launchConfig"]["ImageId"] for lc in deployed["gecko-t/ubuntu-2404-aws"][
+        "config"]["launchConfigs"]} == {built[0].id}
 
 
 def test_a_dry_run_copies_deploys_and_points_nothing(staging, production, tmp_path, capsys):

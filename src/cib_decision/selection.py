@@ -55,6 +55,11 @@ def pool_not_built(key: ImageKey, pool: Pool) -> str | None:
                  if (reason := not_built(platform))), None)
 
 
+def deployable_pools(key: ImageKey) -> list[Pool]:
+    """The key's pools a deploy may write (`pool_not_built` says why the others may not)."""
+    return [pool for pool in key.pools if pool_not_built(key, pool) is None]
+
+
 @dataclass(frozen=True)
 class KeySelection:
     """The parts of one key in scope. `unbuilt_targets` and `unbuilt_pools` would be in scope

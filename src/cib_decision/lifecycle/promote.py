@@ -39,6 +39,7 @@ from ..errors import CibError
 from ..images.aws_machine import IMAGE_DONE, IMAGE_FAILED, identity_tags, reusable_image
 from ..images.progress import Progress
 from ..manifest import Release, ReleaseImage
+from ..selection import deployable_pools, pool_not_built
 from ..tcschemas import SchemaStore
 from . import pointers, promote_azure
 
@@ -87,7 +88,7 @@ class Promotion:
 def plan_copies(key: ImageKey, digests: KeyDigests, release: Release) -> Plan:
     """The copies the key's pools need from `release` (step 2)."""
     plan, seen = Plan(), set()
-    for pool in key.pools:
+    for pool in deployable_pools(key):
         for region in sorted(set(pool.locations)):
             target = pools.pool_target(key, pool, region)
             if target is None or (target.id, region) in seen:
@@ -226,6 +227,9 @@ def promote(*, fleet: Fleet, key: str, source: Environment, target: Environment,
     _, release = read_source(source_index, source_queue, source.name, key, progress)
     if check_source is not None:
         check_source(release)
+    for pool in image_key.pools:
+        if (reason := pool_not_built(image_key, pool)) is not None:
+            progress.say(f"{pool.id}: not deployed ({reason}); it keeps what it runs")
     plan = plan_copies(image_key, digests, release)
     for line in plan.unserved:
         progress.say(f"cannot serve {line}; that location keeps the image it runs")
@@ -233,7 +237,7 @@ def promote(*, fleet: Fleet, key: str, source: Environment, target: Environment,
         progress.say(f"{'would copy' if dry_run else 'copy'} {copy.source.id} "
                      f"({copy.source.target}) to {copy.region} for {copy.target.id}")
     if dry_run:
-        for pool in image_key.pools:
+        for pool in deployable_pools(image_key):
             pools.apply(wm, pools.PoolRequest(image_key, pool, target), release.images, store,
                         progress.say, dry_run=True)
         return Promotion(release, release, {}, [])
@@ -256,7 +260,7 @@ def promote(*, fleet: Fleet, key: str, source: Environment, target: Environment,
     progress.say(f"wrote {manifest.RELEASE_ARTIFACT}")
     ref = pointers.ReleaseRef(key, promoted.sha256, task_id or "")
     outcomes = []
-    for pool in image_key.pools:
+    for pool in deployable_pools(image_key):
         request = pools.PoolRequest(image_key, pool, target)
         _, outcome = pools.apply(wm, request, promoted.images, store, progress.say)
         outcomes.append(outcome)
