@@ -19,7 +19,8 @@ if TYPE_CHECKING:  # the deployment imports moto and the cloud SDKs: only when i
     from .deployment import LocalDeployment
     from .pipeline import EventResult
 
-SCENARIOS = ("push", "pull-request", "pull-request-closed", "cron", "pool-deploy")
+SCENARIOS = ("push", "pull-request", "pull-request-untrusted", "pull-request-closed", "cron",
+             "pool-deploy", "promote")
 
 
 def _scenarios(text: str) -> list[str]:
@@ -98,11 +99,15 @@ def run(source: Path, revision: str, work: Path, scenarios: list[str],
     started = time.monotonic()
     results: list[EventResult] = []
     with local_pipeline(source, revision, work, environment=environment, builders=builders,
-                        log=_log, worker_log=_log if verbose else None) as pipeline:
+                        log=_log, worker_log=_log if verbose else None,
+                        promotion="promote" in scenarios) as pipeline:
         for result in play_scenarios(pipeline, scenarios, timeout):
             results.append(result)
             print(summary(result), flush=True)
         print(pools_summary(pipeline.deployment), flush=True)
+        if pipeline.promotion is not None:
+            print(f"{pipeline.promotion.environment} " + pools_summary(
+                pipeline.promotion.deployment), flush=True)
     print(f"{len(results)} events in {time.monotonic() - started:.0f} s: "
           f"{'all tasks completed' if all(r.ok for r in results) else 'FAILED'}")
     return results

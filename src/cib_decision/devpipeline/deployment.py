@@ -51,12 +51,13 @@ def clouds_secret_name(level: str) -> str:
 
 class LocalDeployment:
     """Start with `start()`, stop with `stop()` (or use it as a context manager). `log` gets
-    one line per worker event."""
+    one line per worker event. `clouds` shares another deployment's clouds."""
 
     def __init__(self, work_dir: Path, *, roles_file: Path, trust_domain: str = "cib",
                  levels: Iterable[str] = ("1", "3"), builders: int = 2,
                  machine_env: dict[str, str] | None = None,
-                 log: Callable[[str], None] | None = None):
+                 log: Callable[[str], None] | None = None,
+                 clouds: tuple[MotoServer, AzureServer] | None = None):
         self.work_dir = work_dir
         self.trust_domain = trust_domain
         self.levels = tuple(levels)
@@ -64,8 +65,10 @@ class LocalDeployment:
         self.machine_env = dict(machine_env or {})
         self.log = log or (lambda line: None)
         self.tc = DevTaskcluster(roles_file=roles_file, claim_work_timeout=1.0)
-        self.aws = MotoServer()
-        self.azure = AzureServer()
+        # another deployment's clouds (a second environment on the same cloud accounts),
+        # started and stopped by their owner; moto keeps one state per process anyway
+        self._own_clouds = clouds is None
+        self.aws, self.azure = clouds or (MotoServer(), AzureServer())
         self.workers: dict[str, list[DevWorker]] = {}
         self.problems: dict[str, list[str]] = {}
         self._lock = threading.Lock()
@@ -77,8 +80,9 @@ class LocalDeployment:
     def start(self) -> LocalDeployment:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.tc.start()
-        self.aws.start()
-        self.azure.start()
+        if self._own_clouds:
+            self.aws.start()
+            self.azure.start()
         for level in self.levels:
             self.tc.set_secret(clouds_secret_name(level),
                                {**self.aws.clouds_secret(), **self.azure.secret()})
@@ -97,8 +101,9 @@ class LocalDeployment:
             self.workers = {}
         for worker in workers:
             worker.stop(timeout=30)
-        self.azure.stop()
-        self.aws.stop()
+        if self._own_clouds:
+            self.azure.stop()
+            self.aws.stop()
         self.tc.stop()
 
     def __enter__(self) -> LocalDeployment:

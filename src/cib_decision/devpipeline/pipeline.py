@@ -10,6 +10,9 @@ deployment's workers; nothing runs in this process.
 
 from __future__ import annotations
 
+import contextlib
+import gzip
+import json
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -19,10 +22,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import slugid
 import yaml
 
 import taskcluster
 
+from .. import action_hooks
 from .. import github_events as events
 from ..config import DirectorySource, load_fleet
 from ..dev_event import render_event, service_scopes
@@ -91,15 +96,18 @@ class LocalPipeline:
         self.repo: Path | None = None
         self.environment = ""
         self.head = ""  # the prepared commit
+        self.promotion: LocalPipeline | None = None  # the environment promoted to
 
     @property
     def tc(self):
         return self.deployment.tc
 
-    def prepare(self, repo: Path, environment: str | None = None) -> str:
+    def prepare(self, repo: Path, environment: str | None = None,
+                promotion: LocalDeployment | None = None) -> str:
         """In the clone `repo` (`repository.clone`): point the environment the deployment
-        plays at it, pin the disk sources to the stand-ins seeded in the local clouds, and
-        commit; the commit's sha."""
+        plays at it (and, with `promotion`, the first other environment at that deployment:
+        `self.promotion` plays it), pin the disk sources to the stand-ins seeded in the local
+        clouds, and commit; the commit's sha."""
         work = self.deployment.work_dir
         config = repository.config_dir(repo)
         fleet = load_fleet(DirectorySource(str(config)))
@@ -109,13 +117,25 @@ class LocalPipeline:
                            f"{', '.join(fleet.environments) or 'none'})")
         repository.point_environment_at(config, fleet.environments[self.environment],
                                         self.tc.root_url)
+        if promotion is not None:
+            others = [name for name in fleet.environments if name != self.environment]
+            if not others:
+                raise CibError(f"{config}: promotion needs a second environment to promote "
+                               f"to; {self.environment} is the only one")
+            self.promotion = LocalPipeline(promotion, full_name=self.full_name, log=self.log)
+            self.promotion.repo, self.promotion.environment = repo, others[0]
+            repository.point_environment_at(config, fleet.environments[others[0]],
+                                            promotion.tc.root_url)
         seeded = seed_fleet(self.deployment.aws, fleet, work / "stand-ins")
         self.deployment.azure.fake.add_fleet(fleet)
         pin_sources(config, seeded.pins())
         self.repo = repo
+        played = " and ".join(p.environment for p in (self, self.promotion) if p is not None)
         sha = repository.commit_all(
-            repo, f"Local pipeline: {self.environment} is the local Taskcluster; disk "
-                  "sources pinned to the local mirror's stand-ins", allow_empty=True)
+            repo, f"Local pipeline: {played} played by local Taskclusters; disk sources "
+                  "pinned to the local mirror's stand-ins", allow_empty=True)
+        if self.promotion is not None:
+            self.promotion.head = sha
         self.log(f"repository {self.full_name} at {repo} ({sha[:12]})")
         return sha
 
@@ -163,6 +183,45 @@ class LocalPipeline:
         return EventResult(event, head, task_id, time.monotonic() - started,
                            self.results(task_id))
 
+    def trigger_action(self, decided: EventResult, name: str, user_input: dict[str, Any], *,
+                       timeout: float = 1800) -> EventResult:
+        """Trigger action `name` of the decision of `decided` as Treeherder or the UI would
+        (its hook from the decision's actions.json, rendered as fxci's in-tree action hook and
+        the hooks service render it), and wait for the tasks it adds to the task group. The
+        local Taskcluster has no hooks service: the action task is created with the scopes
+        of the hook's role (`assume:repo:<repository>:action:<permission>`)."""
+        started = time.monotonic()
+        group = decided.decision_task_id
+        actions = json.loads(self._artifact(group, "public/actions.json"))
+        action = action_hooks.find_action(actions, name)
+        permission = action.get("extra", {}).get("actionPerm", "generic")
+        payload = action_hooks.trigger_payload(action, group, None, user_input)
+        task_id = slugid.nice()
+        now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        task = action_hooks.render_hook_task(
+            action_hooks.hook_task_template(self._template(), permission), payload,
+            "dev-up", now, task_id)
+        if task is None:
+            raise CibError(f"action {name}: .taskcluster.yml renders no task for it")
+        before = {t.task_id for t in decided.tasks}
+        queue = taskcluster.Queue({
+            "rootUrl": self.tc.root_url, "credentials": self.tc.root_credentials,
+            "authorizedScopes": [f"assume:repo:github.com/{self.full_name}:action:"
+                                 f"{permission}"]})
+        queue.createTask(task_id, task)
+        self.log(f"action {name} on {group}: action task {task_id}")
+        self._wait(group, timeout)
+        return EventResult(f"action {name}", decided.head, task_id,
+                           time.monotonic() - started,
+                           self.results(group, decision_task_id=task_id, exclude=before))
+
+    def _artifact(self, task_id: str, name: str) -> bytes:
+        found = self.tc.artifacts(task_id).get(name)
+        if not found or found.get("content") is None:
+            raise CibError(f"task {task_id} has no artifact {name}")
+        content = found["content"]
+        return gzip.decompress(content) if content[:2] == b"\x1f\x8b" else content
+
     def _wait(self, task_group_id: str, timeout: float) -> None:
         """Until nothing of the group can run any more, `timeout` passes, or the group is
         stalled: nothing runs and what is pending waits on queues no worker will ever serve
@@ -192,13 +251,16 @@ class LocalPipeline:
             else:
                 stalled_since = None
 
-    def results(self, task_group_id: str) -> list[TaskResult]:
-        """Every task of the group, the decision first, then by label."""
+    def results(self, task_group_id: str, decision_task_id: str | None = None,
+                exclude: set[str] | frozenset[str] = frozenset()) -> list[TaskResult]:
+        """Every task of the group but `exclude`, the decision (default: the task whose id
+        is the group's) first, then by label."""
+        decision = decision_task_id or task_group_id
         definitions = self.tc.tasks()
         statuses = self.tc.statuses()
         found = []
         for task_id, definition in definitions.items():
-            if definition["taskGroupId"] != task_group_id:
+            if definition["taskGroupId"] != task_group_id or task_id in exclude:
                 continue
             status = statuses[task_id]
             runs = status["runs"]
@@ -212,11 +274,11 @@ class LocalPipeline:
                 state=status["state"] if status["state"] in RESOLVED or not runs
                 else runs[-1]["state"],
                 reason=runs[-1].get("reasonResolved", "") if runs else "",
-                platform="decision" if task_id == task_group_id else platform,
-                symbol="D" if task_id == task_group_id else symbol,
+                platform="decision" if task_id == decision else platform,
+                symbol="D" if task_id == decision else symbol,
                 queue=definition["taskQueueId"], runs=len(runs),
                 artifacts=self.tc.artifacts(task_id) if runs else {}))
-        return sorted(found, key=lambda t: (t.task_id != task_group_id, t.label))
+        return sorted(found, key=lambda t: (t.task_id != decision, t.label))
 
     def _template(self) -> dict[str, Any]:
         path = self._repo() / ".taskcluster.yml"
@@ -285,9 +347,12 @@ def local_pipeline(source: Path, revision: str, work: Path, *,
                    environment: str | None = None, builders: int = 2,
                    full_name: str = "example/images",
                    log: Callable[[str], None] | None = None,
-                   worker_log: Callable[[str], None] | None = None) -> Iterator[LocalPipeline]:
+                   worker_log: Callable[[str], None] | None = None,
+                   promotion: bool = False) -> Iterator[LocalPipeline]:
     """The local deployment started for `source` at `revision` (cloned into `work`), its
-    clouds seeded and the repository prepared (`LocalPipeline.prepare`); stopped on exit."""
+    clouds seeded and the repository prepared (`LocalPipeline.prepare`); stopped on exit.
+    With `promotion`, a second deployment on the same clouds plays the environment promoted
+    to (`LocalPipeline.promotion`)."""
     from ..devclouds.aws import STAND_IN_CONVERT_COMMAND
 
     repo = repository.clone(source, revision, work / "github" / full_name)
@@ -310,9 +375,16 @@ def local_pipeline(source: Path, revision: str, work: Path, *,
     }
     deployment = LocalDeployment(work / "deployment", roles_file=roles, builders=builders,
                                  machine_env=machine_env, log=worker_log)
-    with deployment:
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(deployment)
+        second = None
+        if promotion:
+            second = stack.enter_context(LocalDeployment(
+                work / "promotion", roles_file=roles, builders=builders,
+                machine_env=machine_env, log=worker_log,
+                clouds=(deployment.aws, deployment.azure)))
         pipeline = LocalPipeline(deployment, full_name=full_name, log=log)
-        pipeline.head = pipeline.prepare(repo, environment)
+        pipeline.head = pipeline.prepare(repo, environment, second)
         yield pipeline
 
 
@@ -328,8 +400,14 @@ def play_scenarios(pipeline: LocalPipeline, scenarios: list[str],
             pr_head = pipeline.commit("Try one more worker in a pool", branch=PR_BRANCH,
                                       change=bump_pool_capacity)
             yield pipeline.play("pull-request", pr_head, base=head, timeout=timeout)
+        elif scenario == "pull-request-untrusted":
+            pr_head = pr_head if pr_head != head else pipeline.commit(
+                "Try one more worker in a pool", branch=PR_BRANCH, change=bump_pool_capacity)
+            yield pipeline.play("pull-request-untrusted", pr_head, base=head, timeout=timeout)
         elif scenario == "pull-request-closed":
             yield pipeline.play("pull-request-closed", pr_head, base=head, timeout=timeout)
+        elif scenario == "promote":
+            yield from _promote(pipeline, head, timeout)
         elif scenario == "cron":
             yield pipeline.play("cron", head, timeout=timeout)
         elif scenario == "pool-deploy":
@@ -337,3 +415,21 @@ def play_scenarios(pipeline: LocalPipeline, scenarios: list[str],
             yield pipeline.play("push", head, timeout=timeout)
         else:
             raise CibError(f"unknown scenario {scenario!r}")
+
+
+def _promote(pipeline: LocalPipeline, head: str, timeout: float) -> Iterator[EventResult]:
+    """The other environment's push of `head` (its own decision, whose actions.json offers
+    `promote`), then the `promote` action on it for the first key the push released, from
+    the played environment."""
+    target = pipeline.promotion
+    if target is None:
+        raise CibError("promote needs the deployment started with promotion=True")
+    pushed = target.play("push", head, timeout=timeout)
+    yield pushed
+    released = sorted(t.label.removeprefix("tag-") for t in pushed.tasks
+                      if t.label.startswith("tag-") and t.ok)
+    if not released:
+        raise CibError(f"the {target.environment} push released no key to promote")
+    yield target.trigger_action(pushed, "promote", {
+        "key": released[0], "from": pipeline.environment, "to": target.environment},
+        timeout=timeout)
