@@ -156,3 +156,28 @@ def test_the_callback_fails_clearly_when_no_task_environment_was_built(
     parameters = artifact(decided, "parameters.yml")
     with pytest.raises(CibError, match="no task environment was built"):
         built_task_env(parameters, load_graph_config(str(decided / "taskcluster")))
+
+
+def test_the_hook_as_fxci_generates_it_and_the_hooks_service_renders_it(decided):
+    """`action_hooks`: the trigger payload from actions.json, fxci's in-tree hook template
+    around .taskcluster.yml, and the hooks service's rendering give a valid action task for
+    the decision's task group, under the hook role's scopes."""
+    from cib_decision import action_hooks
+
+    action = action_hooks.find_action(artifact(decided, "actions.json"), "promote")
+    payload = action_hooks.trigger_payload(action, GROUP, None, INPUT)
+    assert payload["user"] == {"input": INPUT, "taskId": None, "taskGroupId": GROUP}
+    tcyml = yaml.safe_load((decided / ".taskcluster.yml").read_text())
+    template = action_hooks.hook_task_template(tcyml, action["extra"]["actionPerm"])
+    task = action_hooks.render_hook_task(template, payload, "mozilla-auth0/ad|someone",
+                                         "2026-12-06T00:00:00.000Z", "fRkMcrpwTmCzJhOaQ6gBVA")
+    # in the group of the decision whose actions.json offered it
+    assert "taskId" not in task
+    assert task["taskGroupId"] == payload["decision"]["action"]["taskGroupId"]
+    assert task["scopes"] == ["assume:repo:github.com/example/images:action:promote"]
+    assert task["payload"]["env"]["ACTION_CALLBACK"] == "promote"
+    assert json.loads(task["payload"]["env"]["ACTION_INPUT"]) == INPUT
+    assert task["extra"]["action"]["context"]["clientId"] == "mozilla-auth0/ad|someone"
+    assert not list(validator("/schemas/queue/v1/create-task-request.json").iter_errors(task))
+    with pytest.raises(CibError, match="offers no action 'nope'"):
+        action_hooks.find_action(artifact(decided, "actions.json"), "nope")

@@ -45,7 +45,8 @@ def played(tmp_path_factory):
     work = tmp_path_factory.mktemp("local-pipeline")
     with local_pipeline(ROOT, "HEAD", work) as pipeline:
         results = {r.event: r for r in play_scenarios(
-            pipeline, ["push", "pull-request", "pull-request-closed", "cron"], TIMEOUT)}
+            pipeline, ["push", "pull-request", "pull-request-untrusted", "pull-request-closed",
+                       "cron"], TIMEOUT)}
         yield pipeline, results
 
 
@@ -141,6 +142,16 @@ def test_a_pull_request_deploys_and_verifies_its_own_pool_and_its_close_tears_it
     # worker-manager keeps a deleted pool, with the null provider, until its workers are gone
     pools = pipeline.tc.worker_pools()
     assert {pools[p]["providerId"] for p in pr_pools} == {"null-provider"}
+
+
+def test_an_untrusted_pull_request_only_checks_the_config_under_its_narrow_role(played):
+    pipeline, results = played
+    untrusted = results["pull-request-untrusted"]
+    check_every_task_completed_with_its_artifacts(pipeline, untrusted)
+    (decision,) = untrusted.tasks
+    assert decision.queue == "cib-1/decision"
+    assert pipeline.tc.tasks()[decision.task_id]["scopes"] == [
+        "assume:repo:github.com/example/images:pull-request-untrusted"]
 
 
 def test_a_cron_decision_runs_with_its_cron_role_and_reuses_the_pushed_images(played):

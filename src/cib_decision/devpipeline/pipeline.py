@@ -406,8 +406,8 @@ def play_scenarios(pipeline: LocalPipeline, scenarios: list[str],
             yield pipeline.play("pull-request-untrusted", pr_head, base=head, timeout=timeout)
         elif scenario == "pull-request-closed":
             yield pipeline.play("pull-request-closed", pr_head, base=head, timeout=timeout)
-        elif scenario == "promote":
-            yield from _promote(pipeline, head, timeout)
+        elif scenario == "promote":  # the prepared fleet, whatever was pushed since
+            yield from _promote(pipeline, pipeline.head, timeout)
         elif scenario == "cron":
             yield pipeline.play("cron", head, timeout=timeout)
         elif scenario == "pool-deploy":
