@@ -67,6 +67,8 @@ def test_a_task_runs_in_a_fresh_directory_with_a_clean_environment_and_uploads(
     workdir = gzip.decompress(artifacts["public/out/pwd.txt"]["content"]).decode().strip()
     assert workdir == env["TASK_WORKDIR"] == env["HOME"]
     assert Path(workdir).name == f"task_{task_id[:13]}_0"
+    worker.stop()  # its loop has moved on: generic-worker's cleanUpTaskDirs removed the directory
+    assert not Path(workdir).exists()
     log = gzip.decompress(artifacts["public/logs/live_backing.log"]["content"]).decode()
     assert "hi\n" in log and "=== Task Finished ===" in log
     assert artifacts["public/logs/live.log"]["storageType"] == "link"
@@ -197,3 +199,16 @@ def test_a_worker_killed_mid_task_leaves_a_run_the_queue_retries_on_another_work
         survivor.stop()
     assert [(r["state"], r["reasonResolved"], r.get("workerId")) for r in status["runs"]] == [
         ("exception", "claim-expired", "doomed"), ("completed", "completed", "survivor")]
+
+
+def test_a_worker_with_a_logs_directory_keeps_each_tasks_log_there(dev_taskcluster, tmp_path):
+    settings = settings_of(dev_taskcluster, tmp_path, "logger")
+    settings.logs_dir = tmp_path / "logs"
+    worker = DevWorker(settings).start()
+    try:
+        task_id, status = run(dev_taskcluster, bash("echo kept"))
+    finally:
+        worker.stop()
+    assert status["state"] == "completed"
+    assert "kept\n" in (tmp_path / "logs" / f"{task_id}-0.log").read_text()
+    assert list((tmp_path / "tasks").iterdir()) == []

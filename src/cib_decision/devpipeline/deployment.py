@@ -206,9 +206,11 @@ class LocalDeployment:
                 root_url=self.tc.root_url,
                 credentials=self.tc.worker_credentials(queue, WORKER_GROUP, worker_id),
                 task_queue_id=queue, worker_group=WORKER_GROUP, worker_id=worker_id,
-                tasks_dir=home / "tasks", downloads_dir=home / "downloads",
+                # one machine: the workers share the downloads cache (a task environment
+                # is 52 MB; each worker fetching its own would be a gigabyte per push)
+                tasks_dir=home / "tasks", downloads_dir=self.work_dir / "downloads",
                 platform=platform, machine_env=self.machine_env,
-                schemas=self.tc.schemas.store)
+                schemas=self.tc.schemas.store, logs_dir=self.work_dir / "logs")
             worker = DevWorker(settings, log=lambda line, w=worker_id: self.log(f"[{w}] {line}"))
             self.workers.setdefault(queue, []).append(worker.start())
         self.log(f"started worker {worker_id} ({platform}) for {queue}")

@@ -61,6 +61,12 @@ class WorkerSettings:
     # what the machine image provides outside the task (its /etc/gitconfig, say), as variables
     machine_env: dict[str, str] = field(default_factory=dict)
     schemas: SchemaStore | None = None
+    # generic-worker's cleanUpTaskDirs (default true): a task's directory goes once the task
+    # is resolved (a task environment unpacked per task is 180 MB)
+    clean_up_task_dirs: bool = True
+    # not generic-worker's: where a copy of each task's backing log stays (a local run's
+    # logs outlive its Taskcluster)
+    logs_dir: Path | None = None
 
     @property
     def options(self) -> dict[str, Any]:
@@ -268,7 +274,9 @@ class TaskRun:
                 if response.status_code != 200:
                     raise ValueError(f"could not download {key}: HTTP "
                                      f"{response.status_code}")
-                partial = path.with_suffix(".part")
+                # unique: workers sharing a downloads directory may fetch the same content
+                partial = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}"
+                                         ".part")
                 with open(partial, "wb") as out:
                     for chunk in response.iter_content(1 << 20):
                         out.write(chunk)

@@ -4,6 +4,7 @@ with `worker-shutdown` (its artifacts and logs still uploaded)."""
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -83,4 +84,15 @@ class DevWorker:
                 self._running.remove(task)
         self.resolved.append((task.task_id, task.run_id, state))
         self.log(f"{task.task_id} run {task.run_id}: {state}")
+        self._clean_up(task)
         return state
+
+    def _clean_up(self, task: TaskRun) -> None:
+        """generic-worker's purge of finished task directories (`cleanUpTaskDirs`), keeping
+        a copy of the log in `logs_dir` when one is set."""
+        if self.settings.logs_dir is not None and task.backing_log.is_file():
+            self.settings.logs_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(task.backing_log,
+                            self.settings.logs_dir / f"{task.task_id}-{task.run_id}.log")
+        if self.settings.clean_up_task_dirs:
+            shutil.rmtree(task.task_dir, ignore_errors=True)
