@@ -134,6 +134,29 @@ def test_a_bad_directive_exits_2_naming_the_line_and_submits_nothing(dev_taskclu
     assert "line 3" in result.stderr and "win10-46" in result.stderr
     assert "Traceback" not in result.stderr
     assert graph_tasks(dev_taskcluster) == {}
+    # the check run says why: the commit message is no file, so the text only
+    text = (repo / "artifacts" / "github" / "customCheckRunText.md").read_text()
+    assert "directive problems" in text and "line 3: `include keys: win10-46`" in text
+    assert not (repo / "artifacts" / "github" / "customCheckRunAnnotations.json").exists()
+
+
+def test_a_config_error_is_an_annotation_on_its_file_and_line_and_nothing_is_submitted(
+        dev_taskcluster, repo):
+    path = repo / "config" / "win10-64.yaml"
+    lines = path.read_text().splitlines(keepends=True)
+    number = next(i for i, line in enumerate(lines) if line.startswith("    timezone:")) + 1
+    lines[number - 1] = "    timezone: UTC\n    timezon: UTC\n"
+    path.write_text("".join(lines))
+    git(repo, "commit", "-q", "-am", "Typo")
+    result = dev_event(dev_taskcluster, repo, "push")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert graph_tasks(dev_taskcluster) == {}
+    github = repo / "artifacts" / "github"
+    (annotation,) = json.loads((github / "customCheckRunAnnotations.json").read_text())
+    assert annotation["path"] == "config/win10-64.yaml"
+    assert annotation["start_line"] == annotation["end_line"] == number + 1
+    assert annotation["annotation_level"] == "failure" and "timezon" in annotation["message"]
+    assert "The config has 1 problem" in (github / "customCheckRunText.md").read_text()
 
 
 HOSTILE = """

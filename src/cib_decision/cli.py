@@ -44,7 +44,14 @@ def _load(config_dir: str) -> Fleet:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    fleet = _load(args.config_dir)
+    try:
+        fleet = _load(args.config_dir)
+    except CibError as error:
+        if args.artifacts is not None:  # the untrusted pull request's check run shows it
+            from .checkrun_errors import write_error_report
+
+            write_error_report(error, args.artifacts, Path.cwd())
+        raise
     pools = sum(len(k.pools) for k in fleet.keys.values())
     targets = sum(len(k.targets) for k in fleet.keys.values())
     print(f"{args.config_dir}: OK ({len(fleet.keys)} keys, {targets} targets, {pools} pools, "
@@ -124,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     check = config_commands.add_parser(
         "check", help="validate every config file; problems are listed as FILE:LINE: message")
     check.add_argument("--config-dir", default=DEFAULT_CONFIG_DIR)
+    check.add_argument("--artifacts", type=Path, metavar="DIR",
+                       help="also write the problems as the task's GitHub check run shows "
+                            "them (github/customCheckRunText.md, "
+                            "github/customCheckRunAnnotations.json) under DIR")
     check.set_defaults(func=cmd_config_check)
 
     directives = commands.add_parser(

@@ -84,6 +84,7 @@ def progress_display() -> Progress:
 def cmd_decision(args: argparse.Namespace) -> int:
     import taskcluster
 
+    from .checkrun_errors import write_error_report
     from .decision import DecisionRequest, decision_task_id, run_decision
     from .tc import client_options
     from .tcschemas import SchemaStore
@@ -101,7 +102,12 @@ def cmd_decision(args: argparse.Namespace) -> int:
     except LookupError as error:
         raise CibError(str(error)) from error
     queue = taskcluster.Queue({**client, "maxRetries": 0})
-    result = run_decision(request, queue, schemas, progress_display())
+    try:
+        result = run_decision(request, queue, schemas, progress_display())
+    except CibError as error:
+        # the check run shows it: config problems as annotations on their lines
+        write_error_report(error, args.artifacts, Path.cwd())
+        raise
     if result.report is None:
         print(f"dry run: {len(result.pending)} tasks checked, nothing submitted")
     return 0
