@@ -101,7 +101,7 @@ def test_level_and_role_follow_the_event(event, level, scope):
 def test_untrusted_pull_requests_only_check_the_config():
     (task,) = render(EVENTS["pr-untrusted"])
     command = task["payload"]["command"][0][-1]
-    assert command.endswith("cib config check")
+    assert command.endswith("cib config check --artifacts artifacts")  # its check run report
     assert "cib decision" not in command
 
 
