@@ -114,6 +114,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(plan_dot(plan))
     elif args.format == "mermaid":
         print(plan_mermaid(plan))
+    elif args.format == "markdown":  # the decision's check run text
+        from .checkrun import plan_markdown
+
+        print(plan_markdown(plan))
     else:
         plan_table(plan, sys.stdout)
     return 0
@@ -173,7 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
                       choices=("opened", "synchronize", "reopened", "closed"))
     plan.add_argument("--environment", help="environment the decision runs for "
                                             "(default: the first in environments.yaml)")
-    plan.add_argument("--format", choices=("table", "json", "dot", "mermaid"), default="table")
+    plan.add_argument("--format", choices=("table", "json", "dot", "mermaid", "markdown"),
+                      default="table")
     plan.set_defaults(func=cmd_plan)
     decision_cli.add_parser(commands)
     dev_event.add_parser(commands)

@@ -58,6 +58,9 @@ class PlannedTask:
     dependencies: list[str]
     reason: str
     task: dict[str, Any]
+    # taskgraph's attributes of the task (`cib-key`, `cib-target`, `cib-pool`, ...): the
+    # definition in `task` does not name the image key it belongs to
+    attributes: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -245,7 +248,7 @@ def _generate(taskcluster_dir: Path, values: dict[str, Any], directives: Directi
         plan.tasks[task.label] = PlannedTask(
             task.label, task.kind, symbol,
             sorted(label_of.get(d, d) for d in task.dependencies.values()),
-            reasons.why(task), task.task)
+            reasons.why(task), task.task, dict(task.attributes))
     for label in sorted(set(tgg.target_task_graph.tasks) - set(plan.tasks)):
         plan.built[label] = "done at the base revision with the same digest"
     return plan
