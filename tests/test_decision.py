@@ -67,6 +67,10 @@ def test_a_push_submits_every_task_of_the_graph_once(dev_taskcluster, repo):
     for name in ("parameters.yml", "full-task-graph.json", "task-graph.json",
                  "target-tasks.json"):
         assert (repo / "artifacts" / name).is_file()
+    # the check run: the plan, every key built (nothing was in the index)
+    text = (repo / "artifacts" / "github" / "customCheckRunText.md").read_text()
+    assert text.startswith("### Plan") and "| win10-64 | build |" in text
+    assert "0 reused from earlier builds" in text
     # Treeherder's "add new jobs": every task of the full graph, with its symbol
     runnable = json.loads((repo / "artifacts" / "runnable-jobs.json").read_text())
     full = json.loads((repo / "artifacts" / "full-task-graph.json").read_text())

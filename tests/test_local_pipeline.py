@@ -96,7 +96,7 @@ def test_a_push_of_the_bundled_fleet_completes_every_task_on_workers(played):
     assert pipeline.tc.tasks()[decision.task_id]["scopes"] == [
         "assume:repo:github.com/example/images:branch:main"]
     for name in ("task-graph.json", "label-to-taskid.json", "runnable-jobs.json",
-                 "actions.json", "parameters.yml"):
+                 "actions.json", "parameters.yml", "github/customCheckRunText.md"):
         assert f"public/{name}" in decision.artifacts
     # no schema directory in a task: the decision validated its tasks against the
     # deployment's schemas, fetching each once (not once per task)
@@ -161,8 +161,11 @@ def test_a_cron_decision_runs_with_its_cron_role_and_reuses_the_pushed_images(pl
     decision = pipeline.tc.tasks()[cron.decision_task_id]
     assert decision["scopes"] == ["assume:repo:github.com/example/images:cron:nightly"]
     assert "index.cib.v2.images.latest.taskgraph.decision-nightly" in decision["routes"]
-    # the push built every image of this revision: the cron graph rebuilds none
+    # the push built every image of this revision: the cron graph rebuilds none, and its
+    # check run says so
     assert not [t for t in cron.tasks if t.label.startswith(("disk-image", "machine-image"))]
+    text = pipeline._artifact(cron.decision_task_id, "public/github/customCheckRunText.md")
+    assert "the index has a task of the same digest" in text.decode()
 
 
 @pytest.mark.parametrize("args, message", [

@@ -166,6 +166,49 @@ def _write_artifacts(tgg: Any, label_to_taskid: dict[str, str], artifacts: Path,
         (artifacts / name).write_text(tg_json.dumps(data, sort_keys=True, indent=2))
 
 
+def _write_check_run_text(tgg: Any, root: Path, artifacts: Path) -> None:
+    """The plan as the decision's GitHub check run shows it (`checkrun.plan_markdown`): what
+    runs and why (the config paths changed since the base revision), what the index gave
+    from earlier builds, what was skipped, the directives."""
+    from .changes import compute_changes
+    from .checkrun import plan_markdown
+    from .checkrun_errors import TEXT_ARTIFACT
+    from .directives import Directives
+    from .plan import plan_of_graph, skipped_tasks
+    from .taskgraph import fleet as graph_fleet
+
+    parameters = dict(tgg.parameters)
+    config_dir = graph_fleet.config_dir(tgg.graph_config)
+    fleet = graph_fleet.load(config_dir).fleet
+    base = _base_fleet(root, config_dir, parameters.get("base_rev"))
+    report = compute_changes(base, fleet, parameters.get("base_rev") or "",
+                             parameters["head_rev"])
+    directives = Directives.from_json(parameters["cib_directives"])
+    plan = plan_of_graph(tgg, directives, report,
+                         "built earlier: the index has a task of the same digest")
+    plan.skipped = skipped_tasks(fleet, directives, parameters)
+    path = artifacts / TEXT_ARTIFACT
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(plan_markdown(plan), encoding="utf-8")
+
+
+def _base_fleet(root: Path, config_dir: Path, base_rev: str | None) -> Any:
+    """The fleet at the base revision; None (everything counts as new) when it cannot be
+    read."""
+    from .config import load_fleet
+    from .gitrepo import GitTreeSource, open_repo, resolve
+
+    if not base_rev:
+        return None
+    try:
+        source = GitTreeSource(resolve(open_repo(root), base_rev),
+                               str(config_dir.resolve().relative_to(root.resolve())))
+        return load_fleet(source) if source.exists else None
+    except (CibError, ValueError) as error:
+        log.warning("no comparison with the base revision for the check run (%s)", error)
+        return None
+
+
 def generate(request: DecisionRequest) -> Any:
     """The taskgraph generator for the decision, run to its morphed graph."""
     from taskgraph.config import load_graph_config
@@ -220,6 +263,7 @@ def run_decision(request: DecisionRequest, queue: Any, schemas: SchemaStore,
     for task_id, task in graph.tasks.items():  # morphs (index tasks) name theirs at random
         label_to_taskid[task.label] = task_id
     _write_artifacts(tgg, label_to_taskid, request.artifacts, request.decision_task_id)
+    _write_check_run_text(tgg, request.root, request.artifacts)
     scheduler_id = f"{tgg.graph_config['trust-domain']}-level-{tgg.parameters['level']}"
     pending = complete_definitions(graph, label_to_taskid, request.decision_task_id,
                                    scheduler_id, datetime.now(UTC))

@@ -238,10 +238,20 @@ def _generate(taskcluster_dir: Path, values: dict[str, Any], directives: Directi
     parameters = Parameters(strict=True, **values)
     with _kinds_in_this_process(), kinds_root(taskcluster_dir.parent) as root_dir:
         tgg = TaskGraphGenerator(root_dir=root_dir, parameters=parameters)
-        optimized = tgg.optimized_task_graph
+        tgg.optimized_task_graph  # noqa: B018 - generated while the kinds are in place
+    return plan_of_graph(tgg, directives, report,
+                         "done at the base revision with the same digest")
+
+
+def plan_of_graph(tgg: Any, directives: Directives, report: ChangeReport,
+                  reused_because: str) -> Plan:
+    """The plan of a generated graph (taskgraph's `TaskGraphGenerator`, run to its
+    optimized graph): each task that runs and why (`report`: what changed since the base
+    revision), and the target tasks optimization replaced, as `reused_because`."""
+    optimized = tgg.optimized_task_graph
     label_of = {task_id: label for label, task_id in tgg.label_to_taskid.items()}
     reasons = _Reasons(report, directives)
-    plan = Plan(directives, dict(parameters))
+    plan = Plan(directives, dict(tgg.parameters))
     for task in sorted(optimized.tasks.values(), key=lambda t: t.label):
         th = task.task.get("extra", {}).get("treeherder", {})
         symbol = f"{th.get('groupSymbol', '?')}({th.get('symbol', '')})" if th else ""
@@ -250,8 +260,14 @@ def _generate(taskcluster_dir: Path, values: dict[str, Any], directives: Directi
             sorted(label_of.get(d, d) for d in task.dependencies.values()),
             reasons.why(task), task.task, dict(task.attributes))
     for label in sorted(set(tgg.target_task_graph.tasks) - set(plan.tasks)):
-        plan.built[label] = "done at the base revision with the same digest"
+        plan.built[label] = reused_because
     return plan
+
+
+def skipped_tasks(fleet: Fleet, directives: Directives,
+                  parameters: dict[str, Any]) -> dict[str, str]:
+    """The tasks the graph leaves out because cib does not build on their cloud, and why."""
+    return _skipped(fleet, directives, parameters)
 
 
 def _skipped(fleet: Fleet, directives: Directives, parameters: dict[str, Any]) -> dict[str, str]:
