@@ -265,10 +265,11 @@ class LocalPipeline:
             status = statuses[task_id]
             runs = status["runs"]
             treeherder = definition.get("extra", {}).get("treeherder", {})
-            symbol = treeherder.get("symbol", "?")
+            # a task without Treeherder metadata (an action's) shows by its label
+            symbol = treeherder.get("symbol") or definition["metadata"]["name"]
             if treeherder.get("groupSymbol", "?") != "?":
                 symbol = f"{treeherder['groupSymbol']}({symbol})"
-            platform = (treeherder.get("machine") or {}).get("platform", "")
+            platform = (treeherder.get("machine") or {}).get("platform", "other")
             found.append(TaskResult(
                 task_id=task_id, label=definition["metadata"]["name"],
                 state=status["state"] if status["state"] in RESOLVED or not runs
