@@ -13,10 +13,12 @@ stand-in disk sources; they share one deployment and take a few minutes together
 from __future__ import annotations
 
 import gzip
+import json
 import shutil
 import time
 
 import pytest
+import yaml
 
 from cib_decision.cli import main
 from cib_decision.devpipeline.pipeline import (
@@ -47,7 +49,19 @@ def played(tmp_path_factory):
         results = {r.event: r for r in play_scenarios(
             pipeline, ["push", "pull-request", "pull-request-untrusted", "pull-request-closed",
                        "cron"], TIMEOUT)}
+        broken = pipeline.commit("Add a setting", branch="broken", change=break_a_key)
+        results["broken"] = pipeline.play("pull-request", broken, base=pipeline.head,
+                                          pull_request=2, timeout=TIMEOUT)
         yield pipeline, results
+
+
+BROKEN_KEY = "win2022-64.yaml"
+
+
+def break_a_key(repo) -> None:
+    """A misspelt top-level field at the end of a key file."""
+    path = repo / "config" / BROKEN_KEY
+    path.write_text(path.read_text() + "imgae: {}\n")
 
 
 def explain(pipeline: LocalPipeline, result: EventResult) -> str:
@@ -142,6 +156,28 @@ def test_a_pull_request_deploys_and_verifies_its_own_pool_and_its_close_tears_it
     # worker-manager keeps a deleted pool, with the null provider, until its workers are gone
     pools = pipeline.tc.worker_pools()
     assert {pools[p]["providerId"] for p in pr_pools} == {"null-provider"}
+
+
+def test_a_pull_request_with_a_broken_key_fails_its_decision_with_an_annotation_at_the_line(
+        played):
+    pipeline, results = played
+    broken = results["broken"]
+    (decision,) = broken.tasks  # nothing submitted
+    assert decision.state == "failed"
+    annotations = json.loads(pipeline._artifact(
+        decision.task_id, "public/github/customCheckRunAnnotations.json"))
+    lines = (pipeline.repo / "config" / BROKEN_KEY).read_text().splitlines()
+    assert [(a["path"], a["start_line"], a["annotation_level"]) for a in annotations] == [
+        (f"config/{BROKEN_KEY}", len(lines) + 1, "failure")]
+    assert "imgae" in annotations[0]["message"]
+
+
+def test_the_pull_requests_check_run_names_the_changed_pool_and_rebuilds_no_image(played):
+    pipeline, results = played
+    opened = results["pull-request"]
+    text = pipeline._artifact(opened.decision_task_id,
+                              "public/github/customCheckRunText.md").decode()
+    assert "gecko-t/ubuntu-2404-aws" in text and "| build |" not in text
 
 
 def test_an_untrusted_pull_request_only_checks_the_config_under_its_narrow_role(played):
@@ -264,3 +300,25 @@ def test_a_deployed_pool_with_a_startable_config_and_image_gets_one_worker(deplo
     assert status["state"] == "completed"
     (worker,) = deployment.workers["gecko-t/good"]
     assert worker.settings.platform == "linux"  # the image keeps generic-worker's files there
+
+
+def test_the_played_environment_points_at_the_local_taskcluster_whatever_the_file_holds(
+        tmp_path):
+    from cib_decision.config.model import Environment
+    from cib_decision.devpipeline.repository import point_environment_at
+
+    staging = Environment("staging", "https://tc-staging.example.com", pull_requests=True)
+    url = "http://127.0.0.1:1234"
+    point_environment_at(tmp_path, staging, url)  # no file: the built-in environments
+    assert yaml.safe_load((tmp_path / "environments.yaml").read_text()) == {
+        "staging": {"root-url": url, "pull-requests": True}}
+    (tmp_path / "environments.yaml").write_text(
+        "# ours\nproduction:\n    root-url: https://tc.example.com  # real\n"
+        "staging:\n    description: no url yet\n")
+    point_environment_at(tmp_path, staging, url)
+    point_environment_at(tmp_path, Environment("production", "x"), "http://127.0.0.1:99")
+    text = (tmp_path / "environments.yaml").read_text()
+    assert text.startswith("# ours\n")
+    assert yaml.safe_load(text) == {
+        "production": {"root-url": "http://127.0.0.1:99"},
+        "staging": {"root-url": url, "description": "no url yet"}}

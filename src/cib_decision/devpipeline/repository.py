@@ -61,25 +61,31 @@ def config_dir(repo: Path) -> Path:
 
 def point_environment_at(config: Path, environment: Any, root_url: str) -> Path:
     """Make `root-url` of `environment` (a config `Environment`) `root_url` in
-    `config/environments.yaml`: rewritten in place, textually (comments stay), or, when the
-    config has no such file (it uses the built-in environments), a file with that one."""
+    `config/environments.yaml`, textually (comments stay): the line rewritten, or added to
+    the environment's block, or the environment added (a config without the file or without
+    that environment uses the built-in ones)."""
     path = config / "environments.yaml"
-    if not path.is_file():
-        path.write_text(yaml.safe_dump({environment.name: {
-            "root-url": root_url, "pull-requests": environment.pull_requests}}))
-        return path
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    inside = False
-    for number, line in enumerate(lines):
-        if re.match(r"^\S", line) and not line.startswith("#"):
-            inside = bool(re.match(rf"^{re.escape(environment.name)}\s*:", line))
-        elif inside and re.match(r"^\s+root-url\s*:", line):
-            indent = line[:len(line) - len(line.lstrip())]
-            lines[number] = f"{indent}root-url: {root_url}\n"
-            path.write_text("".join(lines), encoding="utf-8")
-            return path
-    raise CibError(f"{path}: environment {environment.name!r} has no root-url line to point "
-                   "at the local Taskcluster")
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    lines = text.splitlines(keepends=True)
+    header = next((n for n, line in enumerate(lines)
+                   if re.match(rf"^{re.escape(environment.name)}\s*:", line)), None)
+    if header is None:
+        block = yaml.safe_dump({environment.name: {
+            "root-url": root_url, "pull-requests": environment.pull_requests}})
+        lines += ([] if not lines or lines[-1].endswith("\n") else ["\n"]) + [block]
+    else:
+        end = next((n for n in range(header + 1, len(lines))
+                    if re.match(r"^\S", lines[n]) and not lines[n].startswith("#")),
+                   len(lines))
+        found = next((n for n in range(header + 1, end)
+                      if re.match(r"^\s+root-url\s*:", lines[n])), None)
+        if found is None:
+            lines.insert(header + 1, f"    root-url: {root_url}\n")
+        else:
+            indent = lines[found][:len(lines[found]) - len(lines[found].lstrip())]
+            lines[found] = f"{indent}root-url: {root_url}\n"
+    path.write_text("".join(lines), encoding="utf-8")
+    return path
 
 
 def commit_all(repo: Path, message: str, allow_empty: bool = False) -> str:
