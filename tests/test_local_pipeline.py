@@ -221,9 +221,10 @@ def test_bad_input_to_dev_up_is_one_line_and_exit_2_before_anything_starts(
 
 def test_an_unknown_scenario_is_refused_naming_the_known_ones(capsys):
     with pytest.raises(SystemExit) as exited:
-        main(["dev-up", "--scenarios", "push,promote"])
+        main(["dev-up", "--scenarios", "push,deploy-everything"])
     assert exited.value.code == 2
-    assert "unknown scenario promote; choose from push, pull-request" in capsys.readouterr().err
+    assert "unknown scenario deploy-everything; choose from push, pull-request" in \
+        capsys.readouterr().err
 
 
 @pytest.fixture
