@@ -13,6 +13,7 @@ from . import schemas
 from .cache import MISS, ParsedCache
 from .model import (
     DEFAULT_ENVIRONMENTS,
+    EMAIL,
     ENVIRONMENTS_FILE,
     SHARED_FILES,
     Environment,
@@ -103,7 +104,8 @@ def _environments(doc: YamlDocument | None) -> dict[str, Environment]:
         return {e.name: e for e in DEFAULT_ENVIRONMENTS}
     return {name: Environment(name, value["root-url"], value.get("description", ""),
                               value.get("pull-requests", False), _signing(value.get("signing")),
-                              _mirror(value.get("source-mirror")))
+                              _mirror(value.get("source-mirror")),
+                              value.get("notify-pull-requests", False))
             for name, value in doc.data.items()}
 
 
@@ -139,6 +141,11 @@ def _build_key(name: str, doc: YamlDocument, problems: list[Problem]) -> ImageKe
                                     f"duplicate target {target.id} (same platform, region and "
                                     f"group as line {doc.line_of(('target', seen[signature]))})"))
         seen.setdefault(signature, index)
+    for index, address in enumerate((raw.get("notify") or {}).get("email") or ()):
+        if not EMAIL.match(address):
+            problems.append(Problem(here, doc.line_of(("notify", "email", index)),
+                                    f"notify.email[{index}] {address!r} is not an email "
+                                    "address (name@domain, no white space)"))
     pools = tuple(Pool(p["domain"], p["variant"], p)
                   for p in (raw.get("manager") or {}).get("pool") or ())
     for index, pool in enumerate(pools):

@@ -17,6 +17,11 @@ SHARED_FILES = ("disable-windows-service", "drivers", "packages", "product-keys"
                 "unattend-commands")
 ENVIRONMENTS_FILE = "environments"
 
+# Task resolutions a key's owners are told about (Taskcluster notify's `on-<event>` routes).
+NOTIFY_EVENTS = ("failed", "exception")
+# An address that can be written into a notify route: no white space, one `@`, a dotted domain.
+EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+
 
 def normalise_region(region: str) -> str:
     """Canonical spelling of a region: lower case, no white space (`North Central US` ->
@@ -65,6 +70,15 @@ class Pool:
         return tuple(normalise_region(loc) for loc in self.raw.get("locations", ()))
 
 
+@dataclass(frozen=True)
+class Notify:
+    """Who is told when a task of a key fails: email addresses and the resolutions
+    (`NOTIFY_EVENTS`) they hear about. Not an image input: no digest covers it."""
+
+    emails: tuple[str, ...]
+    events: tuple[str, ...] = NOTIFY_EVENTS
+
+
 @dataclass(frozen=True, eq=False)
 class ImageKey:
     """One image definition: the file `<key>.yaml`."""
@@ -89,6 +103,19 @@ class ImageKey:
 
     def target(self, target_id: str) -> Target:
         return next(t for t in self.targets if t.id == target_id)
+
+    @cached_property
+    def notify(self) -> Notify:
+        """The key's `notify` setting; without `notify.email`, the `owner` addresses of its
+        pools (in order, each once; an owner that is not an address is left out)."""
+        setting = self.raw.get("notify") or {}
+        emails = setting.get("email")
+        if emails is None:
+            emails = [p.raw["owner"] for p in self.pools
+                      if isinstance(p.raw.get("owner"), str) and EMAIL.match(p.raw["owner"])]
+        events = setting.get("on")
+        return Notify(tuple(dict.fromkeys(emails)),
+                      NOTIFY_EVENTS if events is None else tuple(dict.fromkeys(events)))
 
 
 @dataclass(frozen=True)
@@ -124,6 +151,8 @@ class Environment:
     pull_requests: bool = False
     signing: Signing | None = None
     source_mirror: SourceMirror | None = None
+    # Whether pull-request graphs carry the keys' notify routes too (docs/notify.md).
+    notify_pull_requests: bool = False
 
 
 # cloud-image-builder hard-coded its two deployments; a config without environments.yaml gets them.

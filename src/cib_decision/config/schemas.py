@@ -147,6 +147,14 @@ TARGET = _obj({
     "bootstrap": _obj({"executions": {"type": ["array", "null"], "items": EXECUTION}}),
 }, ("platform", "region"))
 
+# extension: who hears about the key's failed tasks (docs/notify.md). Addresses are checked in
+# load.py (a pattern here would need escapes, which keep the key schema off jsonschema-rs).
+NOTIFY = _obj({
+    "email": {"type": "array", "items": NONEMPTY, "uniqueItems": True},
+    "on": {"type": "array", "items": {"enum": ["failed", "exception"]}, "minItems": 1,
+           "uniqueItems": True},
+})
+
 KEY = _obj({
     "image": IMAGE,
     "iso": ISO,
@@ -154,6 +162,7 @@ KEY = _obj({
     "target": {"type": "array", "items": TARGET, "minItems": 1},
     "log": _list(STR),
     "validation": _obj({"instance": _obj({"log": _list(_obj({"program": STR, "match": STR}))})}),
+    "notify": NOTIFY,  # extension
 }, ("image", "target"))
 
 # Shared sysprep inputs, one schema per file.
@@ -188,6 +197,8 @@ ENVIRONMENTS = {
         "description": STR,
         # Pull requests build images and per-PR pools only in environments that say so.
         "pull-requests": BOOL,
+        # Pull-request graphs carry the keys' notify routes only where this is true.
+        "notify-pull-requests": BOOL,
         # Release records are signed with the key in `secret` and checked against the armored
         # public key at `public-key` (from the repository root); both may say `{level}`.
         "signing": _obj({

@@ -399,6 +399,14 @@ class DevTaskcluster:
         with ctx.state.lock:
             return {t: r.status() for t, r in ctx.state.tasks.items()}
 
+    def notifications(self) -> list[dict[str, Any]]:
+        """The messages the notify service would have sent, in order: `{kind, target,
+        subject, taskId, state}` for each matching `notify.<kind>.<target>.on-<event>` route of
+        a resolved task (devtc/notify.py)."""
+        ctx = self._context()
+        with ctx.state.lock:
+            return copy.deepcopy(ctx.state.notifications)
+
     def worker_pools(self) -> dict[str, dict[str, Any]]:
         """Every worker pool as `workerPool` returns it, by workerPoolId."""
         ctx = self._context()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from . import dates, index
+from . import dates, index, notify
 from .api import Context
 from .state import TaskRecord
 
@@ -58,10 +58,12 @@ def resolved(ctx: Context, task_id: str) -> None:
 
 
 def _finished(ctx: Context, record: TaskRecord) -> None:
-    """What a final resolution sets off: dependents, and the index for a completed task."""
+    """What a final resolution sets off: dependents, the index for a completed task, and the
+    notify service's messages (notify.py)."""
     resolved(ctx, record.task_id)
     if record.state() == "completed":
         index.index_completed_task(ctx, record.task_id)
+    notify.task_resolved(ctx, record)
     ctx.state.changed.notify_all()
 
 

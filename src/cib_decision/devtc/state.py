@@ -219,3 +219,5 @@ class State:
             self.index: dict[str, IndexEntry] = {}
             self.pools: dict[str, WorkerPool] = {}
             self.secrets: dict[str, Secret] = {}
+            # messages the notify service would send, in order (notify.py)
+            self.notifications: list[dict[str, Any]] = []

@@ -10,6 +10,7 @@ from typing import Any
 from taskgraph.util.cached_tasks import add_optimization
 
 from ...directives import Directives
+from .. import fleet as graph_fleet
 from ..task_env import ENV_DIRECTORY, USES_ENV
 
 MAX_SYMBOL = 25  # Treeherder's limit for symbols and group symbols
@@ -145,6 +146,37 @@ def upstream_by_key(config) -> dict[str, list[Any]]:
     for task in config.kind_dependencies_tasks.values():
         grouped.setdefault(task.attributes.get("cib-key", ""), []).append(task)
     return grouped
+
+
+NOTIFY_ROUTE = "notify.email.{address}.on-{event}"
+# Rendered by Taskcluster's notify service with json-e ({task, status, taskId, rootUrl}).
+NOTIFY_SUBJECT = "cib: {label} of {key} ${{status.state}} at {rev}"
+
+
+def notify_routes(config, key: str) -> list[str]:
+    """The notify routes of a task of `key` (docs/notify.md): one per address and event of the
+    key's `notify` setting (by default its pools' owners, on failed and exception), none in a
+    pull-request graph unless its environment says `notify-pull-requests: true`."""
+    loaded = graph_fleet.load(graph_fleet.config_dir(config.graph_config))
+    if config.params["cib_pull_request"]:
+        environment = loaded.fleet.environments.get(config.params["cib_environment"])
+        if environment is None or not environment.notify_pull_requests:
+            return []
+    setting = loaded.fleet.keys[key].notify
+    return [NOTIFY_ROUTE.format(address=address, event=event)
+            for address in setting.emails for event in setting.events]
+
+
+def notify_owners(config, key: str, task: dict[str, Any]) -> dict[str, Any]:
+    """`task` with the notify routes of `key` and, when it has any, an email subject naming
+    the task, the key, the state and the revision."""
+    routes = notify_routes(config, key)
+    if routes:
+        task.setdefault("routes", []).extend(routes)
+        subject = NOTIFY_SUBJECT.format(label=task["label"], key=key,
+                                        rev=config.params["head_rev"][:12])
+        task.setdefault("extra", {}).setdefault("notify", {})["email"] = {"subject": subject}
+    return task
 
 
 def attributes(item: dict[str, Any], **extra: Any) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from .common import (
     build_args,
     directives_of,
     index_by_digest,
+    notify_owners,
     retry_transient,
     run_cib,
     treeherder,
@@ -27,7 +28,8 @@ def disk_image_task(config, items):
     for item in items:
         name = image_name(item["key"], item["digest"], kind="disk",
                           pull_request=config.params["cib_pull_request"])
-        yield index_by_digest(config, overwrite, "disk-image", item, {
+        yield notify_owners(config, item["key"], index_by_digest(
+            config, overwrite, "disk-image", item, {
             "label": f"{config.kind}-{item['name']}",
             "description": f"Build disk image {name} of {item['key']}",
             "attributes": attributes(item, **{"cib-kind": config.kind,
@@ -39,4 +41,4 @@ def disk_image_task(config, items):
                                                  item["key"], *args, artifacts=True),
                                        "max-run-time": 4 * 3600}),
             "treeherder": treeherder("D", "disk", item["key"], kind="build"),
-        })
+        }))

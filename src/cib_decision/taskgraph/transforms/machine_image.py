@@ -12,6 +12,7 @@ from .common import (
     build_args,
     directives_of,
     index_by_digest,
+    notify_owners,
     retry_transient,
     run_cib,
     target_symbol,
@@ -38,7 +39,8 @@ def machine_image_task(config, items):
             # The disk image comes from the dependency task itself, never from a `.latest`.
             dependencies["disk-image"] = f"disk-image-{item['key']}"
             worker["env"]["CIB_DISK_IMAGE_TASK_ID"] = {"task-reference": "<disk-image>"}
-        yield index_by_digest(config, overwrite, "machine-image", item, {
+        yield notify_owners(config, item["key"], index_by_digest(
+            config, overwrite, "machine-image", item, {
             "label": f"{config.kind}-{item['name']}",
             "description": f"Build machine image {name} of {item['key']} for {item['target']}",
             "attributes": attributes(item, **{"cib-kind": config.kind,
@@ -50,4 +52,4 @@ def machine_image_task(config, items):
             "worker": worker,
             "treeherder": treeherder("I", target_symbol(item["target"]), item["key"],
                                      kind="build"),
-        })
+        }))

@@ -12,6 +12,7 @@ from .common import (
     directives_of,
     images_overwritten,
     index_by_digest,
+    notify_owners,
     retry_transient,
     run_cib,
     treeherder,
@@ -39,7 +40,8 @@ def tag_task(config, items):
     for item in items:
         images = [task.label for task in upstream.get(item["key"], [])
                   if task.kind == "machine-image"]
-        yield index_by_digest(config, rebuild, "tag", item, {
+        yield notify_owners(config, item["key"], index_by_digest(
+            config, rebuild, "tag", item, {
             "label": f"{config.kind}-{item['name']}",
             "description": f"Tag the machine images of {item['key']}",
             "attributes": attributes(item, **{"cib-kind": config.kind, USES_ENV: True}),
@@ -53,4 +55,4 @@ def tag_task(config, items):
             "worker": retry_transient(run_cib(config.params, "image", "tag", "--key",
                                               item["key"], artifacts=True)),
             "treeherder": treeherder("T", "tag", item["key"]),
-        })
+        }))

@@ -8,6 +8,7 @@ from .common import (
     attributes,
     directives_of,
     index_by_digest,
+    notify_owners,
     pools_redeployed,
     th_symbol,
     treeherder,
@@ -24,7 +25,8 @@ def verify_task(config, items):
         command = ["echo verified on %COMPUTERNAME%"] if windows else \
             [["/bin/sh", "-c", "echo verified on $(hostname)"]]
         target_pool = item["deploy-pool"]
-        yield index_by_digest(config, redeploy, "verify", item, {
+        yield notify_owners(config, item["key"], index_by_digest(
+            config, redeploy, "verify", item, {
             "label": f"{config.kind}-{item['name']}",
             "description": f"Run a task on a worker of {target_pool}",
             "attributes": attributes(item, **{"cib-kind": config.kind,
@@ -34,7 +36,7 @@ def verify_task(config, items):
             "worker": {"command": command, "max-run-time": 600, "env": {},
                        "chain-of-trust": False},
             "treeherder": treeherder("V", th_symbol(item["pool"]), item["key"], kind="test"),
-        })
+        }))
 
 
 verify_on_pool = TransformSequence()

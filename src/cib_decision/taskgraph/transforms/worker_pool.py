@@ -10,6 +10,7 @@ from .common import (
     attributes,
     directives_of,
     index_by_digest,
+    notify_owners,
     pools_redeployed,
     pull_request_args,
     run_cib,
@@ -43,7 +44,8 @@ def worker_pool_task(config, items):
             config.params["cib_environment"], item["key"], item["pool"])
         # A deploy of the same definition with the same images was done: skip it, unless
         # pool-deploy asks for one.
-        yield index_by_digest(config, redeploy, "worker-pool", item, {
+        yield notify_owners(config, item["key"], index_by_digest(
+            config, redeploy, "worker-pool", item, {
             "label": f"{config.kind}-{item['name']}",
             "description": f"Deploy worker pool {target_pool} from the images of {item['key']}",
             "attributes": attributes(item, **{"cib-kind": config.kind,
@@ -63,4 +65,4 @@ def worker_pool_task(config, items):
             "worker": run_cib(config.params, "pool", "apply", "--pool", item["pool"],
                               *pull_request_args(config.params), *ttl),
             "treeherder": treeherder("W", th_symbol(item["pool"]), item["key"]),
-        })
+        }))
