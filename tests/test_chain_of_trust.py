@@ -36,6 +36,7 @@ from taskgraph.config import load_graph_config
 from taskgraph.parameters import Parameters
 
 import cib_decision.taskgraph.actions  # noqa: F401  (registers the promote action)
+from cib_decision import action_hooks
 from cib_decision import github_events as events
 from cib_decision.cli import build_parser
 from cib_decision.decision_cli import OPTION_NAMES
@@ -101,31 +102,6 @@ def actions_json(decision: dict[str, Any], decision_id: str) -> dict[str, Any]:
     return render_actions_json(parameters, graph_config, decision_id)
 
 
-def hook_task(tcyml: dict[str, Any], action_perm: str) -> dict[str, Any]:
-    """The task template of the in-tree action hook fxci's ci-admin generates
-    (src/ciadmin/generate/in_tree_actions.py `make_hook`)."""
-    return {"$let": {
-        "tasks_for": "action",
-        "action": {
-            "name": "${payload.decision.action.name}",
-            "title": "${payload.decision.action.title}",
-            "description": "${payload.decision.action.description}",
-            "taskGroupId": "${payload.decision.action.taskGroupId}",
-            "symbol": "${payload.decision.action.symbol}",
-            "cb_name": "${payload.decision.action.cb_name}",
-            "repo_scope": "assume:repo:${payload.decision.repository.url[8:]}:action:"
-                          + action_perm,
-            "action_perm": action_perm},
-        "push": {"$eval": "payload.decision.push"},
-        "repository": {"$eval": "payload.decision.repository"},
-        "input": {"$eval": "payload.user.input"},
-        "parameters": {"$eval": "payload.decision['parameters']"},
-        "taskId": {"$eval": "payload.user.taskId"},
-        "taskGroupId": {"$eval": "payload.user.taskGroupId"},
-        "ownTaskId": {"$eval": "taskId"}},
-        "in": copy.deepcopy(tcyml["tasks"][0])}
-
-
 def action_task(action: dict[str, Any], decision_id: str,
                 user_input: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """The hooks service firing the action's hook (hooks/src/taskcreator.js) for a trigger on
@@ -133,11 +109,11 @@ def action_task(action: dict[str, Any], decision_id: str,
     payload = jsone.render(action["hookPayload"],
                            {"input": user_input, "taskId": None, "taskGroupId": decision_id})
     task_id = slugid.nice()
-    task = jsone.render(hook_task(TEMPLATE, action["extra"]["actionPerm"]),
-                        {"firedBy": "triggerHook", "payload": payload, "now": NOW,
-                         "clientId": "mozilla-auth0/ad|releng", "taskId": task_id})
-    assert "taskId" not in task  # the hooks service would refuse it
-    return task_id, as_queue_returns({"taskGroupId": task_id, **task})
+    # fxci's in-tree action hook around our .taskcluster.yml, rendered as the service does
+    task = action_hooks.render_hook_task(
+        action_hooks.hook_task_template(TEMPLATE, action["extra"]["actionPerm"]), payload,
+        "mozilla-auth0/ad|releng", NOW, task_id)
+    return task_id, as_queue_returns(task)
 
 
 # ------------------------------------------------------------------ scriptworker, offline
