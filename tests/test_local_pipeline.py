@@ -12,7 +12,6 @@ stand-in disk sources; they share one deployment and take a few minutes together
 
 from __future__ import annotations
 
-import gzip
 import json
 import shutil
 import time
@@ -29,6 +28,7 @@ from cib_decision.devpipeline.pipeline import (
     summary,
 )
 from cib_decision.devtc.testing import require_schemas
+from cib_decision.errors import CibError
 
 from .conftest import ROOT
 
@@ -70,9 +70,10 @@ def explain(pipeline: LocalPipeline, result: EventResult) -> str:
     for task in result.tasks:
         if task.ok:
             continue
-        log = (task.artifacts.get("public/logs/live_backing.log") or {}).get("content") or b""
-        if log[:2] == b"\x1f\x8b":
-            log = gzip.decompress(log)
+        try:
+            log = pipeline.artifact(task.task_id, "public/logs/live_backing.log")
+        except CibError:
+            log = b""
         tail = "\n".join(log.decode(errors="replace").splitlines()[-15:])
         text.append(f"--- {task.label} ({task.state}) on {task.queue}\n{tail}")
     return "\n".join(text)
@@ -164,7 +165,7 @@ def test_a_pull_request_with_a_broken_key_fails_its_decision_with_an_annotation_
     broken = results["broken"]
     (decision,) = broken.tasks  # nothing submitted
     assert decision.state == "failed"
-    annotations = json.loads(pipeline._artifact(
+    annotations = json.loads(pipeline.artifact(
         decision.task_id, "public/github/customCheckRunAnnotations.json"))
     lines = (pipeline.repo / "config" / BROKEN_KEY).read_text().splitlines()
     assert [(a["path"], a["start_line"], a["annotation_level"]) for a in annotations] == [
@@ -175,7 +176,7 @@ def test_a_pull_request_with_a_broken_key_fails_its_decision_with_an_annotation_
 def test_the_pull_requests_check_run_names_the_changed_pool_and_rebuilds_no_image(played):
     pipeline, results = played
     opened = results["pull-request"]
-    text = pipeline._artifact(opened.decision_task_id,
+    text = pipeline.artifact(opened.decision_task_id,
                               "public/github/customCheckRunText.md").decode()
     assert "gecko-t/ubuntu-2404-aws" in text and "| build |" not in text
 
@@ -200,7 +201,7 @@ def test_a_cron_decision_runs_with_its_cron_role_and_reuses_the_pushed_images(pl
     # the push built every image of this revision: the cron graph rebuilds none, and its
     # check run says so
     assert not [t for t in cron.tasks if t.label.startswith(("disk-image", "machine-image"))]
-    text = pipeline._artifact(cron.decision_task_id, "public/github/customCheckRunText.md")
+    text = pipeline.artifact(cron.decision_task_id, "public/github/customCheckRunText.md")
     assert "the index has a task of the same digest" in text.decode()
 
 

@@ -21,17 +21,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .checkrun_errors import MAX_TEXT
 from .directives import FILTER_TYPES, VERBS, Directives
 from .plan import Plan, PlannedTask
 from .render import plan_mermaid
 
-# GitHub refuses check-run text above 65,535 characters (the request fails and the check run
-# is not updated). The GitHub service appends ours whole, without truncating it, after its own
-# header (task links, status, up to 50 artifact links: a few thousand characters at most), and
-# only then sizes the live-log excerpt to what is left of its 60,000-character budget. 30,000
-# keeps the whole well under GitHub's limit and leaves the log excerpt half of the service's
-# budget (the same limit as checkrun_errors.MAX_TEXT).
-MAX_TEXT = 30000
+# the budget of every check run text we write (why: checkrun_errors.MAX_TEXT)
 # mermaid refuses to draw a flowchart with more edges than this (its `maxEdges` default)
 MERMAID_MAX_EDGES = 500
 # a group of reused or skipped tasks lists its labels when it has at most this many

@@ -23,7 +23,11 @@ TEXT_ARTIFACT = Path("github", "customCheckRunText.md")
 ANNOTATIONS_ARTIFACT = Path("github", "customCheckRunAnnotations.json")
 # GitHub's limit per check-run request; the service sends every annotation in one request
 MAX_ANNOTATIONS = 50
-# the service appends our text whole and GitHub refuses more than 65535 characters in all
+# GitHub refuses check-run text above 65,535 characters (the request fails and the check run
+# is not updated). The GitHub service appends ours whole, after its own header (task links,
+# status, up to 50 artifact links: a few thousand characters), and only then sizes the live-log
+# excerpt to what is left of its 60,000-character budget. 30,000 keeps the whole well under
+# GitHub's limit and leaves the log excerpt half of the service's budget.
 MAX_TEXT = 30000
 
 

@@ -193,17 +193,14 @@ def _write_check_run_text(tgg: Any, root: Path, artifacts: Path) -> None:
 
 
 def _base_fleet(root: Path, config_dir: Path, base_rev: str | None) -> Any:
-    """The fleet at the base revision; None (everything counts as new) when it cannot be
-    read."""
-    from .config import load_fleet
-    from .gitrepo import GitTreeSource, open_repo, resolve
+    """The fleet at the base revision; None (everything counts as new) when there is none or
+    it cannot be read."""
+    from .taskgraph.parameters import fleet_at
 
     if not base_rev:
         return None
     try:
-        source = GitTreeSource(resolve(open_repo(root), base_rev),
-                               str(config_dir.resolve().relative_to(root.resolve())))
-        return load_fleet(source) if source.exists else None
+        return fleet_at(root, config_dir, base_rev)
     except (CibError, ValueError) as error:
         log.warning("no comparison with the base revision for the check run (%s)", error)
         return None

@@ -23,7 +23,6 @@ cache shared by the workers (a persistent cache directory of the image).
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import threading
 from collections.abc import Callable, Iterable
@@ -224,12 +223,3 @@ def git_url_rewrites(path: Path, repository: Path, urls: Iterable[str]) -> Path:
         subprocess.run(["git", "config", "--file", str(path), "--add",
                         f"url.{repository}.insteadOf", url], check=True)
     return path
-
-
-def user_pip_cache() -> str | None:
-    """The pip cache directory of whoever runs the pipeline (None without pip)."""
-    pip = shutil.which("pip3") or shutil.which("pip")
-    if pip is None:
-        return None
-    done = subprocess.run([pip, "cache", "dir"], capture_output=True, text=True, check=False)
-    return done.stdout.strip() or None if done.returncode == 0 else None

@@ -192,7 +192,7 @@ class LocalPipeline:
         of the hook's role (`assume:repo:<repository>:action:<permission>`)."""
         started = time.monotonic()
         group = decided.decision_task_id
-        actions = json.loads(self._artifact(group, "public/actions.json"))
+        actions = json.loads(self.artifact(group, "public/actions.json"))
         action = action_hooks.find_action(actions, name)
         permission = action.get("extra", {}).get("actionPerm", "generic")
         payload = action_hooks.trigger_payload(action, group, None, user_input)
@@ -215,7 +215,9 @@ class LocalPipeline:
                            time.monotonic() - started,
                            self.results(group, decision_task_id=task_id, exclude=before))
 
-    def _artifact(self, task_id: str, name: str) -> bytes:
+    def artifact(self, task_id: str, name: str) -> bytes:
+        """The content of a task's artifact as uploaded, gzip undone (generic-worker gzips
+        most files); CibError when there is none."""
         found = self.tc.artifacts(task_id).get(name)
         if not found or found.get("content") is None:
             raise CibError(f"task {task_id} has no artifact {name}")

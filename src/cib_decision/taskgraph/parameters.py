@@ -11,7 +11,7 @@ from taskgraph.parameters import extend_parameters_schema
 from taskgraph.util.schema import Schema
 
 from ..changes import compute_changes
-from ..config import load_fleet
+from ..config import Fleet, load_fleet
 from ..directives import Directives, Vocabulary, parse_directives
 from ..errors import CibError
 from ..gitrepo import GitTreeSource, commit_message, open_repo, resolve
@@ -87,19 +87,27 @@ def decision_parameters(graph_config, parameters) -> None:
             parameters.get("base_rev"), parameters["head_rev"])
 
 
+def fleet_at(repo_root: Path, config_dir: Path, rev: str) -> Fleet | None:
+    """The fleet of `config_dir` at revision `rev` (None: the revision has no config
+    directory). CibError when the revision or its config cannot be read."""
+    root = repo_root.resolve()
+    source = GitTreeSource(resolve(open_repo(root), rev),
+                           str(config_dir.resolve().relative_to(root)))
+    return load_fleet(source) if source.exists else None
+
+
 def changed_keys(repo_root: Path, config_dir: Path, base_rev: str | None,
                  head_rev: str) -> list[str] | None:
     """Keys whose images or pools change between the two revisions; None (every key) when the
     base revision cannot be read, so a pull request never silently skips its images."""
     if not base_rev:
         return None
-    repo = open_repo(repo_root)
-    relative = str(config_dir.relative_to(repo_root))
     try:
-        base = GitTreeSource(resolve(repo, base_rev), relative)
-        base_fleet = load_fleet(base) if base.exists else None
+        base_fleet = fleet_at(repo_root, config_dir, base_rev)
     except CibError as exc:
         logger.warning("cannot compare with the base revision (%s); building every key", exc)
         return None
-    head = load_fleet(GitTreeSource(resolve(repo, head_rev), relative))
+    head = fleet_at(repo_root, config_dir, head_rev)
+    if head is None:
+        return None
     return compute_changes(base_fleet, head, base_rev, head_rev).changed_keys()
