@@ -105,7 +105,8 @@ def test_the_callback_creates_one_valid_promote_task_within_the_role(
     assert cib_args(definition) == ["promote", "--key", "win2022-64", "--from", "staging",
                                     "--to", "production"]
     assert definition["dependencies"] == [env_task_id]
-    assert definition["payload"]["mounts"] == [task_env.mount(env_task_id)]
+    assert definition["payload"]["mounts"] == [task_env.mount(env_task_id, "cib", "3")]
+    assert "generic-worker:cache:cib-level-3-*" in definition["scopes"]
     check = validator("/schemas/queue/v1/create-task-request.json")
     assert not list(check.iter_errors(definition))
     granted = role_scopes(ROLES, "action:promote", project="images")

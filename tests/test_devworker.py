@@ -148,6 +148,46 @@ def test_a_mounted_dependency_artifact_is_unpacked_into_the_task_directory(
     assert status["runs"][-1]["reasonResolved"] == "malformed-payload"
 
 
+def env_archive(text: str) -> bytes:
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        data = text.encode()
+        info = tarfile.TarInfo("marker.txt")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return archive.getvalue()
+
+
+def test_a_writable_cache_is_preloaded_once_kept_between_tasks_and_purged_when_asked(
+        dev_taskcluster, worker):
+    producer = slugid.nice()
+    queue = taskcluster.Queue(dev_taskcluster.options())
+    queue.createTask(producer, new_task(taskQueueId="cib-3/elsewhere",
+                                        payload={"command": [["true"]], "maxRunTime": 1}))
+    dev_taskcluster.resolve_task(producer, artifacts={"public/env.tar.gz": env_archive("v1")})
+    mount = {"cacheName": "cib-level-3-env", "directory": "env", "format": "tar.gz",
+             "content": {"taskId": producer, "artifact": "public/env.tar.gz"}}
+    scoped = {"dependencies": [producer], "scopes": ["generic-worker:cache:cib-level-3-*"]}
+
+    def task(script: str, **payload) -> str:
+        _, status = run(dev_taskcluster, bash(script, mounts=[mount], **payload),
+                              **scoped)
+        return status["runs"][-1].get("reasonResolved")
+
+    # created with its content, then written to: the next task sees the write, not a
+    # fresh copy of the content
+    assert task("grep -q v1 env/marker.txt && echo used >> env/marker.txt") == "completed"
+    assert task("grep -q used env/marker.txt") == "completed"
+    assert worker.caches.names() == {"cib-level-3-env": 1}
+    # an exit status listed in purgeCaches evicts the cache: the next task gets the content
+    assert task("exit 3", onExitStatus={"purgeCaches": [3]}) == "failed"
+    assert worker.caches.names() == {}
+    assert task("! grep -q used env/marker.txt") == "completed"
+    # a cache needs its scope
+    _, status = run(dev_taskcluster, bash("true", mounts=[mount]), dependencies=[producer])
+    assert status["runs"][-1]["reasonResolved"] == "malformed-payload"
+
+
 def test_generic_worker_config_rules_as_worker_runner_passes_them():
     nested = {"genericWorker": {"config": {"idleTimeoutSecs": 60,
                                            "ed25519SigningKeyLocation": "/etc/gw/key"}}}

@@ -29,6 +29,7 @@ import requests
 import taskcluster
 
 from ..tcschemas import SchemaStore
+from .caches import CacheEntry, DirectoryCaches
 from .proxy import TaskclusterProxy
 
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
@@ -67,10 +68,16 @@ class WorkerSettings:
     # not generic-worker's: where a copy of each task's backing log stays (a local run's
     # logs outlive its Taskcluster)
     logs_dir: Path | None = None
+    # generic-worker's cachesDir: writable directory caches between tasks (caches.py)
+    caches_dir: Path | None = None
 
     @property
     def options(self) -> dict[str, Any]:
         return {"rootUrl": self.root_url, "credentials": self.credentials}
+
+    def new_caches(self) -> DirectoryCaches:
+        """The worker's (empty) cache pools, under `caches_dir` or beside the tasks."""
+        return DirectoryCaches(self.caches_dir or self.tasks_dir.parent / "caches")
 
 
 class TaskError(Exception):
@@ -89,8 +96,13 @@ class TaskRun:
     """One claim of `claimWork`: run it with `run()`; `abort()` stops it (worker shutdown)."""
 
     def __init__(self, settings: WorkerSettings, claim: dict[str, Any],
-                 log: Callable[[str], None] = lambda line: None):
+                 log: Callable[[str], None] = lambda line: None,
+                 caches: DirectoryCaches | None = None):
         self.settings, self.claim, self.worker_log = settings, claim, log
+        # the worker's caches (a task run alone gets pools of its own)
+        self.caches = caches or settings.new_caches()
+        self._mounted_caches: list[tuple[CacheEntry, Path]] = []
+        self.exit_status: int | None = None
         self.task: dict[str, Any] = claim["task"]
         self.task_id: str = claim["status"]["taskId"]
         self.run_id: int = claim["runId"]
@@ -162,6 +174,7 @@ class TaskRun:
         finally:
             if commands_ran or not self.errors:
                 self._upload_payload_artifacts()
+            self._unmount_caches()
             self.info(f"=== Task Finished ===\nTask Duration: {time.monotonic() - started:.3f}s")
             if self.errors:
                 self.error(str(self.errors[0]))
@@ -244,12 +257,66 @@ class TaskRun:
                 shutil.copyfile(source, target)
             return
         target = self.task_dir / mount["directory"]
-        if "cacheName" in mount and content is None:
-            target.mkdir(parents=True, exist_ok=True)
+        if "cacheName" in mount:
+            self._mount_cache(mount["cacheName"], content, mount.get("format", ""), target)
             return
         target.mkdir(parents=True, exist_ok=True)
         _unpack(self._content(content), mount.get("format", ""), target)
         self.info(f"[mounts] Mounted {mount.get('format')} content into {mount['directory']}")
+
+    def _mount_cache(self, name: str, content: dict[str, Any] | None, format: str,
+                     target: Path) -> None:
+        """A writable directory cache: a free entry of the worker's pool moved in, or a new
+        one, preloaded with `content` only when it is created."""
+        entry = self.caches.acquire(name)
+        if entry is not None:
+            self.info(f"[mounts] Moving existing writable directory cache {name} from "
+                      f"{entry.location} to {target}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                entry.location.rename(target)
+            except OSError:
+                self.caches.evict(entry)
+                raise
+        else:
+            entry = self.caches.create(name)
+            self.info(f"[mounts] No existing writable directory cache '{name}' - creating "
+                      f"{entry.location}")
+            try:
+                target.mkdir(parents=True, exist_ok=True)
+                if content is not None:
+                    _unpack(self._content(content), format, target)
+            except BaseException:
+                self.caches.evict(entry, target)
+                raise
+        self._mounted_caches.append((entry, target))
+        self.info(f"[mounts] Successfully mounted writable directory cache '{target}'")
+
+    def _unmount_caches(self) -> None:
+        """Caches go back to the worker's pools, or are evicted when the task was aborted or
+        its last exit status is one of `onExitStatus.purgeCaches` (`shouldPurgeCaches`)."""
+        purge_on = self.payload.get("onExitStatus", {}).get("purgeCaches", [])
+        with self._lock:
+            aborted = self._aborted is not None
+        purge = aborted or (self.exit_status is not None and self.exit_status in purge_on)
+        if aborted:
+            self.info("[mounts] Purging caches since the task was aborted and may have left "
+                      "them in an inconsistent state")
+        elif purge:
+            self.info(f"[mounts] Purging caches since last command had exit code "
+                      f"{self.exit_status} which is listed in task.Payload.OnExitStatus."
+                      "PurgeCaches array")
+        for entry, directory in reversed(self._mounted_caches):
+            if purge:
+                self.caches.evict(entry, directory)
+                continue
+            self.info(f'[mounts] Preserving cache: Moving "{directory}" to "{entry.location}"')
+            try:
+                self.caches.release(entry, directory)
+            except OSError as problem:
+                self._record(TaskError(f"could not persist cache {entry.name!r} due to "
+                                       f"{problem}"))
+        self._mounted_caches = []
 
     def _content(self, content: dict[str, Any]) -> Path:
         """Download (once per worker: the downloads directory) what a mount names."""
@@ -319,6 +386,7 @@ class TaskRun:
                 argv = self._argv(command, env)
                 self.info(f"Executing command {index}: {_quote(argv)}")
                 status = self._execute(argv, env)
+                self.exit_status = status
                 with self._lock:
                     aborted = self._aborted
                 if aborted is not None:

@@ -29,6 +29,7 @@ class DevWorker:
         self._running: list[TaskRun] = []
         self._lock = threading.Lock()
         self.resolved: list[tuple[str, int, str]] = []  # (taskId, runId, state)
+        self.caches = settings.new_caches()
 
     def start(self) -> DevWorker:
         self._thread = threading.Thread(target=self.run_forever, daemon=True,
@@ -70,7 +71,7 @@ class DevWorker:
 
     def run_claim(self, claim: dict[str, Any]) -> str:
         """Run one claimed task to its resolution."""
-        task = TaskRun(self.settings, claim, self.log)
+        task = TaskRun(self.settings, claim, self.log, self.caches)
         with self._lock:
             self._running.append(task)
         self.log(f"Running task {self.settings.root_url}/tasks/{task.task_id}/runs/"

@@ -89,7 +89,7 @@ def promote_task(parameters: Any, graph_config: Any, input: dict[str, str],
     signing_scopes = [f"secrets:get:{secret_name(signing, str(level))}"] if signing else []
     worker = run_cib(parameters, "promote", "--key", key, "--from", source, "--to", target,
                      artifacts=True)
-    return {
+    definition = {
         "taskGroupId": task_group_id,
         "provisionerId": f"{trust}-{level}",
         "workerType": "b-linux",
@@ -102,10 +102,7 @@ def promote_task(parameters: Any, graph_config: Any, input: dict[str, str],
                    *providers,
                    *sorted({scope for pool in fleet.keys[key].pools
                             for scope in insert_scopes(target, key, pool.id)})],
-        # the task environment this revision's graphs run cib from (task_env.py)
-        "dependencies": [env_task_id],
         "payload": {
-            "mounts": [task_env.mount(env_task_id)],
             "command": worker["command"],
             "env": worker["env"],
             "maxRunTime": worker["max-run-time"],
@@ -122,6 +119,9 @@ def promote_task(parameters: Any, graph_config: Any, input: dict[str, str],
         },
         "tags": {"kind": "promote", "label": f"promote-{key}"},
     }
+    # the task environment this revision's graphs run cib from (task_env.py)
+    task_env.add_mount(definition, env_task_id, trust, level)
+    return definition
 
 
 @register_callback_action(

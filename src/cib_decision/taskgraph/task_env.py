@@ -67,10 +67,38 @@ def _files_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def mount(env_task_id: str) -> dict[str, Any]:
-    """The generic-worker mount that unpacks the environment into the task directory."""
-    return {"content": {"taskId": env_task_id, "artifact": ENV_ARTIFACT},
+def cache_name(trust_domain: str, level: str | int, env_task_id: str) -> str:
+    """The writable cache the environment built by `env_task_id` is unpacked into, named by
+    level as fxci names its caches (`<trust-domain>-level-<level>-...`): a worker serves one
+    level, and a task environment is the same content wherever its task id is."""
+    return f"{trust_domain}-level-{level}-task-env-{env_task_id}"
+
+
+def cache_scope(trust_domain: str, level: str | int) -> str:
+    """The scope every cache of a level's tasks needs (the level's role grants it)."""
+    return f"generic-worker:cache:{trust_domain}-level-{level}-*"
+
+
+def mount(env_task_id: str, trust_domain: str, level: str | int) -> dict[str, Any]:
+    """The generic-worker mount of the environment: a writable directory cache preloaded
+    with the environment's artifact, so a worker unpacks each environment once instead of
+    once per task (generic-worker extracts a cache's content only when it creates it)."""
+    return {"cacheName": cache_name(trust_domain, level, env_task_id),
+            "content": {"taskId": env_task_id, "artifact": ENV_ARTIFACT},
             "directory": ENV_DIRECTORY, "format": "tar.gz"}
+
+
+def add_mount(definition: dict[str, Any], env_task_id: str, trust_domain: str,
+              level: str | int) -> None:
+    """Make a task definition mount the environment: the dependency, the mount and the
+    cache's scope."""
+    if env_task_id not in definition.setdefault("dependencies", []):
+        definition["dependencies"].append(env_task_id)
+    definition["payload"].setdefault("mounts", []).append(
+        mount(env_task_id, trust_domain, level))
+    scope = cache_scope(trust_domain, level)
+    if scope not in definition.setdefault("scopes", []):
+        definition["scopes"].append(scope)
 
 
 def attach_task_env(taskgraph: Any, label_to_taskid: dict[str, str], parameters: Any,
@@ -86,10 +114,7 @@ def attach_task_env(taskgraph: Any, label_to_taskid: dict[str, str], parameters:
                          f"{', '.join(sorted(t.label for t in users)[:5])}")
     edges = set(taskgraph.graph.edges)
     for task in users:
-        definition = task.task
-        if env_task_id not in definition.setdefault("dependencies", []):
-            definition["dependencies"].append(env_task_id)
-        definition["payload"].setdefault("mounts", []).append(mount(env_task_id))
+        add_mount(task.task, env_task_id, graph_config["trust-domain"], parameters["level"])
         if env_task_id in taskgraph.tasks:
             task.dependencies["task-env"] = env_task_id
             edges.add((task.task_id, env_task_id, "task-env"))
