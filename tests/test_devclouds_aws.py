@@ -339,3 +339,17 @@ def test_a_builder_stops_once_its_bootstrap_time_has_passed_or_never(seconds):
         assert states() == {builder: "running", other: "running"}
         time.sleep(0.35)
         assert states() == {builder: "stopped" if seconds else "running", other: "running"}
+
+
+def test_an_instance_type_ec2_does_not_offer_is_refused_as_ec2_refuses_it(aws):
+    import botocore.exceptions
+    import moto.settings
+
+    ec2 = aws.client("ec2", REGION)
+    ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    with pytest.raises(botocore.exceptions.ClientError) as refused:
+        ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, InstanceType="t3.enormous")
+    assert refused.value.response["Error"]["Code"].startswith("InvalidInstanceType")
+    ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, InstanceType="t3.large")
+    aws.stop()
+    assert moto.settings.EC2_ENABLE_INSTANCE_TYPE_VALIDATION is False  # put back

@@ -41,13 +41,14 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
 import boto3
+from moto import settings as moto_settings
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.core.base_backend import BackendDict
 from moto.core.model_instances import reset_model_data
@@ -126,6 +127,17 @@ class _QuietHandler(MotoRequestHandler):
         pass
 
 
+@contextlib.contextmanager
+def _setting(module: Any, name: str, value: Any) -> Iterator[None]:
+    """`module.name` set to `value` while the context lasts."""
+    before = getattr(module, name)
+    setattr(module, name, value)
+    try:
+        yield
+    finally:
+        setattr(module, name, before)
+
+
 class MotoServer:
     """moto in server mode on `host` (a free port unless `port` is given), serving from a
     thread of this process, with the project's EC2 extensions installed while it runs.
@@ -151,6 +163,10 @@ class MotoServer:
         self.reset()
         extensions = contextlib.ExitStack()
         extensions.enter_context(moto_ec2_import.install(self.response))
+        # EC2 refuses an instance type it does not offer in the region (moto accepts any
+        # unless asked): a typo in a target's `machine.type` fails the build as it would
+        extensions.enter_context(_setting(moto_settings, "EC2_ENABLE_INSTANCE_TYPE_VALIDATION",
+                                          True))
         try:
             server = make_server(
                 self.host, self.port, DomainDispatcherApplication(create_backend_app),
