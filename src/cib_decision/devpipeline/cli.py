@@ -19,8 +19,8 @@ if TYPE_CHECKING:  # the deployment imports moto and the cloud SDKs: only when i
     from .deployment import LocalDeployment
     from .pipeline import EventResult
 
-SCENARIOS = ("push", "pull-request", "pull-request-untrusted", "pull-request-closed", "cron",
-             "pool-deploy", "promote")
+SCENARIOS = ("push", "pull-request", "pull-request-untrusted", "pull-request-closed",
+             "pull-request-image", "cron", "pool-deploy", "promote")
 
 
 def _scenarios(text: str) -> list[str]:

@@ -39,6 +39,7 @@ from .deployment import LocalDeployment, git_url_rewrites
 CRON_JOB = "nightly"
 FORK_OWNER = "someone"  # whose fork a pull request comes from (github_events.pull_request_event)
 PR_BRANCH = "change"
+IMAGE_PR_BRANCH, IMAGE_PR_NUMBER = "image-change", 3
 
 RESOLVED = ("completed", "failed", "exception")
 POLL_SECONDS = 2.0
@@ -326,6 +327,41 @@ def bump_pool_capacity(repo: Path, config: Path | None = None) -> str:
     raise CibError(f"{config}: no pool states a maximum capacity to change")
 
 
+def change_a_deployment_id(repo: Path, config: Path | None = None) -> str:
+    """An image change for a pull request: in the first key (by file name) with a target cib
+    builds whose tags name `deploymentId`, every `deploymentId` tag gets a new value (what a
+    release engineer changes to rebuild a key's machine images; tags are an input of the
+    machine digest). Edits those lines only; the key."""
+    from ..selection import BUILDABLE_PLATFORMS
+
+    config = config or repository.config_dir(repo)
+    for path in sorted(config.glob("*.yaml")):
+        text = path.read_text(encoding="utf-8")
+        targets = (yaml.safe_load(text) or {}).get("target") if "deploymentId" in text else None
+        if not isinstance(targets, list) or not any(
+                isinstance(t, dict) and t.get("platform") in BUILDABLE_PLATFORMS
+                and any(isinstance(g, dict) and g.get("name") == "deploymentId"
+                        for g in t.get("tag") or []) for t in targets):
+            continue
+        lines = text.splitlines(keepends=True)
+        changed = False
+        for number, line in enumerate(lines):
+            if not re.match(r"^\s*-\s*name:\s*['\"]?deploymentId['\"]?\s*$", line):
+                continue
+            for later in range(number + 1, min(number + 3, len(lines))):
+                found = re.match(r"^(\s+value:\s*)(\S.*?)(\s*)$", lines[later], re.DOTALL)
+                if found:
+                    old = found[2].strip("'\"")
+                    lines[later] = f"{found[1]}'{old}-next'{found[3]}"
+                    changed = True
+                    break
+        if changed:
+            path.write_text("".join(lines), encoding="utf-8")
+            return path.stem
+    raise CibError(f"{config}: no key built here has a deploymentId tag (`- name: deploymentId` "
+                   "then `value: ...`) to change")
+
+
 def summary(result: EventResult) -> str:
     """A Treeherder-like text: a row per platform (one per key; the decision first), each
     task's symbol and, when it did not complete, its state; then the wall time."""
@@ -407,6 +443,11 @@ def play_scenarios(pipeline: LocalPipeline, scenarios: list[str],
             pr_head = pr_head if pr_head != head else pipeline.commit(
                 "Try one more worker in a pool", branch=PR_BRANCH, change=bump_pool_capacity)
             yield pipeline.play("pull-request-untrusted", pr_head, base=head, timeout=timeout)
+        elif scenario == "pull-request-image":
+            changed = pipeline.commit("Rebuild one key's machine images", branch=IMAGE_PR_BRANCH,
+                                      change=change_a_deployment_id)
+            yield pipeline.play("pull-request", changed, base=head,
+                                pull_request=IMAGE_PR_NUMBER, timeout=timeout)
         elif scenario == "pull-request-closed":
             yield pipeline.play("pull-request-closed", pr_head, base=head, timeout=timeout)
         elif scenario == "promote":  # the prepared fleet, whatever was pushed since
