@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import re
 import shlex
 import time
 from collections.abc import Callable
@@ -94,7 +95,10 @@ def actions_json(decision: dict[str, Any], decision_id: str) -> dict[str, Any]:
     """The decision's `public/actions.json`: taskgraph's own rendering, with the parameters
     `cib decision` gets from the decision task's command line."""
     script = decision["payload"]["command"][0][-1]
-    argv = shlex.split(script[script.index(".venv/bin/cib decision"):])[1:]
+    env = decision["payload"]["env"]
+    # bash's word splitting, then its expansion of the task's env ("$CIB_LEVEL" and so on)
+    argv = [re.sub(r"\$([A-Z_][A-Z0-9_]*)", lambda m: env[m[1]], word) for word in
+            shlex.split(script[script.index(".venv/bin/cib decision"):])[1:]]
     args = build_parser().parse_args(argv)
     parameters = Parameters(**{name: getattr(args, name) for name in OPTION_NAMES},
                             cib_pull_request=0)

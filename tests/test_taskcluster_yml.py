@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -109,14 +110,15 @@ def test_pull_requests_carry_their_number_and_action_to_the_decision():
     (task,) = render(EVENTS["pr-closed"])
     env = task["payload"]["env"]
     assert (env["CIB_PULL_REQUEST_NUMBER"], env["CIB_PULL_REQUEST_ACTION"]) == ("17", "closed")
-    assert "--tasks-for='github-pull-request'" in task["payload"]["command"][0][-1]
-    assert "--level='1'" in task["payload"]["command"][0][-1]
+    assert (env["CIB_TASKS_FOR"], env["CIB_LEVEL"]) == ("github-pull-request", "1")
+    assert '--tasks-for="$CIB_TASKS_FOR"' in task["payload"]["command"][0][-1]
+    assert '--level="$CIB_LEVEL"' in task["payload"]["command"][0][-1]
 
 
 def test_the_decision_builds_the_pushed_revision():
     (task,) = render(EVENTS["push-main"])
     assert task["payload"]["env"]["CIB_HEAD_REV"] == HEAD
-    assert f"--head-rev='{HEAD}'" in task["payload"]["command"][0][-1]
+    assert '--head-rev="$CIB_HEAD_REV"' in task["payload"]["command"][0][-1]
 
 
 @pytest.mark.parametrize("context", [
@@ -128,19 +130,84 @@ def test_other_events_render_no_task(context):
     assert render(context) == []
 
 
-@pytest.mark.parametrize("event", ["push-main", "pr-opened", "pr-closed", "cron"])
-def test_the_decision_task_runs_cib_decision_with_arguments_it_accepts(event):
-    import shlex
+GIT_STAND_IN = """
+import json, os, pathlib, sys
+if sys.argv[1:2] == ["clone"]:  # the clone: a checkout whose setup and cib record their argv
+    src = pathlib.Path(sys.argv[-1])
+    for name in ("scripts/setup", ".venv/bin/cib", ".venv/bin/taskgraph"):
+        path = src / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"#!{sys.executable}\\nimport json, os, sys\\n"
+                        "with open(os.environ['RECORD'], 'a') as out:\\n"
+                        "    out.write(json.dumps(sys.argv) + '\\\\n')\\n")
+        path.chmod(0o755)
+"""
 
+
+def run_command(task: dict[str, Any], tmp_path) -> list[list[str]]:
+    """Run the task's command as generic-worker does (argv as given, the payload's env and a
+    task directory), with a stand-in git whose clone holds recording stand-ins of
+    `scripts/setup` and the cib and taskgraph commands; the argv of each, in order."""
+    import os
+    import subprocess
+    import sys
+
+    bin_dir, work = tmp_path / "bin", tmp_path / "task"
+    bin_dir.mkdir()
+    work.mkdir()
+    git = bin_dir / "git"
+    git.write_text(f"#!{sys.executable}\n{GIT_STAND_IN}")
+    git.chmod(0o755)
+    record = tmp_path / "record.jsonl"
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(work),
+           **task["payload"]["env"], "RECORD": str(record)}
+    for command in task["payload"]["command"]:
+        done = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in record.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("event", sorted(EVENTS))
+def test_the_decision_task_runs_cib_decision_with_arguments_it_accepts(event, tmp_path):
     from cib_decision.cli import build_parser
 
     (task,) = render(EVENTS[event])
-    command = task["payload"]["command"][0][-1]
-    decision = command[command.index(".venv/bin/cib decision"):]
-    args = build_parser().parse_args(shlex.split(decision)[1:])
+    setup, run = run_command(task, tmp_path)
+    assert setup[0].endswith("scripts/setup")
+    if event == "action":
+        assert run[0].endswith(".venv/bin/taskgraph") and run[1:] == ["action-callback"]
+        return
+    args = build_parser().parse_args(run[1:])
+    if event == "pr-untrusted":
+        assert run[1:3] == ["config", "check"]
+        return
     assert args.command == "decision"
     assert args.tasks_for == task["extra"]["tasks_for"]
     assert args.head_rev == HEAD
+
+
+HOSTILE = ["x';touch pwned;'", 'x";touch pwned;"', "$(touch pwned)", "`touch pwned`",
+           "a b\nc", "--level=3"]
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_event_fields_reach_the_decision_as_single_arguments_never_as_shell(value, tmp_path):
+    """Branch names, logins and emails are anyone's text: the rendered command holds none of
+    it; it reaches cib through the task's env, each value one argument, as it was."""
+    from cib_decision.cli import build_parser
+
+    event = pr_event("opened")
+    event["pull_request"]["head"]["ref"] = value
+    event["pull_request"]["user"]["login"] = value
+    (task,) = render(github_context("github-pull-request", event))
+    assert all(value not in part for command in task["payload"]["command"]
+               for part in command)
+    _, run = run_command(task, tmp_path)
+    args = build_parser().parse_args(run[1:])
+    assert args.head_ref == value and args.owner == f"{value}@users.noreply.github.com"
+    assert args.level == "1"
+    assert not list(tmp_path.rglob("pwned"))
 
 
 def test_cron_decisions_know_their_job_for_the_cron_role():
