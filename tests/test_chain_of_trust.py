@@ -15,8 +15,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-import re
-import shlex
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -41,6 +39,7 @@ from cib_decision import action_hooks
 from cib_decision import github_events as events
 from cib_decision.cli import build_parser
 from cib_decision.decision_cli import OPTION_NAMES
+from cib_decision.dev_event import command_words
 
 from .conftest import ROOT
 
@@ -95,10 +94,8 @@ def actions_json(decision: dict[str, Any], decision_id: str) -> dict[str, Any]:
     """The decision's `public/actions.json`: taskgraph's own rendering, with the parameters
     `cib decision` gets from the decision task's command line."""
     script = decision["payload"]["command"][0][-1]
-    env = decision["payload"]["env"]
-    # bash's word splitting, then its expansion of the task's env ("$CIB_LEVEL" and so on)
-    argv = [re.sub(r"\$([A-Z_][A-Z0-9_]*)", lambda m: env[m[1]], word) for word in
-            shlex.split(script[script.index(".venv/bin/cib decision"):])[1:]]
+    argv = command_words(script[script.index(".venv/bin/cib decision"):],
+                         decision["payload"]["env"])[1:]
     args = build_parser().parse_args(argv)
     parameters = Parameters(**{name: getattr(args, name) for name in OPTION_NAMES},
                             cib_pull_request=0)

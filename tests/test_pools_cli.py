@@ -26,7 +26,10 @@ def release_file(tmp_path):
 
 
 def run(capsys, *args):
-    code = main(["pool", *args])
+    try:
+        code = main(["pool", *args])
+    except SystemExit as exited:  # argparse's own errors
+        code = exited.code
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -86,7 +89,9 @@ CONFIG = ("--config-dir", str(CONFIG_DIR))
     (["render", *CONFIG, "--release", "RELEASE", "--environment", "prod"],
      "no environment 'prod'"),
     (["sweep", "--now", "tomorrow"], "--now 'tomorrow' is not an ISO 8601 time"),
-    (["teardown", "--pull-request", "0"], "not a pull request number"),
+    (["teardown", "--pull-request", "0"], "'0' is not a whole number from 1 to"),
+    (["teardown", "--pull-request", "-5"], "'-5' is not a whole number from 1 to"),
+    (["teardown", "--pull-request", "9" * 25], "is not a whole number from 1 to"),
 ])
 def test_bad_arguments_are_one_clear_error(capsys, release_file, args, message):
     code, _, err = run(capsys, *(str(release_file) if a == "RELEASE" else a for a in args))

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .bounds import int_argument
 from .errors import CibError
 from .submit import LogProgress, Progress, SubmitReport
 
@@ -27,7 +28,7 @@ def add_parser(commands: Any) -> None:
                     "completes the same graph. The options are those of `taskgraph decision`.")
     parser.add_argument("--project", required=True)
     parser.add_argument("--pushlog-id", dest="pushlog_id", default="0")
-    parser.add_argument("--pushdate", type=int, default=0)
+    parser.add_argument("--pushdate", type=int_argument(0, 2**53), default=0)
     parser.add_argument("--owner", required=True, help="email address of who owns this graph")
     parser.add_argument("--level", required=True, choices=("1", "2", "3"))
     parser.add_argument("--target-tasks-method")
@@ -46,7 +47,7 @@ def add_parser(commands: Any) -> None:
                         help="cron job name, for the cron role (default: $CIB_CRON_JOB)")
     parser.add_argument("--artifacts", type=Path, default=Path("artifacts"),
                         help="where the graph artifacts are written (default: artifacts)")
-    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--concurrency", type=int_argument(1, 1000), default=50)
     parser.add_argument("--dry-run", action="store_true",
                         help="generate, write artifacts and check, but submit nothing")
     parser.set_defaults(func=cmd_decision)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -25,6 +26,7 @@ import requests
 import yaml
 
 from . import github_events as events
+from .bounds import PULL_REQUEST, int_argument
 from .errors import CibError
 from .gitrepo import commit_message, open_repo, resolve
 
@@ -53,7 +55,7 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--repo", type=Path, default=Path("."), help="repository (default: .)")
     parser.add_argument("--head", default="HEAD", help="pushed revision (default: HEAD)")
     parser.add_argument("--base", help="revision before the push (default: the head's parent)")
-    parser.add_argument("--pull-request", type=int, default=1, metavar="N")
+    parser.add_argument("--pull-request", type=PULL_REQUEST, default=1, metavar="N")
     parser.add_argument("--head-ref", default="refs/heads/main",
                         help="the pushed branch (default: refs/heads/main)")
     parser.add_argument("--repository", default="example/images",
@@ -75,7 +77,7 @@ def add_release_parser(commands: Any) -> None:
                     "what `cib pool apply --release FILE` needs to try a deploy locally.")
     parser.add_argument("--key", required=True)
     parser.add_argument("--config-dir", default="config")
-    parser.add_argument("--build", type=int, default=0,
+    parser.add_argument("--build", type=int_argument(0, 1000), default=0,
                         help="another build's images (other digests and ids)")
     parser.set_defaults(func=cmd_dev_release)
 
@@ -134,13 +136,23 @@ def render_event(repo_path: Path, event: str, head: str, base: str | None, numbe
     return events.render_tasks(template, events.github_context(tasks_for, payload, root_url, now))
 
 
+def command_words(script: str, env: dict[str, str]) -> list[str]:
+    """bash's reading of a command line whose only expansions are variables of the task's
+    `env` inside double quotes (`"$CIB_HEAD_REF"`, as `.taskcluster.yml` writes them): split
+    into words, then each variable replaced by its value, which stays within its word."""
+    variable = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+    return [variable.sub(lambda m: str(env.get(m[1] or m[2], "")), word)
+            for word in shlex.split(script)]
+
+
 def worker_command(task: dict[str, Any], setup: str) -> list[str]:
     """The `cib ...` part of the decision task's command, to run in the repository."""
     script = task["payload"]["command"][0][-1]
     start = script.find(".venv/bin/cib ")
     if start < 0:
         raise CibError(f"the decision task does not run cib: {script!r}")
-    command = shlex.split(script[start + len(".venv/bin/"):])
+    command = command_words(script[start + len(".venv/bin/"):],
+                            task["payload"].get("env", {}))
     return [*(shlex.split(setup) if setup else [sys.executable, "-m", "cib_decision"]),
             *command[1:]]
 

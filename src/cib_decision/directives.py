@@ -10,10 +10,16 @@ A directive stands alone on its line; case and surrounding white space do not ma
 `exclude keys: *` selects no image and leaves only the maintenance (purge) tasks.
 
 Everything else is prose and is left alone, except lines that are clearly a misspelt
-directive (`incude keys: x`, `include key: x`, `pool deploy`, `overwrite-machine-images`),
-which are errors, as are unknown names, empty values, include and exclude of the same type,
-and keys together with pools. `no-ci` and `no-taskcluster-ci` win over everything: every other
-directive line is then ignored, and reported as such.
+directive (`incude keys: x`, `include key: x`, `include-keys: x`, `pool deploy`,
+`overwrite-machine-images`), which are errors, as are unknown names, empty values, include and
+exclude of the same type, and keys together with pools. `no-ci` and `no-taskcluster-ci` win
+over everything: every other directive line is then ignored, and reported as such.
+
+Lines are what git and GitHub show as lines: the message split at `\n` only (a `\r` before it
+is dropped). A Unicode line or paragraph separator does not start a line, so no directive can
+hide after one on a line a reviewer reads as prose. The bounds of `bounds.py` apply: message
+size, directive line length, number of directive lines and of names, problems listed, and
+the length of quoted text; every step is linear in the message's size.
 """
 
 from __future__ import annotations
@@ -23,6 +29,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from .bounds import (
+    MAX_DIRECTIVE_LINE_CHARS,
+    MAX_DIRECTIVE_LINES,
+    MAX_FILTER_NAMES,
+    MAX_MESSAGE_CHARS,
+    MAX_NAME_CHARS,
+    MAX_PROBLEMS,
+    excerpt,
+)
 from .config.model import Fleet, normalise_region, region_match_key
 from .errors import CibError
 from .suggest import closest, edit_distance
@@ -42,6 +57,10 @@ _FILTER_LIKE = re.compile(r"^([a-z]+)\s+([a-z]+)\s*[:;=]\s*(.*)$")
 _VERB_ONLY = re.compile(r"^(include|exclude)\s*:\s*(.*)$")
 _NO_COLON = re.compile(
     r"^(include|exclude)\s+(keys|pools|regions|environments)\s+([\w./-]+(\s*,\s*[\w./-]+)*)$")
+# `include-keys: x`, `exclude_pools = x`: the space of a filter written as another character
+_JOINED = re.compile(r"^(include|exclude)[-_./]+(keys|pools|regions|environments)\s*[:;=]\s*(.*)$")
+# the start of a filter line, its words maybe misspelt (checked on a long line's first characters)
+_FILTER_START = re.compile(r"^([a-z]+)[\s\-_./]+([a-z]+)\s*[:;=]")
 # Words people write for the filter types, mapped to the type they meant.
 _TYPE_SPELLINGS = {"key": "keys", "pool": "pools", "region": "regions",
                    "environment": "environments", "env": "environments",
@@ -126,25 +145,31 @@ class Vocabulary(Names):
 class DirectiveProblem:
     """One bad directive line."""
 
-    line: int
-    text: str
+    line: int  # 0: the message as a whole
+    text: str  # the line as errors quote it (`bounds.excerpt`)
     message: str
 
     def __str__(self) -> str:
+        if not self.line:
+            return f"commit message: {self.message}"
         return f"commit message line {self.line}: `{self.text}`: {self.message}"
 
 
 class DirectiveError(CibError):
-    """The commit message has directive lines that cannot be obeyed; all are listed."""
+    """The commit message has directive lines that cannot be obeyed; the first
+    `MAX_PROBLEMS` are listed, `more` counts the others."""
 
-    def __init__(self, problems: list[DirectiveProblem]):
+    def __init__(self, problems: list[DirectiveProblem], more: int = 0):
         self.problems = problems
+        self.more = more
         lines = [str(p) for p in problems]
-        if len(lines) == 1:
+        if len(lines) == 1 and not more:
             super().__init__(lines[0])
         else:
-            super().__init__("\n".join([f"commit message has {len(lines)} directive problems:",
-                                        *(f"  {line}" for line in lines)]))
+            super().__init__("\n".join([
+                f"commit message has {len(lines) + more} directive problems:",
+                *(f"  {line}" for line in lines),
+                *([f"  ... and {more} more"] if more else [])]))
 
 
 @dataclass
@@ -159,18 +184,43 @@ class _Parsed:
     filters: dict[tuple[str, str], list[tuple[_Line, list[str]]]] = field(default_factory=dict)
     directive_lines: list[_Line] = field(default_factory=list)
     problems: list[DirectiveProblem] = field(default_factory=list)
+    more: int = 0  # problems beyond MAX_PROBLEMS, counted only
 
     def problem(self, line: _Line, message: str) -> None:
-        self.problems.append(DirectiveProblem(line.number, line.text, message))
+        if len(self.problems) >= MAX_PROBLEMS:
+            self.more += 1
+            return
+        self.problems.append(DirectiveProblem(line.number, excerpt(line.text), message))
+
+    @property
+    def full(self) -> bool:
+        """True once further problems are only counted (so need no costly message)."""
+        return len(self.problems) >= MAX_PROBLEMS
+
+
+def message_lines(message: str) -> list[str]:
+    """The lines of a commit message as git and GitHub show them: split at `\n` only, a
+    `\r` before it dropped."""
+    return [line.removesuffix("\r") for line in message.split("\n")]
 
 
 def parse_directives(message: str, vocabulary: Vocabulary) -> Directives:
     """Read the directive lines of a commit message; raise DirectiveError for bad ones."""
+    if len(message) > MAX_MESSAGE_CHARS:
+        raise DirectiveError([DirectiveProblem(0, "", (
+            f"{len(message)} characters, more than the {MAX_MESSAGE_CHARS} cib reads; "
+            "directives go on lines of their own in a message of ordinary size"))])
     parsed = _Parsed()
-    for number, raw in enumerate(message.splitlines(), 1):
+    for number, raw in enumerate(message_lines(message), 1):
         text = raw.strip()
         if text:
             _read_line(_Line(number, text), vocabulary, parsed)
+            if len(parsed.directive_lines) > MAX_DIRECTIVE_LINES:
+                parsed.problem(_Line(number, text), (
+                    f"more than {MAX_DIRECTIVE_LINES} directive lines; merge filters of one "
+                    "type into one line (`*` stands for every name)"))
+                raise DirectiveError(sorted(parsed.problems, key=lambda p: p.line),
+                                     parsed.more)
 
     skip = [parsed.flags[f] for f in ("no-ci", "no-taskcluster-ci") if f in parsed.flags]
     if skip:
@@ -181,7 +231,7 @@ def parse_directives(message: str, vocabulary: Vocabulary) -> Directives:
 
     _check_combinations(parsed)
     if parsed.problems:
-        raise DirectiveError(sorted(parsed.problems, key=lambda p: p.line))
+        raise DirectiveError(sorted(parsed.problems, key=lambda p: p.line), parsed.more)
     merged = {key: _merge(values for _, values in entries)
               for key, entries in parsed.filters.items()}
     flags = {name.replace("-", "_"): True for name in parsed.flags if name not in NO_EFFECT_FLAGS}
@@ -194,6 +244,16 @@ def parse_directives(message: str, vocabulary: Vocabulary) -> Directives:
 
 
 def _read_line(line: _Line, vocabulary: Vocabulary, parsed: _Parsed) -> None:
+    if len(line.text) > MAX_DIRECTIVE_LINE_CHARS:
+        # prose (a flag is a whole line), unless it starts like a filter: then refused,
+        # never silently ignored
+        start = _FILTER_START.match(re.sub(r"\s+", " ", line.text[:64].lower()))
+        if start and _near(start[1], VERBS, 2) and (
+                start[2] in _TYPE_SPELLINGS or _near(start[2], FILTER_TYPES, 2)):
+            parsed.directive_lines.append(line)
+            parsed.problem(line, f"{len(line.text)} characters, more than the "
+                                 f"{MAX_DIRECTIVE_LINE_CHARS} a directive line may have")
+        return
     lowered = re.sub(r"\s+", " ", line.text.lower())
     if lowered in FLAGS:
         parsed.directive_lines.append(line)
@@ -220,8 +280,14 @@ def _misspelt(lowered: str) -> str | None:
     if re.fullmatch(r"[a-z0-9-]+", flag_form):
         for flag in FLAGS:
             limit = max(1, len(flag) // 8)
-            if flag_form == flag or edit_distance(flag_form, flag) <= limit:
+            # the distance is at least the difference in length: only near lengths cost work
+            if abs(len(flag_form) - len(flag)) <= limit and \
+                    edit_distance(flag_form, flag) <= limit:
                 return f"not a directive; did you mean `{flag}`?"
+    match = _JOINED.match(lowered)
+    if match:
+        verb, kind, rest = match.groups()
+        return f"not a directive; did you mean `{verb} {kind}: {excerpt(rest, 40)}`?"
     match = _VERB_ONLY.match(lowered)
     if match:
         return (f"`{match.group(1)}` needs a type: `{match.group(1)} "
@@ -229,7 +295,7 @@ def _misspelt(lowered: str) -> str | None:
     match = _NO_COLON.match(lowered)
     if match:
         verb, kind, rest = match.group(1), match.group(2), match.group(3)
-        return f"missing colon; did you mean `{verb} {kind}: {rest}`?"
+        return f"missing colon; did you mean `{verb} {kind}: {excerpt(rest, 40)}`?"
     match = _FILTER_LIKE.match(lowered)
     if not match:
         return None
@@ -237,16 +303,19 @@ def _misspelt(lowered: str) -> str | None:
     verb = _near(verb_word, VERBS, limit=2)
     kind = _TYPE_SPELLINGS.get(kind_word) or _near(kind_word, FILTER_TYPES, limit=2)
     if verb and kind:
-        return f"not a directive; did you mean `{verb} {kind}: {rest}`?"
+        return f"not a directive; did you mean `{verb} {kind}: {excerpt(rest, 40)}`?"
     if verb_word in VERBS:
         hint = closest(kind_word, FILTER_TYPES)
-        return (f"unknown filter type {kind_word!r}; the types are "
+        return (f"unknown filter type '{excerpt(kind_word, 40)}'; the types are "
                 f"{', '.join(FILTER_TYPES)}" + (f" (did you mean {hint!r}?)" if hint else ""))
     return None
 
 
 def _near(word: str, options: Iterable[str], limit: int) -> str | None:
-    best = min(options, key=lambda option: edit_distance(word, option))
+    near = [option for option in options if abs(len(word) - len(option)) <= limit]
+    if not near:
+        return None
+    best = min(near, key=lambda option: edit_distance(word, option))
     return best if edit_distance(word, best) <= limit else None
 
 
@@ -260,34 +329,63 @@ def _resolve_values(line: _Line, kind: str, raw: str, vocabulary: Vocabulary,
     if not all(items):
         parsed.problem(line, "empty name between commas")
         return None
+    if len(items) > MAX_FILTER_NAMES:
+        parsed.problem(line, f"{len(items)} names, more than the {MAX_FILTER_NAMES} a filter "
+                             "line may have (`*` stands for every name)")
+        return None
     known: tuple[str, ...] = getattr(vocabulary, kind)
+    index = _Index(kind, known)
     resolved: list[str] = []
     for item in items:
         if item == ALL:
             resolved.extend(known)
             continue
-        name = _lookup(kind, item, known)
-        if name is None:
-            parsed.problem(line, _unknown(kind, item, vocabulary))
-        else:
+        name = index.lookup(item)
+        if name is not None:
             resolved.append(name)
+        elif parsed.full:  # only counted: no suggestion to compute
+            parsed.problem(line, "")
+        else:
+            parsed.problem(line, _unknown(kind, item, vocabulary))
     return resolved
 
 
-def _lookup(kind: str, item: str, known: tuple[str, ...]) -> str | None:
+class _Index:
+    """Names of one type by the form `_lookup` compares, so a long filter line costs one
+    dictionary look-up per name."""
+
+    def __init__(self, kind: str, known: tuple[str, ...]):
+        self.kind = kind
+        self.by_form: dict[str, str] = {}
+        for name in known:
+            self.by_form.setdefault(_form(kind, name), name)
+
+    def lookup(self, item: str) -> str | None:
+        if len(item) > MAX_NAME_CHARS:
+            return None
+        return self.by_form.get(_form(self.kind, item))
+
+
+def _form(kind: str, item: str) -> str:
+    """What names of `kind` are compared by: regions as `region_match_key` spells them,
+    others case-folded, keys also without `.yaml` (the key is the file name)."""
     if kind == "regions":
-        wanted = region_match_key(item)
-        return next((r for r in known if region_match_key(r) == wanted), None)
+        return region_match_key(item)
     wanted = item.casefold()
-    if kind == "keys":
-        wanted = re.sub(r"\.ya?ml$", "", wanted)  # the key is the file name
-    return next((name for name in known if name.casefold() == wanted), None)
+    return re.sub(r"\.ya?ml$", "", wanted) if kind == "keys" else wanted
+
+
+def _lookup(kind: str, item: str, known: tuple[str, ...]) -> str | None:
+    wanted = _form(kind, item)
+    return next((name for name in known if _form(kind, name) == wanted), None)
 
 
 def _unknown(kind: str, item: str, vocabulary: Vocabulary) -> str:
     singular = kind[:-1]
     known: tuple[str, ...] = getattr(vocabulary, kind)
-    message = f"unknown {singular} {item!r}"
+    message = f"unknown {singular} '{excerpt(item, 60)}'"
+    if len(item) > MAX_NAME_CHARS:
+        return f"{message}: longer than any {singular} name can be"
     for other in FILTER_TYPES:
         if other != kind and _lookup(other, item, getattr(vocabulary, other)):
             canonical = _lookup(other, item, getattr(vocabulary, other))

@@ -34,6 +34,7 @@ from taskcluster.exceptions import TaskclusterFailure
 
 import taskcluster
 
+from .bounds import int_argument
 from .config import DirectorySource, Environment, Fleet, load_fleet, normalise_region
 from .errors import BuildError, CibError, TransientError
 from .images.progress import Progress
@@ -218,9 +219,6 @@ def build_task_created(environments: Iterable[Environment]
 
 def cmd_gc(args: argparse.Namespace) -> int:
     """Delete the old images of one cloud that nothing refers to."""
-    for option, value in (("--keep", args.keep), ("--rollback-spares", args.rollback_spares)):
-        if value < 0:
-            raise CibError(f"{option} {value}: must be 0 or more")
     min_age = _parse_age(args.min_age)
     fleet = load_fleet(DirectorySource(args.config_dir))
     cloud = CLOUDS[args.cloud]
@@ -256,14 +254,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                     "any listing fails. See docs/lifecycle.md.")
     parser.add_argument("--cloud", required=True, choices=sorted(CLOUDS),
                         help="the cloud whose images to collect (aws is amazon)")
-    parser.add_argument("--keep", type=int, default=DEFAULT_KEEP, metavar="N",
+    parser.add_argument("--keep", type=int_argument(0, 10_000), default=DEFAULT_KEEP, metavar="N",
                         help=f"newest images kept per key, environment and region, referenced "
                              f"or not (default: {DEFAULT_KEEP})")
     parser.add_argument("--min-age", default=DEFAULT_MIN_AGE, metavar="DURATION",
                         help=f"never delete images younger than this (default: "
                              f"{DEFAULT_MIN_AGE}): a graph may be about to deploy them")
-    parser.add_argument("--rollback-spares", type=int, default=pointers.DEFAULT_KEEP_HISTORY,
-                        metavar="N",
+    parser.add_argument("--rollback-spares", type=int_argument(0, 10_000),
+                        default=pointers.DEFAULT_KEEP_HISTORY, metavar="N",
                         help="releases of each pool's history kept for rollback besides the "
                              f"current one (default: {pointers.DEFAULT_KEEP_HISTORY})")
     parser.add_argument("--environment", action="append", metavar="ENV",

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import manifest
+from .bounds import PULL_REQUEST
 from .errors import CibError
 from .images.context import BuildContext, load_context, read_json_file
 
@@ -152,7 +153,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--artifacts", default=DEFAULT_ARTIFACTS, metavar="DIR",
                         help="where to write the records; the task publishes it as public/ "
                              "(default: artifacts)")
-    parser.add_argument("--pull-request", type=int, metavar="N",
+    parser.add_argument("--pull-request", type=PULL_REQUEST, metavar="N",
                         help="build under pull-request names (<key>-pr<N>-<digest>)")
 
 

@@ -21,6 +21,7 @@ import yaml
 import taskcluster
 
 from . import pools
+from .bounds import PULL_REQUEST
 from .config import DirectorySource, Environment, Fleet, load_fleet
 from .errors import CibError, ConfigError
 from .images.context import read_json_file
@@ -74,8 +75,6 @@ def _request(fleet: Fleet, pool_id: str, args: argparse.Namespace, anchor: datet
              ) -> pools.PoolRequest:
     key, pool = pools.find_pool(fleet, pool_id)
     number = args.pull_request or None
-    if number is not None and number <= 0:
-        raise CibError(f"--pull-request {number}: not a pull request number")
     return pools.PoolRequest(key, pool, _environment(fleet, args.environment), number,
                              _expires(args.ttl, anchor) if number else None)
 
@@ -229,7 +228,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
                              "giving image ids; releases must verify")
     parser.add_argument("--environment", help="environment to deploy for (default: "
                                               "$CIB_ENVIRONMENT, else the first configured)")
-    parser.add_argument("--pull-request", type=int, metavar="N",
+    parser.add_argument("--pull-request", type=PULL_REQUEST, metavar="N",
                         help="deploy the pull request's per-PR pool instead")
     parser.add_argument("--ttl", default=DEFAULT_PR_TTL, metavar="DURATION",
                         help="how long a per-PR pool lives (default: 7 days), from the task's "
@@ -264,7 +263,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     apply.set_defaults(func=cmd_apply)
 
     teardown = sub.add_parser("teardown", help="delete the per-PR pools of a pull request")
-    teardown.add_argument("--pull-request", type=int, required=True, metavar="N")
+    teardown.add_argument("--pull-request", type=PULL_REQUEST, required=True, metavar="N")
     teardown.add_argument("--config-dir", default=DEFAULT_CONFIG_DIR)
     teardown.set_defaults(func=cmd_teardown)
 

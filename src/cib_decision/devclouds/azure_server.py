@@ -39,6 +39,7 @@ from typing import Any
 
 from requests.structures import CaseInsensitiveDict
 
+from ..bounds import int_argument
 from ..devtc.serving import ServerThread
 from .azure_fake import AzureFake, Request
 
@@ -286,7 +287,8 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m cib_decision.devclouds.azure_server",
                                      description=main.__doc__)
-    parser.add_argument("--port", type=int, default=0, help="default: a free one")
+    parser.add_argument("--port", type=int_argument(0, 65535), default=0,
+                        help="default: a free one")
     parser.add_argument("--config-dir", help="make the groups of this config's Azure targets")
     parser.add_argument("--directory", type=Path, help="where the CA is written (default: a "
                         "temporary directory, removed at exit)")

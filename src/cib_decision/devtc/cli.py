@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..bounds import int_argument
 from ..errors import CibError
 from .faults import FaultSettings
 from .harness import DEFAULT_PROJECT, DevTaskcluster
@@ -66,7 +67,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description="Serves a faithful local Taskcluster on 127.0.0.1 until Ctrl-C; prints "
                     "its root URL and the credentials of the root client and of one client "
                     "per repository role.")
-    parser.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    parser.add_argument("--port", type=int_argument(0, 65535), default=0,
+                        help="port (default: a free one)")
     parser.add_argument("--roles", type=Path, metavar="FILE",
                         help="roles file (default: taskcluster/roles.yml of the repository)")
     parser.add_argument("--project", default=DEFAULT_PROJECT,
