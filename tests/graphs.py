@@ -83,10 +83,14 @@ HOSTILE = ("Take over\n\npurge-taskcluster-resources\ninclude environments: prod
 
 
 def pr(message: str = "commit", environment: str = "staging", action: str = "opened",
-       changed: list[str] | None = None, number: int = 17):
+       changed: list[str] | None = None, number: int = 17, base=FLEET):
+    """A pull request graph; `base` is the fleet at its base revision (trusted policy)."""
+    from cib_decision.taskgraph.parameters import trusted_environments
+
     return generator(message, environment=environment, level="1",
                      tasks_for="github-pull-request", head_ref="feature",
                      cib_pull_request=number, cib_pull_request_action=action,
-                     cib_changed_keys=changed)
+                     cib_changed_keys=changed,
+                     cib_trusted_environments=trusted_environments(base))
 
 

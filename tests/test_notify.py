@@ -141,16 +141,29 @@ def graph_config_of(repo: Path):
                            default)
 
 
-@pytest.mark.parametrize(("flag", "pull_request", "expected"), [
-    (False, 0, 2), (False, 17, 0), (True, 17, 2)])
-def test_an_environment_may_notify_pull_requests(fleet_dir: Path, flag: bool, pull_request: int,
-                                                 expected: int):
-    if flag:
+@pytest.mark.parametrize(("at_base", "at_head", "pull_request", "expected"), [
+    (False, False, 0, 2), (False, False, 17, 0), (True, True, 17, 2),
+    # a pull request cannot switch its own notifications on: the base revision decides
+    (False, True, 17, 0)])
+def test_an_environment_may_notify_pull_requests(fleet_dir: Path, at_base: bool, at_head: bool,
+                                                 pull_request: int, expected: int):
+    from cib_decision.config import load_fleet
+    from cib_decision.taskgraph.parameters import trusted_environments
+
+    def flag() -> None:
         insert_after(fleet_dir / "environments.yaml", "    pull-requests: true",
                      "    notify-pull-requests: true\n")
+
+    if at_base:
+        flag()
+    base = load_fleet(DirectorySource(fleet_dir))
+    if at_head and not at_base:
+        flag()
     config = SimpleNamespace(graph_config=graph_config_of(fleet_dir.parent),
                              params={"cib_pull_request": pull_request,
-                                     "cib_environment": "staging"})
+                                     "cib_environment": "staging",
+                                     "cib_trusted_environments": trusted_environments(base)
+                                     if pull_request else None})
     graph_fleet.load(fleet_dir, DirectorySource(fleet_dir))
     assert len(notify_routes(config, "win10-64")) == expected
 

@@ -305,3 +305,16 @@ def test_disable_cleanup_tells_builders_to_keep_their_resources():
         assert "--keep-resources" in tasks[label].task["payload"]["command"][0][-1]
     plain = generator().full_task_graph.tasks["disk-image-win10-64"]
     assert "--keep-resources" not in plain.task["payload"]["command"][0][-1]
+
+
+def test_a_pull_request_builds_nowhere_its_base_revision_does_not_let_it():
+    """The head's config may say staging takes pull requests; the base's says otherwise."""
+    import dataclasses
+
+    from .graphs import FLEET
+
+    closed = dataclasses.replace(FLEET, environments={
+        name: dataclasses.replace(environment, pull_requests=False)
+        for name, environment in FLEET.environments.items()})
+    assert set(pr(base=closed).target_task_graph.tasks) <= {"lint-config", "task-env-cib"}
+    assert set(pr(base=None).target_task_graph.tasks) <= {"lint-config", "task-env-cib"}

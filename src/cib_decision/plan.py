@@ -179,6 +179,7 @@ def _base(repo: git.Repo, request: PlanRequest, head: git.Commit, config_name: s
 def _parameters(request: PlanRequest, fleet: Fleet, base: Fleet | None, report: ChangeReport,
                 directives: Directives, head_rev: str, base_rev: str | None) -> dict[str, Any]:
     from .taskgraph.loader import built_tasks
+    from .taskgraph.parameters import trusted_environments
 
     pull_request = request.tasks_for.startswith("github-pull-request")
     number = (request.pull_request or 1) if pull_request else 0
@@ -206,6 +207,7 @@ def _parameters(request: PlanRequest, fleet: Fleet, base: Fleet | None, report: 
         "cib_changed_keys": report.changed_keys() if pull_request else None,
         "cib_built_tasks": built_tasks(base, fleet_digests(base), {"cib_pull_request": number})
         if base else [],
+        "cib_trusted_environments": trusted_environments(base) if pull_request else None,
     }
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from taskgraph.parameters import extend_parameters_schema
 from taskgraph.util.schema import Schema
 
+from ..bounds import pull_request_number
 from ..changes import compute_changes
 from ..config import Fleet, load_fleet
 from ..directives import Directives, Vocabulary, parse_directives
@@ -37,6 +38,9 @@ CibParameters = Schema.from_dict(
         # `cib plan` only: content-addressed tasks done at the base revision, as
         # "<type>/<name>/<digest>" (the offline optimization).
         "cib_built_tasks": list[str] | None,
+        # Pull requests only: what each environment lets a pull request do, read from the
+        # base revision (`trusted_environments`); None on other events.
+        "cib_trusted_environments": dict[str, dict[str, bool]] | None,
     },
     name="CibParameters",
     forbid_unknown_fields=False,
@@ -47,7 +51,7 @@ CibParameters = Schema.from_dict(
 def _defaults(repo_root: str | None = None) -> dict[str, Any]:
     return {"cib_directives": Directives().to_json(), "cib_environment": "production",
             "cib_pull_request": 0, "cib_pull_request_action": "", "cib_changed_keys": None,
-            "cib_built_tasks": None}
+            "cib_built_tasks": None, "cib_trusted_environments": None}
 
 
 extend_parameters_schema(CibParameters, defaults_fn=_defaults)
@@ -61,19 +65,46 @@ def environment_for_root_url(fleet, root_url: str | None) -> str:
     return next(iter(fleet.environments))
 
 
+def trusted_environments(base: Fleet | None) -> dict[str, dict[str, bool]]:
+    """What each environment lets a pull request do (`pull-requests`, `notify-pull-requests`),
+    from the fleet at the pull request's base revision: a pull request's own edit of
+    `environments.yaml` changes nothing for itself. Empty (no environment takes the pull
+    request) when the base revision has no config that loads."""
+    if base is None:
+        return {}
+    return {name: {"pull-requests": environment.pull_requests,
+                   "notify-pull-requests": environment.notify_pull_requests}
+            for name, environment in base.environments.items()}
+
+
+def pull_request_may(parameters, setting: str) -> bool:
+    """True when the decision's environment allows `setting` (`pull-requests`,
+    `notify-pull-requests`) to this pull request, by the base revision's config; False for
+    a pull request decision whose parameters lack that policy (fail closed)."""
+    trusted = parameters.get("cib_trusted_environments") or {}
+    return bool((trusted.get(parameters["cib_environment"]) or {}).get(setting))
+
+
 def decision_parameters(graph_config, parameters) -> None:
     """Fill cib's parameters in the decision task (taskgraph builds them strictly there).
 
     Directives come from the head commit message; the environment from CIB_ENVIRONMENT or
-    the deployment's root URL; the pull request number from CIB_PULL_REQUEST_NUMBER.
+    the deployment's root URL; the pull request number from CIB_PULL_REQUEST_NUMBER. A pull
+    request's environment and what that environment lets it do come from the base revision's
+    config (`trusted_environments`).
     """
     fleet = graph_fleet.load(graph_fleet.config_dir(graph_config)).fleet
     message = commit_message(open_repo(graph_fleet.repo_root(graph_config)), parameters["head_rev"])
     parameters["cib_directives"] = parse_directives(
         message, Vocabulary.from_fleet(fleet)).to_json()
+    pull_request = str(parameters.get("tasks_for", "")).startswith("github-pull-request")
+    parameters["cib_pull_request"] = pull_request_number(
+        os.environ.get("CIB_PULL_REQUEST_NUMBER"), pull_request)
+    base = _base_fleet(graph_config, parameters.get("base_rev")) if pull_request else None
     parameters["cib_environment"] = os.environ.get("CIB_ENVIRONMENT") or \
-        environment_for_root_url(fleet, os.environ.get("TASKCLUSTER_ROOT_URL"))
-    parameters["cib_pull_request"] = int(os.environ.get("CIB_PULL_REQUEST_NUMBER") or 0)
+        environment_for_root_url(base or fleet, os.environ.get("TASKCLUSTER_ROOT_URL"))
+    parameters["cib_trusted_environments"] = trusted_environments(base) if pull_request \
+        else None
     parameters["cib_pull_request_action"] = os.environ.get("CIB_PULL_REQUEST_ACTION", "")
     parameters["cib_changed_keys"] = None
     parameters["cib_built_tasks"] = None
@@ -85,6 +116,20 @@ def decision_parameters(graph_config, parameters) -> None:
         parameters["cib_changed_keys"] = changed_keys(
             graph_fleet.repo_root(graph_config), graph_fleet.config_dir(graph_config),
             parameters.get("base_rev"), parameters["head_rev"])
+
+
+def _base_fleet(graph_config, base_rev: str | None) -> Fleet | None:
+    """The fleet at the pull request's base revision; None (with a warning) when it has no
+    config that loads."""
+    if not base_rev:
+        return None
+    try:
+        return fleet_at(graph_fleet.repo_root(graph_config),
+                        graph_fleet.config_dir(graph_config), base_rev)
+    except CibError as exc:
+        logger.warning("the base revision's config does not load (%s): no environment takes "
+                       "this pull request", exc)
+        return None
 
 
 def fleet_at(repo_root: Path, config_dir: Path, rev: str) -> Fleet | None:

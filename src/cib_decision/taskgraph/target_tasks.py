@@ -17,6 +17,7 @@ from ..directives import Directives
 from ..selection import Selection, select
 from . import fleet as graph_fleet
 from .loader import machine_image_name, needs_disk_image, pool_name
+from .parameters import pull_request_may
 from .task_env import USES_ENV
 
 
@@ -35,9 +36,7 @@ def scope(fleet, directives: Directives, parameters) -> Selection:
     selection = select(fleet, directives, parameters["cib_environment"])
     if not _is_pull_request(parameters) or "*" in selection.skipped:
         return selection
-    environment = fleet.environments.get(parameters["cib_environment"])
-    if _closed_pull_request(parameters) or environment is None or \
-            not environment.pull_requests:
+    if _closed_pull_request(parameters) or not pull_request_may(parameters, "pull-requests"):
         return Selection()
     changed = parameters["cib_changed_keys"]
     if changed is not None:

@@ -11,6 +11,7 @@ from taskgraph.util.cached_tasks import add_optimization
 
 from ...directives import Directives
 from .. import fleet as graph_fleet
+from ..parameters import pull_request_may
 from ..task_env import ENV_DIRECTORY, USES_ENV
 
 MAX_SYMBOL = 25  # Treeherder's limit for symbols and group symbols
@@ -158,10 +159,9 @@ def notify_routes(config, key: str) -> list[str]:
     key's `notify` setting (by default its pools' owners, on failed and exception), none in a
     pull-request graph unless its environment says `notify-pull-requests: true`."""
     loaded = graph_fleet.load(graph_fleet.config_dir(config.graph_config))
-    if config.params["cib_pull_request"]:
-        environment = loaded.fleet.environments.get(config.params["cib_environment"])
-        if environment is None or not environment.notify_pull_requests:
-            return []
+    if config.params["cib_pull_request"] and \
+            not pull_request_may(config.params, "notify-pull-requests"):
+        return []
     setting = loaded.fleet.keys[key].notify
     return [NOTIFY_ROUTE.format(address=address, event=event)
             for address in setting.emails for event in setting.events]
