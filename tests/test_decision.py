@@ -112,6 +112,45 @@ def test_a_decision_killed_half_way_completes_the_same_graph_when_run_again(
     assert labels(created) == sorted(label_to_taskid)  # each label exactly once
 
 
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(c) for c in path.read_text().split()] if path.exists() else []
+
+
+@pytest.mark.parametrize("signum, code, name", [(15, 143, "SIGTERM"), (2, 130, "SIGINT")])
+def test_a_signal_during_submission_stops_it_at_once_and_says_what_exists(
+        dev_taskcluster, repo, signum, code, name):
+    """A worker cancelling the decision (SIGTERM) or a person's Ctrl-C: no task is created
+    after the signal is handled, the error counts what exists, and a rerun completes it."""
+    dev_taskcluster.set_faults(latency_ms=40)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKCLUSTER_")}
+    env.update(dev_taskcluster.environ())
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cib_decision", "dev-event", "--repo", str(repo), "push"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while len(graph_tasks(dev_taskcluster)) < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (decision_process,) = _children(process.pid)  # `cib decision`, as the worker runs it
+    os.kill(decision_process, signum)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == code, stderr
+    existing = len(graph_tasks(dev_taskcluster))
+    time.sleep(1)
+    assert len(graph_tasks(dev_taskcluster)) == existing  # nothing submitted after it ended
+    (line,) = [line for line in stderr.splitlines() if "interrupted by" in line]
+    assert f"interrupted by {name} while submitting: {existing} of " in line, line
+    assert "Rerun the decision task to complete the graph" in line
+    assert "Traceback" not in stderr
+    dev_taskcluster.set_faults()
+    (decision,) = decision_ids(dev_taskcluster)
+    rerun = dev_event(dev_taskcluster, repo, "push", "--rerun", decision)
+    assert rerun.returncode == 0, rerun.stderr
+    label_to_taskid = json.loads((repo / "artifacts" / "label-to-taskid.json").read_text())
+    assert existing < len(label_to_taskid)
+    assert labels(graph_tasks(dev_taskcluster)) == sorted(label_to_taskid)
+
+
 def test_a_pull_request_deploys_only_per_pr_pools_at_level_1(dev_taskcluster, repo):
     result = dev_event(dev_taskcluster, repo, "pull-request", "--pull-request", "7",
                        "--environment", "staging")

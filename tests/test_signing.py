@@ -281,3 +281,58 @@ def test_read_secret_after_server_errors_is_transient_and_a_retry_succeeds(dev_t
 def test_an_unreachable_secrets_service_is_transient():
     with pytest.raises(TransientError, match="cannot reach the secrets service"):
         read_secret("a/b", {"rootUrl": "http://127.0.0.1:9", "maxRetries": 0})
+
+
+# --- killed while signing -------------------------------------------------------------------
+
+KILLED_SIGNER = """
+import json, os, signal, sys
+from cib_decision import signing
+from cib_decision.cli import _sigterm_raises
+key = json.loads(sys.stdin.read())
+with _sigterm_raises(), signing._gpg_home() as gpg:
+    gpg.import_keys(key["private"])
+    gpg.sign("data", keyid=key["fingerprint"], passphrase=key["passphrase"], detach=True)
+    print(gpg.gnupghome, flush=True)
+    os.kill(os.getpid(), int(sys.argv[1]))  # what a worker does on cancel or maxRunTime
+    signal.pause()
+"""
+
+
+def _agents_of(home: str) -> list[int]:
+    """Processes whose command line names `home` (the agent gpg started for it)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if home in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.mark.parametrize("signum", [15, 9])
+def test_a_signer_killed_mid_task_leaves_no_key_or_agent_behind(signum):
+    """SIGTERM: the signer removes its home and agent itself. SIGKILL: nothing can run, so
+    the next signing removes what the dead process left (its home is named for its pid)."""
+    import os
+    import subprocess
+    import sys
+
+    key = generate("killed", passphrase="secret words")
+    process = subprocess.run(
+        [sys.executable, "-c", KILLED_SIGNER, str(signum)], text=True, capture_output=True,
+        timeout=60, env={**os.environ, "PYTHONPATH": str(Path(signing.__file__).parents[1])},
+        input=json.dumps({"private": key.private, "fingerprint": key.fingerprint,
+                          "passphrase": key.passphrase}))
+    assert process.returncode in (-signum, 128 + signum, 1), process.stderr
+    home = process.stdout.strip()
+    assert home.startswith(str(signing.gpg_homes_dir()))
+    if signum == 15:
+        assert not Path(home).exists() and _agents_of(home) == []
+        return
+    # the key and the agent of a SIGKILLed signer (the agent caches no passphrase)
+    assert Path(home).exists() and _agents_of(home)
+    signing.remove_stale_homes(signing.gpg_homes_dir())  # as the next signing starts with
+    assert not Path(home).exists() and _agents_of(home) == []

@@ -7,10 +7,11 @@ with exit status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from . import (
@@ -24,6 +25,7 @@ from . import (
     pool_cli,
     purge_cli,
 )
+from .bounds import PULL_REQUEST
 from .changes import compute_changes
 from .config import DirectorySource, Fleet, load_fleet
 from .devpipeline import cli as devpipeline_cli
@@ -171,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--message", help="commit message to read directives from (default: "
                                          "the head commit's; @FILE reads a file)")
     plan.add_argument("--tasks-for", default="github-push", choices=TASKS_FOR)
-    plan.add_argument("--pull-request", type=int, metavar="N",
+    plan.add_argument("--pull-request", type=PULL_REQUEST, metavar="N",
                       help="pull request number (with --tasks-for github-pull-request)")
     plan.add_argument("--pull-request-action", default="opened",
                       choices=("opened", "synchronize", "reopened", "closed"))
@@ -193,9 +195,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a worker cancelling a task, or its maxRunTime) raised where the program is,
+    as SIGINT raises KeyboardInterrupt: `finally` blocks run (temporary keys removed) and
+    submission stops at once."""
+
+    signal_name, exit_code = "SIGTERM", 128 + 15
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """While the command runs, SIGTERM raises Terminated in the main thread (unless someone
+    else handles it); the previous handler afterwards."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None):
+        yield
+        return
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `cib` console script."""
     args = build_parser().parse_args(argv)
+    with _sigterm_raises():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         if args.command in CLOUD_COMMANDS:
             cloudcreds.ensure()
@@ -203,8 +240,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CibError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as exc:
+        # SubmissionInterrupted says what exists; a bare Ctrl-C still says it stopped
+        print(f"error: {exc or 'interrupted by ' + getattr(exc, 'signal_name', 'SIGINT')}",
+              file=sys.stderr)
+        return getattr(exc, "exit_code", 130)
     except BrokenPipeError:
         # `cib plan ... | head`: the reader is gone; quietly, as other command-line tools do.
         # Python would otherwise complain again when it flushes stdout at exit.

@@ -2,7 +2,8 @@
 body (the bytes `manifest.release_sha256` hashes) in its `signature` field, made and checked
 with gpg (python-gnupg).
 
-gpg always runs in a throw-away home (`GNUPGHOME`) made for one call and removed afterwards,
+gpg always runs in a throw-away home (`GNUPGHOME`) made for one call and removed afterwards
+(and by the next call when a killed process could not: `remove_stale_homes`),
 never in the user's keyring, in batch mode with the passphrase given on a pipe (loopback
 pinentry). Which key signs and which public key checks is the environment's `signing` setting
 (config/environments.yaml, docs/signing.md): the Taskcluster secret holding the private key
@@ -34,8 +35,13 @@ from .secrets import task_level
 
 GPG_BINARY = "gpg"
 # The throw-away agent must not calibrate its key protection (seconds of hashing at start):
-# keys it protects live only as long as the home.
-_AGENT_CONF = "s2k-count 65536\nallow-loopback-pinentry\n"
+# keys it protects live only as long as the home. It caches no passphrase (a killed process
+# leaves no unlocked key behind in an agent).
+_AGENT_CONF = ("s2k-count 65536\nallow-loopback-pinentry\ndefault-cache-ttl 0\n"
+               "max-cache-ttl 0\n")
+# Homes live in one directory per user, each named for the process that made it, so the next
+# signing finds and removes what a killed process (SIGKILL, maxRunTime) left behind.
+_HOMES_PREFIX = "cib-gpg-homes-"
 _PRIVATE_KEY = "-----BEGIN PGP PRIVATE KEY BLOCK-----"
 
 
@@ -92,13 +98,58 @@ def read_public_key(path: str | Path) -> str:
 # --- gpg ---------------------------------------------------------------------------------
 
 
+def gpg_homes_dir() -> Path:
+    """Where this user's throw-away gpg homes are made (mode 0700). A short path: gpg-agent's
+    socket lives in the home and socket paths are limited in length."""
+    parent = Path("/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir())
+    homes = parent / f"{_HOMES_PREFIX}{os.getuid()}"
+    homes.mkdir(mode=0o700, exist_ok=True)
+    if homes.is_symlink() or homes.stat().st_uid != os.getuid():
+        raise CibError(f"{homes} is not this user's own directory: refusing to put keys there")
+    homes.chmod(0o700)
+    return homes
+
+
+def _remove_home(home: Path) -> None:
+    """Stop any agent of `home`, then delete it (the keys it imported with it)."""
+    gpgconf = shutil.which("gpgconf")
+    if gpgconf:
+        subprocess.run([gpgconf, "--homedir", str(home), "--kill", "all"],
+                       capture_output=True, check=False)
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def remove_stale_homes(homes: Path) -> list[Path]:
+    """Remove the homes whose process is gone (killed before it could clean up); the homes
+    removed."""
+    removed = []
+    for home in homes.iterdir():
+        pid = home.name.split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            _remove_home(home)
+            removed.append(home)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @contextmanager
 def _gpg_home() -> Iterator[Any]:
-    """A gnupg.GPG on a new, empty home; the home and any agent it started go afterwards."""
+    """A gnupg.GPG on a new, empty home; the home and any agent it started go afterwards,
+    and so do the homes of processes killed before they could remove theirs."""
     import gnupg
 
-    # Short path: gpg-agent's socket lives in the home and socket paths are limited in length.
-    home = tempfile.mkdtemp(prefix="cib-gpg-", dir="/tmp" if os.path.isdir("/tmp") else None)
+    homes = gpg_homes_dir()
+    remove_stale_homes(homes)
+    home = tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=homes)
     try:
         Path(home, "gpg-agent.conf").write_text(_AGENT_CONF)
         try:
@@ -110,11 +161,7 @@ def _gpg_home() -> Iterator[Any]:
             raise CibError(f"cannot run {GPG_BINARY} (is GnuPG installed?): {exc}") from None
         yield gpg
     finally:
-        gpgconf = shutil.which("gpgconf")
-        if gpgconf:
-            subprocess.run([gpgconf, "--homedir", home, "--kill", "all"],
-                           capture_output=True, check=False)
-        shutil.rmtree(home, ignore_errors=True)
+        _remove_home(Path(home))
 
 
 def _last_line(stderr: str) -> str:

@@ -213,32 +213,75 @@ class Submitter:
             def launch(task_id: str) -> None:
                 running[pool.submit(self.create, tasks[task_id])] = task_id
 
+            def settle(future: futures.Future[str]) -> None:
+                nonlocal blocked
+                task_id = running.pop(future)
+                label = tasks[task_id].label
+                error = future.exception()
+                if error is None:
+                    (report.created if future.result() == "created"
+                     else report.existing).append(label)
+                    progress.advance(label, future.result())
+                    for child in dependents[task_id]:
+                        waiting_on[child].discard(task_id)
+                        if not waiting_on[child] and child not in blocked:
+                            launch(child)
+                else:
+                    report.failed[label] = _describe(error)
+                    progress.advance(label, "failed")
+                    blocked |= _descendants(task_id, dependents)
+
             for task_id, deps in waiting_on.items():
                 if not deps:
                     launch(task_id)
-            while running:
-                done, _ = futures.wait(running, return_when=futures.FIRST_COMPLETED)
-                for future in done:
-                    task_id = running.pop(future)
-                    label = tasks[task_id].label
-                    error = future.exception()
-                    if error is None:
-                        (report.created if future.result() == "created"
-                         else report.existing).append(label)
-                        progress.advance(label, future.result())
-                        for child in dependents[task_id]:
-                            waiting_on[child].discard(task_id)
-                            if not waiting_on[child] and child not in blocked:
-                                launch(child)
-                    else:
-                        report.failed[label] = _describe(error)
-                        progress.advance(label, "failed")
-                        blocked |= _descendants(task_id, dependents)
+            try:
+                while running:
+                    done, _ = futures.wait(running, return_when=futures.FIRST_COMPLETED)
+                    for future in done:
+                        settle(future)
+            except KeyboardInterrupt as interrupt:  # SIGINT, or SIGTERM (cli.Terminated)
+                raise self._interrupted(interrupt, pool, running, tasks, report) from None
         report.not_attempted = sorted(tasks[t].label for t in blocked)
         report.retries = self._retries
         report.seconds = time.monotonic() - started
         progress.finish(report)
         return report
+
+
+    @staticmethod
+    def _interrupted(interrupt: KeyboardInterrupt, pool: futures.ThreadPoolExecutor,
+                     running: Mapping[futures.Future[str], str],
+                     tasks: Mapping[str, PendingTask], report: SubmitReport
+                     ) -> SubmissionInterrupted:
+        """Stop at once: nothing queued starts, the requests already sent end (their tasks
+        may exist); what exists is counted from the answers."""
+        pool.shutdown(wait=False, cancel_futures=True)
+        sent = [future for future in running if not future.cancelled()]
+        futures.wait(sent, timeout=30)
+        created = len(report.created) + sum(
+            1 for f in sent if f.done() and not f.cancelled() and f.exception() is None
+            and f.result() == "created")
+        existing = len(report.existing) + sum(
+            1 for f in sent if f.done() and not f.cancelled() and f.exception() is None
+            and f.result() == "existing")
+        unknown = sum(1 for f in sent if not f.done())
+        return SubmissionInterrupted(interrupt, len(tasks), created, existing, unknown)
+
+
+class SubmissionInterrupted(KeyboardInterrupt):
+    """Submission stopped by SIGINT or SIGTERM, and what exists of the graph."""
+
+    def __init__(self, interrupt: KeyboardInterrupt, total: int, created: int, existing: int,
+                 unknown: int):
+        self.signal_name = getattr(interrupt, "signal_name", "SIGINT")
+        self.exit_code = getattr(interrupt, "exit_code", 130)
+        exists = created + existing
+        super().__init__(
+            f"interrupted by {self.signal_name} while submitting: {exists} of {total} tasks "
+            f"exist ({created} created now, {existing} before)"
+            + (f", {unknown} requests unanswered" if unknown else "")
+            + "; nothing more was submitted. Rerun the decision task to complete the graph: it "
+            "creates the missing tasks under the same task ids and leaves the others.")
 
 
 def _descendants(task_id: str, dependents: Mapping[str, list[str]]) -> set[str]:
