@@ -21,8 +21,10 @@ import yaml
 
 from cib_decision.cli import main
 from cib_decision.devpipeline.pipeline import (
+    IMAGE_PR_NUMBER,
     EventResult,
     LocalPipeline,
+    change_a_deployment_id,
     local_pipeline,
     play_scenarios,
     summary,
@@ -37,21 +39,29 @@ TIMEOUT = 900
 
 @pytest.fixture(scope="module")
 def played(tmp_path_factory):
-    """The deployment after a push, a pull request, its close and a cron decision; each
-    event's result."""
+    """The deployment after a push, a pull request, its close, a pull request that rebuilds
+    one key's images and a cron decision, then a pull request with a broken key file and a
+    change whose build fails, as a pull request and pushed; each event's result."""
     require_schemas()
     if shutil.which("qemu-img") is None:
         pytest.skip("qemu-img is not installed (Debian: qemu-utils; .ci/run installs it)")
     if not (ROOT / ".git").exists():
         pytest.skip("not a git checkout: the local pipeline clones the repository")
     work = tmp_path_factory.mktemp("local-pipeline")
+    scenarios = ["push", "pull-request", "pull-request-untrusted", "pull-request-closed",
+                 "pull-request-image", "cron"]
     with local_pipeline(ROOT, "HEAD", work) as pipeline:
-        results = {r.event: r for r in play_scenarios(
-            pipeline, ["push", "pull-request", "pull-request-untrusted", "pull-request-closed",
-                       "cron"], TIMEOUT)}
+        # one event per scenario, by scenario (two are pull-request events)
+        results = dict(zip(scenarios, play_scenarios(pipeline, scenarios, TIMEOUT),
+                           strict=True))
         broken = pipeline.commit("Add a setting", branch="broken", change=break_a_key)
         results["broken"] = pipeline.play("pull-request", broken, base=pipeline.head,
                                           pull_request=2, timeout=TIMEOUT)
+        failing = pipeline.commit("Build on a bigger instance", branch="failing",
+                                  change=break_a_build)
+        results["failing-pr"] = pipeline.play("pull-request", failing, base=pipeline.head,
+                                              pull_request=4, timeout=TIMEOUT)
+        results["failing-push"] = pipeline.play("push", failing, timeout=TIMEOUT)
         yield pipeline, results
 
 
@@ -62,6 +72,19 @@ def break_a_key(repo) -> None:
     """A misspelt top-level field at the end of a key file."""
     path = repo / "config" / BROKEN_KEY
     path.write_text(path.read_text() + "imgae: {}\n")
+
+
+FAILING_KEY = "ubuntu-2404"
+
+
+def break_a_build(repo) -> None:
+    """A machine-image change whose build the cloud refuses: a new deploymentId and an
+    instance type EC2 does not offer (config check cannot know the cloud's list)."""
+    assert change_a_deployment_id(repo) == FAILING_KEY
+    path = repo / "config" / f"{FAILING_KEY}.yaml"
+    text = path.read_text()
+    assert "type: t3.large" in text
+    path.write_text(text.replace("type: t3.large", "type: t3.enormous", 1))
 
 
 def explain(pipeline: LocalPipeline, result: EventResult) -> str:
@@ -324,3 +347,42 @@ def test_the_played_environment_points_at_the_local_taskcluster_whatever_the_fil
     assert yaml.safe_load(text) == {
         "production": {"root-url": "http://127.0.0.1:99"},
         "staging": {"root-url": url, "description": "no url yet"}}
+
+
+def test_a_pull_request_that_edits_one_key_rebuilds_and_names_exactly_its_images(played):
+    pipeline, results = played
+    changed = results["pull-request-image"]
+    check_every_task_completed_with_its_artifacts(pipeline, changed)
+    built = sorted(t.label for t in changed.tasks
+                   if t.label.startswith(("disk-image", "machine-image")))
+    assert built == [f"machine-image-{FAILING_KEY}-amazon-us-east-1"], summary(changed)
+    text = pipeline.artifact(changed.decision_task_id,
+                              "public/github/customCheckRunText.md").decode()
+    (row,) = [line for line in text.splitlines() if line.startswith(f"| {FAILING_KEY} ")]
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[2] == "1: amazon/us-east-1" and cells[4] == "target[amazon/us-east-1].tag", \
+        text
+    # the pull request's own pool runs the image the pull request built
+    (verify,) = [t for t in changed.tasks if t.label.startswith("verify-")]
+    pool = pipeline.tc.worker_pools()[verify.queue]
+    image_id = pool["config"]["launchConfigs"][0]["launchConfig"]["ImageId"]
+    (image,) = pipeline.deployment.aws.client("ec2", "us-east-1").describe_images(
+        ImageIds=[image_id])["Images"]
+    assert f"-pr{IMAGE_PR_NUMBER}-" in image["Name"]
+
+
+def test_a_failed_build_notifies_the_keys_owner_once_on_a_push_and_nobody_on_a_pr(played):
+    pipeline, results = played
+    push, pr = results["failing-push"], results["failing-pr"]
+    for result in (push, pr):
+        failed = [t for t in result.tasks if not t.ok]
+        assert [(t.label, t.state) for t in failed if t.state != "unscheduled"] == [
+            (f"machine-image-{FAILING_KEY}-amazon-us-east-1", "failed")], summary(result)
+    log = pipeline.artifact(push.by_label()[f"machine-image-{FAILING_KEY}-amazon-us-east-1"]
+                            .task_id, "public/logs/live_backing.log").decode()
+    assert "t3.enormous" in log
+    sent = pipeline.tc.notifications()
+    groups = {t.task_id: name for name, r in (("push", push), ("pr", pr)) for t in r.tasks}
+    assert [(groups.get(n["taskId"]), n["kind"], n["target"], n["state"]) for n in sent
+            if n["taskId"] in groups] == [
+        ("push", "email", "relops-linux@example.com", "failed")]

@@ -131,13 +131,13 @@ def test_a_plan_from_cached_config_is_the_plan_from_parsed_config(repo, tmp_path
     def plan() -> tuple[str, str]:
         """The table (dependencies by label) and the JSON less what varies from run to run:
         the temp dir task metadata names, times in index routes, and task ids (the task
-        environment's mount names one)."""
+        environment's mount and its cache name one)."""
         table = cib("plan", "--repo", str(repo), "--head", "HEAD", "--no-base")
         assert table.returncode == 0, table.stderr
         tasks = json.dumps(plan_json(repo, "--head", "HEAD", "--no-base")["tasks"])
         varying = (r"cib-plan-[^/]+|pushdate[.0-9]+|\"rank\": [0-9]+|"
                    r"\"dependencies\": \[[^]]*\]|\"CIB_DISK_IMAGE_TASK_ID\": \"[^\"]+\"|"
-                   r"\"taskId\": \"[^\"]+\"")
+                   r"\"taskId\": \"[^\"]+\"|task-env-[A-Za-z0-9_-]{22}")
         return table.stdout, re.sub(varying, "X", tasks)
 
     monkeypatch.setenv("CIB_CACHE_DIR", str(tmp_path / "cache"))
