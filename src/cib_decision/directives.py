@@ -40,7 +40,7 @@ from .bounds import (
 )
 from .config.model import Fleet, normalise_region, region_match_key
 from .errors import CibError
-from .suggest import closest, edit_distance
+from .suggest import closest, edit_distance, within_distance
 
 FLAGS = ("no-ci", "no-taskcluster-ci", "no-travis-ci", "pool-deploy", "overwrite-disk-image",
          "overwrite-machine-image", "disable-cleanup", "purge-taskcluster-resources", "no-verify")
@@ -59,6 +59,11 @@ _NO_COLON = re.compile(
     r"^(include|exclude)\s+(keys|pools|regions|environments)\s+([\w./-]+(\s*,\s*[\w./-]+)*)$")
 # `include-keys: x`, `exclude_pools = x`: the space of a filter written as another character
 _JOINED = re.compile(r"^(include|exclude)[-_./]+(keys|pools|regions|environments)\s*[:;=]\s*(.*)$")
+# each flag, how far a misspelling of it may be, and its letters (see `_misspelt`)
+_FLAG_NEAR = [(flag, max(1, len(flag) // 8), frozenset(flag)) for flag in FLAGS]
+_FLAG_LENGTHS = (min(len(f) - n for f, n, _ in _FLAG_NEAR),
+                 max(len(f) + n for f, n, _ in _FLAG_NEAR))
+_FLAG_FORM = re.compile(r"[a-z0-9-]+")
 # the start of a filter line, its words maybe misspelt (checked on a long line's first characters)
 _FILTER_START = re.compile(r"^([a-z]+)[\s\-_./]+([a-z]+)\s*[:;=]")
 # Words people write for the filter types, mapped to the type they meant.
@@ -211,11 +216,15 @@ def parse_directives(message: str, vocabulary: Vocabulary) -> Directives:
             f"{len(message)} characters, more than the {MAX_MESSAGE_CHARS} cib reads; "
             "directives go on lines of their own in a message of ordinary size"))])
     parsed = _Parsed()
+    prose: set[str] = set()  # lines read as prose before: a repeated line costs nothing
     for number, raw in enumerate(message_lines(message), 1):
         text = raw.strip()
-        if text:
+        if text and text not in prose:
+            directive_lines = len(parsed.directive_lines)
             _read_line(_Line(number, text), vocabulary, parsed)
-            if len(parsed.directive_lines) > MAX_DIRECTIVE_LINES:
+            if len(parsed.directive_lines) == directive_lines:
+                prose.add(text)
+            elif len(parsed.directive_lines) > MAX_DIRECTIVE_LINES:
                 parsed.problem(_Line(number, text), (
                     f"more than {MAX_DIRECTIVE_LINES} directive lines; merge filters of one "
                     "type into one line (`*` stands for every name)"))
@@ -244,6 +253,8 @@ def parse_directives(message: str, vocabulary: Vocabulary) -> Directives:
 
 
 def _read_line(line: _Line, vocabulary: Vocabulary, parsed: _Parsed) -> None:
+    if len(line.text) < _FLAG_LENGTHS[0]:
+        return  # shorter than any directive or misspelling of one: prose
     if len(line.text) > MAX_DIRECTIVE_LINE_CHARS:
         # prose (a flag is a whole line), unless it starts like a filter: then refused,
         # never silently ignored
@@ -277,12 +288,15 @@ def _read_line(line: _Line, vocabulary: Vocabulary, parsed: _Parsed) -> None:
 def _misspelt(lowered: str) -> str | None:
     """Why a line that is not a directive looks like a misspelt one, or None for prose."""
     flag_form = re.sub(r"[\s_]+", "-", lowered).strip(" .!,;:")
-    if re.fullmatch(r"[a-z0-9-]+", flag_form):
-        for flag in FLAGS:
-            limit = max(1, len(flag) // 8)
-            # the distance is at least the difference in length: only near lengths cost work
+    if _FLAG_LENGTHS[0] <= len(flag_form) <= _FLAG_LENGTHS[1] and \
+            _FLAG_FORM.fullmatch(flag_form):
+        letters = set(flag_form)
+        for flag, limit, flag_letters in _FLAG_NEAR:
+            # cheap necessary conditions first: one edit changes the length by at most one
+            # and the set of letters used by at most two
             if abs(len(flag_form) - len(flag)) <= limit and \
-                    edit_distance(flag_form, flag) <= limit:
+                    len(letters ^ flag_letters) <= 2 * limit and \
+                    within_distance(flag_form, flag, limit):
                 return f"not a directive; did you mean `{flag}`?"
     match = _JOINED.match(lowered)
     if match:
@@ -301,6 +315,8 @@ def _misspelt(lowered: str) -> str | None:
         return None
     verb_word, kind_word, rest = match.groups()
     verb = _near(verb_word, VERBS, limit=2)
+    if verb is None:
+        return None  # `switch lifecycle: on-demand` is prose
     kind = _TYPE_SPELLINGS.get(kind_word) or _near(kind_word, FILTER_TYPES, limit=2)
     if verb and kind:
         return f"not a directive; did you mean `{verb} {kind}: {excerpt(rest, 40)}`?"
@@ -312,11 +328,8 @@ def _misspelt(lowered: str) -> str | None:
 
 
 def _near(word: str, options: Iterable[str], limit: int) -> str | None:
-    near = [option for option in options if abs(len(word) - len(option)) <= limit]
-    if not near:
-        return None
-    best = min(near, key=lambda option: edit_distance(word, option))
-    return best if edit_distance(word, best) <= limit else None
+    near = [option for option in options if within_distance(word, option, limit)]
+    return min(near, key=lambda option: edit_distance(word, option)) if near else None
 
 
 def _resolve_values(line: _Line, kind: str, raw: str, vocabulary: Vocabulary,
