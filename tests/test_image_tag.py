@@ -240,9 +240,26 @@ def test_a_failed_build_is_named_and_left_out(released, capsys):
         tasks["east"], tasks["west"]}
 
 
-def test_no_record_at_all_exits_2_with_a_clear_message(tmp_path, dev_taskcluster, env, capsys):
+def test_when_every_build_failed_the_tag_releases_nothing_and_is_no_second_failure(
+        tmp_path, dev_taskcluster, env, capsys):
+    """The builds' own failures are what reaches people (one failure, one notification)."""
     fleet = Fleet(tmp_path, dev_taskcluster)
-    tag = tag_task(env, dev_taskcluster, [fleet.failed_build(), fleet.failed_build()])
+    builds = [fleet.failed_build(), fleet.failed_build()]
+    tag_task(env, dev_taskcluster, builds)
+    code, out, err = run_tag(capsys, fleet)
+    assert code == 0, err
+    assert f"every build of linux-test this graph ran failed (tasks {', '.join(sorted(builds))})" \
+        in out and "nothing to tag or release" in out
+    assert (tmp_path / "artifacts").is_dir()  # the task's declared artifact directory
+    assert not (tmp_path / "artifacts" / "release.json").exists()
+
+
+def test_builds_that_completed_without_a_record_exit_2_with_a_clear_message(
+        tmp_path, dev_taskcluster, env, capsys):
+    fleet = Fleet(tmp_path, dev_taskcluster)
+    completed = create_task(dev_taskcluster)
+    dev_taskcluster.resolve_task(completed)
+    tag = tag_task(env, dev_taskcluster, [completed, fleet.failed_build()])
     code, _, err = run_tag(capsys, fleet)
     assert code == 2
     assert f"task {tag}: no dependency left a machine-image record of linux-test" in err

@@ -228,6 +228,45 @@ def test_a_cron_decision_runs_with_its_cron_role_and_reuses_the_pushed_images(pl
     assert "the index has a task of the same digest" in text.decode()
 
 
+def test_a_pull_request_that_edits_one_key_rebuilds_and_names_exactly_its_images(played):
+    pipeline, results = played
+    changed = results["pull-request-image"]
+    check_every_task_completed_with_its_artifacts(pipeline, changed)
+    built = sorted(t.label for t in changed.tasks
+                   if t.label.startswith(("disk-image", "machine-image")))
+    assert built == [f"machine-image-{FAILING_KEY}-amazon-us-east-1"], summary(changed)
+    text = pipeline.artifact(changed.decision_task_id,
+                              "public/github/customCheckRunText.md").decode()
+    (row,) = [line for line in text.splitlines() if line.startswith(f"| {FAILING_KEY} ")]
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[2] == "1: amazon/us-east-1" and cells[4] == "target[amazon/us-east-1].tag", \
+        text
+    # the pull request's own pool runs the image the pull request built
+    (verify,) = [t for t in changed.tasks if t.label.startswith("verify-")]
+    pool = pipeline.tc.worker_pools()[verify.queue]
+    image_id = pool["config"]["launchConfigs"][0]["launchConfig"]["ImageId"]
+    (image,) = pipeline.deployment.aws.client("ec2", "us-east-1").describe_images(
+        ImageIds=[image_id])["Images"]
+    assert f"-pr{IMAGE_PR_NUMBER}-" in image["Name"]
+
+
+def test_a_failed_build_notifies_the_keys_owner_once_on_a_push_and_nobody_on_a_pr(played):
+    pipeline, results = played
+    push, pr = results["failing-push"], results["failing-pr"]
+    for result in (push, pr):
+        failed = [t for t in result.tasks if not t.ok]
+        assert [(t.label, t.state) for t in failed if t.state != "unscheduled"] == [
+            (f"machine-image-{FAILING_KEY}-amazon-us-east-1", "failed")], summary(result)
+    log = pipeline.artifact(push.by_label()[f"machine-image-{FAILING_KEY}-amazon-us-east-1"]
+                            .task_id, "public/logs/live_backing.log").decode()
+    assert "t3.enormous" in log
+    sent = pipeline.tc.notifications()
+    groups = {t.task_id: name for name, r in (("push", push), ("pr", pr)) for t in r.tasks}
+    assert [(groups.get(n["taskId"]), n["kind"], n["target"], n["state"]) for n in sent
+            if n["taskId"] in groups] == [
+        ("push", "email", "relops-linux@example.com", "failed")]
+
+
 @pytest.mark.parametrize("args, message", [
     (["--repo", "{tmp}"], "is not a git repository"),
     (["--repo", "{tmp}/nowhere"], "is not a git repository"),
@@ -253,7 +292,8 @@ def test_an_unknown_scenario_is_refused_naming_the_known_ones(capsys):
 
 @pytest.fixture
 def deployment(tmp_path):
-    """A local deployment with nothing played on it."""
+    """A local deployment with nothing played on it. Its moto starts afresh, and moto keeps
+    one state per process: the tests using it come after every test of `played`."""
     require_schemas()
     from cib_decision.devpipeline.deployment import LocalDeployment
 
@@ -348,41 +388,3 @@ def test_the_played_environment_points_at_the_local_taskcluster_whatever_the_fil
         "production": {"root-url": "http://127.0.0.1:99"},
         "staging": {"root-url": url, "description": "no url yet"}}
 
-
-def test_a_pull_request_that_edits_one_key_rebuilds_and_names_exactly_its_images(played):
-    pipeline, results = played
-    changed = results["pull-request-image"]
-    check_every_task_completed_with_its_artifacts(pipeline, changed)
-    built = sorted(t.label for t in changed.tasks
-                   if t.label.startswith(("disk-image", "machine-image")))
-    assert built == [f"machine-image-{FAILING_KEY}-amazon-us-east-1"], summary(changed)
-    text = pipeline.artifact(changed.decision_task_id,
-                              "public/github/customCheckRunText.md").decode()
-    (row,) = [line for line in text.splitlines() if line.startswith(f"| {FAILING_KEY} ")]
-    cells = [cell.strip() for cell in row.strip("|").split("|")]
-    assert cells[2] == "1: amazon/us-east-1" and cells[4] == "target[amazon/us-east-1].tag", \
-        text
-    # the pull request's own pool runs the image the pull request built
-    (verify,) = [t for t in changed.tasks if t.label.startswith("verify-")]
-    pool = pipeline.tc.worker_pools()[verify.queue]
-    image_id = pool["config"]["launchConfigs"][0]["launchConfig"]["ImageId"]
-    (image,) = pipeline.deployment.aws.client("ec2", "us-east-1").describe_images(
-        ImageIds=[image_id])["Images"]
-    assert f"-pr{IMAGE_PR_NUMBER}-" in image["Name"]
-
-
-def test_a_failed_build_notifies_the_keys_owner_once_on_a_push_and_nobody_on_a_pr(played):
-    pipeline, results = played
-    push, pr = results["failing-push"], results["failing-pr"]
-    for result in (push, pr):
-        failed = [t for t in result.tasks if not t.ok]
-        assert [(t.label, t.state) for t in failed if t.state != "unscheduled"] == [
-            (f"machine-image-{FAILING_KEY}-amazon-us-east-1", "failed")], summary(result)
-    log = pipeline.artifact(push.by_label()[f"machine-image-{FAILING_KEY}-amazon-us-east-1"]
-                            .task_id, "public/logs/live_backing.log").decode()
-    assert "t3.enormous" in log
-    sent = pipeline.tc.notifications()
-    groups = {t.task_id: name for name, r in (("push", push), ("pr", pr)) for t in r.tasks}
-    assert [(groups.get(n["taskId"]), n["kind"], n["target"], n["state"]) for n in sent
-            if n["taskId"] in groups] == [
-        ("push", "email", "relops-linux@example.com", "failed")]

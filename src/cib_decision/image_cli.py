@@ -125,7 +125,7 @@ def cmd_image_tag(args: argparse.Namespace) -> int:
     import taskcluster
 
     from .clouds.aws import EC2
-    from .images.tag import tag_release
+    from .images.tag import NothingBuilt, tag_release
     from .signing import tag_signer
     from .tc import client_options
 
@@ -139,8 +139,13 @@ def cmd_image_tag(args: argparse.Namespace) -> int:
 
         return Azure.from_environment()
 
-    release = tag_release(ctx, taskcluster.Queue(client_options()),
-                          functools.cache(lambda region: EC2(region, session)), sign, azure)
+    try:
+        release = tag_release(ctx, taskcluster.Queue(client_options()),
+                              functools.cache(lambda region: EC2(region, session)), sign, azure)
+    except NothingBuilt as nothing:
+        Path(args.artifacts).mkdir(parents=True, exist_ok=True)  # the task's artifact dir
+        ctx.progress.say(f"done: {nothing}")
+        return 0
     ctx.progress.say(f"done: release {release.sha256} of {len(release.images)} image"
                      f"{'s' if len(release.images) != 1 else ''}")
     return 0
@@ -166,7 +171,8 @@ EXIT_STATUSES = """exit statuses:
 
 
 TAG_EXIT_STATUSES = """exit statuses:
-  0   released: every AWS and Azure image tagged (Google ones named), public/release.json written
+  0   released: every AWS and Azure image tagged (Google ones named), public/release.json written;
+      or every build failed, so nothing is released (those builds report the failure)
   2   no dependency left a machine-image record of the key, or a record is malformed; the
       environment signs releases and its signing secret or public key cannot be used
   3   an image a record names is not in its region

@@ -601,6 +601,17 @@ def dependency_records(queue: Any, task_id: str, log: Log) -> tuple[list[Record]
     return [record for _, record in sources], created
 
 
+def dependency_states(queue: Any, task_id: str) -> dict[str, str]:
+    """The state of each dependency of task `task_id` but its decision task (the task
+    group's), by task id."""
+    try:
+        task = queue.task(task_id)
+        return {d: queue.status(d)["status"]["state"] for d in task.get("dependencies") or ()
+                if d != task.get("taskGroupId")}
+    except TaskclusterFailure as exc:
+        raise _failure("give the dependencies of task", task_id, exc, "queue") from None
+
+
 def dependency_record_sources(queue: Any, task_id: str, log: Log
                               ) -> tuple[list[tuple[str, Record]], str]:
     """As `dependency_records`, each record with the id of the task that left it (what a

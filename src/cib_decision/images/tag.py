@@ -118,12 +118,25 @@ def disk_record(ctx: BuildContext, queue: Any,
     return next(iter(found.values()), None)
 
 
+class NothingBuilt(Exception):
+    """Every build the tag task waited for failed: there is nothing to tag or release, and
+    no error of the tag's own (the failed builds report theirs, and their owners hear of it
+    from them: one failure, one notification)."""
+
+
 def read_builds(ctx: BuildContext, queue: Any) -> Builds:
-    """The records the tag task's dependencies left (step 1 and 2); CibError (exit 2) when
-    there is no usable machine-image record at all."""
+    """The records the tag task's dependencies left (step 1 and 2). NothingBuilt when there
+    is no record because every build failed; CibError (exit 2) when there is none otherwise
+    (builds that completed without a record)."""
     records, created = pools.dependency_records(queue, ctx.task_id, ctx.progress.say)
     usable = usable_records(ctx, records)
     if not usable:
+        states = pools.dependency_states(queue, ctx.task_id)
+        if not records and states and all(s in ("failed", "exception")
+                                          for s in states.values()):
+            raise NothingBuilt(f"every build of {ctx.key.name} this graph ran failed "
+                               f"(tasks {', '.join(sorted(states))}): nothing to tag or "
+                               "release; the pools keep their images")
         raise CibError(f"task {ctx.task_id}: no dependency left a machine-image record of "
                        f"{ctx.key.name} (did every build fail?); nothing to tag or release")
     disk = disk_record(ctx, queue, usable)
