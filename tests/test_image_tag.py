@@ -48,14 +48,14 @@ def env(dev_taskcluster, monkeypatch):
         yield monkeypatch
 
 
-def create_task(dev, dependencies=(), env=None, created=None) -> str:
-    """A task as the decision creates it (with `payload.env` when given); its id."""
+def create_task(dev, dependencies=(), env=None, created=None, kind="machine-image") -> str:
+    """A task of `kind` as the decision creates it (with `payload.env` when given); its id."""
     task_id = slugid.nice()
     when = created or datetime.now(UTC)
     taskcluster.Queue(dev.options()).createTask(task_id, new_task(
         taskQueueId="cib-3/images", created=taskcluster.stringDate(when),
         deadline=taskcluster.stringDate(when + timedelta(hours=2)),
-        dependencies=list(dependencies), payload={"env": env or {}}))
+        dependencies=list(dependencies), payload={"env": env or {}}, tags={"kind": kind}))
     return task_id
 
 
@@ -117,7 +117,7 @@ class Fleet:
 
 def tag_task(env, dev, dependencies, created: datetime | None = None) -> str:
     """The tag task (created now, or at `created`), as the task the command runs in."""
-    task = create_task(dev, dependencies, created=created)
+    task = create_task(dev, dependencies, created=created, kind="tag")
     env.setenv("TASK_ID", task)
     return task
 
@@ -245,7 +245,9 @@ def test_when_every_build_failed_the_tag_releases_nothing_and_is_no_second_failu
     """The builds' own failures are what reaches people (one failure, one notification)."""
     fleet = Fleet(tmp_path, dev_taskcluster)
     builds = [fleet.failed_build(), fleet.failed_build()]
-    tag_task(env, dev_taskcluster, builds)
+    environment = create_task(dev_taskcluster, kind="task-env")  # completed, no record
+    dev_taskcluster.resolve_task(environment)
+    tag_task(env, dev_taskcluster, [*builds, environment])
     code, out, err = run_tag(capsys, fleet)
     assert code == 0, err
     assert f"every build of linux-test this graph ran failed (tasks {', '.join(sorted(builds))})" \

@@ -601,13 +601,13 @@ def dependency_records(queue: Any, task_id: str, log: Log) -> tuple[list[Record]
     return [record for _, record in sources], created
 
 
-def dependency_states(queue: Any, task_id: str) -> dict[str, str]:
-    """The state of each dependency of task `task_id` but its decision task (the task
-    group's), by task id."""
+def dependency_states(queue: Any, task_id: str, kind: str) -> dict[str, str]:
+    """The state of each dependency of task `task_id` of `kind` (its `tags.kind`, as
+    taskgraph tags every task), by task id."""
     try:
-        task = queue.task(task_id)
-        return {d: queue.status(d)["status"]["state"] for d in task.get("dependencies") or ()
-                if d != task.get("taskGroupId")}
+        dependencies = queue.task(task_id).get("dependencies") or ()
+        return {d: queue.status(d)["status"]["state"] for d in dependencies
+                if (queue.task(d).get("tags") or {}).get("kind") == kind}
     except TaskclusterFailure as exc:
         raise _failure("give the dependencies of task", task_id, exc, "queue") from None
 

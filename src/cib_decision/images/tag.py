@@ -131,7 +131,7 @@ def read_builds(ctx: BuildContext, queue: Any) -> Builds:
     records, created = pools.dependency_records(queue, ctx.task_id, ctx.progress.say)
     usable = usable_records(ctx, records)
     if not usable:
-        states = pools.dependency_states(queue, ctx.task_id)
+        states = pools.dependency_states(queue, ctx.task_id, "machine-image")
         if not records and states and all(s in ("failed", "exception")
                                           for s in states.values()):
             raise NothingBuilt(f"every build of {ctx.key.name} this graph ran failed "
