@@ -24,14 +24,22 @@ class Problem:
         return f"{where}: {self.message}"
 
 
+# problems a config error's message lists (all of them stay in `problems`)
+MAX_LISTED_PROBLEMS = 100
+
+
 class ConfigError(CibError):
-    """The config directory has one or more problems; all of them are listed."""
+    """The config directory has one or more problems: the message lists the first
+    `MAX_LISTED_PROBLEMS` (by file and line) and counts the rest."""
 
     def __init__(self, problems: list[Problem]):
         self.problems = sorted(set(problems))
         count = len(self.problems)
         header = f"config has {count} problem{'s' if count != 1 else ''}:"
-        super().__init__("\n".join([header, *(f"  {p}" for p in self.problems)]))
+        more = count - MAX_LISTED_PROBLEMS
+        super().__init__("\n".join([
+            header, *(f"  {p}" for p in self.problems[:MAX_LISTED_PROBLEMS]),
+            *([f"  ... and {more} more"] if more > 0 else [])]))
 
 
 class GitError(CibError):

@@ -38,6 +38,9 @@ def commit_message(repo: git.Repo, rev: str) -> str:
     return message.decode("utf-8", "replace") if isinstance(message, bytes) else message
 
 
+_SYMLINK_MODE = 0o120000
+
+
 class GitTreeSource:
     """Config files of one directory of one commit, read from git objects."""
 
@@ -57,7 +60,12 @@ class GitTreeSource:
         return sorted(self._blobs)
 
     def read(self, name: str) -> bytes:
-        return self._blobs[name].data_stream.read()
+        from .config.source import LINK_REFUSED, SourceRefused
+
+        blob = self._blobs[name]
+        if blob.mode == _SYMLINK_MODE:  # its content is where the link points
+            raise SourceRefused(LINK_REFUSED)
+        return blob.data_stream.read()
 
     def display(self, name: str) -> str:
         return f"{self.commit.hexsha[:12]}:{self.directory / name}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from ..bounds import MAX_NAME_CHARS, excerpt
 from ..errors import ConfigError, Problem
 from ..memory import gc_paused
 from ..suggest import closest
@@ -26,7 +27,7 @@ from .model import (
     Target,
     normalise_region,
 )
-from .source import ConfigSource
+from .source import ConfigSource, SourceRefused
 from .validate import SchemaCheck
 
 if TYPE_CHECKING:
@@ -57,6 +58,11 @@ def load_fleet(source: ConfigSource, cache: ParsedCache | None = None) -> Fleet:
                 cache.flush()
 
 
+def _quoted(value: object) -> str:
+    """A value as a problem quotes it: short and escaped (`bounds.excerpt`)."""
+    return f"'{excerpt(value if isinstance(value, str) else repr(value), 60)}'"
+
+
 def _load_fleet(source: ConfigSource, cache: ParsedCache | None) -> Fleet:
     problems: list[Problem] = []
     docs: dict[str, YamlDocument] = {}
@@ -70,7 +76,14 @@ def _load_fleet(source: ConfigSource, cache: ParsedCache | None) -> Fleet:
                                     f"config files end in .yaml; rename to {stem}.yaml"))
             continue
         kind = stem if stem in SHARED_FILES or stem == ENVIRONMENTS_FILE else "key"
-        content = source.read(name)
+        try:
+            content = source.read(name)
+        except SourceRefused as refused:
+            problems.append(Problem(display, 0, str(refused)))
+            continue
+        except IsADirectoryError:
+            problems.append(Problem(display, 0, "is a directory, not a config file"))
+            continue
         data = MISS if cache is None else cache.lookup(kind, content)
         try:
             doc = (parse_yaml(content, display) if data is MISS
@@ -79,8 +92,8 @@ def _load_fleet(source: ConfigSource, cache: ParsedCache | None) -> Fleet:
             problems.append(exc.problem)
             continue
         if kind == "key" and not KEY_NAME.match(stem):
-            problems.append(Problem(display, 0, f"key name {stem!r} must be lower case letters, "
-                                                "digits, '.', '_' or '-'"))
+            problems.append(Problem(display, 0, f"key name {_quoted(stem)} must be lower case "
+                                                "letters, digits, '.', '_' or '-'"))
             continue
         if data is MISS:  # a cached file was valid
             schema_problems = _schema_problems(doc, _CHECKS[kind])
@@ -232,8 +245,8 @@ def _describe(doc: YamlDocument, error: jsonschema.ValidationError) -> list[Prob
         extra = sorted(set(error.instance) - set(known)) if isinstance(error.instance, dict) else []
         result = []
         for name in extra:
-            hint = closest(name, known)
-            message = f"unknown field {name!r} in {where}"
+            hint = closest(name, known) if len(name) <= MAX_NAME_CHARS else None
+            message = f"unknown field {_quoted(name)} in {where}"
             message += (f"; did you mean {hint!r}?" if hint
                         else f"; known fields: {', '.join(known)}")
             result.append(Problem(doc.filename, doc.line_of((*path, name)), message))
@@ -246,12 +259,14 @@ def _describe(doc: YamlDocument, error: jsonschema.ValidationError) -> list[Prob
         expected = " or ".join(expected) if isinstance(expected, list) else expected
         return [Problem(doc.filename, doc.line_of(path),
                         f"wrong type for {where}: expected {expected}, got "
-                        f"{_type_name(error.instance)} ({error.instance!r})")]
+                        f"{_type_name(error.instance)} ({_quoted(error.instance)})")]
     if error.validator == "enum":
-        hint = closest(str(error.instance), [str(v) for v in schema["enum"]])
+        hint = closest(str(error.instance), [str(v) for v in schema["enum"]]) \
+            if len(str(error.instance)) <= MAX_NAME_CHARS else None
         allowed = ", ".join(str(v) for v in schema["enum"])
         return [Problem(doc.filename, doc.line_of(path),
-                        f"invalid value {error.instance!r} for {where}: expected one of {allowed}"
+                        f"invalid value {_quoted(error.instance)} for {where}: expected one of "
+                        f"{allowed}"
                         + (f"; did you mean {hint!r}?" if hint else ""))]
     if error.validator == "anyOf" and schema.get("properties", {}).get("url"):
         return [Problem(doc.filename, doc.line_of(path),

@@ -16,7 +16,7 @@ class ConfigSource(Protocol):
         ...
 
     def read(self, name: str) -> bytes:
-        """The bytes of one file."""
+        """The bytes of one file; SourceRefused for one that is not read."""
         ...
 
     def display(self, name: str) -> str:
@@ -24,19 +24,37 @@ class ConfigSource(Protocol):
         ...
 
 
-class DirectorySource:
-    """Config files in a directory on disk."""
+LINK_REFUSED = ("is a symbolic link; config files must be regular files of the repository "
+                "(a link may lead outside it)")
 
-    def __init__(self, directory: str | Path):
+
+class SourceRefused(Exception):
+    """A config file that is not read (a symbolic link); the loader reports it."""
+
+
+class DirectorySource:
+    """Config files in a directory on disk. With `root` (the repository), the directory must
+    lie inside it once links are followed. A file that is a symbolic link is never read, in
+    or out of the repository: what git holds (GitTreeSource) and a checkout give the same."""
+
+    def __init__(self, directory: str | Path, root: str | Path | None = None):
         self.directory = Path(directory)
         if not self.directory.is_dir():
             raise CibError(f"config directory not found: {self.directory}")
+        if root is not None and not self.directory.resolve().is_relative_to(
+                Path(root).resolve()):
+            raise CibError(f"config directory {self.directory} leads outside the repository "
+                           f"{root}: cib reads config only from inside it")
 
     def names(self) -> list[str]:
-        return sorted(p.name for p in self.directory.iterdir() if p.is_file())
+        return sorted(p.name for p in self.directory.iterdir()
+                      if p.is_symlink() or p.is_file())
 
     def read(self, name: str) -> bytes:
-        return (self.directory / name).read_bytes()
+        path = self.directory / name
+        if path.is_symlink():
+            raise SourceRefused(LINK_REFUSED)
+        return path.read_bytes()
 
     def display(self, name: str) -> str:
         return str(self.directory / name)
