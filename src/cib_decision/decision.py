@@ -132,14 +132,40 @@ class DecisionResult:
 
 
 def _role_scopes(request: DecisionRequest, root: Path) -> tuple[str, list[str]]:
+    """The event's role and its scopes, from the roles file. A pull request's graph is
+    checked against the roles file of its base revision: the pull request's own could grant
+    itself anything."""
     role = role_for_event(request.options["tasks_for"], request.cron_job,
                           request.action_permission)
-    roles_file = root / ROLES_FILE
+    base = request.options.get("base_rev")
+    if str(request.options["tasks_for"]).startswith("github-pull-request"):
+        if not base:
+            raise CibError("a pull request decision needs its base revision: its graph is "
+                           "checked against the base revision's roles file")
+        where, text = f"{ROLES_FILE} at the base revision {base[:12]}", _file_at(root, base)
+    else:
+        where, text = str(root / ROLES_FILE), None
     try:
-        roles = yaml.safe_load(roles_file.read_text()) or {}
+        if text is None:
+            text = (root / ROLES_FILE).read_text()
+        roles = yaml.safe_load(text) or {}
     except (OSError, yaml.YAMLError) as error:
-        raise CibError(f"{roles_file}: cannot read the roles file: {error}") from error
+        raise CibError(f"{where}: cannot read the roles file: {error}") from error
+    if not isinstance(roles, dict):
+        raise CibError(f"{where}: the roles file is not a mapping of roles")
     return role, role_scopes(roles, role, project=request.options["project"])
+
+
+def _file_at(root: Path, rev: str) -> str:
+    """`ROLES_FILE` at revision `rev` of the repository at `root`; CibError when missing."""
+    from .gitrepo import open_repo, resolve
+
+    try:
+        blob = resolve(open_repo(root), rev).tree / ROLES_FILE.as_posix()
+        return blob.data_stream.read().decode("utf-8")
+    except (KeyError, UnicodeDecodeError):
+        raise CibError(f"no readable {ROLES_FILE} at the base revision {rev[:12]}: a pull "
+                       "request's graph is checked against it") from None
 
 
 def _write_artifacts(tgg: Any, label_to_taskid: dict[str, str], artifacts: Path,
