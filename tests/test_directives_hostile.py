@@ -104,6 +104,8 @@ def test_crlf_line_ends_still_end_lines():
     ("include-keys: win10-64", "include keys: win10-64"),
     ("exclude_pools: gecko-t/win10-64-azure", "exclude pools: gecko-t/win10-64-azure"),
     ("Include-Regions = eastus", "include regions: eastus"),
+    ("includekeys: win10-64", "include keys: win10-64"),
+    ("exclude.environments: staging", "exclude environments: staging"),
 ])
 def test_a_filter_with_its_space_written_as_another_character_is_an_error(line, meant):
     (problem,) = error_of(f"Subject\n\n{line}").problems

@@ -28,6 +28,7 @@ from . import (
 from .bounds import PULL_REQUEST
 from .changes import compute_changes
 from .config import DirectorySource, Fleet, load_fleet
+from .config.source import default_config_dir
 from .devpipeline import cli as devpipeline_cli
 from .devtc import cli as devtc_cli
 from .directives import Vocabulary, parse_directives
@@ -41,13 +42,17 @@ DEFAULT_CONFIG_DIR = "config"
 CLOUD_COMMANDS = ("image", "purge", "gc", "promote")
 
 
-def _load(config_dir: str) -> Fleet:
-    return load_fleet(DirectorySource(config_dir))
+def _load(config_dir: str | None) -> Fleet:
+    return load_fleet(DirectorySource(config_dir or default_config_dir()))
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
+    args.config_dir = args.config_dir or default_config_dir()
     try:
         fleet = _load(args.config_dir)
+        if not fleet.keys:
+            raise CibError(f"{args.config_dir}: no image key (a <key>.yaml besides the shared "
+                           "files and environments.yaml): is this the config directory?")
     except CibError as error:
         if args.artifacts is not None:  # the untrusted pull request's check run shows it
             from .checkrun_errors import write_error_report
@@ -105,6 +110,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
             message = Path(message[1:]).read_text(encoding="utf-8", errors="replace")
         except OSError as exc:
             raise CibError(f"cannot read {message[1:]}: {exc.strerror}") from None
+    if args.pull_request and not args.tasks_for.startswith("github-pull-request"):
+        raise CibError(f"--pull-request {args.pull_request} plans a pull request: give "
+                       "--tasks-for github-pull-request too (the default is a push)")
     plan = make_plan(PlanRequest(
         repo=Path(args.repo), head=args.head, base=args.base, no_base=args.no_base,
         message=message,
@@ -136,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
                                             metavar="SUBCOMMAND")
     check = config_commands.add_parser(
         "check", help="validate every config file; problems are listed as FILE:LINE: message")
-    check.add_argument("--config-dir", default=DEFAULT_CONFIG_DIR)
+    check.add_argument("--config-dir", help="config directory (default: the repository's, "
+                                            "found from any directory inside it)")
     check.add_argument("--artifacts", type=Path, metavar="DIR",
                        help="also write the problems as the task's GitHub check run shows "
                             "them (github/customCheckRunText.md, "
@@ -145,8 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     directives = commands.add_parser(
         "directives", help="parse CI directive lines of a commit message and print them as JSON")
-    directives.add_argument("--config-dir", default=DEFAULT_CONFIG_DIR,
-                            help="config whose keys, pools, regions and environments may be named")
+    directives.add_argument("--config-dir",
+                            help="config whose keys, pools, regions and environments may be named "
+                                 "(default: the repository's)")
     directives.add_argument("file", nargs="?", default="-", metavar="FILE|-",
                             help="file holding the commit message (default: standard input)")
     directives.set_defaults(func=cmd_directives)

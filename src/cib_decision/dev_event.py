@@ -76,7 +76,7 @@ def add_release_parser(commands: Any) -> None:
                     "digests, with image ids in each cloud's form but no cloud behind them: "
                     "what `cib pool apply --release FILE` needs to try a deploy locally.")
     parser.add_argument("--key", required=True)
-    parser.add_argument("--config-dir", default="config")
+    parser.add_argument("--config-dir", help="config directory (default: the repository's)")
     parser.add_argument("--build", type=int_argument(0, 1000), default=0,
                         help="another build's images (other digests and ids)")
     parser.set_defaults(func=cmd_dev_release)
@@ -85,9 +85,11 @@ def add_release_parser(commands: Any) -> None:
 def cmd_dev_release(args: argparse.Namespace) -> int:
     from . import manifest
     from .config import DirectorySource, load_fleet
+    from .config.source import default_config_dir
     from .devtc.fake_images import key_images
     from .digests import fleet_digests
 
+    args.config_dir = args.config_dir or default_config_dir()
     fleet = load_fleet(DirectorySource(Path(args.config_dir)))
     if args.key not in fleet.keys:
         raise CibError(f"no key {args.key!r} in {args.config_dir}")

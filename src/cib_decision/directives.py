@@ -57,8 +57,9 @@ _FILTER_LIKE = re.compile(r"^([a-z]+)\s+([a-z]+)\s*[:;=]\s*(.*)$")
 _VERB_ONLY = re.compile(r"^(include|exclude)\s*:\s*(.*)$")
 _NO_COLON = re.compile(
     r"^(include|exclude)\s+(keys|pools|regions|environments)\s+([\w./-]+(\s*,\s*[\w./-]+)*)$")
-# `include-keys: x`, `exclude_pools = x`: the space of a filter written as another character
-_JOINED = re.compile(r"^(include|exclude)[-_./]+(keys|pools|regions|environments)\s*[:;=]\s*(.*)$")
+# `include-keys: x`, `exclude_pools = x`, `includekeys: x`: the space of a filter written as
+# another character, or left out
+_JOINED = re.compile(r"^(include|exclude)[-_./]*(keys|pools|regions|environments)\s*[:;=]\s*(.*)$")
 # each flag, how far a misspelling of it may be, and its letters (see `_misspelt`)
 _FLAG_NEAR = [(flag, max(1, len(flag) // 8), frozenset(flag)) for flag in FLAGS]
 _FLAG_LENGTHS = (min(len(f) - n for f, n, _ in _FLAG_NEAR),

@@ -40,8 +40,11 @@ def changes_table(report: ChangeReport, out: TextIO) -> None:
 def plan_table(plan: Plan, out: TextIO) -> None:
     """Label, kind, Treeherder symbol, dependencies and reason of every task that would run."""
     console = Console(file=out, width=200 if not out.isatty() else None)
-    table = Table("label", "kind", "symbol", "dependencies", "reason", box=None,
-                  pad_edge=False)
+    table = Table(box=None, pad_edge=False)
+    for name in ("label", "kind", "symbol", "dependencies", "reason"):
+        # long text wraps onto more lines, never an ellipsis: two labels cut short could
+        # read the same
+        table.add_column(name, overflow="fold")
     for task in plan.tasks.values():
         table.add_row(task.label, task.kind, task.symbol, ", ".join(task.dependencies) or "-",
                       task.reason)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Protocol
 
@@ -58,3 +59,23 @@ class DirectorySource:
 
     def display(self, name: str) -> str:
         return str(self.directory / name)
+
+
+def default_config_dir(start: Path | None = None) -> str:
+    """The config directory when none is given: the repository's (`cib.config-dir` of its
+    taskcluster/config.yml, else `config`), found from `start` (the working directory) or any
+    directory below the repository root; plain `config` outside a repository."""
+    here = (start or Path.cwd()).resolve()
+    for directory in (here, *here.parents):
+        if (directory / ".git").exists():
+            import yaml
+
+            name = "config"
+            try:
+                settings = yaml.safe_load(
+                    (directory / "taskcluster" / "config.yml").read_text()) or {}
+                name = str((settings.get("cib") or {}).get("config-dir") or name)
+            except (OSError, yaml.YAMLError, AttributeError):
+                pass
+            return os.path.relpath(directory / name)
+    return "config"
