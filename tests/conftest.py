@@ -26,9 +26,21 @@ def require_reference(path: Path = REFERENCE) -> Path:
     return path
 
 
-@pytest.fixture
-def reference_config() -> Path:
-    return require_reference(REFERENCE_CONFIG)
+# cloud-image-builder's repository root holds `.platforms.yml` beside `config/` (one version,
+# commit fd36501: `- azure`): its amazon targets, which carry Azure region names, were never
+# built. The reference files are played in that layout.
+PREDECESSOR_PLATFORMS = "---\n- azure\n"
+
+
+@pytest.fixture(scope="session")
+def reference_config(tmp_path_factory) -> Path:
+    """The reference config files in a copy of the predecessor's repository layout:
+    `<repo>/config/` with its `.platforms.yml` beside it."""
+    source = require_reference(REFERENCE_CONFIG)
+    repo = tmp_path_factory.mktemp("cloud-image-builder")
+    shutil.copytree(source, repo / "config")
+    (repo / ".platforms.yml").write_text(PREDECESSOR_PLATFORMS)
+    return repo / "config"
 
 
 @pytest.fixture

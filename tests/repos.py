@@ -29,3 +29,15 @@ def fleet_repo(path: Path) -> Path:
     key.write_text(key.read_text().replace("edition: Professional", "edition: Enterprise"))
     git(path, "commit", "-q", "-am", "win10: Enterprise edition")
     return path
+
+
+def cib_output(*args: str) -> str:
+    """`cib ARGS` in a process of its own (taskgraph registers one graph root per process, so
+    a plan of another repository must not run in the test's); its output, which must be a
+    success."""
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "cib_decision", *args], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout

@@ -88,7 +88,7 @@ def test_json_has_the_documented_shape(repo, capsys):
     key = report["keys"][0]
     assert set(key) == {"key", "removed", "disk_image", "targets", "pools"}
     assert set(key["disk_image"]) == {"rebuild", "digest", "because"}
-    assert set(key["targets"][0]) == {"target", "machine_image"}
+    assert set(key["targets"][0]) == {"target", "machine_image", "skipped"}
     assert set(key["pools"][0]) == {"pool", "update", "because"}
     assert all("/" in t["target"] for k in report["keys"] for t in k["targets"])
 

@@ -14,6 +14,7 @@ import itertools
 import json
 import math
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -200,6 +201,8 @@ def test_formatting_every_file_changes_no_digest(transform: str, original_dir: P
         new = transformed(transform, path)
         assert new != path.read_text(encoding="utf-8"), f"{transform} left {path.name} as it was"
         (copy_dir / path.name).write_text(new, encoding="utf-8")
+    for beside in original_dir.parent.glob(".*.yml"):  # the repository's .platforms.yml
+        shutil.copy(beside, tmp_path / beside.name)
     assert_same_fleet(load_original(original_dir), load_fleet(DirectorySource(copy_dir)))
 
 

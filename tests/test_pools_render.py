@@ -19,7 +19,6 @@ from cib_decision.pools import PoolError
 from cib_decision.tcschemas import CREATE_WORKER_POOL, provider_config_schema
 
 from . import tcschemas
-from .conftest import REFERENCE_CONFIG, require_reference
 from .pools_support import images, release_of, request
 
 AZURE = "gecko-t/win10-64-azure"
@@ -57,8 +56,8 @@ def test_every_provider_renders_a_definition_the_genuine_schemas_accept(pool_id,
     assert pools.validate(definition, tcschemas.store()) is definition
 
 
-def test_the_real_cloud_image_builder_pools_render_and_validate():
-    directory = str(require_reference(REFERENCE_CONFIG))
+def test_the_real_cloud_image_builder_pools_render_and_validate(reference_config):
+    directory = str(reference_config)
     for pool_id in ("gecko-t/win10-64-azure", "gecko-1/win2012-azure"):
         definition = pools.render(request(pool_id, "production", directory=directory),
                                   images(pool_id, directory=directory))
@@ -66,8 +65,8 @@ def test_the_real_cloud_image_builder_pools_render_and_validate():
         assert definition.body["providerId"] == "azure2"  # the deployment's name, as written
 
 
-def test_win2012_pools_run_the_images_of_their_own_resource_group():
-    directory = str(require_reference(REFERENCE_CONFIG))
+def test_win2012_pools_run_the_images_of_their_own_resource_group(reference_config):
+    directory = str(reference_config)
     definition = pools.render(request("gecko-3/win2012-azure", "production",
                                       directory=directory),
                               images("gecko-3/win2012-azure", directory=directory))

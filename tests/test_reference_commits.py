@@ -62,9 +62,8 @@ def _commits() -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def vocabulary() -> Vocabulary:
-    return Vocabulary.from_fleet(load_fleet(DirectorySource(
-        require_reference(REFERENCE / "cib-config"))))
+def vocabulary(reference_config) -> Vocabulary:
+    return Vocabulary.from_fleet(load_fleet(DirectorySource(reference_config)))
 
 
 def test_every_reference_commit_parses_or_fails_fairly(vocabulary):

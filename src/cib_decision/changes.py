@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from .config.model import SHARED_FILES, Fleet, ImageKey
@@ -20,6 +20,9 @@ class ImageChange:
 class TargetChange:
     target: str
     machine_image: ImageChange
+    # why the target gets no task whatever changed (a disabled platform, a cloud cib does
+    # not build on: selection.not_built); "" when it is built
+    skipped: str = ""
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,8 @@ class ChangeReport:
     def changed_keys(self) -> list[str]:
         """Keys (still present at head) with an image to rebuild or a pool to update."""
         return sorted(k.key for k in self.keys if not k.removed and (
-            k.disk_image.rebuild or any(t.machine_image.rebuild for t in k.targets)
+            k.disk_image.rebuild
+            or any(t.machine_image.rebuild and not t.skipped for t in k.targets)
             or any(p.update for p in k.pools)))
 
 
@@ -68,12 +72,23 @@ def compute_changes(base: Fleet | None, head: Fleet, base_rev: str, head_rev: st
         else:
             assert base is not None
             keys.append(_compare(old, base, key, head))
+        keys[-1] = _mark_skipped(keys[-1], key, head)
     for name, old in base_keys.items():
         if name not in head.keys:
             assert base is not None
             keys.append(_removed(old, base))
     keys.sort(key=lambda k: k.key)
     return ChangeReport(base_rev, head_rev, keys)
+
+
+def _mark_skipped(change: KeyChange, key: ImageKey, fleet: Fleet) -> KeyChange:
+    """`change` with each target's reason for getting no task, if it has one."""
+    from .selection import not_built
+
+    platforms = {t.id: t.platform for t in key.targets}
+    return replace(change, targets=[
+        replace(t, skipped=not_built(platforms[t.target], fleet) or "")
+        for t in change.targets])
 
 
 def _all_new(key: ImageKey, fleet: Fleet, reason: str) -> KeyChange:

@@ -69,3 +69,17 @@ class GitTreeSource:
 
     def display(self, name: str) -> str:
         return f"{self.commit.hexsha[:12]}:{self.directory / name}"
+
+    def beside(self, name: str) -> tuple[str, bytes] | None:
+        from .config.source import LINK_REFUSED, SourceRefused
+
+        path = self.directory.parent / name
+        try:
+            blob = self.commit.tree / str(path)
+        except KeyError:
+            return None
+        if blob.type != "blob":
+            return None
+        if blob.mode == _SYMLINK_MODE:
+            raise SourceRefused(LINK_REFUSED)
+        return f"{self.commit.hexsha[:12]}:{path}", blob.data_stream.read()

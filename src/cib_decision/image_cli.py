@@ -90,8 +90,13 @@ def _disk_record(args: argparse.Namespace) -> manifest.DiskImageRecord | None:
 
 def cmd_image_machine(args: argparse.Namespace) -> int:
     """Build (or reuse) the machine image of one target and write public/machine-image.json."""
+    from .selection import not_built
+
     ctx = _context(args)
     target = ctx.target(args.target)
+    if reason := ctx.fleet.platform_disabled(target.platform, ctx.environment or None):
+        raise CibError(f"{target.id}: {reason}; the task graph has no machine-image task "
+                       "for it")
     if target.platform == "amazon":
         from .clouds.aws import EC2
         from .images import aws_machine
@@ -109,8 +114,6 @@ def cmd_image_machine(args: argparse.Namespace) -> int:
             disk_record=_disk_record(args), timeouts=azure_machine.Timeouts(
                 bootstrap=args.bootstrap_timeout, interval=args.poll_interval)))
     else:  # the graph has no task for it (selection.BUILDABLE_PLATFORMS)
-        from .selection import not_built
-
         raise CibError(f"{target.id}: {not_built(target.platform) or 'no builder'}; "
                        "the task graph has no machine-image task for it")
     ctx.progress.say(f"done: {record.image_id} {record.image_name} in {record.region}"

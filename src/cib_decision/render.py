@@ -28,6 +28,10 @@ def changes_table(report: ChangeReport, out: TextIO) -> None:
                        key.disk_image.digest[:12], ", ".join(key.disk_image.because))
         for target in key.targets:
             change = target.machine_image
+            if target.skipped:  # no task whatever changed
+                images.add_row("", target.target, "skipped", change.digest[:12],
+                               target.skipped)
+                continue
             images.add_row("", target.target, _yes_no(change.rebuild, "rebuild"),
                            change.digest[:12], ", ".join(change.because))
         for pool in key.pools:

@@ -1,15 +1,16 @@
 """What a decision puts in scope: the fleet narrowed by directives, environment and event (pure).
 
 Rules (documented in the README):
-- `no-ci` / `no-taskcluster-ci`, or an environment the directives exclude (or do not include),
-  select nothing.
+- `no-ci` / `no-taskcluster-ci`, an environment the directives exclude (or do not include), or
+  one the repository does not enable (`.environments.yml`), select nothing.
 - `include keys` / `exclude keys` narrow the keys; `include pools` selects the keys that feed
   those pools, and of their targets only those on the pools' platforms and locations.
 - `include regions` / `exclude regions` narrow the targets; a pool stays in scope when one of its
   locations does.
 - A pool is in scope when its key is, it survives the pool filters, and it keeps a location.
 - A target on a cloud cib does not build machine images on yet (`BUILDABLE_PLATFORMS`: Google
-  today) gets no machine image; a pool that runs images of such a cloud is not deployed, even
+  today), or on one the repository (`.platforms.yml`) or the environment (`platforms`) does not
+  enable, gets no machine image; a pool that runs images of such a cloud is not deployed, even
   when it also runs images cib builds. Both are listed with the reason (`not_built`).
 - A key's disk image is needed when one of its selected targets is on a platform that
   `image.base` does not cover.
@@ -28,8 +29,13 @@ from .directives import Directives
 BUILDABLE_PLATFORMS = frozenset({"amazon", "azure"})
 
 
-def not_built(platform: str) -> str | None:
-    """Why cib builds no machine images on `platform`; None when it does."""
+def not_built(platform: str, fleet: Fleet | None = None,
+              environment: str | None = None) -> str | None:
+    """Why no machine images are built on `platform`: the repository or the environment does
+    not enable it (`Fleet.platform_disabled`), or cib has no builder for it; None when they
+    are."""
+    if fleet is not None and (reason := fleet.platform_disabled(platform, environment)):
+        return reason
     if platform in BUILDABLE_PLATFORMS:
         return None
     return f"{platform} machine images are not built yet"
@@ -46,18 +52,20 @@ def pool_platforms(key: ImageKey, pool: Pool) -> frozenset[str]:
                                                         for c in t.raw.get("copies") or ()})
 
 
-def pool_not_built(key: ImageKey, pool: Pool) -> str | None:
+def pool_not_built(key: ImageKey, pool: Pool, fleet: Fleet | None = None,
+                   environment: str | None = None) -> str | None:
     """Why `pool` is not deployed: it runs images of a cloud cib does not build on. A pool
     running images of such a cloud besides others is not deployed either: worker-manager would
     get a definition without those locations' launch configs (or with stale ones), so it keeps
     the one it has until every image it runs can be built. None when it can be deployed."""
     return next((reason for platform in sorted(pool_platforms(key, pool))
-                 if (reason := not_built(platform))), None)
+                 if (reason := not_built(platform, fleet, environment))), None)
 
 
-def deployable_pools(key: ImageKey) -> list[Pool]:
+def deployable_pools(key: ImageKey, fleet: Fleet | None = None,
+                     environment: str | None = None) -> list[Pool]:
     """The key's pools a deploy may write (`pool_not_built` says why the others may not)."""
-    return [pool for pool in key.pools if pool_not_built(key, pool) is None]
+    return [pool for pool in key.pools if pool_not_built(key, pool, fleet, environment) is None]
 
 
 @dataclass(frozen=True)
@@ -95,6 +103,8 @@ def select(fleet: Fleet, directives: Directives, environment: str) -> Selection:
             environment in exc.environments:
         return Selection(skipped={"*": f"environment {environment} is excluded by the "
                                        "commit message"})
+    if reason := fleet.environment_disabled(environment):
+        return Selection(skipped={"*": reason})
     skipped: dict[str, str] = {}
     chosen: dict[str, KeySelection] = {}
     for key in fleet.keys.values():
@@ -113,8 +123,10 @@ def select(fleet: Fleet, directives: Directives, environment: str) -> Selection:
         if not targets and not kept_pools:
             skipped[key.name] = "no target or pool left after the region filters"
             continue
-        unbuilt_targets = {t.id: reason for t in targets if (reason := not_built(t.platform))}
-        unbuilt_pools = {p.id: reason for p in kept_pools if (reason := pool_not_built(key, p))}
+        unbuilt_targets = {t.id: reason for t in targets
+                           if (reason := not_built(t.platform, fleet, environment))}
+        unbuilt_pools = {p.id: reason for p in kept_pools
+                         if (reason := pool_not_built(key, p, fleet, environment))}
         skipped.update({f"{key.name} {target}": reason
                         for target, reason in unbuilt_targets.items()})
         skipped.update(unbuilt_pools)

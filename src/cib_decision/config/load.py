@@ -26,6 +26,7 @@ from .model import (
     SourceMirror,
     Target,
     normalise_region,
+    region_problem,
 )
 from .source import ConfigSource, SourceRefused
 from .validate import SchemaCheck
@@ -106,10 +107,71 @@ def _load_fleet(source: ConfigSource, cache: ParsedCache | None) -> Fleet:
     keys = {stem: _build_key(stem, doc, problems)
             for stem, doc in docs.items() if stem not in SHARED_FILES and stem != ENVIRONMENTS_FILE}
     problems.extend(_duplicate_pools(keys, docs))
+    environments = _environments(docs.get(ENVIRONMENTS_FILE))
+    platforms = _repository_list(source, PLATFORMS_FILE, schemas.PLATFORMS, problems)
+    enabled = _repository_list(source, ENVIRONMENTS_LIST_FILE, tuple(environments), problems)
+    for stem, key in keys.items():
+        _check_regions(key, docs[stem], platforms, environments, problems)
     if problems:
         raise ConfigError(problems)
     shared = SharedInputs({name: docs[name].data for name in SHARED_FILES if name in docs})
-    return Fleet(dict(sorted(keys.items())), shared, _environments(docs.get(ENVIRONMENTS_FILE)))
+    return Fleet(dict(sorted(keys.items())), shared, environments, platforms, enabled)
+
+
+# cloud-image-builder's repository-level switches, beside the config directory: the clouds it
+# builds on and the environments it runs in, each a YAML list of names.
+PLATFORMS_FILE, ENVIRONMENTS_LIST_FILE = ".platforms.yml", ".environments.yml"
+
+
+def _repository_list(source: ConfigSource, name: str, allowed: tuple[str, ...],
+                     problems: list[Problem]) -> frozenset[str] | None:
+    """The names a repository-level list file holds (each one of `allowed`); None when the
+    repository has no such file."""
+    try:
+        found = source.beside(name)
+    except SourceRefused as refused:
+        problems.append(Problem(name, 0, str(refused)))
+        return None
+    if found is None:
+        return None
+    display, content = found
+    try:
+        doc = parse_yaml(content, display)
+    except YamlProblem as exc:
+        problems.append(exc.problem)
+        return None
+    if not isinstance(doc.data, list) or not all(isinstance(v, str) for v in doc.data):
+        problems.append(Problem(display, 1, f"{name} is a YAML list of names, such as "
+                                            f"`- {allowed[0] if allowed else 'name'}`"))
+        return None
+    for index, value in enumerate(doc.data):
+        if value not in allowed:
+            hint = closest(value, allowed) if len(value) <= MAX_NAME_CHARS else None
+            problems.append(Problem(display, doc.line_of((index,)), (
+                f"unknown name {_quoted(value)}; "
+                + (f"did you mean {hint!r}?" if hint else f"known: {', '.join(allowed)}"))))
+    return frozenset(doc.data)
+
+
+def _check_regions(key: ImageKey, doc: YamlDocument, platforms: frozenset[str] | None,
+                   environments: dict[str, Environment], problems: list[Problem]) -> None:
+    """Region names of the key's targets (and their copies) must be their cloud's, on the
+    clouds something builds on (cloud-image-builder's disabled platforms kept targets with
+    another cloud's region names)."""
+    def enabled(platform: str) -> bool:
+        return (platforms is None or platform in platforms) and any(
+            e.platforms is None or platform in e.platforms for e in environments.values())
+
+    for index, target in enumerate(key.targets):
+        if not enabled(target.platform):
+            continue
+        regions = [((index, "region"), target.region, "")]
+        regions += [((index, "copies", i), normalise_region(str(copy)), " copies")
+                    for i, copy in enumerate(target.raw.get("copies") or ())]
+        for path, region, what in regions:
+            if problem := region_problem(target.platform, region):
+                problems.append(Problem(doc.filename, doc.line_of(("target", *path)),
+                                        f"target {target.id}{what}: {problem}"))
 
 
 def _environments(doc: YamlDocument | None) -> dict[str, Environment]:
@@ -118,7 +180,8 @@ def _environments(doc: YamlDocument | None) -> dict[str, Environment]:
     return {name: Environment(name, value["root-url"], value.get("description", ""),
                               value.get("pull-requests", False), _signing(value.get("signing")),
                               _mirror(value.get("source-mirror")),
-                              value.get("notify-pull-requests", False))
+                              value.get("notify-pull-requests", False),
+                              frozenset(value["platforms"]) if "platforms" in value else None)
             for name, value in doc.data.items()}
 
 

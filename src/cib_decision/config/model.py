@@ -29,6 +29,30 @@ def normalise_region(region: str) -> str:
     return re.sub(r"\s+", "", region.strip().lower())
 
 
+# How each cloud names its regions (after `normalise_region`), with an example: AWS
+# `us-east-1`, `us-gov-west-1`; Azure `eastus2` (the predecessor's display names, such as
+# `East US 2`, normalise to that); Google `us-central1`, `northamerica-northeast1`.
+REGION_FORMS = {
+    "amazon": (re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d+$"), "us-east-1"),
+    "azure": (re.compile(r"^[a-z]+[a-z0-9]*$"), "eastus2 (or East US 2)"),
+    "google": (re.compile(r"^[a-z]+-[a-z]+\d+$"), "us-central1"),
+}
+_CLOUD_NAMES = {"amazon": "an AWS", "azure": "an Azure", "google": "a Google"}
+
+
+def region_problem(platform: str, region: str) -> str | None:
+    """Why `region` (normalised) is not a region name of `platform`'s cloud, naming the cloud
+    whose form it has; None when it is one (or the platform is not a known cloud)."""
+    form = REGION_FORMS.get(platform)
+    if form is None or form[0].match(region):
+        return None
+    other = next((cloud for cloud, (pattern, _) in REGION_FORMS.items()
+                  if cloud != platform and pattern.match(region)), None)
+    looks = f" (it looks like {_CLOUD_NAMES[other]} region)" if other else ""
+    return (f"'{region}' is not {_CLOUD_NAMES[platform]} region name{looks}; "
+            f"{platform} regions look like {form[1]}")
+
+
 def region_match_key(region: str) -> str:
     """Looser form used to compare regions typed by people: letters and digits only."""
     return re.sub(r"[^a-z0-9]", "", region.lower())
@@ -153,6 +177,8 @@ class Environment:
     source_mirror: SourceMirror | None = None
     # Whether pull-request graphs carry the keys' notify routes too (docs/notify.md).
     notify_pull_requests: bool = False
+    # The clouds this environment builds on (`platforms` in environments.yaml); None: all.
+    platforms: frozenset[str] | None = None
 
 
 # cloud-image-builder hard-coded its two deployments; a config without environments.yaml gets them.
@@ -183,6 +209,33 @@ class Fleet:
     keys: dict[str, ImageKey]
     shared: SharedInputs
     environments: dict[str, Environment]
+    # cloud-image-builder's repository-level switches, beside the config directory:
+    # `.platforms.yml` (the clouds built on) and `.environments.yml` (the environments
+    # decisions run in); None where the repository has no such file.
+    enabled_platforms: frozenset[str] | None = None
+    enabled_environments: frozenset[str] | None = None
+
+    def platform_disabled(self, platform: str, environment: str | None = None) -> str | None:
+        """Why the repository (`.platforms.yml`) or the environment (its `platforms`) does
+        not build on `platform`; None when it does."""
+        if self.enabled_platforms is not None and platform not in self.enabled_platforms:
+            return (f"{platform} is not enabled in this repository (.platforms.yml: "
+                    f"{', '.join(sorted(self.enabled_platforms)) or 'none'})")
+        settings = self.environments.get(environment) if environment else None
+        if settings is not None and settings.platforms is not None and \
+                platform not in settings.platforms:
+            return (f"{platform} is not enabled in environment {environment} "
+                    f"(environments.yaml platforms: "
+                    f"{', '.join(sorted(settings.platforms)) or 'none'})")
+        return None
+
+    def environment_disabled(self, environment: str) -> str | None:
+        """Why decisions in `environment` build nothing (`.environments.yml`); None."""
+        if self.enabled_environments is not None and environment not in \
+                self.enabled_environments:
+            return (f"environment {environment} is not enabled in this repository "
+                    f"(.environments.yml: {', '.join(sorted(self.enabled_environments))})")
+        return None
 
     @cached_property
     def pools(self) -> dict[str, Pool]:

@@ -199,6 +199,8 @@ ENVIRONMENTS = {
         "pull-requests": BOOL,
         # Pull-request graphs carry the keys' notify routes only where this is true.
         "notify-pull-requests": BOOL,
+        # The clouds this environment builds on (default: every one the config has targets on).
+        "platforms": _list(PLATFORM),
         # Release records are signed with the key in `secret` and checked against the armored
         # public key at `public-key` (from the repository root); both may say `{level}`.
         "signing": _obj({

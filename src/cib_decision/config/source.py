@@ -24,6 +24,12 @@ class ConfigSource(Protocol):
         """How to name a file in messages."""
         ...
 
+    def beside(self, name: str) -> tuple[str, bytes] | None:
+        """A repository-level file `name` beside the config directory (cloud-image-builder's
+        `.platforms.yml`): how to name it and its bytes; None when there is none.
+        SourceRefused for one that is not read."""
+        ...
+
 
 LINK_REFUSED = ("is a symbolic link; config files must be regular files of the repository "
                 "(a link may lead outside it)")
@@ -59,6 +65,12 @@ class DirectorySource:
 
     def display(self, name: str) -> str:
         return str(self.directory / name)
+
+    def beside(self, name: str) -> tuple[str, bytes] | None:
+        path = self.directory.parent / name
+        if path.is_symlink():
+            raise SourceRefused(LINK_REFUSED)
+        return (str(path), path.read_bytes()) if path.is_file() else None
 
 
 def default_config_dir(start: Path | None = None) -> str:

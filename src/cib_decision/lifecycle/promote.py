@@ -85,10 +85,12 @@ class Promotion:
 # --- pure decisions ---------------------------------------------------------------------------
 
 
-def plan_copies(key: ImageKey, digests: KeyDigests, release: Release) -> Plan:
-    """The copies the key's pools need from `release` (step 2)."""
+def plan_copies(key: ImageKey, digests: KeyDigests, release: Release,
+                fleet: Fleet | None = None, environment: str | None = None) -> Plan:
+    """The copies the key's pools need from `release` (step 2): of the pools the fleet deploys
+    in `environment` (`selection.deployable_pools`)."""
     plan, seen = Plan(), set()
-    for pool in deployable_pools(key):
+    for pool in deployable_pools(key, fleet, environment):
         for region in sorted(set(pool.locations)):
             target = pools.pool_target(key, pool, region)
             if target is None or (target.id, region) in seen:
@@ -228,16 +230,16 @@ def promote(*, fleet: Fleet, key: str, source: Environment, target: Environment,
     if check_source is not None:
         check_source(release)
     for pool in image_key.pools:
-        if (reason := pool_not_built(image_key, pool)) is not None:
+        if (reason := pool_not_built(image_key, pool, fleet, target.name)) is not None:
             progress.say(f"{pool.id}: not deployed ({reason}); it keeps what it runs")
-    plan = plan_copies(image_key, digests, release)
+    plan = plan_copies(image_key, digests, release, fleet, target.name)
     for line in plan.unserved:
         progress.say(f"cannot serve {line}; that location keeps the image it runs")
     for copy in plan.copies:
         progress.say(f"{'would copy' if dry_run else 'copy'} {copy.source.id} "
                      f"({copy.source.target}) to {copy.region} for {copy.target.id}")
     if dry_run:
-        for pool in deployable_pools(image_key):
+        for pool in deployable_pools(image_key, fleet, target.name):
             pools.apply(wm, pools.PoolRequest(image_key, pool, target), release.images, store,
                         progress.say, dry_run=True)
         return Promotion(release, release, {}, [])
@@ -260,7 +262,7 @@ def promote(*, fleet: Fleet, key: str, source: Environment, target: Environment,
     progress.say(f"wrote {manifest.RELEASE_ARTIFACT}")
     ref = pointers.ReleaseRef(key, promoted.sha256, task_id or "")
     outcomes = []
-    for pool in deployable_pools(image_key):
+    for pool in deployable_pools(image_key, fleet, target.name):
         request = pools.PoolRequest(image_key, pool, target)
         _, outcome = pools.apply(wm, request, promoted.images, store, progress.say)
         outcomes.append(outcome)

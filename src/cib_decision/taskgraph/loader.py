@@ -45,9 +45,11 @@ def pool_targets(key: ImageKey, pool: Pool) -> list[str]:
             if t.platform == (pool.platform or t.platform) and t.region in pool.locations]
 
 
-def buildable_targets(key: ImageKey) -> list[Target]:
-    """The key's targets on clouds cib builds machine images on."""
-    return [t for t in key.targets if not not_built(t.platform)]
+def buildable_targets(key: ImageKey, fleet: Fleet | None = None,
+                      environment: str | None = None) -> list[Target]:
+    """The key's targets on clouds cib builds machine images on and the repository and the
+    environment enable."""
+    return [t for t in key.targets if not not_built(t.platform, fleet, environment)]
 
 
 def machine_image_name(key: str, target_id: str) -> str:
@@ -80,13 +82,19 @@ def built_tasks(fleet: Fleet, digests, params) -> list[str]:
 
 def _items(kind: str, fleet: Fleet, digests, params) -> Iterator[dict[str, Any]]:
     number = params.get("cib_pull_request") or 0
+    environment = params.get("cib_environment")
+
+    def buildable(key: ImageKey) -> list[Target]:
+        return buildable_targets(key, fleet, environment)
+
     if kind == "pull-request":
         if number:
             yield {"name": "pull-request", "pull-request": number}
     elif kind == "config":
         yield {"name": "config"}
     elif kind == "clouds":
-        places = sorted({(t.platform, t.region) for k in fleet.keys.values() for t in k.targets})
+        places = sorted({(t.platform, t.region) for k in fleet.keys.values() for t in k.targets
+                         if not fleet.platform_disabled(t.platform, environment)})
         for platform, region in places:
             yield {"name": f"{platform}-{_slug(region)}", "platform": platform, "region": region}
         # worker-manager: the fleet's pools, and expired per-PR pools.
@@ -94,12 +102,12 @@ def _items(kind: str, fleet: Fleet, digests, params) -> Iterator[dict[str, Any]]
                "pools": [*sorted(fleet.pools), f"{PR_POOL_DOMAIN}/*"]}
     elif kind == "disk-images":
         for key in fleet.keys.values():
-            if any(needs_disk_image(key, t.platform) for t in buildable_targets(key)):
+            if any(needs_disk_image(key, t.platform) for t in buildable(key)):
                 yield {"name": key.name, "key": key.name, "cache-name": key.name,
                        "digest": digests[key.name].disk}
     elif kind == "machine-images":
         for key in fleet.keys.values():
-            for target in buildable_targets(key):
+            for target in buildable(key):
                 name = machine_image_name(key.name, target.id)
                 yield {"name": name, "key": key.name, "cache-name": name,
                        "target": target.id, "platform": target.platform,
@@ -108,7 +116,7 @@ def _items(kind: str, fleet: Fleet, digests, params) -> Iterator[dict[str, Any]]
                        "disk-image": needs_disk_image(key, target.platform)}
     elif kind == "keys":
         for key in fleet.keys.values():
-            targets = [t.id for t in buildable_targets(key)]
+            targets = [t.id for t in buildable(key)]
             if targets:  # the tag covers the images this graph can build
                 yield {"name": key.name, "key": key.name, "cache-name": key.name,
                        "targets": targets,
@@ -117,7 +125,7 @@ def _items(kind: str, fleet: Fleet, digests, params) -> Iterator[dict[str, Any]]
     elif kind == "pools":
         for key in fleet.keys.values():
             for pool in key.pools:
-                if pool_not_built(key, pool):
+                if pool_not_built(key, pool, fleet, environment):
                     continue
                 targets = pool_targets(key, pool)
                 deploy = pr_pool_id(pool.id, number) if number else pool.id
