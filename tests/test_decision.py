@@ -88,28 +88,41 @@ def test_a_decision_run_again_creates_no_duplicate(dev_taskcluster, repo):
     assert f"0 created, {len(before) - 1} already existed" in rerun.stderr
 
 
-def test_a_decision_killed_half_way_completes_the_same_graph_when_run_again(
-        dev_taskcluster, repo):
-    dev_taskcluster.set_faults(latency_ms=40)
+def push_under_way(tc: DevTaskcluster, repo: Path, **popen) -> subprocess.Popen:
+    """`cib dev-event push` started against a slow queue (40 ms a request), returned once it
+    has created at least 5 tasks: its decision is submitting."""
+    tc.set_faults(latency_ms=40)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TASKCLUSTER_")}
-    env.update(dev_taskcluster.environ())
+    env.update(tc.environ())
     process = subprocess.Popen(
         [sys.executable, "-m", "cib_decision", "dev-event", "--repo", str(repo), "push"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        env=env, **popen)
     deadline = time.monotonic() + 120
-    while len(graph_tasks(dev_taskcluster)) < 5 and time.monotonic() < deadline:
+    while len(graph_tasks(tc)) < 5 and time.monotonic() < deadline:
         time.sleep(0.05)
+    return process
+
+
+def rerun_completes_the_graph(tc: DevTaskcluster, repo: Path) -> dict[str, str]:
+    """Run the decision again (a Taskcluster rerun: same task id) without faults: every label
+    exists exactly once afterwards. The graph's label-to-taskid."""
+    tc.set_faults()
+    (decision,) = decision_ids(tc)
+    rerun = dev_event(tc, repo, "push", "--rerun", decision)
+    assert rerun.returncode == 0, rerun.stderr
+    label_to_taskid = json.loads((repo / "artifacts" / "label-to-taskid.json").read_text())
+    assert labels(graph_tasks(tc)) == sorted(label_to_taskid)  # each label exactly once
+    return label_to_taskid
+
+
+def test_a_decision_killed_half_way_completes_the_same_graph_when_run_again(
+        dev_taskcluster, repo):
+    process = push_under_way(dev_taskcluster, repo, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
     os.killpg(process.pid, 9)
     process.wait()
     partial = len(graph_tasks(dev_taskcluster))
-    dev_taskcluster.set_faults()
-    (decision,) = decision_ids(dev_taskcluster)
-    rerun = dev_event(dev_taskcluster, repo, "push", "--rerun", decision)
-    assert rerun.returncode == 0, rerun.stderr
-    created = graph_tasks(dev_taskcluster)
-    label_to_taskid = json.loads((repo / "artifacts" / "label-to-taskid.json").read_text())
-    assert 5 <= partial < len(label_to_taskid)
-    assert labels(created) == sorted(label_to_taskid)  # each label exactly once
+    assert 5 <= partial < len(rerun_completes_the_graph(dev_taskcluster, repo))
 
 
 def _children(pid: int) -> list[int]:
@@ -122,15 +135,8 @@ def test_a_signal_during_submission_stops_it_at_once_and_says_what_exists(
         dev_taskcluster, repo, signum, code, name):
     """A worker cancelling the decision (SIGTERM) or a person's Ctrl-C: no task is created
     after the signal is handled, the error counts what exists, and a rerun completes it."""
-    dev_taskcluster.set_faults(latency_ms=40)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKCLUSTER_")}
-    env.update(dev_taskcluster.environ())
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cib_decision", "dev-event", "--repo", str(repo), "push"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while len(graph_tasks(dev_taskcluster)) < 5 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    process = push_under_way(dev_taskcluster, repo, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
     (decision_process,) = _children(process.pid)  # `cib decision`, as the worker runs it
     os.kill(decision_process, signum)
     _, stderr = process.communicate(timeout=60)
@@ -142,13 +148,7 @@ def test_a_signal_during_submission_stops_it_at_once_and_says_what_exists(
     assert f"interrupted by {name} while submitting: {existing} of " in line, line
     assert "Rerun the decision task to complete the graph" in line
     assert "Traceback" not in stderr
-    dev_taskcluster.set_faults()
-    (decision,) = decision_ids(dev_taskcluster)
-    rerun = dev_event(dev_taskcluster, repo, "push", "--rerun", decision)
-    assert rerun.returncode == 0, rerun.stderr
-    label_to_taskid = json.loads((repo / "artifacts" / "label-to-taskid.json").read_text())
-    assert existing < len(label_to_taskid)
-    assert labels(graph_tasks(dev_taskcluster)) == sorted(label_to_taskid)
+    assert existing < len(rerun_completes_the_graph(dev_taskcluster, repo))
 
 
 def test_a_pull_request_deploys_only_per_pr_pools_at_level_1(dev_taskcluster, repo):
