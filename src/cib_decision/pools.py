@@ -38,7 +38,7 @@ from typing import Any
 import requests
 from taskcluster.exceptions import TaskclusterFailure
 
-from .config.model import Environment, Fleet, ImageKey, Pool, Target, normalise_region
+from .config.model import Environment, Fleet, ImageKey, Pool, Target
 from .errors import CibError
 from .manifest import (
     MACHINE_IMAGE_ARTIFACT,
@@ -163,19 +163,10 @@ def provider_type(key: ImageKey, pool: Pool) -> str:
 
 
 def pool_target(key: ImageKey, pool: Pool, region: str) -> Target | None:
-    """The target whose image the pool runs in `region`: on the pool's platform, in that
-    region; of several (one resource group per pool domain), the one whose group ends in
-    `-<domain>`, else the first. A region no target is in is served by the target whose image
-    is copied there (`copies`)."""
-    platform = {v: k for k, v in PROVIDER_TYPES.items()}[provider_type(key, pool)]
-    on_platform = [t for t in key.targets if t.platform == platform]
-    candidates = [t for t in on_platform if t.region == region] or [
-        t for t in on_platform
-        if region in {normalise_region(c) for c in t.raw.get("copies") or ()}]
-    for target in candidates:
-        if (target.group or "").endswith(f"-{pool.domain}"):
-            return target
-    return candidates[0] if candidates else None
+    """The target whose image the pool runs in `region` (`ImageKey.serving_target`); a
+    PoolError when the pool's cloud cannot be told (`provider_type`)."""
+    provider_type(key, pool)
+    return key.serving_target(pool, region)
 
 
 def image_for(target: Target, region: str, images: Iterable[ReleaseImage]

@@ -4,7 +4,9 @@ Rules (documented in the README):
 - `no-ci` / `no-taskcluster-ci`, an environment the directives exclude (or do not include), or
   one the repository does not enable (`.environments.yml`), select nothing.
 - `include keys` / `exclude keys` narrow the keys; `include pools` selects the keys that feed
-  those pools, and of their targets only those on the pools' platforms and locations.
+  those pools, and of their targets only those that serve them (`ImageKey.serving_target`: the
+  pool's platform and locations, its domain's resource group where a region has several, a
+  target copying its image to a location no target is in).
 - `include regions` / `exclude regions` narrow the targets; a pool stays in scope when one of its
   locations does.
 - A pool is in scope when its key is, it survives the pool filters, and it keeps a location.
@@ -174,8 +176,7 @@ def _target_wanted(target: Target, key: ImageKey, pools: list[Pool], directives:
         skipped[label] = f"region {target.region} is filtered out"
         return False
     if directives.include.pools and not any(
-            target.region in p.locations and p.platform in (None, target.platform)
-            for p in pools):
-        skipped[label] = "no pool in `include pools` runs there"
+            target in key.serving_targets(p) for p in pools):
+        skipped[label] = "serves none of the pools in `include pools`"
         return False
     return True

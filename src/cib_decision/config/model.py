@@ -128,6 +128,36 @@ class ImageKey:
     def target(self, target_id: str) -> Target:
         return next(t for t in self.targets if t.id == target_id)
 
+    def pool_platform(self, pool: Pool) -> str | None:
+        """The cloud whose images `pool` runs: its `platform`, else the key's only one; None
+        when that cannot be told."""
+        if pool.platform is not None:
+            return pool.platform
+        return next(iter(self.platforms)) if len(self.platforms) == 1 else None
+
+    def serving_target(self, pool: Pool, region: str) -> Target | None:
+        """The target whose image `pool` runs in `region` (the one rule every part uses):
+        on the pool's platform, in that region; of several there (one resource group per pool
+        domain, as cloud-image-builder's win2012), the one whose group ends in `-<domain>`,
+        else the first; in a region no target is in, the target that copies its image there
+        (`copies`). None when nothing serves it."""
+        platform = self.pool_platform(pool)
+        on_platform = [t for t in self.targets if t.platform == platform]
+        candidates = [t for t in on_platform if t.region == region] or [
+            t for t in on_platform
+            if region in {normalise_region(c) for c in t.raw.get("copies") or ()}]
+        for target in candidates:
+            if (target.group or "").endswith(f"-{pool.domain}"):
+                return target
+        return candidates[0] if candidates else None
+
+    def serving_targets(self, pool: Pool) -> tuple[Target, ...]:
+        """The targets whose images `pool` runs, one per location (`serving_target`), each
+        once, in the order of the key's targets."""
+        serving = {t.id for region in pool.locations
+                   if (t := self.serving_target(pool, region)) is not None}
+        return tuple(t for t in self.targets if t.id in serving)
+
     @cached_property
     def notify(self) -> Notify:
         """The key's `notify` setting; without `notify.email`, the `owner` addresses of its

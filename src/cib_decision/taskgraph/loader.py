@@ -40,9 +40,10 @@ def needs_disk_image(key: ImageKey, platform: str) -> bool:
 
 
 def pool_targets(key: ImageKey, pool: Pool) -> list[str]:
-    """The targets whose images a pool runs: same platform, in one of its locations."""
-    return [t.id for t in key.targets
-            if t.platform == (pool.platform or t.platform) and t.region in pool.locations]
+    """The targets whose images a pool runs (`ImageKey.serving_target`: its domain's resource
+    group where a region has several, a copying target where it has none): the pool's deploy
+    waits for them, and a rebuild of any of them redeploys it."""
+    return [t.id for t in key.serving_targets(pool)]
 
 
 def buildable_targets(key: ImageKey, fleet: Fleet | None = None,
