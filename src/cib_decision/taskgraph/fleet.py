@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,17 +21,22 @@ class GraphFleet:
 
 def config_dir(graph_config) -> Path:
     """The config directory: `cib.config-dir` of taskcluster/config.yml, from the repo root;
-    a relative path that stays inside the repository (CibError otherwise)."""
+    a relative path that stays inside the repository (CibError otherwise). Every task's
+    transforms ask: the answer is worked out once per process."""
+    relative = str((graph_config.get("cib") or {}).get("config-dir", "config"))
+    return _checked_config_dir(repo_root(graph_config), relative)
+
+
+@functools.cache
+def _checked_config_dir(root: Path, relative: str) -> Path:
     from pathlib import PurePosixPath
 
     from ..errors import CibError
 
-    relative = str((graph_config.get("cib") or {}).get("config-dir", "config"))
     parts = PurePosixPath(relative).parts
     if not parts or PurePosixPath(relative).is_absolute() or ".." in parts or "\\" in relative:
         raise CibError(f"taskcluster/config.yml: cib.config-dir {relative!r} must be a "
                        "relative path inside the repository")
-    root = repo_root(graph_config)
     directory = root / relative
     if directory.exists() and not directory.resolve().is_relative_to(root.resolve()):
         raise CibError(f"the config directory {relative} is a link leading outside the "
