@@ -62,6 +62,21 @@ def test_a_long_directive_report_is_cut_between_lines_within_the_budget():
                if line.startswith("- line "))
 
 
+def test_a_message_refused_as_a_whole_and_counted_problems_read_plainly():
+    from cib_decision.directives import Vocabulary, parse_directives
+
+    vocabulary = Vocabulary(keys=("win10-64",))
+    for message, expected in [
+            ("x\n" * 600_000, "- the message as a whole: 1200000 characters, more than the "),
+            ("include keys: " + ", ".join(f"k{i}" for i in range(30)),
+             "- ... and 10 more (`cib directives` lists them)")]:
+        try:
+            parse_directives(message, vocabulary)
+        except DirectiveError as error:
+            text = error_text(error)
+        assert expected in text and "line 0" not in text, text[:500]
+
+
 def test_other_errors_leave_no_report(tmp_path):
     assert write_error_report(CibError("no such revision"), tmp_path, tmp_path) == []
     assert list(tmp_path.iterdir()) == []

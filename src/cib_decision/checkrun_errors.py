@@ -64,7 +64,10 @@ def error_text(error: CibError) -> str:
     elif isinstance(error, DirectiveError):
         head = ("### The commit message has directive problems\n\n"
                 "Nothing was submitted. Fix the lines below (`cib directives` checks them).")
-        body = [f"- line {p.line}: `{p.text}`: {p.message}" for p in error.problems]
+        body = [f"- line {p.line}: `{p.text}`: {p.message}" if p.line else
+                f"- the message as a whole: {p.message}" for p in error.problems]
+        if error.more:
+            body.append(f"- ... and {error.more} more (`cib directives` lists them)")
     else:
         head, body = "### The decision refused its input\n\nNothing was submitted.", [
             f"```\n{error}\n```"]
