@@ -39,6 +39,23 @@ def commit_message(repo: git.Repo, rev: str) -> str:
 
 
 _SYMLINK_MODE = 0o120000
+# Blob contents read in this process, by object id: a plan reads the base revision after the
+# head, and most of its files are the same objects (each read is a round trip to git).
+_BLOBS: dict[str, bytes] = {}
+_BLOB_BYTES_KEPT = 64 << 20
+_blob_bytes = 0
+
+
+def read_blob(blob: git.Blob) -> bytes:
+    """The content of `blob`, read from git once per process (up to 64 MB of them kept)."""
+    global _blob_bytes
+    content = _BLOBS.get(blob.hexsha)
+    if content is None:
+        content = blob.data_stream.read()
+        if _blob_bytes + len(content) <= _BLOB_BYTES_KEPT:
+            _BLOBS[blob.hexsha] = content
+            _blob_bytes += len(content)
+    return content
 
 
 class GitTreeSource:
@@ -65,7 +82,7 @@ class GitTreeSource:
         blob = self._blobs[name]
         if blob.mode == _SYMLINK_MODE:  # its content is where the link points
             raise SourceRefused(LINK_REFUSED)
-        return blob.data_stream.read()
+        return read_blob(blob)
 
     def display(self, name: str) -> str:
         return f"{self.commit.hexsha[:12]}:{self.directory / name}"
