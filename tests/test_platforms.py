@@ -125,3 +125,20 @@ def test_a_machine_image_of_a_disabled_platform_is_refused_by_the_builder(capsys
                  "--artifacts", str(tmp_path / "artifacts")])
     err = capsys.readouterr().err
     assert code == 2 and "amazon is not enabled in this repository" in err, err
+
+
+@pytest.mark.parametrize("platform, region, looks_like", [
+    ("amazon", "us-east-1", None), ("amazon", "us-gov-west-1", None),
+    ("amazon", "eusc-de-east-1", None), ("amazon", "eastus", "an Azure"),
+    ("amazon", "us-central1", "a Google"), ("azure", "eastus2euap", None),
+    ("azure", "us-east-1", "an AWS"), ("google", "northamerica-northeast1", None),
+    ("google", "eastus", "an Azure"),
+])
+def test_each_cloud_has_its_own_region_names(platform, region, looks_like):
+    from cib_decision.config.model import region_problem
+
+    problem = region_problem(platform, region)
+    if looks_like is None:
+        assert problem is None
+    else:
+        assert f"(it looks like {looks_like} region)" in problem

@@ -30,10 +30,11 @@ def normalise_region(region: str) -> str:
 
 
 # How each cloud names its regions (after `normalise_region`), with an example: AWS
-# `us-east-1`, `us-gov-west-1`; Azure `eastus2` (the predecessor's display names, such as
-# `East US 2`, normalise to that); Google `us-central1`, `northamerica-northeast1`.
+# `us-east-1`, `us-gov-west-1`, `eusc-de-east-1`; Azure `eastus2` (the predecessor's display
+# names, such as `East US 2`, normalise to that); Google `us-central1`,
+# `northamerica-northeast1`.
 REGION_FORMS = {
-    "amazon": (re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d+$"), "us-east-1"),
+    "amazon": (re.compile(r"^[a-z]{2,4}(-[a-z]+)+-\d+$"), "us-east-1"),
     "azure": (re.compile(r"^[a-z]+[a-z0-9]*$"), "eastus2 (or East US 2)"),
     "google": (re.compile(r"^[a-z]+-[a-z]+\d+$"), "us-central1"),
 }
