@@ -252,3 +252,17 @@ def test_a_worker_with_a_logs_directory_keeps_each_tasks_log_there(dev_taskclust
     assert status["state"] == "completed"
     assert "kept\n" in (tmp_path / "logs" / f"{task_id}-0.log").read_text()
     assert list((tmp_path / "tasks").iterdir()) == []
+
+
+def test_a_cache_scope_a_role_grants_is_the_tasks_as_generic_worker_expands_it(
+        dev_taskcluster, worker):
+    """generic-worker checks a feature's scopes after the auth service expands the task's
+    roles: a decision task carries only `assume:repo:...`."""
+    expanded = taskcluster.Auth(dev_taskcluster.options()).expandScopes(
+        {"scopes": ["assume:repo:github.com/example/images:branch:main"]})["scopes"]
+    assert "generic-worker:cache:cib-level-3-*" in expanded
+    mount = {"cacheName": "cib-level-3-decision", "directory": "cache"}
+    for role, reason in (("branch:main", "completed"), ("pull-request", "malformed-payload")):
+        _, status = run(dev_taskcluster, bash("touch cache/x", mounts=[mount]),
+                        scopes=[f"assume:repo:github.com/example/images:{role}"])
+        assert status["runs"][-1].get("reasonResolved") == reason, role

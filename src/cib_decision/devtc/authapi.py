@@ -1,6 +1,7 @@
-"""The auth service's methods a task calls (`services/auth/src/v1.js`): `currentScopes`,
-which taskgraph's action callback asks through the task's proxy before it creates anything
-(`sanity_check_task_scope`)."""
+"""The auth service's methods tasks and workers call (`services/auth/src/v1.js`):
+`currentScopes`, which taskgraph's action callback asks through the task's proxy before it
+creates anything (`sanity_check_task_scope`), and `expandScopes`, which generic-worker asks
+before it grants a task a feature (`scopes.Given.Satisfies`: a task's scopes may be roles)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,13 @@ def current_scopes(call: Call) -> dict[str, Any]:
     return {"scopes": normalized(call.caller.scopes)}
 
 
+def expand_scopes(call: Call) -> dict[str, Any]:
+    """`expandScopes`: the given scopes with the roles they assume expanded (the deployment's
+    repository roles), normalized."""
+    call.authorize()
+    return {"scopes": normalized(call.ctx.clients.expand(call.body.get("scopes") or []))}
+
+
 def normalized(scopes: Iterable[str]) -> list[str]:
     """Sorted, without duplicates or scopes another one's `*` covers (as the service's
     scope set normalization returns them: `["*"]` for the root client)."""
@@ -27,4 +35,5 @@ def normalized(scopes: Iterable[str]) -> list[str]:
 
 HANDLERS: dict[str, Handler] = {
     "auth.currentScopes": current_scopes,
+    "auth.expandScopes": expand_scopes,
 }

@@ -232,9 +232,23 @@ class TaskRun:
                                 "mounted")
             if "cacheName" in mount:
                 scope = f"generic-worker:cache:{mount['cacheName']}"
-                if not _satisfies(self.task.get("scopes", []), scope):
+                if not _satisfies(self._expanded_scopes(), scope):
                     raise malformed(f'Feature "Mounts" requires scopes:\n\n{scope}\n\nbut task '
                                     f"only has scopes:\n\n{self.task.get('scopes', [])}")
+
+    def _expanded_scopes(self) -> list[str]:
+        """The task's scopes with the roles they assume expanded by the auth service, as
+        generic-worker checks a feature's scopes (`scopes.Given.Satisfies` with an auth
+        client); the scopes as written when none assumes a role."""
+        scopes = list(self.task.get("scopes", []))
+        if not any(s.startswith("assume:") for s in scopes):
+            return scopes
+        auth = taskcluster.Auth({**self.settings.options, "maxRetries": 5})
+        try:
+            return auth.expandScopes({"scopes": scopes})["scopes"]
+        except taskcluster.TaskclusterFailure as problem:
+            raise TaskError(f"could not expand the task's scopes: {problem}", "exception",
+                            "internal-error") from None
 
     def _mount(self) -> None:
         for mount in self.payload.get("mounts", []):
