@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
+
 from cib_decision.cli import main
 from cib_decision.config.source import default_config_dir
 
@@ -69,3 +71,20 @@ def test_the_plan_table_never_cuts_a_label(tmp_path):
     width = lines[0].index("kind")  # the label column, its rows folded onto more lines
     column = "".join(line[:width].strip() for line in lines[1:])
     assert all(label in column for label in labels)
+
+
+@pytest.mark.parametrize("interrupt, code, said", [
+    (KeyboardInterrupt, 130, "error: interrupted by SIGINT"),
+    ("terminated", 143, "error: interrupted by SIGTERM"),
+])
+def test_an_interrupted_command_says_so_and_exits_with_the_signals_status(
+        capsys, interrupt, code, said):
+    import argparse
+
+    from cib_decision.cli import Terminated, _run
+
+    def command(args):
+        raise Terminated() if interrupt == "terminated" else interrupt()
+
+    assert _run(argparse.Namespace(command="plan", func=command)) == code
+    assert capsys.readouterr().err == f"{said}\n"

@@ -252,8 +252,8 @@ def _run(args: argparse.Namespace) -> int:
         return exc.exit_code
     except KeyboardInterrupt as exc:
         # SubmissionInterrupted says what exists; a bare Ctrl-C still says it stopped
-        print(f"error: {exc or 'interrupted by ' + getattr(exc, 'signal_name', 'SIGINT')}",
-              file=sys.stderr)
+        said = str(exc) or f"interrupted by {getattr(exc, 'signal_name', 'SIGINT')}"
+        print(f"error: {said}", file=sys.stderr)
         return getattr(exc, "exit_code", 130)
     except BrokenPipeError:
         # `cib plan ... | head`: the reader is gone; quietly, as other command-line tools do.

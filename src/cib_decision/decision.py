@@ -202,11 +202,14 @@ def _write_check_run_text(tgg: Any, root: Path, artifacts: Path) -> None:
     from .directives import Directives
     from .plan import plan_of_graph, skipped_tasks
     from .taskgraph import fleet as graph_fleet
+    from .taskgraph.parameters import base_fleet
 
     parameters = dict(tgg.parameters)
     config_dir = graph_fleet.config_dir(tgg.graph_config)
     fleet = graph_fleet.load(config_dir).fleet
-    base = _base_fleet(root, config_dir, parameters.get("base_rev"))
+    # in a decision task (root `.`) the key the parameters of a pull request asked with:
+    # the base is read once
+    base = base_fleet(root, config_dir, parameters.get("base_rev"))
     report = compute_changes(base, fleet, parameters.get("base_rev") or "",
                              parameters["head_rev"])
     directives = Directives.from_json(parameters["cib_directives"])
@@ -216,20 +219,6 @@ def _write_check_run_text(tgg: Any, root: Path, artifacts: Path) -> None:
     path = artifacts / TEXT_ARTIFACT
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(plan_markdown(plan), encoding="utf-8")
-
-
-def _base_fleet(root: Path, config_dir: Path, base_rev: str | None) -> Any:
-    """The fleet at the base revision; None (everything counts as new) when there is none or
-    it cannot be read."""
-    from .taskgraph.parameters import fleet_at
-
-    if not base_rev:
-        return None
-    try:
-        return fleet_at(root, config_dir, base_rev)
-    except (CibError, ValueError) as error:
-        log.warning("no comparison with the base revision for the check run (%s)", error)
-        return None
 
 
 def generate(request: DecisionRequest) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from pathlib import Path
@@ -100,7 +101,8 @@ def decision_parameters(graph_config, parameters) -> None:
     pull_request = str(parameters.get("tasks_for", "")).startswith("github-pull-request")
     parameters["cib_pull_request"] = pull_request_number(
         os.environ.get("CIB_PULL_REQUEST_NUMBER"), pull_request)
-    base = _base_fleet(graph_config, parameters.get("base_rev")) if pull_request else None
+    base = base_fleet(graph_fleet.repo_root(graph_config), graph_fleet.config_dir(graph_config),
+                      parameters.get("base_rev")) if pull_request else None
     parameters["cib_environment"] = os.environ.get("CIB_ENVIRONMENT") or \
         environment_for_root_url(base or fleet, os.environ.get("TASKCLUSTER_ROOT_URL"))
     parameters["cib_trusted_environments"] = trusted_environments(base) if pull_request \
@@ -113,22 +115,23 @@ def decision_parameters(graph_config, parameters) -> None:
     if parameters.get("target_tasks_method") in (None, "default"):
         parameters["target_tasks_method"] = "cib"
     if parameters["cib_pull_request"]:
-        parameters["cib_changed_keys"] = changed_keys(
-            graph_fleet.repo_root(graph_config), graph_fleet.config_dir(graph_config),
-            parameters.get("base_rev"), parameters["head_rev"])
+        parameters["cib_changed_keys"] = changed_keys(base, fleet, parameters.get("base_rev"),
+                                                      parameters["head_rev"])
 
 
-def _base_fleet(graph_config, base_rev: str | None) -> Fleet | None:
-    """The fleet at the pull request's base revision; None (with a warning) when it has no
-    config that loads."""
+@functools.cache
+def base_fleet(repo_root: Path, config_dir: Path, base_rev: str | None) -> Fleet | None:
+    """The fleet at the base revision, read once per process (the decision's parameters and
+    its check run text both ask); None, with a warning, when there is none or it does not
+    load."""
     if not base_rev:
         return None
     try:
-        return fleet_at(graph_fleet.repo_root(graph_config),
-                        graph_fleet.config_dir(graph_config), base_rev)
-    except CibError as exc:
-        logger.warning("the base revision's config does not load (%s): no environment takes "
-                       "this pull request", exc)
+        return fleet_at(repo_root, config_dir, base_rev)
+    except (CibError, ValueError) as exc:
+        logger.warning("the base revision's config cannot be read (%s): a pull request may "
+                       "do nothing but the config check; the check run compares with nothing",
+                       exc)
         return None
 
 
@@ -141,18 +144,11 @@ def fleet_at(repo_root: Path, config_dir: Path, rev: str) -> Fleet | None:
     return load_fleet(source) if source.exists else None
 
 
-def changed_keys(repo_root: Path, config_dir: Path, base_rev: str | None,
+def changed_keys(base: Fleet | None, head: Fleet, base_rev: str | None,
                  head_rev: str) -> list[str] | None:
-    """Keys whose images or pools change between the two revisions; None (every key) when the
-    base revision cannot be read, so a pull request never silently skips its images."""
-    if not base_rev:
+    """Keys whose images or pools change between the base revision's fleet (read once by the
+    decision, `_base_fleet`) and the head's; None (every key) when the base could not be
+    read, so a pull request never silently skips its images."""
+    if base is None:
         return None
-    try:
-        base_fleet = fleet_at(repo_root, config_dir, base_rev)
-    except CibError as exc:
-        logger.warning("cannot compare with the base revision (%s); building every key", exc)
-        return None
-    head = fleet_at(repo_root, config_dir, head_rev)
-    if head is None:
-        return None
-    return compute_changes(base_fleet, head, base_rev, head_rev).changed_keys()
+    return compute_changes(base, head, base_rev or "", head_rev).changed_keys()
