@@ -148,6 +148,24 @@ class YamlDocument:
         return lines.get((), 1)
 
 
+@dataclass
+class YamlPart:
+    """One value of a parsed document read as a document of its own (cloud-image-builder's
+    first config file held every key in one mapping): its lines are those of the whole."""
+
+    whole: YamlDocument
+    prefix: Path
+    data: Any
+
+    @property
+    def filename(self) -> str:
+        return self.whole.filename
+
+    def line_of(self, path: Path) -> int:
+        """Line of `path` inside the part (see YamlDocument.line_of)."""
+        return self.whole.line_of((*self.prefix, *path))
+
+
 class YamlProblem(Exception):
     """Text that is not valid YAML (or not a single document)."""
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ..bounds import MAX_NAME_CHARS, excerpt
 from ..errors import ConfigError, Problem
 from ..memory import gc_paused
 from ..suggest import closest
-from ..yamlsrc import YamlDocument, YamlProblem, parse_yaml
+from ..yamlsrc import YamlDocument, YamlPart, YamlProblem, parse_yaml
 from . import schemas
 from .cache import MISS, ParsedCache
+from .forms import IN_CURRENT_FORM
 from .model import (
     DEFAULT_ENVIRONMENTS,
     EMAIL,
@@ -59,6 +61,46 @@ def load_fleet(source: ConfigSource, cache: ParsedCache | None = None) -> Fleet:
                 cache.flush()
 
 
+# cloud-image-builder's first form (December 2019): every key in one `config.yaml`, by name.
+FLEET_FILE = "config"
+_KEY_FIELDS = frozenset(schemas.KEY["properties"])
+
+
+def _fleet_file_parts(doc: YamlDocument) -> dict[str, YamlPart] | None:
+    """The keys of a `config.yaml` in the single-file form; None for any other file."""
+    data = doc.data
+    if not isinstance(data, dict) or not data or _KEY_FIELDS & set(data) or not all(
+            isinstance(name, str) and isinstance(value, dict) and "image" in value
+            for name, value in data.items()):
+        return None
+    return {name: YamlPart(doc, (name,), value) for name, value in data.items()}
+
+
+def _add_document(name: str, doc: YamlDocument | YamlPart, kind: str,
+                  docs: dict[str, YamlDocument | YamlPart], problems: list[Problem],
+                  checked: bool = False) -> bool:
+    """Validate `doc` (unless `checked`), rewrite any earlier form into the current one
+    (forms.py) and keep it as `docs[name]`; False when it has problems."""
+    line = doc.line_of(()) if isinstance(doc, YamlPart) else 0  # 0: the file as a whole
+    if kind == "key" and not KEY_NAME.match(name):
+        problems.append(Problem(doc.filename, line, f"key name {_quoted(name)} "
+                                "must be lower case letters, digits, '.', '_' or '-'"))
+        return False
+    if name in docs:
+        problems.append(Problem(doc.filename, line, f"key {name} is defined "
+                                f"twice (also in {docs[name].filename})"))
+        return False
+    if not checked:
+        schema_problems = _schema_problems(doc, _CHECKS[kind])
+        if schema_problems:
+            problems.extend(schema_problems)
+            return False
+    if (in_current_form := IN_CURRENT_FORM.get(kind)) is not None:
+        doc = replace(doc, data=in_current_form(doc.data))
+    docs[name] = doc
+    return True
+
+
 def _quoted(value: object) -> str:
     """A value as a problem quotes it: short and escaped (`bounds.excerpt`)."""
     return f"'{excerpt(value if isinstance(value, str) else repr(value), 60)}'"
@@ -66,7 +108,7 @@ def _quoted(value: object) -> str:
 
 def _load_fleet(source: ConfigSource, cache: ParsedCache | None) -> Fleet:
     problems: list[Problem] = []
-    docs: dict[str, YamlDocument] = {}
+    docs: dict[str, YamlDocument | YamlPart] = {}
     for name in source.names():
         stem, dot, ext = name.rpartition(".")
         if not dot or ext not in ("yaml", "yml") or name.startswith("."):
@@ -92,35 +134,49 @@ def _load_fleet(source: ConfigSource, cache: ParsedCache | None) -> Fleet:
         except YamlProblem as exc:
             problems.append(exc.problem)
             continue
-        if kind == "key" and not KEY_NAME.match(stem):
-            problems.append(Problem(display, 0, f"key name {_quoted(stem)} must be lower case "
-                                                "letters, digits, '.', '_' or '-'"))
+        parts = _fleet_file_parts(doc) if stem == FLEET_FILE else None
+        if parts is not None:
+            for part_name, part in parts.items():
+                _add_document(part_name, part, kind, docs, problems)
             continue
-        if data is MISS:  # a cached file was valid
-            schema_problems = _schema_problems(doc, _CHECKS[kind])
-            problems.extend(schema_problems)
-            if schema_problems:
-                continue
-            if cache is not None:
-                cache.store(kind, content, doc.data)
-        docs[stem] = doc
+        checked = data is not MISS  # the cache holds valid files only
+        if _add_document(stem, doc, kind, docs, problems, checked) and not checked \
+                and cache is not None:
+            cache.store(kind, content, doc.data)
     keys = {stem: _build_key(stem, doc, problems)
             for stem, doc in docs.items() if stem not in SHARED_FILES and stem != ENVIRONMENTS_FILE}
     problems.extend(_duplicate_pools(keys, docs))
     environments = _environments(docs.get(ENVIRONMENTS_FILE))
     platforms = _repository_list(source, PLATFORMS_FILE, schemas.PLATFORMS, problems)
+    platforms_from = PLATFORMS_FILE
+    if platforms is None and _has_predecessor_decision(source):
+        platforms, platforms_from = PREDECESSOR_PLATFORMS, PREDECESSOR_PLATFORMS_FROM
     enabled = _repository_list(source, ENVIRONMENTS_LIST_FILE, tuple(environments), problems)
     for stem, key in keys.items():
         _check_regions(key, docs[stem], platforms, environments, problems)
     if problems:
         raise ConfigError(problems)
     shared = SharedInputs({name: docs[name].data for name in SHARED_FILES if name in docs})
-    return Fleet(dict(sorted(keys.items())), shared, environments, platforms, enabled)
+    return Fleet(dict(sorted(keys.items())), shared, environments, platforms, enabled,
+                 platforms_from)
 
 
 # cloud-image-builder's repository-level switches, beside the config directory: the clouds it
 # builds on and the environments it runs in, each a YAML list of names.
 PLATFORMS_FILE, ENVIRONMENTS_LIST_FILE = ".platforms.yml", ".environments.yml"
+# Before `.platforms.yml` (April 2021) the platforms were cloud-image-builder's code: every
+# version of its decision script built machine images on Azure alone (docs/predecessor-forms.md).
+PREDECESSOR_DECISION = "ci/create-image-build-tasks.py"
+PREDECESSOR_PLATFORMS = frozenset({"azure"})
+PREDECESSOR_PLATFORMS_FROM = f"{PREDECESSOR_DECISION} without {PLATFORMS_FILE}"
+
+
+def _has_predecessor_decision(source: ConfigSource) -> bool:
+    """Whether the repository's decision is still cloud-image-builder's own script."""
+    try:
+        return source.beside(PREDECESSOR_DECISION) is not None
+    except SourceRefused:
+        return False
 
 
 def _repository_list(source: ConfigSource, name: str, allowed: tuple[str, ...],
@@ -153,7 +209,7 @@ def _repository_list(source: ConfigSource, name: str, allowed: tuple[str, ...],
     return frozenset(doc.data)
 
 
-def _check_regions(key: ImageKey, doc: YamlDocument, platforms: frozenset[str] | None,
+def _check_regions(key: ImageKey, doc: YamlDocument | YamlPart, platforms: frozenset[str] | None,
                    environments: dict[str, Environment], problems: list[Problem]) -> None:
     """Region names of the key's targets (and their copies) must be their cloud's, on the
     clouds something builds on (cloud-image-builder's disabled platforms kept targets with
@@ -193,7 +249,7 @@ def _signing(value: dict[str, str] | None) -> Signing | None:
     return None if value is None else Signing(value["secret"], value["public-key"])
 
 
-def _build_key(name: str, doc: YamlDocument, problems: list[Problem]) -> ImageKey:
+def _build_key(name: str, doc: YamlDocument | YamlPart, problems: list[Problem]) -> ImageKey:
     raw = doc.data
     here = doc.filename
     image = raw["image"]
@@ -268,7 +324,8 @@ def _targets(raw_targets: list[dict[str, Any]]) -> tuple[Target, ...]:
     return tuple(result)
 
 
-def _duplicate_pools(keys: dict[str, ImageKey], docs: dict[str, YamlDocument]) -> list[Problem]:
+def _duplicate_pools(keys: dict[str, ImageKey],
+                     docs: dict[str, YamlDocument | YamlPart]) -> list[Problem]:
     first: dict[str, tuple[ImageKey, int]] = {}  # pool id -> key and index that define it first
     problems = []
     for key in sorted(keys.values(), key=lambda k: k.name):
@@ -283,7 +340,7 @@ def _duplicate_pools(keys: dict[str, ImageKey], docs: dict[str, YamlDocument]) -
     return problems
 
 
-def _schema_problems(doc: YamlDocument, check: SchemaCheck) -> list[Problem]:
+def _schema_problems(doc: YamlDocument | YamlPart, check: SchemaCheck) -> list[Problem]:
     problems = []
     seen = set()
     for error in check.errors(doc.data):
@@ -299,7 +356,7 @@ def _schema_problems(doc: YamlDocument, check: SchemaCheck) -> list[Problem]:
     return problems
 
 
-def _describe(doc: YamlDocument, error: jsonschema.ValidationError) -> list[Problem]:
+def _describe(doc: YamlDocument | YamlPart, error: jsonschema.ValidationError) -> list[Problem]:
     path = tuple(error.absolute_path)
     where = _dotted(path) or "the file"
     schema = error.schema if isinstance(error.schema, dict) else {}
@@ -334,9 +391,19 @@ def _describe(doc: YamlDocument, error: jsonschema.ValidationError) -> list[Prob
     if error.validator == "anyOf" and schema.get("properties", {}).get("url"):
         return [Problem(doc.filename, doc.line_of(path),
                         f"{where} needs `url`, or `platform` with `bucket` and `key`")]
+    if (error.validator in ("anyOf", "oneOf") and isinstance(error.instance, dict)
+            and all(set(alt) == {"required"} for alt in error.validator_value)):
+        # Alternative sets of fields (a current form and a predecessor form): name them.
+        sets = [alt["required"] for alt in error.validator_value]
+        given = [names for names in sets if all(n in error.instance for n in names)]
+        fields = [" and ".join(f"`{n}`" for n in names) for names in (given or sets)]
+        return [Problem(doc.filename, doc.line_of(path),
+                        f"{where} has {' and also '.join(fields)}: give only one of them"
+                        if given else f"{where} needs {', or '.join(fields)}")]
     if error.validator == "oneOf" and error.context:
         # Report the alternative that got furthest (the deepest error), not "is not valid under".
-        best = max(error.context, key=lambda e: len(e.absolute_path))
+        # (An alternative of another type is the least likely to be what was meant.)
+        best = max(error.context, key=lambda e: (len(e.absolute_path), e.validator != "type"))
         return _describe(doc, best)
     return [Problem(doc.filename, doc.line_of(path), f"invalid {where}: {error.message}")]
 

@@ -245,12 +245,14 @@ class Fleet:
     # decisions run in); None where the repository has no such file.
     enabled_platforms: frozenset[str] | None = None
     enabled_environments: frozenset[str] | None = None
+    # What `enabled_platforms` was read from, as problems and skipped targets name it.
+    platforms_from: str = ".platforms.yml"
 
     def platform_disabled(self, platform: str, environment: str | None = None) -> str | None:
         """Why the repository (`.platforms.yml`) or the environment (its `platforms`) does
         not build on `platform`; None when it does."""
         if self.enabled_platforms is not None and platform not in self.enabled_platforms:
-            return (f"{platform} is not enabled in this repository (.platforms.yml: "
+            return (f"{platform} is not enabled in this repository ({self.platforms_from}: "
                     f"{', '.join(sorted(self.enabled_platforms)) or 'none'})")
         settings = self.environments.get(environment) if environment else None
         if settings is not None and settings.platforms is not None and \

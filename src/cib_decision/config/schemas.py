@@ -63,7 +63,8 @@ IMAGE = _obj({
     "reseal": _obj({"mode": STR, "shutdown": BOOL}),
     "generalize": _obj({"mode": STR, "shutdown": BOOL}),
     "reboot": INT,
-    "network": _obj({
+    # predecessor form (June to August 2020): `network: Home`, the network location alone
+    "network": {"oneOf": [NONEMPTY, _obj({
         "location": STR,
         "dns": _obj({"domain": OPT_STR, "suffixes": {"type": ["array", "null"], "items": STR},
                      "devolution": BOOL}),
@@ -72,7 +73,7 @@ IMAGE = _obj({
             "dns": _obj({"domain": OPT_STR, "dynamic": BOOL, "register": BOOL,
                          "search": _list(STR)}),
         })),
-    }),
+    })]},
     "disks": _list(_obj({"id": INT, "wipe": BOOL, "partitions": _list(PARTITION)})),
     # Where the built disk image is stored.
     # Azure: `storage` (the account), `bucket` (the container, default `disk-images`) and
@@ -96,13 +97,21 @@ IMAGE = _obj({
 ISO = _obj({"source": SOURCE, "wimindex": INT, "sha256": SHA256}, ("source",))
 
 POOL = _obj({
-    "domain": NONEMPTY, "variant": NONEMPTY, "id": STR,
+    "domain": NONEMPTY, "variant": NONEMPTY,
+    # predecessor form (January 2020): the pool named as one `<domain>/<variant>` string
+    "id": {"type": "string", "pattern": "^[^/]+/[^/]+$"},
     "capacity": _obj({"minimum": {"type": "integer", "minimum": 0},
                       "maximum": {"type": "integer", "minimum": 0}}),
     "timeout": _obj({"registration": INT, "reregistration": INT}),
     "locations": {"type": "array", "items": NONEMPTY, "minItems": 1},
-    "lifecycle": STR, "owner": STR, "provider": NONEMPTY, "platform": PLATFORM,
-}, ("domain", "variant", "locations", "provider"))
+    # predecessor form (May 2020): worker-manager's own lifecycle object in place of the word
+    "lifecycle": {"oneOf": [STR, _obj({"registrationTimeout": INT,
+                                       "reregistrationTimeout": INT})]},
+    # predecessor form (May 2020): the timeouts as worker-manager spells them, on the pool
+    "registrationTimeout": INT, "reregistrationTimeout": INT,
+    "owner": STR, "provider": NONEMPTY, "platform": PLATFORM,
+}, ("locations", "provider"))
+POOL["oneOf"] = [{"required": ["domain", "variant"]}, {"required": ["id"]}]
 
 _RULE_FIELDS = ("name", "description", "access", "protocol", "direction", "priority",
                 "sourceAddressPrefix", "sourcePortRange", "destinationAddressPrefix",
@@ -158,12 +167,23 @@ NOTIFY = _obj({
 KEY = _obj({
     "image": IMAGE,
     "iso": ISO,
-    "manager": _obj({"pool": _list(POOL)}),
+    # predecessor form (January 2020): `pool` one mapping, the key's only pool
+    "manager": _obj({"pool": {"oneOf": [_list(POOL), POOL]}}),
     "target": {"type": "array", "items": TARGET, "minItems": 1},
     "log": _list(STR),
     "validation": _obj({"instance": _obj({"log": _list(_obj({"program": STR, "match": STR}))})}),
     "notify": NOTIFY,  # extension
 }, ("image", "target"))
+
+_UNATTEND_COMMAND = _obj({
+    "description": STR, "command": NONEMPTY, "pass": STR, "synchronicity": STR,
+    "priority": INT, "target": CRITERIA,
+    # predecessor form (December 2019 to May 2020): commands grouped under one `target`
+    # (in its last days, May 2020, each command carried its own)
+    "unattend": _list(_obj({"description": STR, "command": NONEMPTY, "target": CRITERIA},
+                           ("command",))),
+})
+_UNATTEND_COMMAND["oneOf"] = [{"required": ["command"]}, {"required": ["unattend"]}]
 
 # Shared sysprep inputs, one schema per file.
 SHARED = {
@@ -180,11 +200,7 @@ SHARED = {
     "product-keys": {"type": "object",
                      "additionalProperties": {"type": "object",
                                               "additionalProperties": NONEMPTY}},
-    "unattend-commands": _list(_obj({
-        "description": STR, "command": NONEMPTY, "pass": STR, "synchronicity": STR,
-        "priority": INT, "target": CRITERIA,
-        "unattend": _list(_obj({"description": STR, "command": NONEMPTY, "target": CRITERIA})),
-    }, ("command",))),
+    "unattend-commands": _list(_UNATTEND_COMMAND),
 }
 
 # extension: the Taskcluster deployments this repository is wired to.
