@@ -17,6 +17,9 @@ REFERENCE_CONFIG = REFERENCE / "cib-config"
 FAKE_ROOT_URL = "https://tc.example.com"
 
 pytest_plugins = ["cib_decision.devtc.testing", "tests.promote_support"]
+# Support modules that assert, rewritten as the test modules they came from were (pytest
+# rewrites test modules and plugins only).
+pytest.register_assert_rewrite("tests.devtc_support", "tests.plan_support")
 
 
 def require_reference(path: Path = REFERENCE) -> Path:

@@ -1,11 +1,18 @@
-"""Fleets, images and records for the pool tests (test helper)."""
+"""Fleets, images and records for the pool tests, and the tasks their commands run in: a
+task created as the decision would, a `cib` command's environment in a task (`in_task`) and the
+command itself (test helper)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 
+import pytest
+import slugid
+
+import taskcluster
 from cib_decision import manifest, pools
+from cib_decision.cli import main
 from cib_decision.config import DirectorySource, Fleet, load_fleet
 from cib_decision.devtc.fake_images import key_images
 from cib_decision.digests import fleet_digests
@@ -49,3 +56,35 @@ def request(pool_id: str, environment: str = "staging", pull_request: int | None
     key, pool = pools.find_pool(the_fleet, pool_id)
     return pools.PoolRequest(key, pool, the_fleet.environments[environment], pull_request,
                              expires)
+
+
+def task(dev, dependencies=(), created=None):
+    """Create a task (as the decision would) and return its id."""
+    task_id = slugid.nice()
+    now = created or datetime.now(UTC)
+    taskcluster.Queue(dev.options()).createTask(task_id, {
+        "taskQueueId": "cib-3/b-linux", "created": now.isoformat(),
+        "deadline": (now + timedelta(hours=2)).isoformat(),
+        "dependencies": list(dependencies), "payload": {},
+        "metadata": {"name": "t", "description": "t", "owner": "cib@example.com",
+                     "source": "https://github.com/example/images"}})
+    return task_id
+
+
+@pytest.fixture
+def in_task(dev_taskcluster, monkeypatch):
+    """Environment of a `cib` command running with the branch:main role's credentials."""
+    credentials = dev_taskcluster.credentials("branch:main")
+    monkeypatch.delenv("TASKCLUSTER_PROXY_URL", raising=False)
+    monkeypatch.delenv("TASK_ID", raising=False)
+    monkeypatch.setenv("TASKCLUSTER_ROOT_URL", dev_taskcluster.root_url)
+    monkeypatch.setenv("TASKCLUSTER_CLIENT_ID", credentials["clientId"])
+    monkeypatch.setenv("TASKCLUSTER_ACCESS_TOKEN", credentials["accessToken"])
+    monkeypatch.setenv("CIB_ENVIRONMENT", "staging")
+    return monkeypatch
+
+
+def cib(capsys, *args):
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err

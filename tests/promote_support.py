@@ -19,7 +19,7 @@ from cib_decision.lifecycle import pointers
 from cib_decision.manifest import ReleaseImage
 
 from .conftest import CONFIG_DIR
-from .test_pools_deploy import cib, task
+from .pools_support import cib, task
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 BUILD_TASK = "fN1SbArXTPSVFNUvaOlinQ"

@@ -18,6 +18,7 @@ import pytest
 
 from cib_decision.devtc.harness import DevTaskcluster
 
+from .decision_support import dev_event
 from .repos import fleet_repo, git
 
 pytestmark = pytest.mark.usefixtures("dev_taskcluster")
@@ -26,16 +27,6 @@ pytestmark = pytest.mark.usefixtures("dev_taskcluster")
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     return fleet_repo(tmp_path / "images")
-
-
-def dev_event(tc: DevTaskcluster, repo: Path, *args: str, setup: str = "",
-              timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKCLUSTER_")}
-    env.update(tc.environ())
-    command = [sys.executable, "-m", "cib_decision", "dev-event", "--repo", str(repo), *args]
-    if setup:
-        command += ["--setup", setup]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def decision_ids(tc: DevTaskcluster) -> list[str]:

@@ -3,12 +3,6 @@ bad arguments and missing schemas are one clear error with exit status 2."""
 
 from __future__ import annotations
 
-import contextlib
-import signal
-import subprocess
-import sys
-from collections.abc import Iterator
-
 import pytest
 import slugid
 
@@ -16,26 +10,7 @@ import taskcluster
 from cib_decision.cli import main
 from cib_decision.devtc.testing import new_task, require_schemas
 
-
-@contextlib.contextmanager
-def dev_taskcluster_process(*args: str) -> Iterator[tuple[str, list[str]]]:
-    """`cib dev-taskcluster --access-token sekrit --quiet ARGS` in a subprocess: its root URL
-    and the lines it printed up to "Ctrl-C"; stopped with Ctrl-C afterwards, which must end it
-    with status 0 and no traceback."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cib_decision", "dev-taskcluster", "--access-token", "sekrit",
-         "--quiet", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        lines: list[str] = []
-        while not lines or "Ctrl-C" not in lines[-1]:
-            line = process.stdout.readline()
-            assert line, process.stderr.read()
-            lines.append(line)
-        yield lines[0].strip().removeprefix("TASKCLUSTER_ROOT_URL="), lines
-    finally:
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=10) == 0
-    assert "Traceback" not in process.stderr.read()
+from .devtc_support import dev_taskcluster_process
 
 
 def test_missing_schemas_are_an_error_with_status_2(tmp_path, capsys, monkeypatch):

@@ -14,7 +14,7 @@ import taskcluster
 from cib_decision.cli import main
 from cib_decision.devtc.testing import new_task, require_schemas
 
-from .test_devtc_cli import dev_taskcluster_process
+from .devtc_support import dev_taskcluster_process
 
 NAME = "project/cib/level-3/release-signing"
 

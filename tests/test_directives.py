@@ -20,13 +20,7 @@ from cib_decision.directives import (
 )
 
 from .conftest import CONFIG_DIR
-
-VOCAB = Vocabulary(
-    keys=("win10-64", "win11-64", "win11-64-gpu", "win2022-64", "ubuntu-2404"),
-    pools=("gecko-t/win10-64-azure", "gecko-t/win11-64-azure", "gecko-1/win2022-64-aws"),
-    regions=("centralus", "eastus", "eastus2", "northcentralus", "us-east-1", "westus2"),
-    environments=("production", "staging"),
-)
+from .directives_support import VOCAB
 
 
 def parse(message: str) -> Directives:

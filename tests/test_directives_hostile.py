@@ -21,7 +21,7 @@ from cib_decision.bounds import (
 )
 from cib_decision.directives import DirectiveError, Directives, parse_directives
 
-from .test_directives import VOCAB
+from .directives_support import VOCAB
 
 CPU_SECONDS = 1.0
 # the longest an error of one message can be: MAX_PROBLEMS lines of quoted text and reasons

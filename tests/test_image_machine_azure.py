@@ -24,7 +24,6 @@ from cib_decision.devclouds.azure_fake import (
     SUBSCRIPTION,
     AzureFake,
     RunCommandOutcome,
-    StaticToken,
 )
 from cib_decision.errors import BuildError, CibError, TransientError
 from cib_decision.images.azure_machine import (
@@ -40,42 +39,9 @@ from cib_decision.images.azure_machine import (
 from cib_decision.images.context import load_context
 from cib_decision.images.progress import Progress, WaitTimeout
 
+from .azure_build_support import GROUP, Clock, adapter, write_fleet
 from .conftest import CONFIG_DIR
 from .imagefleet import COMMIT, TASK_ID
-
-GROUP = "rg-central"
-BOOTSTRAP = {"executions": [{"name": "provision", "shell": "azure-powershell",
-                             "commands": ["Write-Output provisioned"],
-                             "test": {"std": {"out": {"match": "provisioned"}}}}]}
-
-
-def azure_target(region="Central US", group=GROUP, **extra):
-    return {"platform": "azure", "region": region, "group": group,
-            "machine": {"cpu": 2, "format": "Standard_DS{0}_v2", "hyperv": "V1"},
-            "disk": [{"os": True, "variant": "ssd", "size": 64, "caching": "ReadOnly"},
-                     {"os": False, "variant": "ssd", "size": 96}],
-            "network": {"name": f"vn-{group}", "prefix": "10.20.0.0/24", "dns": ["9.9.9.9"],
-                        "subnet": {"name": f"sn-{group}", "prefix": "10.20.0.0/24"},
-                        "flow": {"name": f"nsg-{group}", "rules": [
-                            {"name": "allow-rdp", "access": "Allow", "protocol": "Tcp",
-                             "direction": "Inbound", "priority": 200,
-                             "sourceAddressPrefix": ["198.51.100.0/24"],
-                             "sourcePortRange": "*", "destinationAddressPrefix": "*",
-                             "destinationPortRange": 3389}]}},
-            "tag": [{"name": "workerType", "value": "win-azure"}],
-            "bootstrap": BOOTSTRAP, **extra}
-
-
-def write_fleet(directory: Path, **extra) -> Path:
-    """A Windows key built from a marketplace image in Central US and East US 2."""
-    config = directory / "config"
-    config.mkdir(parents=True, exist_ok=True)
-    key = {"image": {"os": "Windows Server 2022", "architecture": "x86-64",
-                     "base": {"azure": {"publisher": "MicrosoftWindowsServer",
-                                        "offer": "WindowsServer", "sku": "2022-datacenter"}}},
-           "target": [azure_target(**extra), azure_target("East US 2", "rg-east", **extra)]}
-    (config / "win-azure.yaml").write_text(yaml.safe_dump(key))
-    return config
 
 
 def from_disk_image(config: Path) -> None:
@@ -85,19 +51,6 @@ def from_disk_image(config: Path) -> None:
     raw["image"]["source"] = {"url": "https://images.example.com/windows.vhd", "format": "vhd"}
     raw["image"]["target"] = {"platform": "azure", "storage": "sacentral", "group": GROUP}
     (config / "win-azure.yaml").write_text(yaml.safe_dump(raw))
-
-
-class Clock:
-    """The build's clock and sleep: sleeping moves the clock."""
-
-    def __init__(self):
-        self.now = 0.0
-
-    def clock(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.now += seconds
 
 
 @pytest.fixture
@@ -114,10 +67,6 @@ def fake(env):
         served.add_group(GROUP, "centralus")
         served.add_group("rg-east", "eastus2")
         yield served
-
-
-def adapter():
-    return Azure(SUBSCRIPTION, StaticToken(), polling_interval=0, retry_total=0)
 
 
 def build(tmp_path, target="azure/centralus", *, overwrite=False, keep=False, timeouts=None,

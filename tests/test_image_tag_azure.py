@@ -20,10 +20,10 @@ from cib_decision.images.azure_machine import AzureBuild, Timeouts, build_machin
 from cib_decision.images.context import load_context
 from cib_decision.images.progress import Progress
 
+from .azure_build_support import GROUP, Clock, adapter, write_fleet
 from .conftest import CONFIG_DIR
 from .imagefleet import COMMIT
-from .test_image_machine_azure import GROUP, Clock, adapter, write_fleet
-from .test_image_tag import cib, create_task, tag_task
+from .tag_support import cib, create_task, tag_task
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import sys
 import pytest
 
 from .conftest import CONFIG_DIR, ROOT
+from .plan_support import cib, plan_json
 from .repos import fleet_repo, git
 
 
@@ -27,17 +28,6 @@ def repo(tmp_path_factory):
 def own_cache(monkeypatch, tmp_path_factory):
     """cib plan caches parsed config (by default under ~/.cache/cib); these tests use their own."""
     monkeypatch.setenv("CIB_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cib-cache"))
-
-
-def cib(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cib_decision", *args], capture_output=True,
-                          text=True, timeout=120)
-
-
-def plan_json(repo, *args: str) -> dict:
-    result = cib("plan", "--repo", str(repo), "--format", "json", *args)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
 
 
 def test_only_what_changed_since_base_is_built(repo):

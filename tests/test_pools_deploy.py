@@ -7,18 +7,17 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import slugid
 from taskcluster.exceptions import TaskclusterRestFailure
 
 import taskcluster
 from cib_decision import manifest, pools
-from cib_decision.cli import main
 from cib_decision.naming import pr_pool_id
 from cib_decision.pools import PoolError
 
 from . import tcschemas
 from .conftest import CONFIG_DIR
-from .pools_support import BUILD_TASK, COMMIT, fleet, images, release_of, request
+from .pools_support import BUILD_TASK, COMMIT, cib, fleet, images, release_of, request, task
+from .pools_support import in_task as in_task  # a fixture, used by name
 
 AZURE = "gecko-t/win10-64-azure"
 AWS = "gecko-1/win2022-64-aws"
@@ -287,38 +286,6 @@ def test_sweep_deletes_expired_per_pr_pools_and_nothing_else(dev_taskcluster):
 
 
 # --- the commands, as the tasks run them --------------------------------------------------------
-
-
-def task(dev, dependencies=(), created=None):
-    """Create a task (as the decision would) and return its id."""
-    task_id = slugid.nice()
-    now = created or datetime.now(UTC)
-    taskcluster.Queue(dev.options()).createTask(task_id, {
-        "taskQueueId": "cib-3/b-linux", "created": now.isoformat(),
-        "deadline": (now + timedelta(hours=2)).isoformat(),
-        "dependencies": list(dependencies), "payload": {},
-        "metadata": {"name": "t", "description": "t", "owner": "cib@example.com",
-                     "source": "https://github.com/example/images"}})
-    return task_id
-
-
-@pytest.fixture
-def in_task(dev_taskcluster, monkeypatch):
-    """Environment of a `cib` command running with the branch:main role's credentials."""
-    credentials = dev_taskcluster.credentials("branch:main")
-    monkeypatch.delenv("TASKCLUSTER_PROXY_URL", raising=False)
-    monkeypatch.delenv("TASK_ID", raising=False)
-    monkeypatch.setenv("TASKCLUSTER_ROOT_URL", dev_taskcluster.root_url)
-    monkeypatch.setenv("TASKCLUSTER_CLIENT_ID", credentials["clientId"])
-    monkeypatch.setenv("TASKCLUSTER_ACCESS_TOKEN", credentials["accessToken"])
-    monkeypatch.setenv("CIB_ENVIRONMENT", "staging")
-    return monkeypatch
-
-
-def cib(capsys, *args):
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_apply_in_a_task_reads_its_dependencies_records(dev_taskcluster, in_task, capsys):

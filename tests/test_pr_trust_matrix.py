@@ -12,7 +12,7 @@ import pytest
 from cib_decision.scopes import missing_scopes, role_for_event, role_scopes
 
 from .graphs import FLEET, pr
-from .test_scopes import ROLES, created_tasks
+from .scopes_support import ROLES, created_tasks
 
 pytestmark = pytest.mark.usefixtures("graph_env")
 

@@ -12,6 +12,7 @@ from cib_decision.clouds.azure import Azure
 from cib_decision.devclouds.azure_fake import SUBSCRIPTION, AzureFake
 from cib_decision.manifest import ReleaseImage
 
+from .azure_build_support import adapter
 from .promote_support import (
     BUILD_TASK,
     machine_digest,
@@ -20,7 +21,6 @@ from .promote_support import (
     released_in_staging,
     writes,
 )
-from .test_image_machine_azure import adapter
 
 KEY = "win11-64"
 GROUPS = {"rg-central-us-win11": "centralus", "rg-east-us-win11": "eastus",

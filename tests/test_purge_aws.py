@@ -13,9 +13,9 @@ from cib_decision.cli import main
 from cib_decision.devclouds import moto_ec2_import
 from cib_decision.devtc.testing import new_task
 
+from .aws_build_support import build, leftovers, publish_base_images
 from .conftest import CONFIG_DIR
 from .imagefleet import COMMIT, TASK_ID
-from .test_image_machine_aws import build, leftovers, publish_base_images
 
 REGION = "us-east-1"
 

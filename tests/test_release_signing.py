@@ -23,9 +23,9 @@ from cib_decision.taskgraph import fleet as graph_fleet
 
 from .conftest import CONFIG_DIR
 from .graphs import generator, pr
+from .scopes_support import ROLES, created_tasks
 from .signing_keys import generate
-from .test_image_tag import Fleet, cib, env, record_of, run_tag, tag_task  # noqa: F401
-from .test_scopes import ROLES, created_tasks
+from .tag_support import Fleet, cib, env, record_of, run_tag, tag_task  # noqa: F401
 
 SECRET = "project/cib/level-3/release-signing"
 SIGNING_ENVIRONMENTS = """\

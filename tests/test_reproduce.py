@@ -16,9 +16,9 @@ from cib_decision.images.aws_machine import AwsBuild, Timeouts, build_machine_im
 from cib_decision.images.context import load_context
 from cib_decision.images.progress import Progress
 
+from .aws_build_support import Bootstrap, aws, publish_base_images  # noqa: F401
+from .plan_support import cib
 from .repos import fleet_repo, git
-from .test_image_machine_aws import Bootstrap, aws, publish_base_images  # noqa: F401
-from .test_plan import cib
 
 KEY = "win2022-64"
 TASK = f"machine-image-{KEY}-amazon-us-east-1"

@@ -15,9 +15,8 @@ from cib_decision.naming import pr_pool_id
 from cib_decision.signing import SigningKey, sign_release
 
 from .conftest import CONFIG_DIR
-from .pools_support import release_of
+from .pools_support import cib, in_task, release_of, task  # noqa: F401 (a fixture, used by name)
 from .signing_keys import generate
-from .test_pools_deploy import cib, in_task, task  # noqa: F401 (a fixture, used by name)
 
 AZURE = "gecko-t/win10-64-azure"
 # Every test runs `cib` as a task of the branch:main role would, in staging; `monkeypatch` is

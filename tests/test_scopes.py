@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import yaml
-from taskgraph.util.parameterization import resolve_task_references, resolve_timestamps
-from taskgraph.util.time import current_json_time
 
 from cib_decision.scopes import (
     create_task_requirements,
@@ -15,27 +12,10 @@ from cib_decision.scopes import (
     satisfies,
 )
 
-from .conftest import ROOT
-from .graphs import DECISION_TASK_ID, generator, pr
+from .graphs import generator, pr
+from .scopes_support import ROLES, created_tasks
 
 pytestmark = pytest.mark.usefixtures("graph_env")
-
-ROLES = yaml.safe_load((ROOT / "taskcluster" / "roles.yml").read_text())
-
-
-def created_tasks(tgg) -> list[tuple[str, dict]]:
-    """The task definitions `create_tasks` would send, as taskgraph completes them."""
-    graph, label_to_taskid = tgg.morphed_task_graph, tgg.label_to_taskid
-    now = current_json_time(datetime_format=True)
-    level = tgg.parameters["level"]
-    result = []
-    for task_id, task in graph.tasks.items():
-        definition = resolve_timestamps(now, resolve_task_references(
-            task.label, task.task, task_id, DECISION_TASK_ID, label_to_taskid))
-        definition.update(taskGroupId=DECISION_TASK_ID, schedulerId=f"cib-level-{level}")
-        result.append((task.label, definition))
-    return result
-
 
 def granted_for(tgg) -> list[str]:
     role = role_for_event(tgg.parameters["tasks_for"], cron_job="nightly")

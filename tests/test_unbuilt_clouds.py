@@ -22,8 +22,8 @@ from cib_decision.taskgraph.target_tasks import unbuilt_tasks
 
 from .conftest import CONFIG_DIR, ROOT
 from .graphs import FLEET, generator
+from .plan_support import cib, plan_json
 from .repos import fleet_repo, git
-from .test_plan import cib, plan_json
 
 GOOGLE = "google machine images are not built yet"
 SKIPPED = {"machine-image-ubuntu-2404-google-us-central1": GOOGLE,
