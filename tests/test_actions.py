@@ -24,11 +24,11 @@ from cib_decision.taskgraph import task_env
 from cib_decision.taskgraph.actions import built_task_env, promote_task
 
 from .conftest import ROOT
+from .decision_support import dev_event
 from .graphs import cib_args
 from .repos import fleet_repo
+from .taskcluster_yml_support import hook_context, render
 from .tcschemas import validator
-from .test_decision import dev_event
-from .test_taskcluster_yml import hook_context, render
 
 ROLES = yaml.safe_load((ROOT / "taskcluster" / "roles.yml").read_text())
 GROUP = "Z3vQ2ZlJRwuyMDszZzR4Gg"
@@ -77,7 +77,7 @@ def test_the_hook_renders_an_action_decision_task_under_the_promote_role(decided
     (task,) = render(hook_context("action", taskId=None, taskGroupId=GROUP, input=INPUT,
                                   action=action))
     assert task["scopes"] == ["assume:repo:github.com/example/images:action:promote"]
-    assert task["payload"]["command"][0][-1].endswith("taskgraph action-callback")
+    assert task["payload"]["command"][0][-1].endswith("cib action-callback")
     assert json.loads(task["payload"]["env"]["ACTION_INPUT"]) == INPUT
     assert task["payload"]["env"]["ACTION_CALLBACK"] == "promote"
 

@@ -6,20 +6,15 @@ import json
 from typing import Any
 
 import pytest
-import slugid
-import yaml
 
 from cib_decision import github_events as events
 from cib_decision.github_events import repository
 
-from .conftest import ROOT
+from .taskcluster_yml_support import HEAD, NOW, REPO, TEMPLATE, hook_context, render
 from .tcschemas import validator
 
-TEMPLATE = yaml.safe_load((ROOT / ".taskcluster.yml").read_text())
-REPO = repository("example/images")
 FORK = repository("someone/images")
-HEAD, BASE = "c" * 40, "d" * 40
-NOW = "2026-11-21T12:00:00.000Z"
+BASE = "d" * 40
 ROOT_URL = "https://tc.example.com"
 
 
@@ -35,24 +30,12 @@ def github_context(tasks_for: str, event: dict) -> dict[str, Any]:
     return events.github_context(tasks_for, event, ROOT_URL, NOW)
 
 
-def hook_context(tasks_for: str, **extra: Any) -> dict[str, Any]:
-    return {"tasks_for": tasks_for, "now": NOW, "ownTaskId": slugid.nice(),
-            "taskcluster_root_url": "https://tc.example.com",
-            "repository": {"url": REPO["html_url"], "project": "images", "level": "3"},
-            # as fxci's build-decision sends a git push (no base revision, no pushlog)
-            "push": {"branch": "main", "revision": HEAD, "owner": "cron"}, **extra}
-
-
 CRON = hook_context("cron", cron={"job_name": "nightly", "quoted_args": ""})
 ACTION = hook_context(
     "action", taskId=None, taskGroupId="Z3vQ2ZlJRwuyMDszZzR4Gg", input={"key": "win10-64"},
     action={"name": "rebuild", "title": "Rebuild an image", "cb_name": "rebuild",
             "action_perm": "generic", "taskGroupId": "Z3vQ2ZlJRwuyMDszZzR4Gg",
             "repo_scope": "assume:repo:github.com/example/images:action:generic"})
-
-
-def render(context: dict[str, Any]) -> list[dict[str, Any]]:
-    return events.render_tasks(TEMPLATE, context)
 
 
 EVENTS = {
@@ -175,10 +158,10 @@ def test_the_decision_task_runs_cib_decision_with_arguments_it_accepts(event, tm
     (task,) = render(EVENTS[event])
     setup, run = run_command(task, tmp_path)
     assert setup[0].endswith("scripts/setup")
-    if event == "action":
-        assert run[0].endswith(".venv/bin/taskgraph") and run[1:] == ["action-callback"]
-        return
     args = build_parser().parse_args(run[1:])
+    if event == "action":  # taskgraph's callback, with the folder the repository uses
+        assert run[0].endswith(".venv/bin/cib") and run[1:] == ["action-callback"]
+        return
     if event == "pr-untrusted":
         assert run[1:3] == ["config", "check"]
         return

@@ -179,6 +179,32 @@ def test_every_checked_in_parameter_set_generates_a_target_graph(params_file):
         assert not of_kind(labels, "machine-image")
 
 
+def test_taskgraphs_own_command_line_optimizes_offline_without_a_deployment():
+    """`taskgraph optimized -p FILE` on a machine without TASKCLUSTER_ROOT_URL: no index to
+    search, so the parameter sets optimize as `cib plan --no-base` does, and say so."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("TASKCLUSTER_") and k != "TASK_ID"}
+    done = subprocess.run([str(Path(sys.executable).parent / "taskgraph"), "optimized", "-p",
+                           "taskcluster/test/params/main-push.yml"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "TASKCLUSTER_ROOT_URL is not set" in done.stderr
+    labels = done.stdout.split()
+    assert "disk-image-win10-64" in labels and "lint-config" in labels
+    # in a task, taskgraph's own error stands: a decision never plans without its index
+    in_task = subprocess.run([str(Path(sys.executable).parent / "taskgraph"), "optimized", "-p",
+                              "taskcluster/test/params/main-push.yml"], cwd=ROOT,
+                             env={**env, "TASK_ID": "x"}, capture_output=True, text=True,
+                             timeout=300)
+    assert in_task.returncode == 1
+    assert "$TASKCLUSTER_ROOT_URL must be set when running in a task" in in_task.stderr
+
+
 # -- optimization by content digest -----------------------------------------------------------
 
 PREFIX = "cib.v2.cib-decision.cache"

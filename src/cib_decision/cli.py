@@ -117,7 +117,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         repo=Path(args.repo), head=args.head, base=args.base, no_base=args.no_base,
         message=message,
         tasks_for=args.tasks_for, pull_request=args.pull_request or 0,
-        pull_request_action=args.pull_request_action, environment=args.environment))
+        pull_request_action=args.pull_request_action, environment=args.environment),
+        notify=lambda line: print(line, file=sys.stderr))
     if args.format == "json":
         print(plan_json(plan))
     elif args.format == "dot":

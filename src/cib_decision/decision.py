@@ -27,15 +27,15 @@ from typing import Any
 import yaml
 
 from .errors import CibError
-from .scopes import missing_scopes, role_for_event, role_scopes
+from .scopes import create_task_requirements, missing_scopes, role_for_event, role_scopes
 from .submit import PendingTask, Progress, SubmitReport, Submitter
-from .taskgraph.root import ROOT_DIR, kinds_root
+from .taskgraph.root import GraphRoot, RolesFile, graph_root, kinds_root, roles_file, version
 from .taskids import task_id_for
 from .tcschemas import CREATE_TASK, SchemaStore
 
 log = logging.getLogger(__name__)
 
-ROLES_FILE = Path("taskcluster", "roles.yml")
+ROLES_FILE = "taskcluster/roles.yml"
 
 
 @contextlib.contextmanager
@@ -120,6 +120,8 @@ class DecisionRequest:
     action_permission: str = ""
     dry_run: bool = False
     concurrency: int = 50
+    # told when the repository has no taskcluster/ folder and the packaged kinds plan it
+    notify: Callable[[str], None] | None = None
 
 
 @dataclass
@@ -132,40 +134,61 @@ class DecisionResult:
 
 
 def _role_scopes(request: DecisionRequest, root: Path) -> tuple[str, list[str]]:
-    """The event's role and its scopes, from the roles file. A pull request's graph is
-    checked against the roles file of its base revision: the pull request's own could grant
-    itself anything."""
+    """The event's role and its scopes, from the roles file (taskgraph/root.py: the
+    repository's taskcluster/roles.yml, else the one that ships with cib-decision). A pull
+    request's graph is checked against the roles file of its base revision: the pull
+    request's own could grant itself anything."""
+    role, scopes, _ = _roles(request, root)
+    return role, scopes
+
+
+def _roles(request: DecisionRequest, root: Path) -> tuple[str, list[str], RolesFile]:
+    """`_role_scopes`, and the roles file they come from."""
+    from .gitrepo import open_repo, resolve
+
     role = role_for_event(request.options["tasks_for"], request.cron_job,
                           request.action_permission)
     base = request.options.get("base_rev")
+    commit = None
     if str(request.options["tasks_for"]).startswith("github-pull-request"):
         if not base:
             raise CibError("a pull request decision needs its base revision: its graph is "
                            "checked against the base revision's roles file")
-        where, text = f"{ROLES_FILE} at the base revision {base[:12]}", _file_at(root, base)
-    else:
-        where, text = str(root / ROLES_FILE), None
+        try:
+            commit = resolve(open_repo(root), base)
+        except CibError as error:
+            raise CibError(f"no readable {ROLES_FILE} at the base revision {base[:12]}: a "
+                           f"pull request's graph is checked against it ({error})") from None
+    found = roles_file(root, commit)
     try:
-        if text is None:
-            text = (root / ROLES_FILE).read_text()
-        roles = yaml.safe_load(text) or {}
-    except (OSError, yaml.YAMLError) as error:
-        raise CibError(f"{where}: cannot read the roles file: {error}") from error
+        roles = yaml.safe_load(found.text) or {}
+    except yaml.YAMLError as error:
+        raise CibError(f"{found.where}: cannot read the roles file: {error}") from error
     if not isinstance(roles, dict):
-        raise CibError(f"{where}: the roles file is not a mapping of roles")
-    return role, role_scopes(roles, role, project=request.options["project"])
+        raise CibError(f"{found.where}: the roles file is not a mapping of roles")
+    return role, role_scopes(roles, role, project=request.options["project"]), found
 
 
-def _file_at(root: Path, rev: str) -> str:
-    """`ROLES_FILE` at revision `rev` of the repository at `root`; CibError when missing."""
-    from .gitrepo import open_repo, resolve
-
-    try:
-        blob = resolve(open_repo(root), rev).tree / ROLES_FILE.as_posix()
-        return blob.data_stream.read().decode("utf-8")
-    except (KeyError, UnicodeDecodeError):
-        raise CibError(f"no readable {ROLES_FILE} at the base revision {rev[:12]}: a pull "
-                       "request's graph is checked against it") from None
+def roles_advice(pending: list[PendingTask], granted: list[str], role: str,
+                 found: RolesFile) -> str:
+    """What a repository planned with cib-decision's roles file adds when its graph needs
+    scopes that file does not grant (its pools' domains are not ours): its own
+    taskcluster/roles.yml, and in it exactly the scopes missing. Empty for a repository's
+    own roles file (it says what its deployment grants)."""
+    if not found.packaged:
+        return ""
+    missing = sorted({requirement.any_of[0] for task in pending
+                      for requirement in create_task_requirements(task.definition)
+                      if not requirement.met_by(granted)})
+    if not missing:
+        return ""
+    scopes = "\n".join(f"      - {scope}" for scope in missing)
+    return (f"\nThe {role} role's scopes come from {found.where}, which grants what "
+            "cib-decision's own deployment grants. Say what this repository's deployment "
+            "grants it in a taskcluster/roles.yml of the repository (it replaces "
+            "cib-decision's whole; the kinds of cib-decision stay in use): copy "
+            f"taskcluster/roles.yml of cib-decision {version()} and add to the entry of "
+            f"{role}:\n{scopes}")
 
 
 def _write_artifacts(tgg: Any, label_to_taskid: dict[str, str], artifacts: Path,
@@ -221,18 +244,24 @@ def _write_check_run_text(tgg: Any, root: Path, artifacts: Path) -> None:
     path.write_text(plan_markdown(plan), encoding="utf-8")
 
 
-def generate(request: DecisionRequest) -> Any:
-    """The taskgraph generator for the decision, run to its morphed graph."""
+def generate(request: DecisionRequest, root: GraphRoot) -> Any:
+    """The taskgraph generator for the decision, run to its morphed graph, from `root` (the
+    repository's own taskcluster/ folder or the packaged one: taskgraph/root.py)."""
     from taskgraph.config import load_graph_config
     from taskgraph.decision import get_decision_parameters
     from taskgraph.generator import TaskGraphGenerator
 
-    graph_config = load_graph_config(str(request.root / ROOT_DIR))
+    def parameters(config: Any) -> Any:
+        # taskgraph reads the commit and the files changed from the working directory's
+        # repository, which the kinds' root (a scratch copy) may not be
+        with contextlib.chdir(root.repository):
+            return get_decision_parameters(config, request.options)
+
+    graph_config = load_graph_config(str(root.taskcluster))
     graph_config.register()
-    with deterministic_task_ids(request.decision_task_id), kinds_root(request.root) as root:
-        tgg = TaskGraphGenerator(
-            root_dir=root, decision_task_id=request.decision_task_id,
-            parameters=lambda config: get_decision_parameters(config, request.options))
+    with deterministic_task_ids(request.decision_task_id), kinds_root(root) as root_dir:
+        tgg = TaskGraphGenerator(root_dir=root_dir, decision_task_id=request.decision_task_id,
+                                 parameters=parameters)
         tgg.morphed_task_graph  # noqa: B018 (runs every phase inside the context)
     return tgg
 
@@ -267,15 +296,17 @@ def stable_pushdate(request: DecisionRequest, queue: Any,
 def run_decision(request: DecisionRequest, queue: Any, schemas: SchemaStore,
                  progress: Progress | None = None) -> DecisionResult:
     """Generate, write artifacts, check, and (unless a dry run) submit."""
-    role, granted = _role_scopes(request, request.root)
+    role, granted, found = _roles(request, request.root)
     stable_pushdate(request, queue)
-    tgg = generate(request)
-    label_to_taskid = dict(tgg.label_to_taskid)
-    graph = tgg.morphed_task_graph
-    for task_id, task in graph.tasks.items():  # morphs (index tasks) name theirs at random
-        label_to_taskid[task.label] = task_id
-    _write_artifacts(tgg, label_to_taskid, request.artifacts, request.decision_task_id)
-    _write_check_run_text(tgg, request.root, request.artifacts)
+    # the graph's readers find the repository through the root while it is prepared
+    with graph_root(request.root, notify=request.notify) as root:
+        tgg = generate(request, root)
+        label_to_taskid = dict(tgg.label_to_taskid)
+        graph = tgg.morphed_task_graph
+        for task_id, task in graph.tasks.items():  # morphs (index tasks) name theirs at random
+            label_to_taskid[task.label] = task_id
+        _write_artifacts(tgg, label_to_taskid, request.artifacts, request.decision_task_id)
+        _write_check_run_text(tgg, request.root, request.artifacts)
     scheduler_id = f"{tgg.graph_config['trust-domain']}-level-{tgg.parameters['level']}"
     pending = complete_definitions(graph, label_to_taskid, request.decision_task_id,
                                    scheduler_id, datetime.now(UTC))
@@ -285,7 +316,8 @@ def run_decision(request: DecisionRequest, queue: Any, schemas: SchemaStore,
         shown = "\n  ".join(result.problems[:50])
         more = len(result.problems) - 50
         raise CibError(f"the graph fails its checks; nothing was submitted:\n  {shown}"
-                       + (f"\n  ... and {more} more" if more > 0 else ""))
+                       + (f"\n  ... and {more} more" if more > 0 else "")
+                       + roles_advice(pending, granted, role, found))
     log.info("%d tasks pass the createTask schema and the %s role's scopes",
              len(pending), role)
     if request.dry_run:

@@ -51,6 +51,12 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--dry-run", action="store_true",
                         help="generate, write artifacts and check, but submit nothing")
     parser.set_defaults(func=cmd_decision)
+    callback = commands.add_parser(
+        "action-callback", help="run an action's callback (the action task's command)",
+        description="`taskgraph action-callback` (ACTION_* variables, the decision's "
+                    "parameters) with the taskcluster/ folder the repository uses: its own, "
+                    "or the one that ships with cib-decision when it has none.")
+    callback.set_defaults(func=cmd_action_callback)
 
 
 class RichProgress:
@@ -94,7 +100,8 @@ def cmd_decision(args: argparse.Namespace) -> int:
     options = {name: getattr(args, name) for name in OPTION_NAMES}
     request = DecisionRequest(options=options, decision_task_id=decision_task_id(args.task_id),
                               artifacts=args.artifacts, cron_job=args.cron_job,
-                              dry_run=args.dry_run, concurrency=args.concurrency)
+                              dry_run=args.dry_run, concurrency=args.concurrency,
+                              notify=lambda line: print(line, file=sys.stderr, flush=True))
     client = client_options()
     try:
         # Schemas come from the deployment itself (the proxy serves only the APIs).
@@ -112,3 +119,13 @@ def cmd_decision(args: argparse.Namespace) -> int:
     if result.report is None:
         print(f"dry run: {len(result.pending)} tasks checked, nothing submitted")
     return 0
+
+
+def cmd_action_callback(args: argparse.Namespace) -> int:
+    from taskgraph.main import action_callback
+
+    from .taskgraph.root import graph_root, kinds_root
+
+    with graph_root(Path.cwd(), notify=lambda line: print(line, file=sys.stderr, flush=True)
+                    ) as root, kinds_root(root) as root_dir:
+        return action_callback({"root": root_dir}) or 0

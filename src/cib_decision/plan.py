@@ -10,12 +10,11 @@ are taken from a cache keyed by their content (config/cache.py; `CIB_CACHE_DIR=`
 from __future__ import annotations
 
 import os
-import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import git
@@ -29,7 +28,7 @@ from .errors import CibError, ConfigError
 from .gitrepo import GitTreeSource, commit_message, open_repo, resolve
 from .memory import gc_paused
 from .taskgraph import fleet as graph_fleet
-from .taskgraph.root import kinds_root
+from .taskgraph.root import GraphRoot, graph_root, kinds_root
 
 TASKS_FOR = ("github-push", "github-pull-request", "github-pull-request-untrusted", "cron",
              "action")
@@ -79,20 +78,6 @@ class Plan:
                 "skipped": self.skipped}
 
 
-def _export(commit: git.Commit, paths: list[str], into: Path) -> None:
-    """Write the files below `paths` of `commit` into `into` (no checkout needed)."""
-    for path in paths:
-        try:
-            tree = commit.tree / path
-        except KeyError:
-            continue
-        for item in tree.traverse():
-            if item.type == "blob":
-                target = into / PurePosixPath(item.path)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(item.data_stream.read())
-
-
 def _git_config(commit: git.Commit, config_name: str) -> GitTreeSource:
     source = GitTreeSource(commit, config_name)
     if not source.exists:
@@ -106,40 +91,40 @@ def _config_dir_name(taskcluster_dir: Path) -> str:
     return (load_graph_config(str(taskcluster_dir)).get("cib") or {}).get("config-dir", "config")
 
 
-def make_plan(request: PlanRequest) -> Plan:
-    """Generate the graph a decision would create for `request`, offline.
+def make_plan(request: PlanRequest, notify: Callable[[str], None] | None = None) -> Plan:
+    """Generate the graph a decision would create for `request`, offline. `notify` is told
+    when the repository has no taskcluster/ folder of its own and the kinds that ship with
+    cib-decision plan it (taskgraph/root.py).
 
     The plan is what the command prints before it exits, so the objects it is made of are
     frozen for the garbage collector (see memory.gc_paused).
     """
     with gc_paused(freeze=True):
-        return _make_plan(request)
+        return _make_plan(request, notify)
 
 
-def _make_plan(request: PlanRequest) -> Plan:
+def _make_plan(request: PlanRequest, notify: Callable[[str], None] | None) -> Plan:
     if request.tasks_for not in TASKS_FOR:
         raise CibError(f"unknown --tasks-for {request.tasks_for!r}; one of {', '.join(TASKS_FOR)}")
     repo = open_repo(request.repo)
-    with tempfile.TemporaryDirectory(prefix="cib-plan-") as scratch:
-        if request.head is None:
-            if repo.bare or not repo.working_tree_dir:
-                raise CibError("a bare repository has no working tree: give --head REV")
-            root = Path(repo.working_tree_dir)
-            head_commit = resolve(repo, "HEAD")
-        else:
-            head_commit = resolve(repo, request.head)
-            root = Path(scratch)
-            _export(head_commit, ["taskcluster"], root)
-        taskcluster_dir = root / "taskcluster"
-        if not (taskcluster_dir / "config.yml").exists():
-            raise CibError(f"no taskcluster/config.yml at {request.head or 'the working tree'}")
-        config_name = _config_dir_name(taskcluster_dir)
+    if request.head is None:
+        if repo.bare or not repo.working_tree_dir:
+            raise CibError("a bare repository has no working tree: give --head REV")
+        head_commit = resolve(repo, "HEAD")
+    else:
+        head_commit = resolve(repo, request.head)
+    repository = Path(repo.working_tree_dir or repo.git_dir)
+    # The working tree's own taskcluster/ in place, else a scratch copy: of the revision's
+    # own folder (`--head REV`), or of the one that ships with cib-decision.
+    with graph_root(repository, None if request.head is None else head_commit,
+                    notify) as root:
+        config_name = _config_dir_name(root.taskcluster)
         # The config is read straight from git objects (no files written); the graph's kinds
-        # find the fleet loaded here under the directory taskgraph looks in.
-        source = (DirectorySource(root / config_name) if request.head is None
+        # find the fleet loaded here under the directory they look in.
+        source = (DirectorySource(root.repository / config_name) if request.head is None
                   else _git_config(head_commit, config_name))
         cache = ParsedCache.from_environment()
-        head_fleet = graph_fleet.load(root / config_name, source, cache).fleet
+        head_fleet = graph_fleet.load(root.repository / config_name, source, cache).fleet
         base_fleet, base_rev = _base(repo, request, head_commit, config_name, cache)
         message = request.message
         if message is None:
@@ -150,7 +135,7 @@ def _make_plan(request: PlanRequest) -> Plan:
                                  else None)
         parameters = _parameters(request, head_fleet, base_fleet, report, directives,
                                  head_commit.hexsha, base_rev)
-        plan = _generate(taskcluster_dir, parameters, directives, report)
+        plan = _generate(root, parameters, directives, report)
         plan.skipped = _skipped(head_fleet, directives, parameters)
         return plan
 
@@ -230,15 +215,15 @@ def _kinds_in_this_process() -> Iterator[None]:
             os.environ["TASKGRAPH_SERIAL"] = previous
 
 
-def _generate(taskcluster_dir: Path, values: dict[str, Any], directives: Directives,
+def _generate(root: GraphRoot, values: dict[str, Any], directives: Directives,
               report: ChangeReport) -> Plan:
     from taskgraph.config import load_graph_config
     from taskgraph.generator import TaskGraphGenerator
     from taskgraph.parameters import Parameters
 
-    load_graph_config(str(taskcluster_dir)).register()
+    load_graph_config(str(root.taskcluster)).register()
     parameters = Parameters(strict=True, **values)
-    with _kinds_in_this_process(), kinds_root(taskcluster_dir.parent) as root_dir:
+    with _kinds_in_this_process(), kinds_root(root) as root_dir:
         tgg = TaskGraphGenerator(root_dir=root_dir, parameters=parameters)
         tgg.optimized_task_graph  # noqa: B018 - generated while the kinds are in place
     return plan_of_graph(tgg, directives, report,

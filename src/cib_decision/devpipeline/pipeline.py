@@ -393,12 +393,13 @@ def local_pipeline(source: Path, revision: str, work: Path, *,
     With `promotion`, a second deployment on the same clouds plays the environment promoted
     to (`LocalPipeline.promotion`)."""
     from ..devclouds.aws import STAND_IN_CONVERT_COMMAND
+    from ..taskgraph.root import roles_file
 
     repo = repository.clone(source, revision, work / "github" / full_name)
-    roles = repo / "taskcluster" / "roles.yml"
-    if not roles.is_file():
-        raise CibError(f"{source}: no taskcluster/roles.yml at {revision}: the local "
-                       "deployment grants the repository what that file says, and nothing")
+    # the local deployment grants the repository what its roles file says, and nothing: the
+    # repository's own taskcluster/roles.yml, else the one that ships with cib-decision
+    roles = work / "roles.yml"
+    roles.write_text(roles_file(repo).text, encoding="utf-8")
     name = full_name.split("/", 1)[1]
     machine_env = {
         # the worker image's /etc/gitconfig: the repository's GitHub URLs (its own and the

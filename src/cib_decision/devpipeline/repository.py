@@ -50,11 +50,12 @@ def clone(source: Path, revision: str, target: Path) -> Path:
 
 
 def config_dir(repo: Path) -> Path:
-    """The config directory the repository's taskgraph config names (`cib.config-dir`)."""
-    graph_config = repo / "taskcluster" / "config.yml"
-    if not graph_config.is_file():
-        raise CibError(f"{repo}: no taskcluster/config.yml: the repository has no task graph "
-                       "for the decision to build")
+    """The config directory the taskgraph config of the repository's working tree names
+    (`cib.config-dir`): its own taskcluster/config.yml's, else the one that ships with
+    cib-decision (taskgraph/root.py)."""
+    from ..taskgraph.root import GRAPH_CONFIG, ROOT_DIR, has_own_folder, packaged_folder
+
+    graph_config = (repo / ROOT_DIR if has_own_folder(repo) else packaged_folder()) / GRAPH_CONFIG
     settings = yaml.safe_load(graph_config.read_text()) or {}
     return repo / str((settings.get("cib") or {}).get("config-dir", "config"))
 

@@ -70,7 +70,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--port", type=int_argument(0, 65535), default=0,
                         help="port (default: a free one)")
     parser.add_argument("--roles", type=Path, metavar="FILE",
-                        help="roles file (default: taskcluster/roles.yml of the repository)")
+                        help="roles file (default: taskcluster/roles.yml of the repository, "
+                             "else the one that ships with cib-decision)")
     parser.add_argument("--project", default=DEFAULT_PROJECT,
                         help=f"value of {{project}} in the roles (default: {DEFAULT_PROJECT})")
     parser.add_argument("--schemas", type=Path, metavar="DIR",

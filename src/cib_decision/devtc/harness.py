@@ -53,13 +53,15 @@ _WORKER_NAME = re.compile(r"^[a-zA-Z0-9-_]{1,38}$")
 
 def find_roles_file(start: Path | None = None) -> Path | None:
     """`taskcluster/roles.yml` in `start` (default: the working directory) or a parent, else
-    beside this package's checkout."""
-    for base in (start or Path.cwd(), Path(__file__).resolve()):
-        for directory in (base, *base.parents):
-            candidate = directory / "taskcluster" / "roles.yml"
-            if candidate.is_file():
-                return candidate
-    return None
+    the one that ships with cib-decision (taskgraph/root.py: a repository without its own)."""
+    from ..taskgraph.root import ROLES, packaged_folder
+
+    base = start or Path.cwd()
+    for directory in (base, *base.parents):
+        candidate = directory / "taskcluster" / "roles.yml"
+        if candidate.is_file():
+            return candidate
+    return packaged_folder() / ROLES
 
 
 def load_roles(path: Path) -> dict[str, list[str]]:

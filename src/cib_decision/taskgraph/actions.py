@@ -2,7 +2,7 @@
 
 A release engineer triggers `promote` on a decision's task group in the deployment to promote
 to (production): its hook runs `.taskcluster.yml` as an `action` with the role
-`repo:<repo>:action:promote`, whose action task (`taskgraph action-callback`) calls
+`repo:<repo>:action:promote`, whose action task (`cib action-callback`) calls
 `promote_action`, which creates one promote task running `cib promote --key K --from F --to T`
 (docs/lifecycle.md). Only holders of the hook's scope may trigger it; the role bounds what the
 promote task may do (taskcluster/roles.yml).
@@ -50,7 +50,7 @@ def built_task_env(parameters: Any, graph_config: Any) -> str:
     above (the index of cached tasks); CibError when none was built."""
     from taskgraph.util.taskcluster import find_task_id_batched
 
-    digest = task_env.env_digest(repo_root(graph_config), parameters["head_rev"])
+    digest, _ = task_env.graph_env(repo_root(graph_config), parameters["head_rev"])
     prefix = graph_config["taskgraph"].get("cached-task-prefix", graph_config["trust-domain"])
     paths = [TARGET_CACHE_INDEX.format(cache_prefix=prefix, level=level, type="task-env",
                                        name="cib", digest=digest)

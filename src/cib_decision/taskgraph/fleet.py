@@ -45,8 +45,12 @@ def _checked_config_dir(root: Path, relative: str) -> Path:
 
 
 def repo_root(graph_config) -> Path:
-    """The repository root: taskcluster/ sits at its top (no git call needed)."""
-    return Path(graph_config.root_dir).parent
+    """The repository root: the repository a prepared root was made for (root.py: a scratch
+    copy of its folder at a revision, or of the packaged one), else the folder's parent (its
+    own taskcluster/ at its top; no git call needed)."""
+    from .root import repository_of
+
+    return repository_of(graph_config.root_dir)
 
 
 _loaded: dict[Path, GraphFleet] = {}

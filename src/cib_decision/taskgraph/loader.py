@@ -23,7 +23,7 @@ from ..digests import pool_digest, tag_digest
 from ..naming import PR_POOL_DOMAIN, pr_pool_id
 from ..selection import not_built, pool_not_built
 from . import fleet as graph_fleet
-from .task_env import env_digest
+from .task_env import graph_env
 
 
 @cache
@@ -146,9 +146,10 @@ def loader(kind, path, config, params, loaded_tasks, write_artifacts=False):
     # path is taskcluster/kinds/<kind>; the graph config is taskcluster/config.yml.
     graph_config = _graph_config(str(Path(path).parents[1]))
     if config["cib-items"] == "task-env":
-        # what the environment is built from, at the revision the graph is for
-        digest = env_digest(graph_fleet.repo_root(graph_config), params.get("head_rev"))
-        yield {"name": "cib", "cache-name": "cib", "digest": digest}
+        # what the environment is built from, at the revision the graph is for: the
+        # repository's source, or the installed cib-decision (`package`)
+        digest, package = graph_env(graph_fleet.repo_root(graph_config), params.get("head_rev"))
+        yield {"name": "cib", "cache-name": "cib", "digest": digest, "package": package}
         return
     loaded = graph_fleet.load(graph_fleet.config_dir(graph_config))
     yield from _items(config["cib-items"], loaded.fleet, loaded.digests, params)

@@ -49,10 +49,42 @@ CibParameters = Schema.from_dict(
 )
 
 
+# What the index-search optimization is replaced by with no deployment to ask (offline.py).
+OFFLINE_STRATEGIES = "cib_decision.taskgraph.offline:strategies"
+
+
 def _defaults(repo_root: str | None = None) -> dict[str, Any]:
-    return {"cib_directives": Directives().to_json(), "cib_environment": "production",
-            "cib_pull_request": 0, "cib_pull_request_action": "", "cib_changed_keys": None,
-            "cib_built_tasks": None, "cib_trusted_environments": None}
+    defaults: dict[str, Any] = {
+        "cib_directives": Directives().to_json(), "cib_environment": "production",
+        "cib_pull_request": 0, "cib_pull_request_action": "", "cib_changed_keys": None,
+        "cib_built_tasks": None, "cib_trusted_environments": None}
+    if _offline():
+        defaults["optimize_strategies"] = OFFLINE_STRATEGIES
+    return defaults
+
+
+def _offline() -> bool:
+    """No Taskcluster deployment to search the index of, outside a task: taskgraph's own
+    command line (`taskgraph optimized -p FILE`) run on a release engineer's machine without
+    TASKCLUSTER_ROOT_URL. Parameter sets that lack `optimize_strategies` then optimize as
+    `cib plan --no-base` does (offline.py: nothing counts as built but what `cib_built_tasks`
+    lists) instead of failing half-way with taskgraph's traceback; said once per process. In a
+    task (TASK_ID) taskgraph's own error stands: a decision never plans without its index."""
+    from taskgraph.util import taskcluster as tc_util
+
+    if (os.environ.get("TASKCLUSTER_ROOT_URL") or os.environ.get("TASKCLUSTER_PROXY_URL")
+            or tc_util.PRODUCTION_TASKCLUSTER_ROOT_URL or os.environ.get("TASK_ID")):
+        return False
+    _say_offline()
+    return True
+
+
+@functools.cache
+def _say_offline() -> None:
+    logger.warning("TASKCLUSTER_ROOT_URL is not set: no index to search, so the graph is "
+                   "optimized offline (%s): no image counts as built. Set "
+                   "TASKCLUSTER_ROOT_URL to optimize against a deployment's index.",
+                   OFFLINE_STRATEGIES)
 
 
 extend_parameters_schema(CibParameters, defaults_fn=_defaults)

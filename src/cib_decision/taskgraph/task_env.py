@@ -1,11 +1,15 @@
 """The task environment: cib and its pinned dependencies, built once per content digest by the
 `task-env` kind and mounted by every task that runs `cib` (taskgraph's toolchain idiom).
 
-The environment is `pip install --target` of the repository's package: a plain directory of
-modules that works wherever it is unpacked, run as `python3 -m cib_decision` with
-`PYTHONPATH` pointing at it. Its digest covers exactly what it is built from (`ENV_INPUTS` at
-the head revision), so a task reaches its first `cib` line in seconds instead of cloning and
-installing everything itself.
+The environment is `pip install --target` of cib-decision: a plain directory of modules that
+works wherever it is unpacked, run as `python3 -m cib_decision` with `PYTHONPATH` pointing at
+it. In cib-decision's own repository it is built from the head revision's source, and its
+digest covers exactly what it is built from (`ENV_INPUTS` at the head revision, the
+`taskcluster/` folder that ships in the package included). A fleet repository without that
+source (one adopted from cloud-image-builder) gets the cib-decision its decision runs: the pip
+requirement of the installed distribution (`installed_requirement`), with a digest of its
+installed files (`installed_digest`). Either way a task reaches its first `cib` line in
+seconds instead of cloning and installing everything itself.
 
 Tasks do not list the environment among their taskgraph dependencies: taskgraph never replaces
 a task one of whose dependencies runs, so a change of cib's own code would rebuild every image.
@@ -15,16 +19,24 @@ the environment task of this graph or the earlier one the index gave.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from pathlib import Path
 from typing import Any
+
+from .root import FOLDER_FILES, ROOT_DIR, packaged_folder
 
 ENV_LABEL = "task-env-cib"
 ENV_ARTIFACT = "public/cib-env.tar.gz"
 # where a task unpacks the environment, relative to its task directory
 ENV_DIRECTORY = "cib-env"
-# what the environment is built from, relative to the repository root
-ENV_INPUTS = ("pyproject.toml", "src")
+# what the environment is built from, relative to the repository root: the package and the
+# taskcluster/ folder it ships (pyproject.toml; taskgraph/root.py), so a change of the kinds
+# rebuilds the environment
+ENV_INPUTS = ("pyproject.toml", "src", *(f"{ROOT_DIR}/{name}" for name in FOLDER_FILES))
+# a repository holding this is cib-decision's own source: its environment is built from it
+SOURCE_MARK = "src/cib_decision/__init__.py"
+DISTRIBUTION = "cib-decision"
 # the attribute of tasks that run cib from the environment
 USES_ENV = "cib-task-env"
 DIGEST_VERSION = "cib-env-v1"
@@ -40,15 +52,72 @@ def env_digest(repo_root: Path, rev: str | None) -> str:
     return digest.hexdigest()
 
 
-def _input_ids(repo_root: Path, rev: str | None) -> list[tuple[str, str]]:
+def graph_env(repo_root: Path, rev: str | None) -> tuple[str, str | None]:
+    """The task environment of a graph of the repository at `rev`: its digest, and the pip
+    requirement it is built from, None when it is built from the repository's own source (the
+    repository is cib-decision's)."""
+    if _input_ids(repo_root, rev, (SOURCE_MARK,))[0][1] != "-":
+        return env_digest(repo_root, rev), None
+    requirement = installed_requirement()
+    return installed_digest(requirement), requirement
+
+
+def _input_ids(repo_root: Path, rev: str | None,
+               names: tuple[str, ...] = ENV_INPUTS) -> list[tuple[str, str]]:
     from ..errors import CibError
     from ..gitrepo import open_repo, resolve
 
     try:
         tree = resolve(open_repo(repo_root), rev or "HEAD").tree
-        return [(name, tree[name].hexsha if name in tree else "-") for name in ENV_INPUTS]
     except (CibError, ValueError, KeyError):
-        return [(name, _files_digest(repo_root / name)) for name in ENV_INPUTS]
+        return [(name, _files_digest(repo_root / name)) for name in names]
+    return [(name, _object_id(tree, name)) for name in names]
+
+
+def _object_id(tree: Any, path: str) -> str:
+    try:
+        return tree[path].hexsha
+    except KeyError:
+        return "-"
+
+
+@functools.cache
+def installed_requirement() -> str:
+    """The pip requirement of the cib-decision this process runs, as its installer recorded
+    it (PEP 610 `direct_url.json`): a git URL at the very commit installed, an archive's URL,
+    a local directory's `file://` URL (reachable by workers on this machine only), or the
+    version from the package index."""
+    import importlib.metadata
+    import json
+
+    distribution = importlib.metadata.distribution(DISTRIBUTION)
+    recorded = distribution.read_text("direct_url.json")
+    if not recorded:
+        return f"{DISTRIBUTION}=={distribution.version}"
+    origin = json.loads(recorded)
+    url = origin["url"]
+    vcs = origin.get("vcs_info")
+    if vcs:
+        url = f"{vcs['vcs']}+{url}@{vcs['commit_id']}"
+    if origin.get("subdirectory"):
+        url += f"#subdirectory={origin['subdirectory']}"
+    return f"{DISTRIBUTION} @ {url}"
+
+
+@functools.cache
+def installed_digest(requirement: str) -> str:
+    """SHA-256 over `requirement`, the installed package's files (the packaged taskcluster/
+    folder included) and its pinned dependencies: what an environment built from it holds."""
+    import importlib.metadata
+
+    digest = hashlib.sha256(f"{DIGEST_VERSION}\npackage {requirement}\n".encode())
+    inputs = [("cib_decision", Path(__file__).resolve().parents[1]),
+              *((f"{ROOT_DIR}/{name}", packaged_folder() / name) for name in FOLDER_FILES)]
+    for name, location in inputs:
+        digest.update(f"{name} {_files_digest(location)}\n".encode())
+    for dependency in sorted(importlib.metadata.requires(DISTRIBUTION) or ()):
+        digest.update(f"requires {dependency}\n".encode())
+    return digest.hexdigest()
 
 
 def _files_digest(path: Path) -> str:

@@ -16,6 +16,11 @@ BUILD = ('git clone --quiet "$CIB_HEAD_REPOSITORY" src && cd src && '
          'python3 -m pip install --quiet --disable-pip-version-check --no-warn-script-location '
          '--target ../env . && '
          'mkdir -p ../artifacts && tar -czf ../artifacts/cib-env.tar.gz -C ../env .')
+# A fleet repository that is not cib-decision's source: the cib-decision its decision runs
+# (`task_env.installed_requirement`), from wherever that was installed from.
+BUILD_PACKAGE = ('python3 -m pip install --quiet --disable-pip-version-check '
+                 '--no-warn-script-location --target env "$CIB_PACKAGE" && '
+                 'mkdir -p artifacts && tar -czf artifacts/cib-env.tar.gz -C env .')
 
 
 @transforms.add
@@ -27,9 +32,10 @@ def task_env_task(config, items):
             "attributes": {"cib-kind": config.kind, "cib-digest": item["digest"]},
             "worker-type": "b-linux",
             "worker": {
-                "command": [["bash", "-c", BUILD]],
-                "env": {"CIB_HEAD_REPOSITORY": config.params["head_repository"],
-                        "CIB_HEAD_REV": config.params["head_rev"]},
+                "command": [["bash", "-c", BUILD_PACKAGE if item.get("package") else BUILD]],
+                "env": {"CIB_PACKAGE": item["package"]} if item.get("package") else {
+                    "CIB_HEAD_REPOSITORY": config.params["head_repository"],
+                    "CIB_HEAD_REV": config.params["head_rev"]},
                 "max-run-time": 1800,
                 "chain-of-trust": False,
                 "artifacts": [{"type": "file", "path": "artifacts/cib-env.tar.gz",
