@@ -80,9 +80,13 @@ def notices(stderr: str) -> list[str]:
 def test_the_package_ships_this_repositorys_taskcluster_folder():
     setuptools = PYPROJECT["tool"]["setuptools"]
     assert setuptools["package-dir"] == {"": "src", root.PACKAGED: "taskcluster"}
-    # every package under src/ is listed (the list replaces setuptools' discovery)
+    # every package under src/ is listed (the list replaces setuptools' discovery), and every
+    # folder of the kinds whose name could be a package (else setuptools warns at each install)
+    kinds = ROOT / "taskcluster" / "kinds"
     assert sorted(setuptools["packages"]) == sorted(
-        [*find_packages(str(ROOT / "src")), root.PACKAGED])
+        [*find_packages(str(ROOT / "src")), root.PACKAGED, f"{root.PACKAGED}.kinds",
+         *(f"{root.PACKAGED}.kinds.{d.name}" for d in kinds.iterdir()
+           if d.is_dir() and d.name.isidentifier())])
     globs = setuptools["package-data"][root.PACKAGED]
     shipped = [path for name in root.FOLDER_FILES
                for path in ([ROOT / "taskcluster" / name] if name.endswith(".yml")
