@@ -22,6 +22,20 @@ pytest_plugins = ["cib_decision.devtc.testing", "tests.promote_support"]
 pytest.register_assert_rewrite("tests.devtc_support", "tests.plan_support")
 
 
+# Test modules that take minutes, slowest first. They are collected first so that, with one
+# worker per core, the longest module starts at once instead of last.
+SLOWEST_MODULES = ("test_local_pipeline.py",)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put the slowest modules' tests first, each module's in its own order."""
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return SLOWEST_MODULES.index(name) if name in SLOWEST_MODULES else len(SLOWEST_MODULES)
+
+    items.sort(key=rank)  # stable: every module keeps its order
+
+
 def require_reference(path: Path = REFERENCE) -> Path:
     """Skip the calling test when ../shared/reference is not beside the checkout."""
     if not path.exists():

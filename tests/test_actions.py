@@ -85,11 +85,12 @@ def test_the_hook_renders_an_action_decision_task_under_the_promote_role(decided
 def test_the_callback_creates_one_valid_promote_task_within_the_role(
         decided, monkeypatch, capsys, _dev_taskcluster_server):
     parameters = artifact(decided, "parameters.yml")
-    # test mode flips taskgraph's globals, and registering the repository's graph root is
-    # once per process: put all of it back for the graphs of other tests
+    # test mode flips taskgraph's globals, and registering a graph root is once per process
+    # (taskgraph refuses a second root): register this decision's afresh, whatever other tests
+    # of this process registered, and put all of it back for the graphs of other tests
     monkeypatch.setattr(create, "testing", False)
     monkeypatch.setattr(tg_taskcluster, "testing", False)
-    monkeypatch.setattr(GraphConfig, "_PATH_MODIFIED", GraphConfig._PATH_MODIFIED)
+    monkeypatch.setattr(GraphConfig, "_PATH_MODIFIED", None)
     monkeypatch.setattr(sys, "path", list(sys.path))
     # the push's graph built the task environment: the promote task mounts that one
     env_task_id = artifact(decided, "label-to-taskid.json")["task-env-cib"]
