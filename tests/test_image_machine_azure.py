@@ -20,6 +20,7 @@ from moto import mock_aws
 from cib_decision import manifest
 from cib_decision.cli import main
 from cib_decision.clouds.azure import Azure, is_transient, parse_id
+from cib_decision.config import Target
 from cib_decision.devclouds.azure_fake import (
     SUBSCRIPTION,
     AzureFake,
@@ -36,6 +37,7 @@ from cib_decision.images.azure_machine import (
     version_name,
     vm_size,
 )
+from cib_decision.images.azure_vhd import placement
 from cib_decision.images.context import load_context
 from cib_decision.images.progress import Progress, WaitTimeout
 
@@ -314,10 +316,27 @@ def test_a_disk_image_vhd_is_made_into_an_image_and_booted(tmp_path, fake):
     vm = fake.calls_of("PUT Microsoft.Compute/virtualMachines")[0].body
     assert vm["properties"]["storageProfile"]["imageReference"] == {"id": made[0]["id"]}
     assert len(fake.calls_of("PUT blob*")) == uploads  # used where it is: nothing copied
-    # a build in another region needs a storage account to copy the VHD into
+    # a build in another region copies the VHD into the target's storage account: here the
+    # one cloud-image-builder's builder derived from the group (rg-east: saeast)
+    build(tmp_path, "azure/eastus2", config=config, disk_record=disk)
+    copied = [i for i in fake.resources("Microsoft.Compute/images")
+              if i["tags"].get("cib:disk-sha256") == "cd" * 32 and i is not made[0]]
+    assert [i["properties"]["storageProfile"]["osDisk"]["blobUri"].split("/")[2].split(".")[0]
+            for i in copied] == ["saeast"]
+
+
+def test_a_vhd_elsewhere_needs_a_storage_account_the_target_names_or_its_group_gives():
+    record = manifest.DiskImageRecord(
+        "win", "win-disk", "azure", "centralus",
+        "https://sacentral.blob.core.windows.net/disk-images/win.vhd", "VHD", 1, "ab" * 32,
+        "cd" * 32, COMMIT, TASK_ID, "2026-12-06T00:00:00Z")
+    target = Target("azure/eastus2", "azure", "eastus2", {
+        "group": "rg-a-resource-group-name-too-long-for-an-account", "region": "East US 2"})
     with pytest.raises(CibError, match="not in azure/eastus2's region, and the target names "
                                        "no storage account"):
-        build(tmp_path, "azure/eastus2", config=config, disk_record=disk)
+        placement(record, target)
+    named = Target(target.id, "azure", "eastus2", {**target.raw, "storage": "mine"})
+    assert placement(record, named).account == "mine"
 
 
 def test_a_key_without_a_base_needs_its_disk_image_record(tmp_path, fake):

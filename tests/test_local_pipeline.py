@@ -22,7 +22,6 @@ import yaml
 from cib_decision.cli import main
 from cib_decision.devpipeline.pipeline import (
     IMAGE_PR_NUMBER,
-    EventResult,
     LocalPipeline,
     change_a_deployment_id,
     local_pipeline,
@@ -30,9 +29,9 @@ from cib_decision.devpipeline.pipeline import (
     summary,
 )
 from cib_decision.devtc.testing import require_schemas
-from cib_decision.errors import CibError
 
 from .conftest import ROOT
+from .pipeline_support import check_every_task_completed_with_its_artifacts, explain, pool_worker
 
 TIMEOUT = 900
 
@@ -87,42 +86,6 @@ def break_a_build(repo) -> None:
     # a deploymentId of its own: the image pull request's digest was built already
     path.write_text(text.replace("type: t3.large", "type: t3.enormous", 1)
                     .replace("-next'", "-bigger'"))
-
-
-def explain(pipeline: LocalPipeline, result: EventResult) -> str:
-    """The summary and the end of each unfinished task's log."""
-    text = [summary(result)]
-    for task in result.tasks:
-        if task.ok:
-            continue
-        try:
-            log = pipeline.artifact(task.task_id, "public/logs/live_backing.log")
-        except CibError:
-            log = b""
-        tail = "\n".join(log.decode(errors="replace").splitlines()[-15:])
-        text.append(f"--- {task.label} ({task.state}) on {task.queue}\n{tail}")
-    return "\n".join(text)
-
-
-def check_every_task_completed_with_its_artifacts(pipeline: LocalPipeline,
-                                                  result: EventResult) -> None:
-    assert result.ok, explain(pipeline, result)
-    definitions = pipeline.tc.tasks()
-    for task in result.tasks:
-        uploaded = task.artifacts
-        for declared in definitions[task.task_id]["payload"].get("artifacts", []):
-            name = declared["name"]
-            found = {n: a for n, a in uploaded.items()
-                     if n == name or n.startswith(name.rstrip("/") + "/")}
-            assert found, f"{task.label}: nothing uploaded for {name}"
-            assert all(a["storageType"] != "error" and a["present"] for a in found.values()), \
-                f"{task.label}: {name}: {found}"
-        assert "public/logs/live.log" in uploaded, task.label
-
-
-def pool_worker(pipeline: LocalPipeline, task) -> str:
-    (run,) = pipeline.tc.statuses()[task.task_id]["runs"][-1:]
-    return run["workerId"]
 
 
 def test_a_push_of_the_bundled_fleet_completes_every_task_on_workers(played):

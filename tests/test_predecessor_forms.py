@@ -248,3 +248,23 @@ def test_without_platforms_file_the_predecessors_decision_builds_on_azure_alone(
         ".platforms.yml: azure)"}
     (repo / ".platforms.yml").write_text("- azure\n- amazon\n")  # its later switch decides
     assert any("not an AWS region name" in p for p in problems(config))
+
+
+# --- what the predecessor's builder derived where its config was silent -----------------------
+
+
+def test_an_azure_target_without_storage_uses_the_account_the_predecessors_builder_derived(
+        tmp_path):
+    """Until April 2021 the config named no storage account: posh-minions-managed derived
+    `sa<group without rg- and dashes>`; the config's `storage` wins wherever it is given."""
+    text = key_text().replace("  storage: sacentralusgeckot\n", "") + """\
+- platform: azure
+  group: rg-east-us-gecko-t
+  region: East US
+  storage: mine
+- platform: azure
+  group: rg-a-resource-group-name-too-long-for-an-account
+  region: West US
+"""
+    targets = load(write(tmp_path / "config", {"win10-64.yaml": text})).keys["win10-64"].targets
+    assert [t.storage for t in targets] == ["sacentralusgeckot", "mine", None]

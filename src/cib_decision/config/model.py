@@ -20,6 +20,8 @@ ENVIRONMENTS_FILE = "environments"
 # Task resolutions a key's owners are told about (Taskcluster notify's `on-<event>` routes).
 NOTIFY_EVENTS = ("failed", "exception")
 # An address that can be written into a notify route: no white space, one `@`, a dotted domain.
+# Azure's storage account names: 3 to 24 lower case letters and digits.
+STORAGE_ACCOUNT = re.compile(r"[a-z0-9]{3,24}")
 EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 
 
@@ -71,6 +73,20 @@ class Target:
     @property
     def group(self) -> str | None:
         return self.raw.get("group")
+
+    @property
+    def storage(self) -> str | None:
+        """The Azure storage account a VHD from elsewhere is copied into for this target: its
+        `storage`, else the one cloud-image-builder's builder used while its config named none
+        (until April 2021: `sa` and the resource group's name without `rg-` and dashes, as
+        posh-minions-managed's New-CloudInstanceFromImageExport derived it), where that is a
+        valid account name. None on other clouds."""
+        if named := self.raw.get("storage"):
+            return named
+        if self.platform != "azure" or not self.group:
+            return None
+        derived = "sa" + self.group.replace("rg-", "").replace("-", "")
+        return derived if STORAGE_ACCOUNT.fullmatch(derived) else None
 
 
 @dataclass(frozen=True, eq=False)

@@ -392,8 +392,8 @@ class AzureFake:
                     continue
                 self.add_group(target.group, normalise_region(target.region))
                 groups.append(target.group)
-                if target.raw.get("storage"):
-                    self.add_storage_account(target.raw["storage"], "disk-images")
+                if target.storage:
+                    self.add_storage_account(target.storage, "disk-images")
         return sorted(set(groups))
 
     def put_blob(self, account: str, container: str, name: str, content: bytes,

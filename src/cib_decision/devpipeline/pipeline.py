@@ -127,6 +127,11 @@ class LocalPipeline:
             self.promotion.repo, self.promotion.environment = repo, others[0]
             repository.point_environment_at(config, fleet.environments[others[0]],
                                             promotion.tc.root_url)
+        # the deployment the fleet's repository runs against has a provider of each name its
+        # pools give (cloud-image-builder's pools said `azure2`); the local ones stand in for it
+        for deployment in (self.deployment, promotion):
+            if deployment is not None:
+                deployment.tc.providers.update(fleet_providers(fleet))
         seeded = seed_fleet(self.deployment.aws, fleet, work / "stand-ins")
         self.deployment.azure.fake.add_fleet(fleet)
         pin_sources(config, seeded.pins())
@@ -379,6 +384,21 @@ def summary(result: EventResult) -> str:
                  + ("" if result.ok else "  FAILED: " + ", ".join(
                      t.label for t in result.tasks if not t.ok)))
     return "\n".join(lines)
+
+
+def fleet_providers(fleet: Any) -> dict[str, str]:
+    """worker-manager providers the fleet's pools name, with their types (`pools.provider_type`;
+    a pool whose type cannot be told is left to its deploy task's error)."""
+    from ..pools import PoolError, provider_type
+
+    found = {}
+    for key in fleet.keys.values():
+        for pool in key.pools:
+            try:
+                found[pool.raw["provider"]] = provider_type(key, pool)
+            except PoolError:
+                continue
+    return found
 
 
 @contextmanager

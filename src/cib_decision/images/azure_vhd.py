@@ -61,7 +61,7 @@ def placement(record: manifest.DiskImageRecord, target: Target) -> Placement:
     if blob is None and not record.location.startswith("s3://"):
         raise CibError(f"disk image {record.location} is neither in S3 nor in Azure blob "
                        "storage")
-    account = target.raw.get("storage")
+    account = target.storage
     if not account:
         raise CibError(f"disk image {record.location} is in {record.region}, not in "
                        f"{target.id}'s region, and the target names no storage account "

@@ -283,7 +283,7 @@ def upload_target(key: ImageKey) -> Destination:
         account = target["storage"]
         region = target.get("region") or next(
             (t.region for t in key.targets
-             if t.platform == "azure" and t.raw.get("storage") == account), None)
+             if t.platform == "azure" and t.storage == account), None)
         if region is None:
             raise CibError(f"{key.file}: image.target of {key.name} names storage account "
                            f"{account!r}, which no Azure target of the key uses: give its "
