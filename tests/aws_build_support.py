@@ -25,12 +25,17 @@ ACCOUNT = "123456789012"
 AMAZON = "801119661308"
 
 
-@pytest.fixture
-def aws(monkeypatch):
+def image_task_env(monkeypatch) -> None:
+    """The environment an image task runs in: moto's credentials, its task id and revision."""
     for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                         "AWS_DEFAULT_REGION": "us-east-1", "TASK_ID": TASK_ID,
                         "CIB_HEAD_REV": COMMIT, "CIB_ENVIRONMENT": "staging"}.items():
         monkeypatch.setenv(name, value)
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    image_task_env(monkeypatch)
     monkeypatch.delenv("CIB_DISK_IMAGE_TASK_ID", raising=False)
     with mock_aws(), moto_ec2_import.install():
         yield

@@ -20,6 +20,7 @@ from cib_decision.cli import main
 from cib_decision.errors import CibError
 from cib_decision.images.disk import conversion_command, qemu_convert_command
 
+from .aws_build_support import image_task_env
 from .imagefleet import COMMIT, SOURCE_URL, TASK_ID, write_fleet
 
 needs_qemu = pytest.mark.skipif(shutil.which("qemu-img") is None,
@@ -29,10 +30,7 @@ needs_qemu = pytest.mark.skipif(shutil.which("qemu-img") is None,
 
 @pytest.fixture
 def aws(monkeypatch):
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1", "TASK_ID": TASK_ID,
-                        "CIB_HEAD_REV": COMMIT, "CIB_ENVIRONMENT": "staging"}.items():
-        monkeypatch.setenv(name, value)
+    image_task_env(monkeypatch)
     with mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket="disk-images")

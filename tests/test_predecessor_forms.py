@@ -90,14 +90,9 @@ def test_a_bare_network_word_is_the_network_location(tmp_path):
 
 def test_a_single_pool_mapping_named_by_id_is_the_keys_one_pool(tmp_path):
     """January 2020: `pool` one mapping, named `id: <domain>/<variant>`."""
-    mapping = """
-    id: gecko-t/win10-64
-    capacity: {minimum: 0, maximum: 3}
-    locations: [centralus]
-    lifecycle: spot
-    timeout: {registration: 900, reregistration: 86400}
-    owner: relops@example.com
-    provider: azure"""
+    mapping = POOL_LIST.replace("  - domain: gecko-t\n    variant: win10-64",
+                                "    id: gecko-t/win10-64")
+    assert "- " not in mapping
     same_fleet(tmp_path, {"win10-64.yaml": key_text(pool=mapping)},
                {"win10-64.yaml": key_text()})
     fleet = load(tmp_path / "earlier" / "config")
