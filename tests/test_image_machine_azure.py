@@ -315,6 +315,9 @@ def test_a_disk_image_vhd_is_made_into_an_image_and_booted(tmp_path, fake):
     assert len(made) == 1 and made[0]["properties"]["storageProfile"]["osDisk"]["blobUri"] == url
     vm = fake.calls_of("PUT Microsoft.Compute/virtualMachines")[0].body
     assert vm["properties"]["storageProfile"]["imageReference"] == {"id": made[0]["id"]}
+    # `ssd` is a standard SSD for the builder, as for the pool's workers (azure_disk_sku)
+    assert vm["properties"]["storageProfile"]["osDisk"]["managedDisk"] == {
+        "storageAccountType": "StandardSSD_LRS"}
     assert len(fake.calls_of("PUT blob*")) == uploads  # used where it is: nothing copied
     # a build in another region copies the VHD into the target's storage account: here the
     # one cloud-image-builder's builder derived from the group (rg-east: saeast)

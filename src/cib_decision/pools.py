@@ -38,7 +38,7 @@ from typing import Any
 import requests
 from taskcluster.exceptions import TaskclusterFailure
 
-from .config.model import Environment, Fleet, ImageKey, Pool, Target
+from .config.model import Environment, Fleet, ImageKey, Pool, Target, azure_disk_sku
 from .errors import CibError
 from .manifest import (
     MACHINE_IMAGE_ARTIFACT,
@@ -72,7 +72,6 @@ PR_MAX_CAPACITY = 2  # a per-PR pool verifies images; it never serves CI
 IDLE_TIMEOUT_SECS = 900  # generic-worker shuts an idle worker down after 15 minutes
 GOOGLE_DEFAULT_ZONE = "b"  # every GCP region has a zone `<region>-b`
 GOOGLE_DISK_TYPE = "pd-balanced"
-AZURE_DISK_SKUS = {"ssd": "StandardSSD_LRS", "hdd": "Standard_LRS", "premium": "Premium_LRS"}
 EXPIRES_LINE = re.compile(r"^cib-expires: (\S+)\s*$", re.MULTILINE)
 
 
@@ -269,7 +268,6 @@ def _azure(request: PoolRequest, target: Target, image: PoolImage, spot: bool
     network = target.raw.get("network") or {}
     vnet = network.get("name") or group.replace("rg-", "vn-", 1)
     subnet = (network.get("subnet") or {}).get("name") or group.replace("rg-", "sn-", 1)
-    variant = str(_os_disk(target).get("variant", "ssd"))
     launch_config: dict[str, Any] = {
         "location": image.region,
         "subnetId": (f"/subscriptions/{subscription.group(1)}/resourceGroups/{group}/providers/"
@@ -281,7 +279,7 @@ def _azure(request: PoolRequest, target: Target, image: PoolImage, spot: bool
                 "createOption": "FromImage",
                 "caching": _os_disk(target).get("caching", "ReadWrite"),
                 "osType": "Windows" if _is_windows(request.key) else "Linux",
-                "managedDisk": {"storageAccountType": AZURE_DISK_SKUS.get(variant, variant)},
+                "managedDisk": {"storageAccountType": azure_disk_sku(_os_disk(target))},
             },
         },
         "tags": {**_tags(target), **_provenance(request.key, image)},

@@ -20,6 +20,20 @@ ENVIRONMENTS_FILE = "environments"
 # Task resolutions a key's owners are told about (Taskcluster notify's `on-<event>` routes).
 NOTIFY_EVENTS = ("failed", "exception")
 # An address that can be written into a notify route: no white space, one `@`, a dotted domain.
+# What a disk's `variant` means on Azure, for the builder VM and the pool's workers alike:
+# cloud-image-builder's reading (its builder and its pool config both made `ssd` a standard SSD,
+# anything unknown a standard HDD), our longer words, and Azure's own SKU names as written.
+AZURE_DISK_SKUS = {"ssd": "StandardSSD_LRS", "standard-ssd": "StandardSSD_LRS",
+                   "premium": "Premium_LRS", "hdd": "Standard_LRS", "standard": "Standard_LRS"}
+
+
+def azure_disk_sku(disk: dict[str, Any]) -> str:
+    """The managed disk SKU (`storageAccountType`) of one entry of a target's `disk`: its
+    `variant` (default `ssd`) by AZURE_DISK_SKUS, an Azure SKU name (`Premium_ZRS`) as it is."""
+    variant = str(disk.get("variant", "ssd"))
+    return AZURE_DISK_SKUS.get(variant.lower(), variant)
+
+
 # Azure's storage account names: 3 to 24 lower case letters and digits.
 STORAGE_ACCOUNT = re.compile(r"[a-z0-9]{3,24}")
 EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")

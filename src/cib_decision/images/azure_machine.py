@@ -45,6 +45,7 @@ from .. import manifest
 from ..clouds.aws import S3
 from ..clouds.azure import Azure, Operation, run_command_output
 from ..config import Target, normalise_region
+from ..config.model import azure_disk_sku
 from ..errors import BuildError, CibError
 from .azure_vhd import vhd_url
 from .bootstrap import bash_script, is_windows, powershell
@@ -63,8 +64,6 @@ DEFAULT_VM_SIZE = "Standard_D2s_v3"
 ADMIN_USER = "cibadmin"
 # The bootstrap's own words when an execution keeps failing (images/bootstrap.py).
 BOOTSTRAP_FAILED = re.compile(r"cib: (\S+) failed; not stopping")
-STORAGE_TYPES = {"ssd": "Premium_LRS", "premium": "Premium_LRS", "hdd": "Standard_LRS",
-                 "standard": "Standard_LRS", "standard-ssd": "StandardSSD_LRS"}
 PENDING = {"Creating", "Updating", "Accepted", "InProgress"}
 
 
@@ -149,10 +148,6 @@ def security_rules(rules: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return converted
 
 
-def storage_type(disk: dict[str, Any]) -> str:
-    return STORAGE_TYPES.get(str(disk.get("variant", "ssd")).lower(), "Premium_LRS")
-
-
 def vm_body(ctx: BuildContext, target: Target, names: dict[str, str], base: dict[str, Any],
             nic_id: str, tags: dict[str, str], password: str) -> dict[str, Any]:
     """The builder VM: size, disks from `disk`, OS profile, its NIC (disks and NIC deleted
@@ -163,7 +158,7 @@ def vm_body(ctx: BuildContext, target: Target, names: dict[str, str], base: dict
         "imageReference": base,
         "osDisk": {"name": names["os"], "createOption": "FromImage", "deleteOption": "Delete",
                    "caching": os_disk.get("caching", "ReadWrite"),
-                   "managedDisk": {"storageAccountType": storage_type(os_disk)}}}
+                   "managedDisk": {"storageAccountType": azure_disk_sku(os_disk)}}}
     if os_disk.get("size"):
         storage["osDisk"]["diskSizeGB"] = int(os_disk["size"])
     data = [d for d in disks if not d.get("os")]
@@ -172,7 +167,7 @@ def vm_body(ctx: BuildContext, target: Target, names: dict[str, str], base: dict
             {"lun": lun, "name": f"{names['vm']}-data{lun}", "createOption": "Empty",
              "diskSizeGB": int(d.get("size", 32)), "caching": d.get("caching", "None"),
              "deleteOption": "Delete",
-             "managedDisk": {"storageAccountType": storage_type(d)}}
+             "managedDisk": {"storageAccountType": azure_disk_sku(d)}}
             for lun, d in enumerate(data)]
     windows = is_windows(ctx.key.image)
     os_profile: dict[str, Any] = {"computerName": names["computer"], "adminUsername": ADMIN_USER,
