@@ -204,9 +204,9 @@ def test_an_environment_narrows_the_images_but_every_environments_pools_are_read
 
 
 @pytest.mark.parametrize("requests_before, message", [
-    (0, "cannot list the worker pools of production (page 1, status 503)"),
+    (0, "worker-manager failed to list the worker pools of production (page 1) (503)"),
     (1, "the index failed to list cib.v2.cib-decision.pointers.production.release"),
-    (3, "cannot list the worker pools of staging (page 1, status 503)"),
+    (3, "worker-manager failed to list the worker pools of staging (page 1) (503)"),
 ])
 def test_a_failed_listing_of_any_environment_deletes_nothing_and_exits_75(
         history, config, dev_taskcluster, capsys, requests_before, message):

@@ -190,7 +190,7 @@ def test_a_failed_pool_listing_deletes_nothing(fake, config, dev_taskcluster, ca
     dev_taskcluster.script_faults("", "", "", "500")  # staging's pools
     code, _, err = gc(capsys, config, "--keep", "0")
     assert code == 75
-    assert "cannot list the worker pools of staging" in err
+    assert "failed to list the worker pools of staging" in err
     assert existing(fake) == set(images)
     assert not fake.calls_of("DELETE *")
 

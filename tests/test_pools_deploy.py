@@ -11,6 +11,7 @@ from taskcluster.exceptions import TaskclusterRestFailure
 
 import taskcluster
 from cib_decision import manifest, pools
+from cib_decision.errors import TransientError
 from cib_decision.naming import pr_pool_id
 from cib_decision.pools import PoolError
 
@@ -140,7 +141,8 @@ def test_an_apply_whose_write_answer_is_lost_fails_then_converges_when_run_again
     new = images(AZURE, {"centralus"}, build=1)
     # read answered; the update applied each time but every answer lost (1 try + 2 retries)
     dev_taskcluster.script_faults("", "drop-after", "drop-after", "drop-after")
-    with pytest.raises(PoolError, match="refused to update"):
+    # a lost answer is transient (exit 75): the worker runs the task again
+    with pytest.raises(TransientError, match="worker-manager failed to update"):
         pools.apply(wm_for(dev_taskcluster, retries=2), request(AZURE), new,
                     tcschemas.store(), silent)
     definition, outcome = deploy(dev_taskcluster, AZURE, new)
@@ -160,7 +162,7 @@ def test_an_apply_under_random_faults_run_again_until_done_converges_to_one_defi
             pools.apply(wm_for(dev_taskcluster, retries=1), request(AZURE), new,
                         tcschemas.store(), silent)
             break
-        except PoolError:
+        except (PoolError, TransientError):
             continue  # the task failed; Taskcluster (or a person) runs it again
     else:
         pytest.fail("30 runs under faults never completed")

@@ -55,6 +55,7 @@ from .manifest import (
 )
 from .naming import PR_POOL_DOMAIN, pr_pool_id
 from .suggest import closest
+from .tc import failure
 from .tcschemas import CREATE_WORKER_POOL, SchemaStore, provider_config_schema
 
 PROVIDER_TYPES = {"azure": "azure", "amazon": "aws", "google": "google"}
@@ -630,15 +631,8 @@ def _status(exc: Exception) -> int | None:
 
 
 def _failure(what: str, pool_id: str, exc: Exception, service: str = "worker-manager"
-             ) -> PoolError:
-    status = _status(exc)
-    body = getattr(exc, "body", None)
-    message = body.get("message") if isinstance(body, dict) else None
-    reason = (message or str(exc) or type(exc).__name__).split("\n\n---")[0].strip()
-    if status == 403:
-        reason = f"insufficient scopes: {reason}"
-    return PoolError(f"{service} refused to {what} {pool_id}"
-                     + (f" ({status})" if status else "") + f": {reason}")
+             ) -> CibError:
+    return failure(service, f"{what} {pool_id}", exc, PoolError)
 
 
 def _call(what: str, pool_id: str, call: Callable[[], Any], *, allow: tuple[int, ...] = ()

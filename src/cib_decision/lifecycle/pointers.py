@@ -30,8 +30,9 @@ from urllib.parse import quote, unquote
 
 from taskcluster.exceptions import TaskclusterFailure
 
-from ..errors import CibError, TransientError
+from ..errors import CibError
 from ..manifest import RELEASE_ARTIFACT, Release, format_time, parse_release, verify
+from ..tc import failure
 
 POINTER_ROOT = "cib.v2.cib-decision.pointers"
 LATEST = "latest"
@@ -200,20 +201,8 @@ def spares(history: list[Entry], keep: int) -> list[Entry]:
 # --- index I/O --------------------------------------------------------------------------------
 
 
-def _reason(exc: TaskclusterFailure) -> str:
-    body = getattr(exc, "body", None)
-    message = body.get("message") if isinstance(body, dict) else None
-    return (message or str(exc) or type(exc).__name__).split("\n\n---")[0].strip()
-
-
 def _fail(doing: str, exc: TaskclusterFailure) -> CibError:
-    status = getattr(exc, "status_code", None)
-    if status is None or status >= 500:
-        return TransientError(f"the index failed to {doing}: {_reason(exc)}")
-    if status == 403:
-        return PointerError(f"the index refused to {doing} (403, insufficient scopes): "
-                            f"{_reason(exc)}")
-    return PointerError(f"the index refused to {doing} ({status}): {_reason(exc)}")
+    return failure("the index", doing, exc, PointerError)
 
 
 def find(index: Any, path: str) -> Entry | None:

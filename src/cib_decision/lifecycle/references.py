@@ -26,14 +26,13 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from taskcluster.exceptions import (
-    TaskclusterAuthFailure,
-    TaskclusterConnectionError,
     TaskclusterFailure,
 )
 
-from ..errors import CibError, TransientError
+from ..errors import CibError
 from ..manifest import Release
 from ..pools import PROVIDER_TYPES, image_of
+from ..tc import failure
 from . import pointers
 from .gc import Reference
 
@@ -77,15 +76,8 @@ def pool_image_ids(pool: dict[str, Any]) -> set[str]:
 
 
 def _listing_error(environment: str, page: int, exc: TaskclusterFailure) -> CibError:
-    status = getattr(exc, "status_code", None)
-    reason = (str(exc).split("\n\n---")[0].strip() or type(exc).__name__).splitlines()[0]
-    what = (f"cannot list the worker pools of {environment} (page {page}"
-            + (f", status {status}" if status else "") + f"): {reason}")
-    transient = isinstance(exc, TaskclusterConnectionError) or (
-        status is not None and status >= 500)
-    if isinstance(exc, TaskclusterAuthFailure) or status in (401, 403):
-        what += " (the credentials need worker-manager:list-worker-pools)"
-    return TransientError(what) if transient else CibError(what)
+    return failure("worker-manager", f"list the worker pools of {environment} (page {page})",
+                   exc)
 
 
 def list_pool_definitions(wm: Any, environment: str, page_size: int | None = None

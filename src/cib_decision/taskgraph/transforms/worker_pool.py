@@ -13,6 +13,7 @@ from .common import (
     notify_owners,
     pools_redeployed,
     pull_request_args,
+    retry_transient,
     run_cib,
     th_symbol,
     treeherder,
@@ -62,7 +63,9 @@ def worker_pool_task(config, items):
                        f"worker-manager:get-worker-pool:{target_pool}",
                        f"worker-manager:provider:{item['provider']}",
                        *pointer_scopes],
-            "worker": run_cib(config.params, "pool", "apply", "--pool", item["pool"],
-                              *pull_request_args(config.params), *ttl),
+            # an apply is idempotent: a lost answer or a 5xx (exit 75) is run again
+            "worker": retry_transient(run_cib(config.params, "pool", "apply", "--pool",
+                                              item["pool"], *pull_request_args(config.params),
+                                              *ttl)),
             "treeherder": treeherder("W", th_symbol(item["pool"]), item["key"]),
         }))
