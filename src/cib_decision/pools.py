@@ -212,7 +212,7 @@ def _tags(target: Target) -> dict[str, str]:
 
 
 def _is_windows(key: ImageKey) -> bool:
-    return "windows" in str(key.image.get("os", "")).lower()
+    return key.os_family == "windows"
 
 
 # Where the image's bootstrap installs generic-worker's own files (Firefox CI's layout): the

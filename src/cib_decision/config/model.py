@@ -34,6 +34,13 @@ def azure_disk_sku(disk: dict[str, Any]) -> str:
     return AZURE_DISK_SKUS.get(variant.lower(), variant)
 
 
+def os_family(image: dict[str, Any]) -> str:
+    """`windows` when the image's `os` names Windows (`Windows 10`, `Windows Server 2022`),
+    else `linux`: one rule for the bootstrap's language, the builders' and pools' OS types and
+    the graph's worker OS."""
+    return "windows" if "windows" in str(image.get("os", "")).lower() else "linux"
+
+
 # Azure's storage account names: 3 to 24 lower case letters and digits.
 STORAGE_ACCOUNT = re.compile(r"[a-z0-9]{3,24}")
 EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
@@ -147,6 +154,11 @@ class ImageKey:
     @property
     def image(self) -> dict[str, Any]:
         return self.raw["image"]
+
+    @property
+    def os_family(self) -> str:
+        """`windows` or `linux` (`os_family`)."""
+        return os_family(self.image)
 
     @property
     def iso(self) -> dict[str, Any] | None:

@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from ..config.model import os_family
+
 ATTEMPTS = 20
 _AGAIN = re.compile(r"\b(?:retry|retest)\s+after\s+(\d+)\s+seconds?\b", re.IGNORECASE)
 
@@ -40,8 +42,8 @@ def _out_match(execution: dict[str, Any]) -> str | None:
 
 
 def is_windows(image: dict[str, Any]) -> bool:
-    """Whether the image's os is Windows (PowerShell user data)."""
-    return str(image.get("os", "")).lower().startswith("windows")
+    """Whether the image's os is Windows (PowerShell user data): `config.model.os_family`."""
+    return os_family(image) == "windows"
 
 
 def _ps_quote(text: str) -> str:

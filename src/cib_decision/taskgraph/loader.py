@@ -136,7 +136,7 @@ def _items(kind: str, fleet: Fleet, digests, params) -> Iterator[dict[str, Any]]
                        "digest": pool_digest(pool.raw, machines, deploy),
                        "platform": pool.platform, "provider": pool.raw["provider"],
                        "targets": targets,
-                       "os": "windows" if "windows" in key.image["os"].lower() else "linux"}
+                       "os": key.os_family}
     else:
         raise ValueError(f"unknown cib-items {kind!r}")
 

@@ -1,13 +1,15 @@
-"""One rule for what a disk's `variant` means on Azure (config.model.azure_disk_sku), used by the
-builder VM and by the pool's launch configs alike: cloud-image-builder made `ssd` a standard SSD
-in both, where we once made it a premium SSD for builders and a standard one for workers."""
+"""Rules the config model answers once for every reader. What a disk's `variant` means on Azure
+(config.model.azure_disk_sku), for the builder VM and the pool's launch configs alike:
+cloud-image-builder made `ssd` a standard SSD in both, where we once made it a premium SSD for
+builders and a standard one for workers. An image's OS family (config.model.os_family), for
+the bootstrap, the builders, the pools and the graph's worker OS."""
 
 from __future__ import annotations
 
 import pytest
 
 from cib_decision import pools
-from cib_decision.config.model import azure_disk_sku
+from cib_decision.config.model import azure_disk_sku, os_family
 
 from .pools_support import images, request
 
@@ -35,3 +37,14 @@ def test_a_pools_workers_get_the_sku_of_their_targets_os_disk():
         os_disk = next(d for d in target.raw["disk"] if d.get("os"))
         assert launch_config["storageProfile"]["osDisk"]["managedDisk"] == {
             "storageAccountType": azure_disk_sku(os_disk)}
+
+
+@pytest.mark.parametrize("os, family", [
+    ("Windows 10", "windows"), ("Windows Server 2022", "windows"),
+    ("Microsoft Windows Server", "windows"),  # named anywhere in `os`, for every reader
+    ("Ubuntu 24.04", "linux"), ("", "linux")])
+def test_an_images_os_family_is_one_rule_for_bootstrap_builders_pools_and_graph(os, family):
+    from cib_decision.images.bootstrap import is_windows
+
+    assert os_family({"os": os}) == family
+    assert is_windows({"os": os}) is (family == "windows")
