@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from cib_decision.devtc.harness import DevTaskcluster
+from cib_decision.submit import CONCURRENCY
 
 from .decision_support import dev_event
 from .repos import fleet_repo, git
@@ -132,11 +134,16 @@ def test_a_signal_during_submission_stops_it_at_once_and_says_what_exists(
     os.kill(decision_process, signum)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == code, stderr
+    # requests already sent when the signal came may still land (40 ms each): let them
+    time.sleep(0.5)
     existing = len(graph_tasks(dev_taskcluster))
     time.sleep(1)
     assert len(graph_tasks(dev_taskcluster)) == existing  # nothing submitted after it ended
     (line,) = [line for line in stderr.splitlines() if "interrupted by" in line]
-    assert f"interrupted by {name} while submitting: {existing} of " in line, line
+    said = re.search(rf"interrupted by {name} while submitting: (\d+) of ", line)
+    assert said, line
+    # it counts the creations it saw answered; one in flight may have landed unanswered
+    assert int(said.group(1)) <= existing <= int(said.group(1)) + CONCURRENCY, line
     assert "Rerun the decision task to complete the graph" in line
     assert "Traceback" not in stderr
     assert existing < len(rerun_completes_the_graph(dev_taskcluster, repo))
