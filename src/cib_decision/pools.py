@@ -189,26 +189,15 @@ def launch_config_id(pool_id: str, launch_config: dict[str, Any]) -> str:
 
 
 def _machine(target: Target, what: str) -> str:
-    machine = target.raw.get("machine") or {}
-    if machine.get("type"):
-        return machine["type"]
-    if machine.get("format"):
-        return machine["format"].format(machine.get("cpu", ""))
+    if target.machine_size:
+        return target.machine_size
     raise PoolError(f"target {target.id} has no machine.type or machine.format: cannot choose "
                     f"the {what}")
 
 
-def _os_disk(target: Target) -> dict[str, Any]:
-    return next((d for d in target.raw.get("disk") or () if d.get("os")), {})
-
-
 def _task_drive(target: Target) -> str | None:
-    return next((d["letter"] for d in target.raw.get("disk") or ()
+    return next((d["letter"] for d in target.disks
                  if not d.get("os") and d.get("letter")), None)
-
-
-def _tags(target: Target) -> dict[str, str]:
-    return {t["name"]: str(t["value"]) for t in target.raw.get("tag") or ()}
 
 
 def _is_windows(key: ImageKey) -> bool:
@@ -278,12 +267,12 @@ def _azure(request: PoolRequest, target: Target, image: PoolImage, spot: bool
             "imageReference": {"id": image.id},
             "osDisk": {
                 "createOption": "FromImage",
-                "caching": _os_disk(target).get("caching", "ReadWrite"),
+                "caching": target.os_disk.get("caching", "ReadWrite"),
                 "osType": "Windows" if _is_windows(request.key) else "Linux",
-                "managedDisk": {"storageAccountType": azure_disk_sku(_os_disk(target))},
+                "managedDisk": {"storageAccountType": azure_disk_sku(target.os_disk)},
             },
         },
-        "tags": {**_tags(target), **_provenance(request.key, image)},
+        "tags": {**target.tags, **_provenance(request.key, image)},
         "workerConfig": worker_config(request.key, target, image),
     }
     if spot:
@@ -293,7 +282,7 @@ def _azure(request: PoolRequest, target: Target, image: PoolImage, spot: bool
 
 
 def _aws(request: PoolRequest, target: Target, image: PoolImage, spot: bool) -> dict[str, Any]:
-    tags = {**_tags(target), **_provenance(request.key, image)}
+    tags = {**target.tags, **_provenance(request.key, image)}
     launch: dict[str, Any] = {
         "ImageId": image.id,
         "InstanceType": _machine(target, "instance type"),
@@ -320,7 +309,7 @@ def _google(request: PoolRequest, target: Target, image: PoolImage, spot: bool
         project = target.raw.get("project")
         source = f"projects/{project}/global/images/{source}" if project else (
             f"global/images/{source}")
-    disk = _os_disk(target)
+    disk = target.os_disk
     params: dict[str, Any] = {
         "sourceImage": source,
         "diskType": f"zones/{zone}/diskTypes/{disk.get('variant', GOOGLE_DISK_TYPE)}"}

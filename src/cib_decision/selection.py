@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .config.model import Fleet, ImageKey, Pool, Target, normalise_region
+from .config.model import Fleet, ImageKey, Pool, Target
 from .directives import Directives
 
 # The clouds cib builds machine images on: `cib image machine` has a builder for each. Targets on
@@ -50,8 +50,7 @@ def pool_platforms(key: ImageKey, pool: Pool) -> frozenset[str]:
         return frozenset({pool.platform})
     places = set(pool.locations)
     return frozenset(t.platform for t in key.targets
-                     if t.region in places or places & {normalise_region(c)
-                                                        for c in t.raw.get("copies") or ()})
+                     if t.region in places or places & set(t.copies))
 
 
 def pool_not_built(key: ImageKey, pool: Pool, fleet: Fleet | None = None,

@@ -294,8 +294,7 @@ def _build_key(name: str, doc: YamlDocument | YamlPart, problems: list[Problem])
         # worker also needs the target's resource group and network in its own region.
         copies: dict[str, set[str]] = {}
         for t in on_platform:
-            copies.setdefault(t.platform, set()).update(
-                normalise_region(c) for c in t.raw.get("copies") or ())
+            copies.setdefault(t.platform, set()).update(t.copies)
         places |= {c for platform, regions in copies.items() if platform != "azure"
                    for c in regions}
         for loc_index, location in enumerate(pool.locations):

@@ -95,6 +95,38 @@ class Target:
     def group(self) -> str | None:
         return self.raw.get("group")
 
+    @cached_property
+    def copies(self) -> tuple[str, ...]:
+        """The regions the target's image is copied to (`copies`), in canonical spelling."""
+        return tuple(normalise_region(str(c)) for c in self.raw.get("copies") or ())
+
+    @property
+    def disks(self) -> tuple[dict[str, Any], ...]:
+        """The machine's disks (`disk`), the OS disk among them."""
+        return tuple(self.raw.get("disk") or ())
+
+    @property
+    def os_disk(self) -> dict[str, Any]:
+        """The disk with `os: true` (empty when the target names none)."""
+        return next((d for d in self.disks if d.get("os")), {})
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """The target's `tag` list as names and values (values as text)."""
+        return {str(t["name"]): str(t["value"]) for t in self.raw.get("tag") or ()}
+
+    @property
+    def machine_size(self) -> str | None:
+        """The machine size builders and workers run on: `machine.type`, else `machine.format`
+        filled with `machine.cpu` (default 2: `Standard_DS{0}_v2` is `Standard_DS2_v2`); None
+        when the target gives neither."""
+        machine = self.raw.get("machine") or {}
+        if machine.get("type"):
+            return str(machine["type"])
+        if machine.get("format"):
+            return str(machine["format"]).format(machine.get("cpu", 2))
+        return None
+
     @property
     def storage(self) -> str | None:
         """The Azure storage account a VHD from elsewhere is copied into for this target: its
@@ -188,7 +220,7 @@ class ImageKey:
         on_platform = [t for t in self.targets if t.platform == platform]
         candidates = [t for t in on_platform if t.region == region] or [
             t for t in on_platform
-            if region in {normalise_region(c) for c in t.raw.get("copies") or ()}]
+            if region in t.copies]
         for target in candidates:
             if (target.group or "").endswith(f"-{pool.domain}"):
                 return target

@@ -85,7 +85,7 @@ def copy_regions(target: Target, targets: Iterable[Target] = ()) -> tuple[str, .
     those where another of `targets` on its platform builds its own image."""
     built = {normalise_region(t.region) for t in targets if t.platform == target.platform}
     built.add(normalise_region(target.region))
-    regions = (normalise_region(r) for r in target.raw.get("copies") or ())
+    regions = iter(target.copies)
     return tuple(dict.fromkeys(r for r in regions if r not in built))
 
 
@@ -93,7 +93,7 @@ def block_devices(target: Target) -> list[dict[str, Any]]:
     """EBS mappings from the target's `disk` list: the os disk at /dev/sda1, others at
     /dev/sdb, /dev/sdc, ..."""
     mappings, letters = [], iter("bcdefghijklmnop")
-    for disk in target.raw.get("disk") or ():
+    for disk in target.disks:
         device = "/dev/sda1" if disk.get("os") else f"/dev/sd{next(letters)}"
         ebs: dict[str, Any] = {"DeleteOnTermination": True,
                                "VolumeType": disk.get("variant", "gp3")}

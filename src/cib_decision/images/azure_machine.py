@@ -84,12 +84,7 @@ class Timeouts:
 def vm_size(target: Target) -> str:
     """`machine.type`, else `machine.format` filled with `machine.cpu` (`Standard_DS{0}_v2`
     with 2 cpus is `Standard_DS2_v2`), else a small general-purpose size."""
-    machine = target.raw.get("machine") or {}
-    if machine.get("type"):
-        return str(machine["type"])
-    if machine.get("format"):
-        return str(machine["format"]).format(machine.get("cpu", 2))
-    return DEFAULT_VM_SIZE
+    return target.machine_size or DEFAULT_VM_SIZE
 
 
 def builder_names(image: str, task_id: str) -> dict[str, str]:
@@ -114,7 +109,7 @@ def replication_regions(target: Target, targets: Iterable[Target] = ()) -> tuple
     """The regions a gallery image version is replicated to: the target's own first, then the
     regions of the key's other Azure targets and the target's `copies`."""
     regions = [target.region, *(t.region for t in targets if t.platform == "azure"),
-               *(target.raw.get("copies") or ())]
+               *target.copies]
     return tuple(dict.fromkeys(normalise_region(r) for r in regions))
 
 
@@ -152,8 +147,8 @@ def vm_body(ctx: BuildContext, target: Target, names: dict[str, str], base: dict
             nic_id: str, tags: dict[str, str], password: str) -> dict[str, Any]:
     """The builder VM: size, disks from `disk`, OS profile, its NIC (disks and NIC deleted
     with the VM)."""
-    disks = list(target.raw.get("disk") or ())
-    os_disk = next((d for d in disks if d.get("os")), {})
+    disks = list(target.disks)
+    os_disk = target.os_disk
     storage: dict[str, Any] = {
         "imageReference": base,
         "osDisk": {"name": names["os"], "createOption": "FromImage", "deleteOption": "Delete",

@@ -52,7 +52,7 @@ def image_tags(ctx: BuildContext, target: Target, name: str) -> dict[str, str]:
 def builder_tags(ctx: BuildContext, target: Target, name: str) -> dict[str, str]:
     """Tags of the builder's resources: what purge tasks recognise, and the target's own tags
     (which the bootstrap reads through instance metadata)."""
-    own = {str(t["name"]): str(t["value"]) for t in target.raw.get("tag") or ()}
+    own = target.tags
     return {**own, "Name": f"cib-builder-{name}", f"{TAG_PREFIX}key": ctx.key.name,
             f"{TAG_PREFIX}build-task-id": ctx.task_id, f"{TAG_PREFIX}builder": "true"}
 

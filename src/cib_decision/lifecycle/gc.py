@@ -121,7 +121,7 @@ def target_regions(fleet: Fleet, platform: str) -> list[str]:
         for target in key.targets:
             if target.platform == platform:
                 found.add(normalise_region(target.region))
-                found.update(normalise_region(r) for r in target.raw.get("copies") or ())
+                found.update(target.copies)
     return sorted(found)
 
 
