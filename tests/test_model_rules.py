@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from cib_decision import pools
-from cib_decision.config.model import azure_disk_sku, os_family
+from cib_decision.config.model import Target, azure_disk_sku, os_family
 
 from .pools_support import images, request
 
@@ -48,3 +48,23 @@ def test_an_images_os_family_is_one_rule_for_bootstrap_builders_pools_and_graph(
 
     assert os_family({"os": os}) == family
     assert is_windows({"os": os}) is (family == "windows")
+
+
+@pytest.mark.parametrize("machine, size", [
+    ({"type": "m5.large"}, "m5.large"),
+    ({"format": "Standard_DS{0}_v2", "cpu": 4}, "Standard_DS4_v2"),
+    ({"format": "Standard_DS{0}_v2"}, "Standard_DS2_v2"),  # builders and workers alike
+    ({}, None)])
+def test_a_targets_machine_size_is_one_rule_for_builders_and_workers(machine, size):
+    target = Target("azure/eastus", "azure", "eastus", {"machine": machine})
+    assert target.machine_size == size
+
+
+def test_a_targets_copies_os_disk_and_tags_are_read_once_for_every_reader():
+    target = Target("amazon/us-east-1", "amazon", "us-east-1", {
+        "copies": ["US West 2", "eu-central-1"],
+        "disk": [{"os": False, "size": 96}, {"os": True, "size": 64}],
+        "tag": [{"name": "deploymentId", "value": 7}]})
+    assert target.copies == ("uswest2", "eu-central-1")
+    assert target.os_disk == {"os": True, "size": 64}
+    assert target.tags == {"deploymentId": "7"}
