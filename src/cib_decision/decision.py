@@ -30,35 +30,12 @@ from .errors import CibError
 from .scopes import create_task_requirements, missing_scopes, role_for_event, role_scopes
 from .submit import PendingTask, Progress, SubmitReport, Submitter
 from .taskgraph.root import GraphRoot, RolesFile, graph_root, kinds_root, roles_file, version
-from .taskids import task_id_for
+from .taskgraph.task_ids import deterministic_task_ids
 from .tcschemas import CREATE_TASK, SchemaStore
 
 log = logging.getLogger(__name__)
 
 ROLES_FILE = "taskcluster/roles.yml"
-
-
-@contextlib.contextmanager
-def deterministic_task_ids(decision_task_id: str) -> Iterator[None]:
-    """While active, taskgraph names every task it keeps `task_id_for(decision, label)` instead
-    of a random slugid. (taskgraph assigns ids in `optimize.base.get_subgraph`, filling in the
-    labels not yet in `label_to_taskid`; we fill them first.)"""
-    from taskgraph.optimize import base
-
-    original = base.get_subgraph
-
-    def get_subgraph(target_task_graph, removed_tasks, replaced_tasks, label_to_taskid,
-                     *args, **kwargs):
-        for label in target_task_graph.graph.nodes - removed_tasks - set(label_to_taskid):
-            label_to_taskid[label] = task_id_for(decision_task_id, label)
-        return original(target_task_graph, removed_tasks, replaced_tasks, label_to_taskid,
-                        *args, **kwargs)
-
-    base.get_subgraph = get_subgraph
-    try:
-        yield
-    finally:
-        base.get_subgraph = original
 
 
 def timestamp_paths(value: Any, path: tuple[str | int, ...] = ()
