@@ -29,13 +29,22 @@ import yaml
 from .errors import CibError
 from .scopes import create_task_requirements, missing_scopes, role_for_event, role_scopes
 from .submit import PendingTask, Progress, SubmitReport, Submitter
-from .taskgraph.root import GraphRoot, RolesFile, graph_root, kinds_root, roles_file, version
+from .taskgraph.root import (
+    ROLES,
+    ROOT_DIR,
+    GraphRoot,
+    RolesFile,
+    graph_root,
+    kinds_root,
+    roles_file,
+    version,
+)
 from .taskgraph.task_ids import deterministic_task_ids
 from .tcschemas import CREATE_TASK, SchemaStore
 
 log = logging.getLogger(__name__)
 
-ROLES_FILE = "taskcluster/roles.yml"
+ROLES_FILE = f"{ROOT_DIR}/{ROLES}"
 
 
 def timestamp_paths(value: Any, path: tuple[str | int, ...] = ()
@@ -192,7 +201,7 @@ def _write_artifacts(tgg: Any, label_to_taskid: dict[str, str], artifacts: Path,
         (artifacts / name).write_text(tg_json.dumps(data, sort_keys=True, indent=2))
 
 
-def _write_check_run_text(tgg: Any, root: Path, artifacts: Path) -> None:
+def _write_check_run_text(tgg: Any, artifacts: Path) -> None:
     """The plan as the decision's GitHub check run shows it (`checkrun.plan_markdown`): what
     runs and why (the config paths changed since the base revision), what the index gave
     from earlier builds, what was skipped, the directives."""
@@ -207,9 +216,9 @@ def _write_check_run_text(tgg: Any, root: Path, artifacts: Path) -> None:
     parameters = dict(tgg.parameters)
     config_dir = graph_fleet.config_dir(tgg.graph_config)
     fleet = graph_fleet.load(config_dir).fleet
-    # in a decision task (root `.`) the key the parameters of a pull request asked with:
-    # the base is read once
-    base = base_fleet(root, config_dir, parameters.get("base_rev"))
+    # asked as the parameters asked (base_fleet is cached): the base is read once
+    base = base_fleet(graph_fleet.repo_root(tgg.graph_config), config_dir,
+                      parameters.get("base_rev"))
     report = compute_changes(base, fleet, parameters.get("base_rev") or "",
                              parameters["head_rev"])
     directives = Directives.from_json(parameters["cib_directives"])
@@ -283,7 +292,7 @@ def run_decision(request: DecisionRequest, queue: Any, schemas: SchemaStore,
         for task_id, task in graph.tasks.items():  # morphs (index tasks) name theirs at random
             label_to_taskid[task.label] = task_id
         _write_artifacts(tgg, label_to_taskid, request.artifacts, request.decision_task_id)
-        _write_check_run_text(tgg, request.root, request.artifacts)
+        _write_check_run_text(tgg, request.artifacts)
     scheduler_id = f"{tgg.graph_config['trust-domain']}-level-{tgg.parameters['level']}"
     pending = complete_definitions(graph, label_to_taskid, request.decision_task_id,
                                    scheduler_id, datetime.now(UTC))

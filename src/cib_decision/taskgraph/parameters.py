@@ -179,7 +179,7 @@ def fleet_at(repo_root: Path, config_dir: Path, rev: str) -> Fleet | None:
 def changed_keys(base: Fleet | None, head: Fleet, base_rev: str | None,
                  head_rev: str) -> list[str] | None:
     """Keys whose images or pools change between the base revision's fleet (read once by the
-    decision, `_base_fleet`) and the head's; None (every key) when the base could not be
+    decision, `base_fleet`) and the head's; None (every key) when the base could not be
     read, so a pull request never silently skips its images."""
     if base is None:
         return None
