@@ -4,6 +4,7 @@ through boto3, a build of the small test fleet and what a build left behind."""
 
 from __future__ import annotations
 
+import base64
 import io
 from datetime import UTC, datetime
 
@@ -15,6 +16,7 @@ from moto.ec2.models.amis import Ami
 
 from cib_decision.clouds.aws import EC2
 from cib_decision.devclouds import moto_ec2_import
+from cib_decision.devclouds.transcript import transcript
 from cib_decision.images.aws_machine import AwsBuild, Timeouts, build_machine_image
 from cib_decision.images.context import load_context
 from cib_decision.images.progress import Progress
@@ -61,11 +63,13 @@ def publish_base_images(region="us-east-1"):
 
 class Bootstrap:
     """Plays the builder's bootstrap: stops the instance through boto3 after `after` polls,
-    or never (`after=None`). Also the clock of the build's waits."""
+    or never (`after=None`), leaving `console` as its console output (default: what the
+    script writes when every execution passes, `devclouds.transcript`). Also the clock of
+    the build's waits."""
 
-    def __init__(self, after: int | None = 2):
+    def __init__(self, after: int | None = 2, console: str | None = None):
         self.after, self.now, self.instance, self.polls = after, 0.0, None, 0
-        self.ec2 = None
+        self.ec2, self.console = None, console
 
     def launched(self, ec2: EC2, instance: str) -> None:
         self.instance, self.ec2 = instance, ec2
@@ -78,8 +82,12 @@ class Bootstrap:
         if self.instance and self.after is not None:
             self.polls += 1
             if self.polls == self.after:
-                boto3.client("ec2", region_name=self.ec2.region).stop_instances(
-                    InstanceIds=[self.instance])
+                client = boto3.client("ec2", region_name=self.ec2.region)
+                data = client.describe_instance_attribute(
+                    InstanceId=self.instance, Attribute="userData")["UserData"]["Value"]
+                moto_ec2_import.set_console_output(self.instance, transcript(
+                    base64.b64decode(data).decode()) if self.console is None else self.console)
+                client.stop_instances(InstanceIds=[self.instance])
 
 
 def build(tmp_path, key="based-test", target="amazon/us-east-1", *, bootstrap=None,

@@ -16,8 +16,9 @@ def write_fleet(directory: Path, *, source_sha256: str | None = None,
                 iso_sha256: str | None = None, base: dict | None = None,
                 aws_targets: tuple[str, ...] = ("us-east-1", "us-west-2"),
                 pool_locations: tuple[str, ...] | None = None,
-                copies: tuple[str, ...] = ()) -> Path:
-    """Write the fleet into `directory/config` and return that path."""
+                copies: tuple[str, ...] = (), validation: dict | None = None) -> Path:
+    """Write the fleet into `directory/config` and return that path (`validation`: the
+    based key's validation rules and smoke tests)."""
     config = directory / "config"
     config.mkdir(parents=True, exist_ok=True)
     source = {"url": SOURCE_URL, "format": "qcow2"}
@@ -64,6 +65,8 @@ def write_fleet(directory: Path, *, source_sha256: str | None = None,
                          "commands": ["Stop-Computer -Force"]}]}}
                    for region in aws_targets],
     }
+    if validation:
+        based["validation"] = validation
     for name, content in (("linux-test", linux), ("windows-test", windows),
                           ("based-test", based)):
         (config / f"{name}.yaml").write_text(yaml.safe_dump(content))

@@ -7,7 +7,6 @@ sleeps."""
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,9 +27,7 @@ from cib_decision.devclouds.azure_fake import (
 )
 from cib_decision.errors import BuildError, CibError, TransientError
 from cib_decision.images.azure_machine import (
-    AzureBuild,
     Timeouts,
-    build_machine_image,
     replication_regions,
     run_command,
     security_rules,
@@ -39,11 +36,31 @@ from cib_decision.images.azure_machine import (
 )
 from cib_decision.images.azure_vhd import placement
 from cib_decision.images.context import load_context
-from cib_decision.images.progress import Progress, WaitTimeout
+from cib_decision.images.progress import WaitTimeout
 
-from .azure_build_support import GROUP, Clock, adapter, write_fleet
+from .azure_build_support import (
+    GROUP,
+    NOTHING_LEFT,
+    adapter,
+    build,
+    build_env,
+    builder_leftovers,
+    running_fake,
+    write_fleet,
+)
 from .conftest import CONFIG_DIR
 from .imagefleet import COMMIT, TASK_ID
+
+
+@pytest.fixture
+def env(monkeypatch):
+    build_env(monkeypatch)
+
+
+@pytest.fixture
+def fake(env):
+    with running_fake() as served:
+        yield served
 
 
 def from_disk_image(config: Path) -> None:
@@ -53,47 +70,6 @@ def from_disk_image(config: Path) -> None:
     raw["image"]["source"] = {"url": "https://images.example.com/windows.vhd", "format": "vhd"}
     raw["image"]["target"] = {"platform": "azure", "storage": "sacentral", "group": GROUP}
     (config / "win-azure.yaml").write_text(yaml.safe_dump(raw))
-
-
-@pytest.fixture
-def env(monkeypatch):
-    for name, value in {"TASK_ID": TASK_ID, "CIB_HEAD_REV": COMMIT,
-                        "CIB_ENVIRONMENT": "staging"}.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("CIB_DISK_IMAGE_TASK_ID", raising=False)
-
-
-@pytest.fixture
-def fake(env):
-    with AzureFake.running() as served:
-        served.add_group(GROUP, "centralus")
-        served.add_group("rg-east", "eastus2")
-        yield served
-
-
-def build(tmp_path, target="azure/centralus", *, overwrite=False, keep=False, timeouts=None,
-          disk_record=None, config=None, **fleet):
-    config = config or write_fleet(tmp_path, **fleet)
-    log, clock = io.StringIO(), Clock()
-    ctx = load_context("win-azure", config, artifacts=tmp_path / "artifacts",
-                       keep_resources=keep, progress=Progress(log, clock.clock, clock.sleep))
-    ctx.now = lambda: datetime(2026, 11, 21, 13, 5, tzinfo=UTC)
-    try:
-        return build_machine_image(ctx, AzureBuild(
-            azure=adapter(), target=ctx.target(target), overwrite=overwrite,
-            disk_record=disk_record, timeouts=timeouts or Timeouts(interval=30),
-            password=lambda: "Test-Pa55word!")), ctx
-    finally:
-        build.log = log.getvalue()
-
-
-def builder_leftovers(fake):
-    kinds = ("virtualMachines", "disks", "networkInterfaces", "publicIPAddresses")
-    return {k: [r["name"] for r in fake.resources(f"*/{k}")] for k in kinds}
-
-
-NOTHING_LEFT = {"virtualMachines": [], "disks": [], "networkInterfaces": [],
-                "publicIPAddresses": []}
 
 
 def test_a_fresh_build_boots_the_base_runs_the_bootstrap_captures_tags_and_cleans_up(

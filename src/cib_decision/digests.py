@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from .config.model import SHARED_FILES, Fleet, ImageKey, SharedInputs, Target
+from .config.model import SHARED_FILES, Fleet, ImageKey, ImageTest, SharedInputs, Target
 
 # Bump when what a digest covers changes, so that every image is rebuilt once under the new rule.
 DIGEST_VERSION = 1
@@ -102,9 +103,24 @@ def machine_digest(disk: str, target: Target) -> str:
     return sha256_of(machine_inputs(disk, target))
 
 
-def tag_digest(machines: dict[str, str]) -> str:
-    """Digest of tagging a key's images: the machine digests it tags."""
-    return sha256_of({"v": DIGEST_VERSION, "tag": machines})
+def tag_digest(machines: dict[str, str], tests: str | None = None) -> str:
+    """Digest of tagging a key's images: the machine digests it tags, and the digest of the
+    smoke tests its release records (keys with tests only: a changed test makes a new
+    release of the same images)."""
+    if tests is None:
+        return sha256_of({"v": DIGEST_VERSION, "tag": machines})
+    return sha256_of({"v": DIGEST_VERSION, "tag": machines, "tests": tests})
+
+
+def tests_digest(tests: Iterable[ImageTest]) -> str:
+    """Digest of a key's smoke tests, as they run (not an input of any image: a changed test
+    runs again on the same images)."""
+    return sha256_of({"v": DIGEST_VERSION, "tests": [t.to_json() for t in tests]})
+
+
+def test_run_digest(machine: str, tests: str) -> str:
+    """Digest of one test run: these tests on the image of this machine digest."""
+    return sha256_of({"v": DIGEST_VERSION, "machine": machine, "tests": tests})
 
 
 def pool_digest(pool_definition: dict[str, Any], machines: dict[str, str], deploy_as: str) -> str:

@@ -88,11 +88,20 @@ class ReleaseImage:
     name: str
     machine_digest: str
     build_task_id: str
+    # What its build's validation rules said (`MachineImageRecord.validation`), and its smoke
+    # tests' outcome (`ImageTestRecord.summary()`); None where none ran.
+    validation: dict[str, Any] | None = None
+    tests: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"platform": self.platform, "region": self.region, "target": self.target,
+        data = {"platform": self.platform, "region": self.region, "target": self.target,
                 "id": self.id, "name": self.name, "machine_digest": self.machine_digest,
                 "build_task_id": self.build_task_id}
+        if self.validation is not None:
+            data["validation"] = self.validation
+        if self.tests is not None:
+            data["tests"] = self.tests
+        return data
 
 
 @dataclass(frozen=True)
@@ -113,6 +122,9 @@ class MachineImageRecord:
     format: int = FORMAT
     # Copies of the image in other regions (AWS `copies`), `((region, image id), ...)`.
     copies: tuple[tuple[str, str], ...] = ()
+    # The validation rules its builder was checked against (images/validation.py `record`);
+    # None when the key has none, or the image was reused (it passed them when built).
+    validation: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = {"format": self.format, "key": self.key, "target": self.target,
@@ -122,20 +134,23 @@ class MachineImageRecord:
                 "build_task_id": self.build_task_id, "created": self.created}
         if self.copies:
             data["copies"] = dict(self.copies)
+        if self.validation is not None:
+            data["validation"] = self.validation
         return data
 
-    def image(self) -> ReleaseImage:
-        """This image as an entry of a release."""
+    def image(self, tests: dict[str, Any] | None = None) -> ReleaseImage:
+        """This image as an entry of a release (with its smoke tests' outcome, `tests`)."""
         return ReleaseImage(self.platform, self.region, self.target, self.image_id,
-                            self.image_name, self.machine_digest, self.build_task_id)
+                            self.image_name, self.machine_digest, self.build_task_id,
+                            self.validation, tests)
 
-    def images(self) -> tuple[ReleaseImage, ...]:
+    def images(self, tests: dict[str, Any] | None = None) -> tuple[ReleaseImage, ...]:
         """This image and each copy as entries of a release; a copy's target is named
-        `<platform>/<region>` of the copy."""
-        return (self.image(), *(ReleaseImage(self.platform, region, f"{self.platform}/{region}",
-                                             image_id, self.image_name, self.machine_digest,
-                                             self.build_task_id)
-                                for region, image_id in self.copies))
+        `<platform>/<region>` of the copy (a copy is the same image: its checks too)."""
+        return (self.image(tests), *(ReleaseImage(
+            self.platform, region, f"{self.platform}/{region}", image_id, self.image_name,
+            self.machine_digest, self.build_task_id, self.validation, tests)
+            for region, image_id in self.copies))
 
 
 @dataclass(frozen=True)
@@ -326,7 +341,7 @@ IMAGE_FIELDS = ("platform", "region", "target", "id", "name", "machine_digest",
 
 def parse_machine_image(data: Any, source: str = MACHINE_IMAGE_ARTIFACT) -> MachineImageRecord:
     """A machine-image record from its parsed JSON; RecordError naming each bad field."""
-    r = _Reader(data, source, MACHINE_IMAGE_FIELDS, optional=("copies",))
+    r = _Reader(data, source, MACHINE_IMAGE_FIELDS, optional=("copies", "validation"))
     values = {
         "format": r.get("format", _format), "key": r.get("key", _string()),
         "target": r.get("target", _string()), "platform": r.get("platform", _platform),
@@ -340,8 +355,9 @@ def parse_machine_image(data: Any, source: str = MACHINE_IMAGE_ARTIFACT) -> Mach
     _check_image(r, values, "image_id", "image_name")
     copies = _copies(r, data.get("copies", {}) if isinstance(data, dict) else {},
                      values["platform"], values["region"])
+    validation = r.get("validation", _validation)
     r.done()
-    return MachineImageRecord(**values, copies=copies)
+    return MachineImageRecord(**values, copies=copies, validation=validation)
 
 
 def _copies(r: _Reader, data: Any, platform: Any, region: Any) -> tuple[tuple[str, str], ...]:
@@ -359,6 +375,41 @@ def _copies(r: _Reader, data: Any, platform: Any, region: Any) -> tuple[tuple[st
             r.problems.append(f"copies.{copy_region}: {image_id!r} is not an image id on "
                               f"{platform}")
     return tuple(sorted(data.items()))
+
+
+def _validation(value: Any) -> str | None:
+    """`{rules: [{program, match, lines, passed}], log_sha256, sources: [...]}`."""
+    if not isinstance(value, dict) or set(value) != {"rules", "log_sha256", "sources"}:
+        return "must be an object of rules, log_sha256 and sources"
+    rules = value["rules"]
+    if not isinstance(rules, list) or not all(
+            isinstance(r, dict) and set(r) == {"program", "match", "lines", "passed"}
+            and isinstance(r["passed"], bool) and type(r["lines"]) is int for r in rules):
+        return "rules: must be a list of {program, match, lines, passed}"
+    return _DIGEST_CHECK(value["log_sha256"]) or (
+        None if isinstance(value["sources"], list) else "sources: must be a list")
+
+
+def _tests(value: Any) -> str | None:
+    """`{passed, tests_digest, task_id, results: [{name, passed, exit_code, output_sha256}]}`."""
+    fields = {"passed", "tests_digest", "task_id", "results"}
+    if not isinstance(value, dict) or set(value) != fields:
+        return f"must be an object of {', '.join(sorted(fields))}"
+    if not isinstance(value["passed"], bool):
+        return "passed: must be a boolean"
+    results = value["results"]
+    if not isinstance(results, list) or not all(
+            isinstance(t, dict) and set(t) == set(TEST_RESULT_FIELDS)
+            and isinstance(t["passed"], bool) for t in results):
+        return f"results: must be a list of {{{', '.join(TEST_RESULT_FIELDS)}}}"
+    return _DIGEST_CHECK(value["tests_digest"]) or _TASK_CHECK(value["task_id"])
+
+
+def with_validation(record: MachineImageRecord, validation: dict[str, Any]
+                    ) -> MachineImageRecord:
+    """`record` with what its builder's validation rules said, checked like a parsed one."""
+    return parse_machine_image({**record.to_json(), "validation": validation},
+                               f"machine-image record of {record.target}")
 
 
 def with_copies(record: MachineImageRecord, copies: dict[str, str]) -> MachineImageRecord:
@@ -392,13 +443,15 @@ def parse_release(data: Any, source: str = RELEASE_ARTIFACT) -> Release:
 
 
 def _parse_image(r: _Reader, prefix: str, item: Any) -> ReleaseImage:
-    inner = _Reader(item, "", IMAGE_FIELDS)
+    inner = _Reader(item, "", IMAGE_FIELDS, optional=("validation", "tests"))
     values = {
         "platform": inner.get("platform", _platform), "region": inner.get("region", _region),
         "target": inner.get("target", _string()), "id": inner.get("id", _string()),
         "name": inner.get("name", _string()),
         "machine_digest": inner.get("machine_digest", _DIGEST_CHECK),
         "build_task_id": inner.get("build_task_id", _TASK_CHECK),
+        "validation": inner.get("validation", _validation),
+        "tests": inner.get("tests", _tests),
     }
     _check_image(inner, values, "id", "name")
     r.problems.extend(f"{prefix}{p}" for p in inner.problems)
@@ -492,3 +545,77 @@ def parse_disk_image(data: Any, source: str = DISK_IMAGE_ARTIFACT) -> DiskImageR
         r.problems.append(f"name: {name!r} is not named for disk digest {digest[:12]}")
     r.done()
     return DiskImageRecord(**values)
+
+
+# --- image-test records (`cib image test`) -------------------------------------------------
+
+IMAGE_TEST_ARTIFACT = "public/image-test.json"
+TEST_RESULT_FIELDS = ("name", "passed", "exit_code", "output_sha256")
+IMAGE_TEST_FIELDS = ("format", "key", "target", "image_id", "machine_digest", "tests_digest",
+                     "passed", "results", "test_task_id", "created")
+
+
+@dataclass(frozen=True)
+class ImageTestRecord:
+    """`public/image-test.json`: the smoke tests one test-image task ran on one machine image
+    (`image_id`, built for `target` at `machine_digest`): the digest of the tests as they ran
+    (`digests.tests_digest`), each test's outcome and output digest, and whether all passed."""
+
+    key: str
+    target: str
+    image_id: str
+    machine_digest: str
+    tests_digest: str
+    passed: bool
+    results: tuple[dict[str, Any], ...]
+    test_task_id: str
+    created: str
+    format: int = FORMAT
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": self.format, "key": self.key, "target": self.target,
+                "image_id": self.image_id, "machine_digest": self.machine_digest,
+                "tests_digest": self.tests_digest, "passed": self.passed,
+                "results": [dict(r) for r in self.results], "test_task_id": self.test_task_id,
+                "created": self.created}
+
+    def summary(self) -> dict[str, Any]:
+        """What a release's image entry says of its tests (`ReleaseImage.tests`)."""
+        return {"passed": self.passed, "tests_digest": self.tests_digest,
+                "task_id": self.test_task_id, "results": [dict(r) for r in self.results]}
+
+
+def image_test_record(record: MachineImageRecord, *, tests_digest: str,
+                      results: Iterable[dict[str, Any]], test_task_id: str, created: datetime
+                      ) -> ImageTestRecord:
+    """The record of a test run on the image of `record`, checked like a parsed one."""
+    listed = tuple(results)
+    data = {"format": FORMAT, "key": record.key, "target": record.target,
+            "image_id": record.image_id, "machine_digest": record.machine_digest,
+            "tests_digest": tests_digest, "passed": all(r["passed"] for r in listed),
+            "results": list(listed), "test_task_id": test_task_id,
+            "created": format_time(created)}
+    return parse_image_test(data, f"image-test record of {record.target}")
+
+
+def parse_image_test(data: Any, source: str = IMAGE_TEST_ARTIFACT) -> ImageTestRecord:
+    """An image-test record from its parsed JSON; RecordError naming each bad field."""
+    r = _Reader(data, source, IMAGE_TEST_FIELDS)
+    values = {
+        "format": r.get("format", _format), "key": r.get("key", _string()),
+        "target": r.get("target", _string()), "image_id": r.get("image_id", _string()),
+        "machine_digest": r.get("machine_digest", _DIGEST_CHECK),
+        "tests_digest": r.get("tests_digest", _DIGEST_CHECK),
+        "passed": r.get("passed", lambda v: None if isinstance(v, bool)
+                        else "must be a boolean"),
+        "test_task_id": r.get("test_task_id", _TASK_CHECK), "created": r.get("created", _time),
+    }
+    results = r.get("results", lambda v: None if isinstance(v, list) and all(
+        isinstance(t, dict) and set(t) == set(TEST_RESULT_FIELDS)
+        and isinstance(t["passed"], bool) for t in v)
+        else f"must be a list of {{{', '.join(TEST_RESULT_FIELDS)}}}")
+    if isinstance(results, list) and isinstance(values["passed"], bool) and \
+            values["passed"] != all(t.get("passed") for t in results if isinstance(t, dict)):
+        r.problems.append("passed: does not say whether every result passed")
+    r.done()
+    return ImageTestRecord(results=tuple(results or ()), **values)

@@ -313,6 +313,19 @@ class EC2:
         instance = self.instance(instance_id)
         return instance["State"]["Name"] if instance else "missing"
 
+    def console_output(self, instance_id: str) -> str:
+        """The instance's console output (its newest, where the instance type keeps it, else
+        what EC2 last posted); empty when EC2 has none yet."""
+        try:
+            answer = self.client.get_console_output(InstanceId=instance_id, Latest=True)
+        except ClientError as exc:
+            if error_code(exc) != "UnsupportedOperation":  # Latest: Nitro instances only
+                with aws_errors(f"reading the console output of {instance_id}"):
+                    raise
+            with aws_errors(f"reading the console output of {instance_id}"):
+                answer = self.client.get_console_output(InstanceId=instance_id)
+        return answer.get("Output") or ""  # botocore decodes the base64
+
     def instance_volumes(self, instance_id: str) -> list[str]:
         instance = self.instance(instance_id) or {}
         return [m["Ebs"]["VolumeId"] for m in instance.get("BlockDeviceMappings") or ()

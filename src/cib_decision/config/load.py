@@ -27,6 +27,7 @@ from .model import (
     Signing,
     SourceMirror,
     Target,
+    image_tests_of,
     normalise_region,
     region_problem,
 )
@@ -147,6 +148,8 @@ def _load_fleet(source: ConfigSource, cache: ParsedCache | None) -> Fleet:
             for stem, doc in docs.items() if stem not in SHARED_FILES and stem != ENVIRONMENTS_FILE}
     problems.extend(_duplicate_pools(keys, docs))
     environments = _environments(docs.get(ENVIRONMENTS_FILE))
+    for stem, doc in docs.items():
+        _check_patterns(doc, _patterns(stem, doc.data), problems)
     platforms = _repository_list(source, PLATFORMS_FILE, schemas.PLATFORMS, problems)
     platforms_from = PLATFORMS_FILE
     if platforms is None and _has_predecessor_decision(source):
@@ -230,6 +233,37 @@ def _check_regions(key: ImageKey, doc: YamlDocument | YamlPart, platforms: froze
                                         f"target {target.id}{what}: {problem}"))
 
 
+def _patterns(stem: str, data: Any) -> list[tuple[tuple[Any, ...], str]]:
+    """The regular expressions a file gives, by path: its validation rules' and smoke tests'
+    `match` (a key file), or its environments' `image-tests` ones (environments.yaml)."""
+    found: list[tuple[tuple[Any, ...], Any]] = []
+    if stem == ENVIRONMENTS_FILE:
+        for name, value in data.items():
+            for family, tests in (value.get("image-tests") or {}).items():
+                found += [((name, "image-tests", family, i, "match"), t.get("match"))
+                          for i, t in enumerate(tests or ())]
+    elif stem not in SHARED_FILES and isinstance(data, dict):
+        validation = data.get("validation") or {}
+        rules = (validation.get("instance") or {}).get("log") or ()
+        tests = (validation.get("image") or {}).get("tests") or ()
+        found += [(("validation", "instance", "log", i, "match"), r["match"])
+                  for i, r in enumerate(rules)]
+        found += [(("validation", "image", "tests", i, "match"), t.get("match"))
+                  for i, t in enumerate(tests)]
+    return [(path, value) for path, value in found if value is not None]
+
+
+def _check_patterns(doc: YamlDocument | YamlPart, patterns: list[tuple[tuple[Any, ...], str]],
+                    problems: list[Problem]) -> None:
+    for path, pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            problems.append(Problem(doc.filename, doc.line_of(path),
+                                    f"{_dotted(path)} {pattern!r} is not a regular expression: "
+                                    f"{exc}"))
+
+
 def _environments(doc: YamlDocument | None) -> dict[str, Environment]:
     if doc is None:
         return {e.name: e for e in DEFAULT_ENVIRONMENTS}
@@ -237,7 +271,9 @@ def _environments(doc: YamlDocument | None) -> dict[str, Environment]:
                               value.get("pull-requests", False), _signing(value.get("signing")),
                               _mirror(value.get("source-mirror")),
                               value.get("notify-pull-requests", False),
-                              frozenset(value["platforms"]) if "platforms" in value else None)
+                              frozenset(value["platforms"]) if "platforms" in value else None,
+                              tuple((family, image_tests_of(tests)) for family, tests
+                                    in sorted((value.get("image-tests") or {}).items())))
             for name, value in doc.data.items()}
 
 

@@ -165,6 +165,43 @@ class Pool:
 
 
 @dataclass(frozen=True)
+class LogRule:
+    """A line a builder's logs must have before its image is captured (the predecessor's
+    `validation.instance.log`): one written by `program`, matching `match` (a regular
+    expression, searched). Checked by images/validation.py; not an image input."""
+
+    program: str
+    match: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"program": self.program, "match": self.match}
+
+
+@dataclass(frozen=True)
+class ImageTest:
+    """A smoke test of a captured image (`validation.image.tests`, or the environment's
+    `image-tests`): `commands` run in the image's shell on an instance booted from the image;
+    it passes when they exit 0 and, with `match`, their output matches it. Not an image
+    input: a changed test runs again on the same image (docs/validation.md)."""
+
+    name: str
+    commands: tuple[str, ...]
+    match: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"name": self.name, "commands": list(self.commands)}
+        if self.match is not None:
+            data["match"] = self.match
+        return data
+
+
+def image_tests_of(entries: Any) -> tuple[ImageTest, ...]:
+    """The tests of validated config entries (`validation.image.tests` items)."""
+    return tuple(ImageTest(e["name"], tuple(e["commands"]), e.get("match"))
+                 for e in entries or ())
+
+
+@dataclass(frozen=True)
 class Notify:
     """Who is told when a task of a key fails: email addresses and the resolutions
     (`NOTIFY_EVENTS`) they hear about. Not an image input: no digest covers it."""
@@ -202,6 +239,20 @@ class ImageKey:
 
     def target(self, target_id: str) -> Target:
         return next(t for t in self.targets if t.id == target_id)
+
+    @property
+    def log_rules(self) -> tuple[LogRule, ...]:
+        """The lines its builders' logs must have (`validation.instance.log`)."""
+        rules = ((self.raw.get("validation") or {}).get("instance") or {}).get("log") or ()
+        return tuple(LogRule(r["program"], r["match"]) for r in rules)
+
+    def image_tests(self, environment: Environment | None) -> tuple[ImageTest, ...]:
+        """Its smoke tests in `environment`: its own `validation.image.tests` when it names
+        them (an empty list says it has none), else the environment's for its OS family."""
+        image = (self.raw.get("validation") or {}).get("image") or {}
+        if "tests" in image:
+            return image_tests_of(image["tests"])
+        return environment.tests_for(self.os_family) if environment is not None else ()
 
     def pool_platform(self, pool: Pool) -> str | None:
         """The cloud whose images `pool` runs: its `platform`, else the key's only one; None
@@ -284,6 +335,12 @@ class Environment:
     notify_pull_requests: bool = False
     # The clouds this environment builds on (`platforms` in environments.yaml); None: all.
     platforms: frozenset[str] | None = None
+    # Smoke tests of its images by OS family (`image-tests`), for keys naming none.
+    image_tests: tuple[tuple[str, tuple[ImageTest, ...]], ...] = ()
+
+    def tests_for(self, family: str) -> tuple[ImageTest, ...]:
+        """The environment's smoke tests of images of OS `family` (`windows`, `linux`)."""
+        return dict(self.image_tests).get(family, ())
 
 
 # cloud-image-builder hard-coded its two deployments; a config without environments.yaml gets them.

@@ -156,6 +156,14 @@ TARGET = _obj({
     "bootstrap": _obj({"executions": {"type": ["array", "null"], "items": EXECUTION}}),
 }, ("platform", "region"))
 
+LOG_RULE = _obj({"program": NONEMPTY, "match": NONEMPTY}, ("program", "match"))
+# A smoke test of a captured image: its commands run in the image's shell (PowerShell on
+# Windows, bash on Linux) on an instance booted from the image; it passes when they exit 0
+# and, with `match`, their output matches it (a regular expression).
+IMAGE_TEST = _obj({"name": NONEMPTY, "commands": {"type": "array", "items": NONEMPTY,
+                                                  "minItems": 1},
+                   "match": NONEMPTY}, ("name", "commands"))
+
 # extension: who hears about the key's failed tasks (docs/notify.md). Addresses are checked in
 # load.py (a pattern here would need escapes, which keep the key schema off jsonschema-rs).
 NOTIFY = _obj({
@@ -171,7 +179,12 @@ KEY = _obj({
     "manager": _obj({"pool": {"oneOf": [_list(POOL), POOL]}}),
     "target": {"type": "array", "items": TARGET, "minItems": 1},
     "log": _list(STR),
-    "validation": _obj({"instance": _obj({"log": _list(_obj({"program": STR, "match": STR}))})}),
+    # The predecessor's rules: a line the builder's logs must have, by program (images/
+    # validation.py); `image.tests`: smoke tests of the captured image (docs/validation.md).
+    "validation": _obj({
+        "instance": _obj({"log": _list(LOG_RULE)}),
+        "image": _obj({"tests": _list(IMAGE_TEST)}),
+    }),
     "notify": NOTIFY,  # extension
 }, ("image", "target"))
 
@@ -228,5 +241,8 @@ ENVIRONMENTS = {
         # first, and from where its config says only when the mirror lacks it (docs/images.md).
         "source-mirror": _obj({"platform": {"enum": ["amazon"]}, "bucket": NONEMPTY},
                               ("platform", "bucket")),
+        # Smoke tests of every image of an OS family built for this environment, for keys
+        # that do not name their own (`validation.image.tests`).
+        "image-tests": _obj({"windows": _list(IMAGE_TEST), "linux": _list(IMAGE_TEST)}),
     }, ("root-url",)),
 }

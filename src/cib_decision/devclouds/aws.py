@@ -9,7 +9,9 @@ moto's plus `moto_ec2_import` (ImportSnapshot, RegisterImage's tags) and a stand
 builders' bootstrap: a builder instance (tagged `cib:builder=true`) still running
 `bootstrap_seconds` after its launch is stopped (or terminated, as its
 `InstanceInitiatedShutdownBehavior` says) the next time it is described, as the bootstrap's
-own shutdown would; `bootstrap_seconds=None` never stops one (a bootstrap that hangs).
+own shutdown would, and its console output becomes what its script would have written
+(`devclouds.transcript`: every execution passed, every smoke test too but those named in
+`failing_tests`); `bootstrap_seconds=None` never stops one (a bootstrap that hangs).
 Snapshot imports complete `import_seconds` after they start. With the defaults (0) a build's
 waits see the final state on their first poll and never sleep.
 
@@ -68,6 +70,7 @@ from ..errors import CibError
 from ..images.bootstrap import is_windows
 from ..images.disk import QEMU_FORMATS, disk_source
 from . import moto_ec2_import
+from .transcript import transcript
 
 ACCOUNT = DEFAULT_ACCOUNT_ID  # moto's account: what every access key maps to
 AMAZON_ACCOUNT = "801119661308"  # the owner of Amazon's public images
@@ -89,6 +92,8 @@ class LocalEC2Response(moto_ec2_import.ImportingEC2Response):
 
     bootstrap_seconds: ClassVar[float | None] = 0.0
     import_seconds: ClassVar[float] = 0.0
+    # smoke tests the stand-in reports failed (`transcript`), by name
+    failing_tests: ClassVar[set[str]] = set()
 
     def stage(self, task: dict[str, Any]) -> tuple[str, str] | None:
         if time.monotonic() - task["started"] < self.import_seconds:
@@ -110,6 +115,9 @@ class LocalEC2Response(moto_ec2_import.ImportingEC2Response):
             if isinstance(launched, datetime) and \
                     (now - launched).total_seconds() < self.bootstrap_seconds:
                 continue
+            user_data = instance.user_data.decode() if instance.user_data else ""
+            moto_ec2_import.set_console_output(
+                instance.id, transcript(user_data, self.failing_tests))
             if instance.instance_initiated_shutdown_behavior == "terminate":
                 self.ec2_backend.terminate_instances([instance.id])
             else:

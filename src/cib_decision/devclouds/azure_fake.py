@@ -74,7 +74,7 @@ import json
 import re
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -83,6 +83,8 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 from xml.etree import ElementTree
 
 from azure.core.credentials import AccessToken
+
+from .transcript import transcript
 
 if TYPE_CHECKING:
     import responses
@@ -311,8 +313,10 @@ class AzureFake:
         self.faults: list[Fault] = []
         self.containers: dict[tuple[str, str], dict[str, Blob]] = {}
         self.uncommitted: dict[tuple[str, str, str], dict[str, bytes]] = {}
+        # smoke tests the default run command reports failed, by name (`transcript`)
+        self.failing_tests: set[str] = set()
         self.on_run_command: Callable[[dict[str, Any], dict[str, Any]], RunCommandOutcome] = \
-            default_run_command
+            lambda vm, command: default_run_command(vm, command, self.failing_tests)
         self.copy_polls, self.copy_outcome = 1, "success"  # Copy Blob: pending reads, result
         self.replication_failures: set[str] = set()  # regions a gallery version fails in
         self._lock = threading.RLock()
@@ -1429,13 +1433,16 @@ DELETED: dict[str, Callable[[AzureFake, dict[str, Any]], None]] = {
 }
 
 
-def default_run_command(vm: dict[str, Any], command: dict[str, Any]) -> RunCommandOutcome:
-    """A script runs to its end: its last line `Stop-Computer`/`poweroff` leaves the VM
-    stopped."""
+def default_run_command(vm: dict[str, Any], command: dict[str, Any],
+                        failing_tests: Collection[str] = ()) -> RunCommandOutcome:
+    """A script runs to its end, writing what cib's scripts write when they pass
+    (`devclouds.transcript`; the smoke tests in `failing_tests` fail); its last line
+    `Stop-Computer`/`poweroff` leaves the VM stopped."""
     script = "\n".join(command.get("script") or [])
     stops = re.search(r"^\s*(Stop-Computer\b|poweroff\b|shutdown\b)", script,
                       re.MULTILINE | re.IGNORECASE)
-    return RunCommandOutcome(stdout="bootstrap ran\n", power="stopped" if stops else None)
+    return RunCommandOutcome(stdout=transcript(script, failing_tests) or "script ran\n",
+                             power="stopped" if stops else None)
 
 
 # --- Entra ID and Storage helpers -------------------------------------------------------------

@@ -27,11 +27,19 @@ from typing import Any
 
 from moto.core.exceptions import ServiceException
 from moto.core.responses import ActionResult
+from moto.core.types import Base64EncodedString
+from moto.core.utils import utcnow
 from moto.ec2 import urls as ec2_urls
 from moto.ec2.responses import EC2Response
 from moto.s3.models import s3_backends
 
 TASKS: dict[str, dict[str, Any]] = {}
+CONSOLES: dict[str, str] = {}  # instance id -> its console output
+
+
+def set_console_output(instance_id: str, text: str) -> None:
+    """What `GetConsoleOutput` answers for the instance from now on."""
+    CONSOLES[instance_id] = text
 STAGES = (("active", "pending"), ("active", "converting"))
 
 
@@ -85,6 +93,17 @@ class ImportingEC2Response(EC2Response):
             self.ec2_backend.create_tags([result.result["ImageId"]], tags)
         return result
 
+    def get_console_output(self) -> ActionResult:
+        """An instance's console output: what `CONSOLES` holds for it (the stand-in for what
+        its bootstrap wrote, `set_console_output`), else moto's sample."""
+        instance_id = self._get_param("InstanceId")
+        if instance_id not in CONSOLES:
+            return super().get_console_output()
+        instance = self.ec2_backend.get_instance(instance_id)
+        return ActionResult({"InstanceId": instance.id, "Timestamp": utcnow(),
+                             "Output": Base64EncodedString.from_raw_string(
+                                 CONSOLES[instance_id])})
+
     def stage(self, task: dict[str, Any]) -> tuple[str, str] | None:
         """`(status, message)` of an import still running, None once it has completed: the
         `STAGES` one describe after another."""
@@ -116,3 +135,4 @@ def install(response: type[ImportingEC2Response] = ImportingEC2Response) -> Iter
         ec2_urls.url_paths.clear()
         ec2_urls.url_paths.update(previous)
         TASKS.clear()
+        CONSOLES.clear()

@@ -12,7 +12,9 @@ Steps, each one line (or one line per state change) in the task log:
    `tag`s readable through instance metadata) in a fresh security group with a fresh key pair,
    its user data the target's bootstrap (PowerShell on Windows, cloud-init on Linux);
 4. **wait** until the bootstrap stops the instance (at most `--bootstrap-timeout`; on time-out
-   the build fails with exit 3 and everything is cleaned up);
+   the build fails with exit 3 and everything is cleaned up), publish its console output as
+   `public/builder.log` and match the key's validation rules against it (images/
+   validation.py): a missed rule fails the build (exit 3) before anything is captured;
 5. **capture** the stopped instance as an AMI named `naming.image_name(key, machine digest)`,
    tagged with the key, both digests, the config commit, the build task and the environment,
    and wait until it is available;
@@ -46,6 +48,7 @@ from .identity import (  # noqa: F401  (shared with the Azure build; imported fr
     next_name,
     revision,
 )
+from .validation import CollectedLog, check_builder
 
 DEFAULT_INSTANCE_TYPE = "m5.large"
 IMAGE_DONE, IMAGE_FAILED = {"available"}, {"failed", "invalid", "error", "deregistered",
@@ -307,6 +310,7 @@ def build_machine_image(ctx: BuildContext, build: AwsBuild) -> manifest.MachineI
     existing = [i for i in ec2.images_tagged(identity)
                 if (ctx.pull_request is None) == ("-pr" not in i.get("Name", ""))]
     found = reusable_image(existing)
+    validated = None  # a reused image passed the rules when it was built
     if found and not build.overwrite:
         image_id, name = found["ImageId"], found["Name"]
         ctx.progress.say(f"reusing {image_id} {name}: built for this digest by task "
@@ -319,7 +323,7 @@ def build_machine_image(ctx: BuildContext, build: AwsBuild) -> manifest.MachineI
                              f"{found['Name']} stays as it is")
         name = next_name(ctx.key.name, machine, (i.get("Name", "") for i in existing),
                          ctx.pull_request)
-        image_id = build_new(ctx, build, name)
+        image_id, validated = build_new(ctx, build, name)
     copies = copy_to_regions(ctx, build, image_id, name, image_tags(ctx, target, name))
     record = manifest.machine_image_record(
         ctx.key.name, target, image_id=image_id, machine_digest=machine,
@@ -327,14 +331,18 @@ def build_machine_image(ctx: BuildContext, build: AwsBuild) -> manifest.MachineI
         build_task_id=ctx.task_id, created=ctx.now(), pull_request=ctx.pull_request)
     if record.image_name != name:  # a revision (-r<N>) of an overwritten image
         record = manifest.parse_machine_image({**record.to_json(), "image_name": name})
+    if validated is not None:
+        record = manifest.with_validation(record, validated)
     if copies:
         record = manifest.with_copies(record, copies)
     ctx.write_artifact("machine-image.json", manifest.dumps(record))
     return record
 
 
-def build_new(ctx: BuildContext, build: AwsBuild, name: str) -> str:
-    """Launch, bootstrap, capture and clean up; the new AMI's id."""
+def build_new(ctx: BuildContext, build: AwsBuild, name: str
+              ) -> tuple[str, dict[str, Any] | None]:
+    """Launch, bootstrap, check the validation rules, capture and clean up; the new AMI's id
+    and what the record says of the rules (`validation.check_builder`)."""
     ledger = Ledger(build.ec2)
 
     def kept() -> list[str]:
@@ -349,6 +357,8 @@ def build_new(ctx: BuildContext, build: AwsBuild, name: str) -> str:
                           lambda: build.ec2.instance_state(instance), done={"stopped"},
                           failed={"terminated", "shutting-down", "missing"},
                           timeout=build.timeouts.bootstrap, interval=build.timeouts.interval)
+        validated = check_builder(ctx, build.target.id, CollectedLog(
+            build.ec2.console_output(instance), (f"the console output of {instance}",)))
         tags = image_tags(ctx, build.target, name)
         image_id = build.ec2.create_image(instance, name, f"cib {name} for {build.target.id}",
                                           tags)
@@ -357,4 +367,4 @@ def build_new(ctx: BuildContext, build: AwsBuild, name: str) -> str:
         snapshots = build.ec2.image_snapshots(image_id)
         if snapshots:
             build.ec2.tag(snapshots, tags)
-        return image_id
+        return image_id, validated

@@ -20,7 +20,9 @@ Steps, each one line (or one line per state change) in the task log:
 5. **bootstrap**: the target's `bootstrap` runs through the VM's run command (PowerShell on
    Windows, bash on Linux); the build waits until it stops the VM (at most
    `--bootstrap-timeout`; a bootstrap that reports a failed execution, or a time-out, fails the
-   build with exit 3);
+   build with exit 3), publishes the run command's output as `public/builder.log` and matches
+   the key's validation rules against it (images/validation.py): a missed rule fails the
+   build (exit 3) before anything is captured;
 6. **capture**: the VM is deallocated and generalized and captured as a managed image named
    `naming.image_name(key, machine digest)`, or, when the target names a `gallery`, as a
    version of the key's image definition in that gallery, replicated to the regions of the
@@ -59,6 +61,7 @@ from .identity import (
     next_name,
     revision,
 )
+from .validation import CollectedLog, check_builder
 
 DEFAULT_VM_SIZE = "Standard_D2s_v3"
 ADMIN_USER = "cibadmin"
@@ -391,8 +394,9 @@ def launch(ctx: BuildContext, build: AzureBuild, ledger: Ledger, base: dict[str,
     return names["vm"]
 
 
-def bootstrap(ctx: BuildContext, build: AzureBuild, vm: str) -> None:
-    """Run the bootstrap through the VM's run command and wait until it stops the VM."""
+def bootstrap(ctx: BuildContext, build: AzureBuild, vm: str) -> CollectedLog:
+    """Run the bootstrap through the VM's run command and wait until it stops the VM; the
+    run command's output (what validation rules are matched against)."""
     azure, group = build.azure, build.group
     command, script = run_command(ctx.key.image, build.target)
     operation = azure.begin_run_command(group, vm, command, script)
@@ -400,15 +404,17 @@ def bootstrap(ctx: BuildContext, build: AzureBuild, vm: str) -> None:
     ctx.progress.say(f"running the {kind} bootstrap of {build.target.id} on builder {vm} "
                      f"({len(script)} lines, {command})")
     ended = False
+    output = ""
 
     def poll() -> str:
-        nonlocal ended
+        nonlocal ended, output
         state = azure.power_state(group, vm)
         if ended or state in ("stopped", "deallocated"):
             return state
         if operation.state() in Operation.ENDED:
             ended = True
             stdout, stderr = run_command_output(operation.result())
+            output = stdout
             failed = BOOTSTRAP_FAILED.search(stdout)
             if failed:
                 tail = " | ".join(stdout.strip().splitlines()[-3:])
@@ -425,6 +431,16 @@ def bootstrap(ctx: BuildContext, build: AzureBuild, vm: str) -> None:
     ctx.progress.wait(f"the bootstrap to stop builder {vm}", poll,
                       done={"stopped", "deallocated"}, failed={"missing"},
                       timeout=build.timeouts.bootstrap, interval=build.timeouts.interval)
+    source = f"the run command's output on {vm}"
+    if not ended:  # the VM stopped first: the run command reports once it sees that
+        try:
+            _await(ctx, f"the run command on {vm} to report", operation,
+                   build.timeouts.operation, build)
+            output = run_command_output(operation.result())[0]
+        except CibError as exc:
+            ctx.progress.say(f"the run command on {vm} left no output: {exc}")
+            return CollectedLog("", ())
+    return CollectedLog(output, (source,))
 
 
 def capture(ctx: BuildContext, build: AzureBuild, vm: str, name: str
@@ -519,8 +535,10 @@ def clean_up(ctx: BuildContext, build: AzureBuild, ledger: Ledger) -> None:
             ctx.progress.say(f"warning: could not clean up {what}: {exc}")
 
 
-def build_new(ctx: BuildContext, build: AzureBuild, name: str) -> tuple[str, dict[str, str]]:
-    """Launch, bootstrap, capture and clean up; the new image's id and copies."""
+def build_new(ctx: BuildContext, build: AzureBuild, name: str
+              ) -> tuple[str, dict[str, str], dict[str, Any] | None]:
+    """Launch, bootstrap, check the validation rules, capture and clean up; the new image's
+    id, its copies and what the record says of the rules (`validation.check_builder`)."""
     ledger = Ledger()
 
     def kept() -> list[str]:
@@ -529,8 +547,8 @@ def build_new(ctx: BuildContext, build: AzureBuild, name: str) -> tuple[str, dic
     with builder_resources(ctx, kept, lambda: clean_up(ctx, build, ledger)):
         base = base_image(ctx, build)
         vm = launch(ctx, build, ledger, base, name)
-        bootstrap(ctx, build, vm)
-        return capture(ctx, build, vm, name)
+        validated = check_builder(ctx, build.target.id, bootstrap(ctx, build, vm))
+        return (*capture(ctx, build, vm, name), validated)
 
 
 def _wait_existing(ctx: BuildContext, build: AzureBuild, image: dict[str, Any]) -> None:
@@ -560,6 +578,7 @@ def build_machine_image(ctx: BuildContext, build: AzureBuild) -> manifest.Machin
     existing = existing_images(ctx, build)
     found = reusable_image(existing)
     copies: dict[str, str] = {}
+    validated = None  # a reused image passed the rules when it was built
     if found and not build.overwrite:
         image_id, name = found["id"], image_label(found)
         ctx.progress.say(f"reusing {name} ({image_id}): built for this digest by task "
@@ -577,13 +596,15 @@ def build_machine_image(ctx: BuildContext, build: AzureBuild) -> manifest.Machin
                              "as it is")
         name = next_name(ctx.key.name, machine, (image_label(i) for i in existing),
                          ctx.pull_request)
-        image_id, copies = build_new(ctx, build, name)
+        image_id, copies, validated = build_new(ctx, build, name)
     record = manifest.machine_image_record(
         ctx.key.name, target, image_id=image_id, machine_digest=machine,
         disk_digest=ctx.digests.disk, config_commit=ctx.config_commit,
         build_task_id=ctx.task_id, created=ctx.now(), pull_request=ctx.pull_request)
     if record.image_name != name:  # a revision (-r<N>) of an overwritten image
         record = manifest.parse_machine_image({**record.to_json(), "image_name": name})
+    if validated is not None:
+        record = manifest.with_validation(record, validated)
     if copies:
         record = manifest.with_copies(record, copies)
     ctx.write_artifact("machine-image.json", manifest.dumps(record))

@@ -5,8 +5,11 @@ Windows builders get a `<powershell>` script, Linux builders a `#cloud-config` d
 `test.std.out.match`, the output must match (a regular expression), and `on.failure: retry|retest
 after N seconds` runs it again after N seconds (at most `ATTEMPTS` times). When every execution
 has passed, the script stops the machine: that stop is the builder's signal that the image is
-ready to capture. An execution that keeps failing leaves the machine running, so the build
-times out instead of capturing a broken image.
+ready to capture. Each line an execution prints is written as `<execution name>: <line>`, and
+the script's own progress as `cib: ...` (`cib: <name> passed`, `cib: all <N> executions
+passed`), to its output and the console (on Windows the serial port, COM1): the lines
+validation rules match (images/validation.py). An execution that keeps failing leaves the
+machine running, so the build times out instead of capturing a broken image.
 """
 
 from __future__ import annotations
@@ -50,26 +53,40 @@ def _ps_quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+# Every line a script writes also goes to the serial console (COM1), which the cloud keeps as
+# the instance's console output: what validation rules and test verdicts are read from.
+_SERIAL = ["$cibSerial = $null",
+           "try { $cibSerial = New-Object System.IO.Ports.SerialPort 'COM1', 115200; "
+           "$cibSerial.Open() } catch { $cibSerial = $null }",
+           "function Write-CibLine([string] $line) { Write-Output $line; if ($cibSerial) "
+           "{ try { $cibSerial.WriteLine($line) } catch { } } }"]
+
+
 def powershell(executions: list[dict[str, Any]]) -> str:
     """The `<powershell>` user data of a Windows builder."""
-    lines = ["<powershell>", "$ErrorActionPreference = 'Continue'"]
+    lines = ["<powershell>", "$ErrorActionPreference = 'Continue'", *_SERIAL]
     for execution in executions:
         name, wait = execution["name"], _retry_seconds(execution) or 0
         attempts = ATTEMPTS if wait else 1
         match = _out_match(execution)
         body = "; ".join(_commands(execution)) or "$null"
-        check = f"($out -match {_ps_quote(match)})" if match else "$?"
+        check = f"($out -match {_ps_quote(match)})" if match else "$status"
         lines += [
             f"# execution {name}",
             f"$ok = $false; foreach ($attempt in 1..{attempts}) {{",
-            f"  $out = & {{ {body} }} 2>&1 | Out-String; Write-Output $out",
+            f"  $out = & {{ {body} }} 2>&1 | Out-String; $status = $?",
+            f"  foreach ($text in ($out -split \"`r?`n\")) {{ if ($text) {{ "
+            f"Write-CibLine ({_ps_quote(name + ': ')} + $text) }} }}",
             f"  if ({check}) {{ $ok = $true; break }}",
-            f"  Write-Output ('cib: {name} failed (attempt {{0}})' -f $attempt)",
+            f"  Write-CibLine ({_ps_quote(f'cib: {name} failed (attempt {{0}})')} -f $attempt)",
             f"  Start-Sleep -Seconds {wait}",
             "}",
-            f"if (-not $ok) {{ Write-Output 'cib: {name} failed; not stopping'; exit 1 }}",
+            f"if (-not $ok) {{ Write-CibLine {_ps_quote(f'cib: {name} failed; not stopping')}; "
+            "exit 1 }",
+            f"Write-CibLine {_ps_quote(f'cib: {name} passed')}",
         ]
-    lines += ["Stop-Computer -Force", "</powershell>", "<persist>false</persist>"]
+    lines += [f"Write-CibLine 'cib: all {len(executions)} executions passed'",
+              "Stop-Computer -Force", "</powershell>", "<persist>false</persist>"]
     return "\n".join(lines) + "\n"
 
 
@@ -91,13 +108,17 @@ def bash_script(executions: list[dict[str, Any]]) -> str:
             f"# execution {name}",
             "ok=0",
             f"for attempt in $(seq 1 {attempts}); do",
-            f"  out=$({shell} -c {_sh_quote(body)} 2>&1); status=$?; echo \"$out\"",
+            f"  out=$({shell} -c {_sh_quote(body)} 2>&1); status=$?",
+            f"  while IFS= read -r line; do [ -n \"$line\" ] && printf '%s%s\\n' "
+            f"{_sh_quote(name + ': ')} \"$line\"; done <<< \"$out\"",
             f"  if {check}; then ok=1; break; fi",
-            f"  echo \"cib: {name} failed (attempt $attempt)\"; sleep {wait}",
+            f"  echo {_sh_quote(f'cib: {name} failed (attempt ')}\"$attempt)\"; sleep {wait}",
             "done",
-            f"[ $ok -eq 1 ] || {{ echo 'cib: {name} failed; not stopping'; exit 1; }}",
+            f"[ $ok -eq 1 ] || {{ echo {_sh_quote(f'cib: {name} failed; not stopping')}; "
+            "exit 1; }",
+            f"echo {_sh_quote(f'cib: {name} passed')}",
         ]
-    lines.append("poweroff")
+    lines += [f"echo 'cib: all {len(executions)} executions passed'", "poweroff"]
     return "\n".join(lines) + "\n"
 
 
@@ -115,3 +136,60 @@ def user_data(image: dict[str, Any], target_raw: dict[str, Any]) -> str:
     """The user data of a builder for `target_raw` of an image with `image` settings."""
     executions = list((target_raw.get("bootstrap") or {}).get("executions") or ())
     return powershell(executions) if is_windows(image) else cloud_init(executions)
+
+
+# --- smoke tests of a captured image -----------------------------------------------------------
+
+TEST_VERDICT = "cib-test"  # the program of the verdict lines `test_script` writes
+
+
+def test_script(tests: list[dict[str, Any]], family: str, *, power_off: bool) -> str:
+    """The script that runs an image's smoke tests (`ImageTest.to_json()` items) on an instance
+    booted from it: each test's output as `<test name>: <line>` and its verdict as
+    `cib-test: <name> passed (exit N)` or `... failed (exit N)` (images/validation.py
+    `test_results` reads them), every line also on the console. All tests run whatever the
+    others did. With `power_off` the instance stops at the end (AWS: the signal that the
+    tests are done, as the bootstrap's stop is the builder's); a run command needs none."""
+    if family == "windows":
+        lines = ["$ErrorActionPreference = 'Continue'", *_SERIAL]
+        for test in tests:
+            name, match = test["name"], test.get("match")
+            body = "; ".join(test["commands"])
+            check = f" -and ($out -match {_ps_quote(match)})" if match else ""
+            lines += [
+                f"# test {name}",
+                # a child PowerShell: `exit N` in a test ends the test, not the script
+                f"$out = & powershell.exe -NoProfile -NonInteractive -Command {{ {body} }} "
+                "2>&1 | Out-String; $code = $LASTEXITCODE",
+                f"foreach ($text in ($out -split \"`r?`n\")) {{ if ($text) {{ "
+                f"Write-CibLine ({_ps_quote(name + ': ')} + $text) }} }}",
+                f"$verdict = if (($code -eq 0){check}) {{ 'passed' }} else {{ 'failed' }}",
+                f"Write-CibLine ({_ps_quote(f'{TEST_VERDICT}: {name} ')} + $verdict + "
+                "' (exit ' + $code + ')')",
+            ]
+        if power_off:
+            lines.append("Stop-Computer -Force")
+        script = "\n".join(lines) + "\n"
+        return f"<powershell>\n{script}</powershell>\n<persist>false</persist>\n" \
+            if power_off else script
+    lines = ["#!/bin/bash", "set -u"]
+    for test in tests:
+        name, match = test["name"], test.get("match")
+        check = f" && grep -Eq {_sh_quote(match)} <<< \"$out\"" if match else ""
+        lines += [
+            f"# test {name}",
+            f"out=$(bash -c {_sh_quote(chr(10).join(test['commands']))} 2>&1); code=$?",
+            f"while IFS= read -r line; do [ -n \"$line\" ] && printf '%s%s\\n' "
+            f"{_sh_quote(name + ': ')} \"$line\"; done <<< \"$out\"",
+            f"if [ $code -eq 0 ]{check}; then verdict=passed; else verdict=failed; fi",
+            f"echo {_sh_quote(f'{TEST_VERDICT}: {name} ')}\"$verdict (exit $code)\"",
+        ]
+    if power_off:
+        lines.append("poweroff")
+    script = "\n".join(lines) + "\n"
+    if not power_off:
+        return script
+    document = {"write_files": [{"path": "/var/lib/cib/tests.sh", "permissions": "0755",
+                                 "content": script}],
+                "runcmd": [["/var/lib/cib/tests.sh"]]}
+    return "#cloud-config\n" + yaml.safe_dump(document, sort_keys=False, width=1000)
