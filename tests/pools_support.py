@@ -4,11 +4,14 @@ command itself (test helper)."""
 
 from __future__ import annotations
 
+import shutil
 from datetime import UTC, datetime, timedelta
 from functools import cache
+from pathlib import Path
 
 import pytest
 import slugid
+import yaml
 
 import taskcluster
 from cib_decision import manifest, pools
@@ -47,6 +50,18 @@ def release_of(pool_id: str, build: int = 0, regions: set[str] | None = None
     return manifest.release_record(key.name, disk_digest=digests.disk, disk_sha256="cd" * 32,
                                    config_commit=COMMIT, created=WHEN,
                                    images=images(pool_id, regions, build))
+
+
+def untested_config(directory: Path) -> Path:
+    """A copy of the bundled fleet in `directory/config` whose environments name no smoke
+    tests, so no key has any (pools then deploy from builds' records too)."""
+    config = directory / "config"
+    shutil.copytree(CONFIG_DIR, config)
+    environments = yaml.safe_load((config / "environments.yaml").read_text())
+    for environment in environments.values():
+        environment.pop("image-tests", None)
+    (config / "environments.yaml").write_text(yaml.safe_dump(environments))
+    return config
 
 
 def request(pool_id: str, environment: str = "staging", pull_request: int | None = None,

@@ -73,14 +73,16 @@ class Pipeline:
         self.results: dict[str, subprocess.CompletedProcess] = {}
 
     def run(self, *args: str, env: dict[str, str] | None = None,
-            dependencies: tuple[str, ...] = ()) -> str:
-        """Run `cib args...` as a task (`payload.env` plus `env`) that must succeed; its id."""
+            dependencies: tuple[str, ...] = (), kind: str | None = None) -> str:
+        """Run `cib args...` as a task (`payload.env` plus `env`, `tags.kind` as taskgraph
+        tags it) that must succeed; its id."""
         task_id = slugid.nice()
         payload_env = {"CIB_HEAD_REV": COMMIT, "CIB_ENVIRONMENT": "staging", "CIB_LEVEL": "3",
                        **(env or {})}
         self.queue.createTask(task_id, new_task(
             taskQueueId="cib-3/images", scopes=[f"secrets:get:{CLOUDS_SECRET}"],
-            dependencies=list(dependencies), payload={"env": payload_env}))
+            dependencies=list(dependencies), payload={"env": payload_env},
+            tags={"kind": kind} if kind else None))
         credentials = self.dev.task_credentials(task_id)["credentials"]
         checkout = self.tmp_path / "tasks" / task_id / "src"
         shutil.copytree(self.config, checkout / "config")
@@ -194,9 +196,14 @@ def test_a_disk_image_is_built_from_the_mirror_imported_tagged_and_its_builder_p
         "stopped"
     assert "importing s3://example-cib-disk-images/" in pipeline.log(machine)
 
+    # test-image-ubuntu-2404-amazon-us-east-1: the environment's Linux smoke tests
+    test = smoke_test(pipeline, "ubuntu-2404", machine, image["image_id"])
+    assert [r["name"] for r in test["results"]] == ["cloud-init", "no-failed-units"]
+
     # tag-ubuntu-2404: reads the build's record and, through its CIB_DISK_IMAGE_TASK_ID, the
-    # disk image's; tags and releases
-    tag = pipeline.run("image", "tag", "--key", "ubuntu-2404", dependencies=(machine,))
+    # disk image's, and the test run's; tags and releases
+    tag = pipeline.run("image", "tag", "--key", "ubuntu-2404",
+                       dependencies=(machine, test["test_task_id"]))
     release = manifest.verify(manifest.parse_release(pipeline.artifact(tag, "release.json")))
     assert release.disk_sha256 == record["sha256"]
     assert [(i.target, i.id) for i in release.images] == [(f"amazon/{REGION}",
@@ -218,6 +225,24 @@ def test_a_disk_image_is_built_from_the_mirror_imported_tagged_and_its_builder_p
     assert live_builders(ec2) == []
     assert [k["KeyName"] for k in ec2.describe_key_pairs()["KeyPairs"]] == []
     assert ec2.describe_images(ImageIds=[image["image_id"]])["Images"]  # images stay
+
+
+def smoke_test(pipeline, key: str, machine: str, image_id: str) -> dict:
+    """Run the test-image task of `machine`'s image: an instance from the image whose user data
+    runs the tests and stops it, read from its console output, then removed. Its record."""
+    ec2 = pipeline.aws.client("ec2", REGION)
+    test = pipeline.run("image", "test", "--key", key, "--target", f"amazon/{REGION}",
+                        "--poll-interval", "1", env={"CIB_MACHINE_IMAGE_TASK_ID": machine},
+                        dependencies=(machine,), kind="test-image")
+    record = pipeline.artifact(test, "image-test.json")
+    assert record["passed"] and record["image_id"] == image_id
+    assert record["test_task_id"] == test
+    (tester,) = [i for r in ec2.describe_instances(Filters=[
+        {"Name": "tag:cib:build-task-id", "Values": [test]}])["Reservations"]
+        for i in r["Instances"]]
+    assert tester["ImageId"] == image_id and tester["State"]["Name"] == "terminated"
+    assert "smoke tests to stop" in pipeline.log(test)
+    return record
 
 
 def test_a_machine_image_from_the_newest_base_ami_is_built_cleaned_up_and_released(pipeline):
@@ -245,9 +270,17 @@ def test_a_machine_image_from_the_newest_base_ami_is_built_cleaned_up_and_releas
     assert instance["State"]["Name"] == "terminated"
     assert live_builders(ec2) == []
 
-    tag = pipeline.run("image", "tag", "--key", "win2022-64", dependencies=(machine,))
+    test = smoke_test(pipeline, "win2022-64", machine, record["image_id"])
+    assert [r["name"] for r in test["results"]] == ["powershell", "generalized"]
+    tag = pipeline.run("image", "tag", "--key", "win2022-64",
+                       dependencies=(machine, test["test_task_id"]))
     release = manifest.parse_release(pipeline.artifact(tag, "release.json"))
     assert release.disk_sha256 is None
+    assert release.images[0].tests["passed"] and release.images[0].tests["task_id"] == \
+        test["test_task_id"]
+    # the build was checked against the key's validation rule on its console output
+    assert record["validation"]["rules"] == [{"program": "cib", "match": "^prepare-task-volume "
+                                              "passed$", "lines": 3, "passed": True}]
     image = ec2.describe_images(ImageIds=[record["image_id"]])["Images"][0]
     assert tags(image)["cib:release-sha256"] == release.sha256
     for snapshot in (m["Ebs"]["SnapshotId"] for m in image["BlockDeviceMappings"]

@@ -74,11 +74,14 @@ class Tasks:
         self.tmp_path, self.dev, self.config = tmp_path, dev, config
         dev.set_secret(SECRET, secret)
 
-    def create(self, dependencies=(), env=None, state: str | None = None) -> str:
-        """A task that may read the clouds secret (resolved as `state` when given); its id."""
+    def create(self, dependencies=(), env=None, state: str | None = None,
+               kind: str | None = None) -> str:
+        """A task that may read the clouds secret (resolved as `state` when given), of `kind`
+        (its `tags.kind`, as taskgraph tags tasks); its id."""
         task_id = slugid.nice()
         taskcluster.Queue(self.dev.options()).createTask(task_id, new_task(
             taskQueueId="cib-3/images", dependencies=list(dependencies),
+            tags={"kind": kind} if kind else None,
             scopes=[f"secrets:get:{SECRET}"], payload={"env": {
                 "CIB_HEAD_REV": COMMIT, "CIB_ENVIRONMENT": "staging", "CIB_LEVEL": "3",
                 **(env or {})}}))
@@ -145,7 +148,7 @@ def check_machine_image(fake, tasks: Tasks, machine: str, done, disk: manifest.D
     return record
 
 
-def test_a_push_of_win10_64_runs_its_disk_machine_and_tag_tasks_as_processes(
+def test_a_push_of_win10_64_runs_its_disk_machine_test_and_tag_tasks_as_processes(
         tmp_path, dev_taskcluster, aws, azure):
     fake, config = azure.fake, tmp_path / "config"
     shutil.copytree(CONFIG_DIR, config)
@@ -172,11 +175,27 @@ def test_a_push_of_win10_64_runs_its_disk_machine_and_tag_tasks_as_processes(
     assert hashlib.sha256(vhd.content).hexdigest() == vhd.metadata["cibsha256"] == record.sha256
     image = check_machine_image(fake, tasks, machine, done, record)
 
-    # tag-win10-64: the release of the build, its seal a tag of the image
-    tag = tasks.create([machine])
+    # test-image-win10-64-azure-centralus: a VM booted from the new image runs the
+    # environment's smoke tests through its run command, and is removed
+    test = tasks.create([machine], {"CIB_MACHINE_IMAGE_TASK_ID": machine}, kind="test-image")
+    done = tasks.run(test, "image", "test", "--key", KEY, "--target", TARGET,
+                     "--poll-interval", "1")
+    tested = manifest.parse_image_test(tasks.artifact(test, "image-test.json"))
+    assert tested.passed and tested.image_id == image.image_id
+    assert [r["name"] for r in tested.results] == ["powershell", "generalized"]
+    vm = fake.calls_of("PUT Microsoft.Compute/virtualMachines")[-1].body
+    assert vm["properties"]["storageProfile"]["imageReference"] == {"id": image.image_id}
+    script = fake.calls_of("POST */runCommand")[-1].body["script"]
+    assert "# test generalized" in script and "Stop-Computer -Force" not in script
+    assert "test 'generalized' passed (exit 0" in done.stdout
+    assert builder_resources(fake) == []
+
+    # tag-win10-64: the release of the tested build, its seal a tag of the image
+    tag = tasks.create([machine, test])
     tasks.run(tag, "image", "tag", "--key", KEY)
     release = manifest.parse_release(tasks.artifact(tag, "release.json"))
     assert [(i.target, i.id) for i in release.images] == [(TARGET, image.image_id)]
+    assert release.images[0].tests == tested.summary()
     assert release.disk_sha256 == record.sha256
     assert fake.resource(image.image_id)["tags"]["cib:release-sha256"] == release.sha256
 

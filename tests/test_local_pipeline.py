@@ -61,6 +61,15 @@ def played(tmp_path_factory):
         results["failing-pr"] = pipeline.play("pull-request", failing, base=pipeline.head,
                                               pull_request=4, timeout=TIMEOUT)
         results["failing-push"] = pipeline.play("push", failing, timeout=TIMEOUT)
+        # the local AWS reports this smoke test failed (`devclouds.transcript`)
+        moto = pipeline.deployment.aws.response
+        moto.failing_tests = {FAILING_TEST}
+        try:
+            tested = pipeline.commit("Rebuild ubuntu; a smoke test of our own for win2022",
+                                     branch="smoke-tests", change=change_smoke_tests)
+            results["smoke-tests"] = pipeline.play("push", tested, timeout=TIMEOUT)
+        finally:
+            moto.failing_tests = set()
         yield pipeline, results
 
 
@@ -74,6 +83,27 @@ def break_a_key(repo) -> None:
 
 
 FAILING_KEY = "ubuntu-2404"
+
+
+FAILING_TEST = "no-failed-units"  # a smoke test of the environments' Linux images
+TESTED_KEY = "win2022-64"
+
+
+def change_smoke_tests(repo) -> None:
+    """A rebuild of ubuntu-2404's image (whose smoke test FAILING_TEST will fail), and a smoke
+    test of win2022-64's own (a test change: its images are tested again, not rebuilt)."""
+    assert change_a_deployment_id(repo) == FAILING_KEY
+    path = repo / "config" / f"{FAILING_KEY}.yaml"
+    path.write_text(path.read_text().replace("-next'", "-smoke'"))
+    path = repo / "config" / f"{TESTED_KEY}.yaml"
+    text = path.read_text()
+    assert "\nvalidation:\n    instance:\n" in text
+    path.write_text(text.replace("\nvalidation:\n    instance:\n", (
+        "\nvalidation:\n    image:\n        tests:\n"
+        "            - name: task-volume\n"
+        "              commands: [\"if (Test-Path 'Z:\\\\') { 'ready' }\"]\n"
+        "              match: ready\n"
+        "    instance:\n"), 1))
 
 
 def break_a_build(repo) -> None:
@@ -230,6 +260,45 @@ def test_a_failed_build_notifies_the_keys_owner_once_on_a_push_and_nobody_on_a_p
     assert [(groups.get(n["taskId"]), n["kind"], n["target"], n["state"]) for n in sent
             if n["taskId"] in groups] == [
         ("push", "email", "relops-linux@example.com", "failed")]
+
+
+def test_a_failed_smoke_test_stops_its_keys_release_and_pool_while_other_keys_go_on(played):
+    pipeline, results = played
+    result = results["smoke-tests"]
+    tasks = result.by_label()
+    failed = {t.label: t.state for t in result.tasks if not t.ok}
+    tested = f"test-image-{FAILING_KEY}-amazon-us-east-1"
+    pool = f"worker-pool-gecko-t-{FAILING_KEY}-aws"
+    assert failed == {tested: "failed", f"tag-{FAILING_KEY}": "failed", pool: "failed",
+                      f"verify-gecko-t-{FAILING_KEY}-aws": "unscheduled"}, summary(result)
+    assert tasks[f"machine-image-{FAILING_KEY}-amazon-us-east-1"].ok
+
+    def log(label: str) -> str:
+        return pipeline.artifact(tasks[label].task_id, "public/logs/live_backing.log").decode()
+
+    record = json.loads(pipeline.artifact(tasks[tested].task_id, "public/image-test.json"))
+    assert not record["passed"]
+    assert [(r["name"], r["passed"]) for r in record["results"]] == [
+        ("cloud-init", True), (FAILING_TEST, False)]
+    assert f"smoke tests of {FAILING_KEY}-" in log(tested)
+    assert f"not releasing {FAILING_KEY}: amazon/us-east-1" in log(f"tag-{FAILING_KEY}")
+    assert f"smoke tests {FAILING_TEST} failed" in log(f"tag-{FAILING_KEY}")
+    assert f"{FAILING_KEY} has smoke tests and none of its images given here passed them" \
+        in log(pool)
+    # the pool still runs the image it ran
+    served = pipeline.tc.worker_pools()[f"gecko-t/{FAILING_KEY}-aws"]
+    image_id = served["config"]["launchConfigs"][0]["launchConfig"]["ImageId"]
+    (image,) = pipeline.deployment.aws.client("ec2", "us-east-1").describe_images(
+        ImageIds=[image_id])["Images"]
+    assert image["State"] == "available" and record["image_id"] != image_id
+    # win2022-64's own new test ran on its images as they are, and they are released again
+    assert not [label for label in tasks if label.startswith(f"machine-image-{TESTED_KEY}")]
+    runs = [label for label in tasks if label.startswith(f"test-image-{TESTED_KEY}")]
+    assert len(runs) == 2 and all(tasks[label].ok for label in runs)
+    release = json.loads(pipeline.artifact(tasks[f"tag-{TESTED_KEY}"].task_id,
+                                           "public/release.json"))
+    assert all([r["name"] for r in i["tests"]["results"]] == ["task-volume"]
+               for i in release["images"])
 
 
 @pytest.mark.parametrize("args, message", [

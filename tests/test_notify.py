@@ -22,7 +22,7 @@ from .conftest import CONFIG_DIR, ROOT
 from .graphs import generator, pr
 
 OWNER = "relops-windows@example.com"
-KEY_KINDS = ("disk-image", "machine-image", "tag", "worker-pool", "verify")
+KEY_KINDS = ("disk-image", "machine-image", "test-image", "tag", "worker-pool", "verify")
 ROLES = yaml.safe_load((ROOT / "taskcluster" / "roles.yml").read_text())
 
 

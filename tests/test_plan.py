@@ -126,7 +126,8 @@ def test_a_plan_from_cached_config_is_the_plan_from_parsed_config(repo, tmp_path
         assert table.returncode == 0, table.stderr
         tasks = json.dumps(plan_json(repo, "--head", "HEAD", "--no-base")["tasks"])
         varying = (r"cib-plan-[^/]+|pushdate[.0-9]+|\"rank\": [0-9]+|"
-                   r"\"dependencies\": \[[^]]*\]|\"CIB_DISK_IMAGE_TASK_ID\": \"[^\"]+\"|"
+                   r"\"dependencies\": \[[^]]*\]|\"CIB_(?:DISK|MACHINE)_IMAGE_TASK_ID\": "
+                   r"\"[^\"]+\"|"
                    r"\"taskId\": \"[^\"]+\"|task-env-[A-Za-z0-9_-]{22}")
         return table.stdout, re.sub(varying, "X", tasks)
 

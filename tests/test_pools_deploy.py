@@ -12,12 +12,23 @@ from taskcluster.exceptions import TaskclusterRestFailure
 import taskcluster
 from cib_decision import manifest, pools
 from cib_decision.errors import TransientError
+from cib_decision.manifest import ReleaseImage
 from cib_decision.naming import pr_pool_id
 from cib_decision.pools import PoolError
 
 from . import tcschemas
 from .conftest import CONFIG_DIR
-from .pools_support import BUILD_TASK, COMMIT, cib, fleet, images, release_of, request, task
+from .pools_support import (
+    BUILD_TASK,
+    COMMIT,
+    cib,
+    fleet,
+    images,
+    release_of,
+    request,
+    task,
+    untested_config,
+)
 from .pools_support import in_task as in_task  # a fixture, used by name
 
 AZURE = "gecko-t/win10-64-azure"
@@ -290,7 +301,9 @@ def test_sweep_deletes_expired_per_pr_pools_and_nothing_else(dev_taskcluster):
 # --- the commands, as the tasks run them --------------------------------------------------------
 
 
-def test_apply_in_a_task_reads_its_dependencies_records(dev_taskcluster, in_task, capsys):
+def built_in_westus2(dev_taskcluster) -> tuple[str, str, ReleaseImage]:
+    """A tag task whose release has the pool's images in centralus and eastus2, and a build
+    task that left a machine-image record of a newer westus2 image: (tag, build, image)."""
     tag = task(dev_taskcluster)
     dev_taskcluster.resolve_task(tag, artifacts={
         manifest.RELEASE_ARTIFACT: release_of(AZURE, regions={"centralus", "eastus2"})
@@ -302,12 +315,18 @@ def test_apply_in_a_task_reads_its_dependencies_records(dev_taskcluster, in_task
         built.machine_digest, "ab" * 32, COMMIT, BUILD_TASK, "2026-11-21T12:00:00Z")
     dev_taskcluster.resolve_task(machine, artifacts={
         manifest.MACHINE_IMAGE_ARTIFACT: record.to_json()})
+    return tag, machine, built
+
+
+def test_apply_in_a_task_reads_its_dependencies_records(dev_taskcluster, in_task, capsys,
+                                                        tmp_path):
+    tag, machine, built = built_in_westus2(dev_taskcluster)
     failed = task(dev_taskcluster)
     dev_taskcluster.resolve_task(failed, state="failed")
     created = datetime.now(UTC).replace(microsecond=0)
     own = task(dev_taskcluster, [tag, machine, failed], created=created)
     in_task.setenv("TASK_ID", own)
-    args = ("pool", "apply", "--config-dir", str(CONFIG_DIR), "--pool", AZURE,
+    args = ("pool", "apply", "--config-dir", str(untested_config(tmp_path)), "--pool", AZURE,
             "--pull-request", "4", "--ttl", "3 days")
     code, _, err = cib(capsys, *args)
     assert code == 0, err
@@ -320,6 +339,36 @@ def test_apply_in_a_task_reads_its_dependencies_records(dev_taskcluster, in_task
     assert f"task {failed} left no image record" in err
     code, _, err = cib(capsys, *args)  # the task run again: same expiry, nothing written
     assert code == 0 and "unchanged" in err
+
+
+def test_a_key_with_smoke_tests_deploys_its_release_not_a_builds_record(dev_taskcluster,
+                                                                        in_task, capsys):
+    tag, machine, built = built_in_westus2(dev_taskcluster)
+    in_task.setenv("TASK_ID", task(dev_taskcluster, [tag, machine]))
+    code, _, err = cib(capsys, "pool", "apply", "--config-dir", str(CONFIG_DIR), "--pool",
+                       AZURE, "--pull-request", "5", "--ttl", "1 day")
+    assert code == 0, err
+    assert f"not deploying {built.id} (azure/westus2): a build's record; a tested key's " \
+           "images are deployed from their release only" in err
+    pool = dev_taskcluster.worker_pools()[pr_pool_id(AZURE, 5)]
+    running = {pools.image_of("azure", lc).region for lc in pool["config"]["launchConfigs"]}
+    assert running == {"centralus", "eastus2"}
+
+
+def test_a_release_whose_smoke_tests_failed_deploys_nothing(dev_taskcluster, in_task, capsys):
+    data = release_of(AZURE).to_json()
+    data["images"][0]["tests"]["passed"] = False
+    data["images"][0]["tests"]["results"][0]["passed"] = False
+    data["sha256"] = manifest.release_sha256(data)
+    tag = task(dev_taskcluster)
+    dev_taskcluster.resolve_task(tag, artifacts={manifest.RELEASE_ARTIFACT: data})
+    in_task.setenv("TASK_ID", task(dev_taskcluster, [tag]))
+    code, _, err = cib(capsys, "pool", "apply", "--config-dir", str(CONFIG_DIR), "--pool",
+                       AZURE)
+    assert code == 3
+    assert "smoke tests powershell failed on /subscriptions/" in err
+    assert "win10-64 has smoke tests and none of its images given here passed them" in err
+    assert AZURE not in dev_taskcluster.worker_pools()
 
 
 def test_apply_refuses_a_dependency_release_that_fails_verification(dev_taskcluster, in_task,

@@ -29,11 +29,15 @@ pytestmark = pytest.mark.usefixtures("graph_env")
 def test_full_graph_has_every_kind_and_one_machine_image_per_key_and_target():
     full = generator().full_task_graph.tasks
     kinds = {task.kind for task in full.values()}
-    assert kinds == {"task-env", "lint", "purge", "disk-image", "machine-image", "tag",
-                     "worker-pool", "verify"}
+    assert kinds == {"task-env", "lint", "purge", "disk-image", "machine-image", "test-image",
+                     "tag", "worker-pool", "verify"}
     # but none on Google, whose machine images are not built yet (test_unbuilt_clouds.py)
     machine = [t for t in full.values() if t.kind == "machine-image"]
     assert len(machine) == sum(len(k.targets) for k in FLEET.keys.values()) - 1
+    # every key of the bundled fleet has smoke tests (its environments'): one run per image
+    tested = sorted(t.label.removeprefix("test-image-") for t in full.values()
+                    if t.kind == "test-image")
+    assert tested == sorted(t.label.removeprefix("machine-image-") for t in machine)
     assert len([t for t in full.values() if t.kind == "worker-pool"]) == len(FLEET.pools) - 1
 
 
@@ -53,7 +57,8 @@ def test_every_task_definition_validates_against_the_genuine_create_task_schema(
     tgg = generator("commit\n\npurge-taskcluster-resources")
     graph, label_to_taskid = tgg.morphed_task_graph, tgg.label_to_taskid
     now = current_json_time(datetime_format=True)
-    assert len(graph.tasks) == 44  # 43 (none for the Google target or pool) and the task env
+    # 43 (none for the Google target or pool), the task env and 12 image tests
+    assert len(graph.tasks) == 56
     for task_id, task in graph.tasks.items():
         definition = resolve_timestamps(now, resolve_task_references(
             task.label, task.task, task_id, DECISION_TASK_ID, label_to_taskid))
@@ -239,8 +244,11 @@ def test_an_image_built_before_is_not_rebuilt(index):
         index.indexed[digest_route("machine-image", name, digest)] = "M" * 22
     tgg = generator()
     optimized = {task.label for task in tgg.optimized_task_graph.tasks.values()}
-    assert not any("win10-64-azure" in label for label in optimized if "image" in label)
+    assert not any("win10-64-azure" in label for label in optimized
+                   if label.startswith(("disk-image", "machine-image")))
     assert "disk-image-win10-64" not in optimized
+    # no test run of these images is indexed: the existing images are tested, not rebuilt
+    assert "test-image-win10-64-azure-centralus" in optimized
     assert tgg.label_to_taskid["disk-image-win10-64"] == "D" * 22
     assert "machine-image-win11-64-azure-eastus" in optimized  # never built: builds
 
@@ -281,7 +289,7 @@ def test_a_pull_request_builds_only_the_keys_it_changes_under_pr_names():
     tgg = pr(changed=["win10-64"])
     labels = set(tgg.target_task_graph.tasks)
     assert {label.split("-")[0] for label in labels} <= {"task", "lint", "disk", "machine",
-                                                         "tag", "worker", "verify"}
+                                                         "test", "tag", "worker", "verify"}
     assert of_kind(labels, "worker-pool") == {"worker-pool-gecko-t-win10-64-azure"}
     assert not of_kind(labels, "purge")
     tasks = tgg.full_task_graph.tasks

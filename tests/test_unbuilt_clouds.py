@@ -65,11 +65,12 @@ def test_the_graph_has_no_task_for_the_google_target_or_the_pool_it_serves():
 def test_the_tag_waits_only_for_the_amazon_machine_image(index):
     tgg = generator()
     assert tgg.full_task_graph.tasks["tag-ubuntu-2404"].soft_dependencies == [
-        "machine-image-ubuntu-2404-amazon-us-east-1"]
+        "machine-image-ubuntu-2404-amazon-us-east-1", "test-image-ubuntu-2404-amazon-us-east-1"]
     label_of = {task_id: label for label, task_id in tgg.label_to_taskid.items()}
     tag = tgg.optimized_task_graph.tasks[tgg.label_to_taskid["tag-ubuntu-2404"]]
     assert {label_of[t] for t in tag.dependencies.values()} == {
-        "machine-image-ubuntu-2404-amazon-us-east-1", "task-env-cib"}
+        "machine-image-ubuntu-2404-amazon-us-east-1", "test-image-ubuntu-2404-amazon-us-east-1",
+        "task-env-cib"}
 
 
 def test_selection_lists_the_google_target_and_pool_with_the_reason():

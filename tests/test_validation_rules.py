@@ -95,18 +95,18 @@ def test_the_real_bootstrap_writes_the_lines_rules_name(tmp_path):
 
 
 def test_a_rule_that_is_not_a_regular_expression_is_a_config_error_at_its_line(fleet_dir):
-    path = fleet_dir / "win2022-64.yaml"
+    path = fleet_dir / "win10-64.yaml"
     path.write_text(path.read_text() + "validation:\n  instance:\n    log:\n"
                     "      - program: cib\n        match: 'all ( passed'\n")
     with pytest.raises(ConfigError) as raised:
         load_fleet(DirectorySource(str(fleet_dir)))
     line = len(path.read_text().splitlines())
-    assert f"win2022-64.yaml:{line}: validation.instance.log[0].match 'all ( passed' is not " \
+    assert f"win10-64.yaml:{line}: validation.instance.log[0].match 'all ( passed' is not " \
            "a regular expression: missing ), unterminated subpattern" in str(raised.value)
 
 
 def test_a_rule_without_a_pattern_is_refused(fleet_dir):
-    path = fleet_dir / "win2022-64.yaml"
+    path = fleet_dir / "win10-64.yaml"
     path.write_text(path.read_text() + "validation:\n  instance:\n    log:\n"
                     "      - program: cib\n")
     with pytest.raises(ConfigError, match="match"):

@@ -38,6 +38,7 @@ DIRECTIVE_NAMES = 30
 KIND_NAMES = {
     "disk-image": ("disk image", "disk images"),
     "machine-image": ("machine image", "machine images"),
+    "test-image": ("image test", "image tests"),
     "tag": ("tag", "tags"),
     "worker-pool": ("pool", "pools"),
     "verify": ("pool verification", "pool verifications"),
@@ -46,9 +47,10 @@ KIND_NAMES = {
     "task-env": ("task environment", "task environments"),
     "pr-teardown": ("pull request teardown", "pull request teardowns"),
 }
-KEY_KINDS = ("disk-image", "machine-image", "tag", "worker-pool", "verify")
+KEY_KINDS = ("disk-image", "machine-image", "test-image", "tag", "worker-pool", "verify")
 # reasons every task of its kind has: left out of a key's "why" when it has a real one
-GENERIC_REASONS = ("tag the new images", "deploy the new images", "claim a task on ")
+GENERIC_REASONS = ("tag the new images", "deploy the new images", "claim a task on ",
+                   "smoke-test the new image")
 NO_ROWS = "no image key has tasks to run"
 
 

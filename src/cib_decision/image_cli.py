@@ -1,4 +1,4 @@
-"""`cib image disk|machine|tag` (what the image tasks run) and `cib release verify`.
+"""`cib image disk|machine|test|tag` (what the image tasks run) and `cib release verify`.
 
 Exit statuses: 0 done; 2 bad input (config, arguments, a record that fails verification);
 3 the build failed in the cloud (e.g. the bootstrap never stopped the builder); 75 a transient
@@ -34,11 +34,36 @@ def cmd_release_verify(args: argparse.Namespace) -> int:
 
         signer = verify_release(record, read_public_key(args.public_key), str(args.file))
         signed = f", signed by {signer}"
+    tested = _release_tests(record, args)
     platforms = sorted({i.platform for i in record.images})
     print(f"{args.file}: OK: release of {record.key} at {record.config_commit[:12]}, "
           f"{len(record.images)} image{'s' if len(record.images) != 1 else ''} "
-          f"({', '.join(platforms)}), sha256 {record.sha256}{signed}")
+          f"({', '.join(platforms)}), {tested}, sha256 {record.sha256}{signed}")
     return 0
+
+
+def _release_tests(record: manifest.Release, args: argparse.Namespace) -> str:
+    """What the release says of its smoke tests; CibError when one failed, or when
+    `--config-dir` gives the key tests in the environment and an image has none."""
+    asked = False
+    if args.config_dir is not None:
+        from .config import DirectorySource, load_fleet
+        from .signing import environment_named
+
+        fleet = load_fleet(DirectorySource(str(args.config_dir)))
+        key = fleet.keys.get(record.key)
+        if key is None:
+            raise CibError(f"{args.file}: the config has no key {record.key}")
+        environment = environment_named(fleet, args.environment or "")
+        asked = bool(key.image_tests(environment))
+    refused = manifest.test_problems(record, required=asked)
+    if refused:
+        raise CibError(f"{args.file}: release of {record.key} refused: " + "; ".join(refused))
+    ran = [i for i in record.images if i.tests is not None]
+    if not ran:
+        return "no smoke tests" + (" (the config asks for none)" if args.config_dir else "")
+    return (f"smoke tests passed on {len(ran)} of {len(record.images)} image"
+            f"{'s' if len(record.images) != 1 else ''}")
 
 
 def _context(args: argparse.Namespace) -> BuildContext:
@@ -121,6 +146,43 @@ def cmd_image_machine(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_image_test(args: argparse.Namespace) -> int:
+    """Run the key's smoke tests on the image one build made; write public/image-test.json."""
+    import boto3
+
+    import taskcluster
+
+    from .clouds.aws import EC2
+    from .images import image_test
+    from .tc import client_options
+
+    ctx = load_context(args.key, args.config_dir, artifacts=args.artifacts,
+                       keep_resources=args.keep_resources)
+    target = ctx.target(args.target)
+    try:
+        record = (manifest.parse_machine_image(read_json_file(args.machine_image),
+                                               str(args.machine_image))
+                  if args.machine_image else
+                  image_test.machine_record(taskcluster.Queue(client_options())))
+    except image_test.NothingToTest as nothing:
+        Path(args.artifacts).mkdir(parents=True, exist_ok=True)  # the task's artifact dir
+        ctx.progress.say(f"done: {nothing}")
+        return 0
+    if target.platform == "amazon":
+        session = boto3.session.Session()
+        runner = image_test.aws_runner(lambda region: EC2(region, session))
+    elif target.platform == "azure":
+        from .clouds.azure import Azure
+
+        runner = image_test.azure_runner(Azure.from_environment())
+    else:
+        raise CibError(f"{target.id}: smoke tests run on AWS and Azure images")
+    tested = image_test.test_image(ctx, target, record, runner, image_test.TestTimeouts(
+        tests=args.timeout, interval=args.poll_interval))
+    ctx.progress.say(f"done: {len(tested.results)} smoke tests of {record.image_id} passed")
+    return 0
+
+
 def cmd_image_tag(args: argparse.Namespace) -> int:
     """Tag the key's machine images of this graph and write public/release.json."""
     import boto3
@@ -173,12 +235,22 @@ EXIT_STATUSES = """exit statuses:
 """
 
 
+TEST_EXIT_STATUSES = """exit statuses:
+  0   every smoke test passed (public/image-test.json written); or the build failed, so there
+      is no image to test
+  2   bad input: unknown key or target, no tests for the key, a record of another image
+  3   a smoke test failed, or the test instance failed in the cloud; resources cleaned up
+  75  transient cloud error (quota, capacity, throttling): the task is retried
+"""
+
+
 TAG_EXIT_STATUSES = """exit statuses:
   0   released: every AWS and Azure image tagged (Google ones named), public/release.json written;
       or every build failed, so nothing is released (those builds report the failure)
   2   no dependency left a machine-image record of the key, or a record is malformed; the
       environment signs releases and its signing secret or public key cannot be used
-  3   an image a record names is not in its region
+  3   an image a record names is not in its region; or a key with smoke tests has an image
+      whose tests failed or did not run: nothing of the key is released
   75  transient cloud error (throttling, a service error): running the task again may succeed
 """
 
@@ -232,6 +304,23 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                          help="how often waits ask the cloud (default: 15)")
     machine.set_defaults(func=cmd_image_machine)
 
+    test = image_commands.add_parser(
+        "test", help="smoke-test one target's new machine image; write public/image-test.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=_doc("images.image_test"), epilog=TEST_EXIT_STATUSES)
+    _common(test)
+    test.add_argument("--target", required=True, help="target id, e.g. amazon/us-east-1")
+    test.add_argument("--machine-image", type=Path, metavar="FILE",
+                      help="the machine-image record of the image (default: the artifact of "
+                           "task $CIB_MACHINE_IMAGE_TASK_ID)")
+    test.add_argument("--keep-resources", action="store_true",
+                      help="leave the test instance and its resources (disable-cleanup)")
+    test.add_argument("--timeout", type=float, default=3600, metavar="SECONDS",
+                      help="how long the tests may take (default: 3600)")
+    test.add_argument("--poll-interval", type=float, default=15.0, metavar="SECONDS",
+                      help="how often waits ask the cloud (default: 15)")
+    test.set_defaults(func=cmd_image_test)
+
     tag = image_commands.add_parser(
         "tag", help="tag a key's new machine images and write public/release.json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -251,12 +340,21 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "verify", help="check a release record (public/release.json): fields, sha256 seal "
                        "and (with --public-key) signature",
         description="Parses the record strictly and recomputes the SHA-256 of its canonical "
-                    "body. Exit 0 when it holds, 2 (with what is wrong) when it does not; pool "
-                    "deploys refuse such a record.")
+                    "body, and refuses a release whose smoke tests failed (or, with "
+                    "--config-dir, did not run where the config asks for them). Exit 0 when "
+                    "it holds, 2 (with what is wrong) when it does not; pool deploys refuse "
+                    "such a record.")
     verify.add_argument("file", type=Path, metavar="FILE")
     verify.add_argument("--public-key", type=Path, metavar="FILE",
                         help="also require a valid signature by a key of this armored OpenPGP "
                              "public key file (docs/signing.md)")
+    verify.add_argument("--config-dir", type=Path, metavar="DIR",
+                        help="also require smoke tests that passed on every image when this "
+                             "config gives the key tests (validation.image.tests or the "
+                             "environment's image-tests); a failed test is refused anyway")
+    verify.add_argument("--environment", default=os.environ.get("CIB_ENVIRONMENT", ""),
+                        help="the environment whose tests apply (default: $CIB_ENVIRONMENT, "
+                             "else the config's first)")
     verify.set_defaults(func=cmd_release_verify)
 
 

@@ -215,7 +215,23 @@ def release_record(key: str, *, disk_digest: str, disk_sha256: str | None, confi
     return parse_release({**body, "sha256": release_sha256(body)}, f"release record of {key}")
 
 
-def dumps(record: MachineImageRecord | Release) -> str:
+def test_problems(release: Release, *, required: bool = True) -> list[str]:
+    """Why a release may not be deployed for its smoke tests: each image whose tests failed,
+    and with `required` (the key has tests) each image on which none ran. None: it may."""
+    problems = []
+    for image in release.images:
+        if image.tests is None:
+            if not required:
+                continue
+            problems.append(f"{image.target}: no smoke tests ran on {image.id}")
+        elif not image.tests["passed"]:
+            failed = [r["name"] for r in image.tests["results"] if not r["passed"]]
+            problems.append(f"{image.target}: smoke tests {', '.join(failed)} failed on "
+                            f"{image.id} (task {image.tests['task_id']})")
+    return problems
+
+
+def dumps(record: MachineImageRecord | Release | ImageTestRecord) -> str:
     """The artifact's content: indented JSON with sorted keys and a final newline."""
     return json.dumps(record.to_json(), indent=2, sort_keys=True) + "\n"
 

@@ -190,8 +190,9 @@ def _parameters(request: PlanRequest, fleet: Fleet, base: Fleet | None, report: 
         "cib_pull_request": number,
         "cib_pull_request_action": request.pull_request_action if pull_request else "",
         "cib_changed_keys": report.changed_keys() if pull_request else None,
-        "cib_built_tasks": built_tasks(base, fleet_digests(base), {"cib_pull_request": number})
-        if base else [],
+        # what the base's graph for the same event and environment would have built
+        "cib_built_tasks": built_tasks(base, fleet_digests(base), {
+            "cib_pull_request": number, "cib_environment": environment}) if base else [],
         "cib_trusted_environments": trusted_environments(base) if pull_request else None,
     }
 
@@ -237,7 +238,7 @@ def plan_of_graph(tgg: Any, directives: Directives, report: ChangeReport,
     revision), and the target tasks optimization replaced, as `reused_because`."""
     optimized = tgg.optimized_task_graph
     label_of = {task_id: label for label, task_id in tgg.label_to_taskid.items()}
-    reasons = _Reasons(report, directives)
+    reasons = _Reasons(report, directives, set(optimized.tasks))
     plan = Plan(directives, dict(tgg.parameters))
     for task in sorted(optimized.tasks.values(), key=lambda t: t.label):
         th = task.task.get("extra", {}).get("treeherder", {})
@@ -268,8 +269,9 @@ def _skipped(fleet: Fleet, directives: Directives, parameters: dict[str, Any]) -
 class _Reasons:
     """One line per task saying why it runs."""
 
-    def __init__(self, report: ChangeReport, directives: Directives):
-        self.directives = directives
+    def __init__(self, report: ChangeReport, directives: Directives,
+                 running: set[str] = frozenset()):
+        self.directives, self.running = directives, running  # running: the graph's task ids
         self.keys = {k.key: k for k in report.keys}
 
     def why(self, task) -> str:
@@ -293,6 +295,11 @@ class _Reasons:
             target = next((t for t in key.targets if t.target == attrs.get("cib-target")), None)
             because = target.machine_image.because if target else []
             return "; ".join(because) or "disk image rebuilt or not built before"
+        if kind == "test-image" and key:
+            if task.dependencies.get("machine-image") in self.running:
+                return "smoke-test the new image"
+            # tests are not an image input: changed tests run again on the image there is
+            return "smoke tests changed or never ran on this image (the image is reused)"
         if kind == "tag":
             return "tag the new images"
         if kind == "worker-pool" and key:

@@ -139,6 +139,10 @@ def cmd_apply(args: argparse.Namespace) -> int:
     request = _request(fleet, args.pool, args, anchor)
     # An environment that signs its releases deploys no release whose signature fails.
     check_releases(records, request.environment, args.config_dir, request.key.name, _log)
+    # A key with smoke tests deploys only released images that passed them.
+    tested = bool(request.key.image_tests(request.environment))
+    if tested:
+        records = pools.tested_records(records, request.key.name, _log)
     images = pools.collect_images(records, request.key.name, _log)
     if not images and not args.release:
         # `pool-deploy`, or a pull request that changes only a pool (its images are not
@@ -147,7 +151,10 @@ def cmd_apply(args: argparse.Namespace) -> int:
         sources = _current_release(options, request)
         check_releases([r for _, r in sources], request.environment, args.config_dir,
                        request.key.name, _log)
-        images = pools.collect_images([r for _, r in sources], request.key.name, _log)
+        current = [r for _, r in sources]
+        if tested:
+            current = pools.tested_records(current, request.key.name, _log)
+        images = pools.collect_images(current, request.key.name, _log)
     if not images:
         _log(f"{request.pool_id}: no new images given: every location keeps the image it runs")
     wm = taskcluster.WorkerManager(options)

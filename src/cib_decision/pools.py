@@ -51,6 +51,7 @@ from .manifest import (
     parse_machine_image,
     parse_release,
     parse_time,
+    test_problems,
     verify,
 )
 from .naming import PR_POOL_DOMAIN, pr_pool_id
@@ -528,6 +529,41 @@ def collect_images(records: Iterable[Record], key: str, log: Log) -> list[Releas
             if image.target not in ranked or ranked[image.target][0] < rank:
                 ranked[image.target] = (rank, image)
     return [image for _, image in sorted(ranked.values(), key=lambda r: r[1].target)]
+
+
+class UntestedImages(CibError):
+    """A key with smoke tests whose records hold no release that passed them: nothing is
+    deployed (exit 3), the pool keeps its images."""
+
+    exit_code = 3
+
+
+def tested_records(records: Iterable[Record], key: str, log: Log) -> list[Record]:
+    """For a key with smoke tests: the records a pool may deploy, which are its releases
+    whose every image passed them. Machine-image records (no test ran on them as far as they
+    say) and releases with failed or missing tests are named and left out; records of other
+    keys pass untouched. UntestedImages when `records` had images of `key` and none may be
+    deployed."""
+    kept, refused = [], []
+    for record in records:
+        if record.key != key:
+            kept.append(record)
+        elif isinstance(record, Release):
+            problems = test_problems(record)
+            if problems:
+                refused.append(f"release {record.sha256[:12]}: {'; '.join(problems)}")
+            else:
+                kept.append(record)
+        else:
+            refused.append(f"{record.image_id} ({record.target}): a build's record; a tested "
+                           "key's images are deployed from their release only")
+    for reason in refused:
+        log(f"not deploying {reason}")
+    if refused and not any(r.key == key for r in kept):
+        raise UntestedImages(f"{key} has smoke tests and none of its images given here "
+                             f"passed them ({len(refused)} refused, named above): nothing is "
+                             "deployed, the pool keeps its images")
+    return kept
 
 
 def read_artifact(queue: Any, task_id: str, name: str) -> Any | None:

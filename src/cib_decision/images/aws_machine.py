@@ -212,8 +212,10 @@ def imported_image(ctx: BuildContext, build: AwsBuild) -> str:
     return copy
 
 
-def launch(ctx: BuildContext, build: AwsBuild, ledger: Ledger, base: str, name: str) -> str:
-    """Create the key pair and security group and launch the builder; the instance id."""
+def launch(ctx: BuildContext, build: AwsBuild, ledger: Ledger, base: str, name: str,
+           script: str | None = None) -> str:
+    """Create the key pair and security group and launch the builder (with `script` as its
+    user data instead of the target's bootstrap: an image's smoke tests); the instance id."""
     ec2, target = build.ec2, build.target
     tags = builder_tags(ctx, target, name)
     unique = _safe(f"cib-{name}-{ctx.task_id}")
@@ -226,7 +228,7 @@ def launch(ctx: BuildContext, build: AwsBuild, ledger: Ledger, base: str, name: 
     arguments: dict[str, Any] = {
         "ImageId": base, "InstanceType": instance_type, "KeyName": ledger.key_pair,
         "SecurityGroupIds": [ledger.security_group],
-        "UserData": user_data(ctx.key.image, target.raw),
+        "UserData": script if script is not None else user_data(ctx.key.image, target.raw),
         "InstanceInitiatedShutdownBehavior": "stop",
         "MetadataOptions": {"HttpTokens": "required", "InstanceMetadataTags": "enabled"},
         "TagSpecifications": [{"ResourceType": kind,
@@ -239,8 +241,9 @@ def launch(ctx: BuildContext, build: AwsBuild, ledger: Ledger, base: str, name: 
     ledger.instance = ec2.run_instance(**arguments)
     ledger.volumes = ec2.instance_volumes(ledger.instance)
     kind = "PowerShell" if is_windows(ctx.key.image) else "cloud-init"
-    ctx.progress.say(f"launched builder {ledger.instance} ({instance_type}) from {base} with "
-                     f"the {kind} bootstrap of {target.id}")
+    what = "smoke tests" if script is not None else f"bootstrap of {target.id}"
+    ctx.progress.say(f"launched {'tester' if script is not None else 'builder'} "
+                     f"{ledger.instance} ({instance_type}) from {base} with the {kind} {what}")
     return ledger.instance
 
 

@@ -249,7 +249,7 @@ class AzureBuild:
         return normalise_region(self.target.region)
 
 
-def _await(ctx: BuildContext, what: str, operation: Operation, timeout: float,
+def finish(ctx: BuildContext, what: str, operation: Operation, timeout: float,
            build: AzureBuild) -> dict[str, Any]:
     """Step an ARM operation from a bounded wait (one line per state change); its result, or
     ARM's error as cib's."""
@@ -309,7 +309,7 @@ def disk_image(ctx: BuildContext, build: AzureBuild) -> str:
                                       "blobUri": vhd,
                                       "storageAccountType": "Premium_LRS"}}}}
     ctx.progress.say(f"making image {record.name} of {vhd}")
-    image = _await(ctx, f"image {record.name} to be created",
+    image = finish(ctx, f"image {record.name} to be created",
                    build.azure.begin_create("image", build.group, record.name, body=body),
                    build.timeouts.image, build)
     return image["id"]
@@ -387,7 +387,7 @@ def launch(ctx: BuildContext, build: AzureBuild, ledger: Ledger, base: dict[str,
                                                  storage.get("dataDisks") or ())]
     operation = azure.begin_create("virtual-machine", group, names["vm"], body=body)
     ctx.progress.say(f"creating builder VM {names['vm']} ({vm_size(target)}) in {group}")
-    _await(ctx, f"builder VM {names['vm']} to be created", operation,
+    finish(ctx, f"builder VM {names['vm']} to be created", operation,
            build.timeouts.operation, build)
     for disk in ledger.disks:  # Azure does not pass a VM's tags on to its disks
         azure.set_tags("disk", group, disk, tags=tags)
@@ -434,7 +434,7 @@ def bootstrap(ctx: BuildContext, build: AzureBuild, vm: str) -> CollectedLog:
     source = f"the run command's output on {vm}"
     if not ended:  # the VM stopped first: the run command reports once it sees that
         try:
-            _await(ctx, f"the run command on {vm} to report", operation,
+            finish(ctx, f"the run command on {vm} to report", operation,
                    build.timeouts.operation, build)
             output = run_command_output(operation.result())[0]
         except CibError as exc:
@@ -448,7 +448,7 @@ def capture(ctx: BuildContext, build: AzureBuild, vm: str, name: str
     """Deallocate, generalize and capture the builder; the image's id and its copies
     (`{region: id}` of a gallery version's other regions)."""
     azure, group, target = build.azure, build.group, build.target
-    _await(ctx, f"builder {vm} to deallocate", azure.begin_vm_action("deallocate", group, vm),
+    finish(ctx, f"builder {vm} to deallocate", azure.begin_vm_action("deallocate", group, vm),
            build.timeouts.operation, build)
     azure.generalize(group, vm)
     ctx.progress.say(f"generalized builder {vm}")
@@ -460,7 +460,7 @@ def capture(ctx: BuildContext, build: AzureBuild, vm: str, name: str
             "location": build.location, "tags": tags, "properties": {
                 "sourceVirtualMachine": {"id": vm_id}, "hyperVGeneration": hyperv(target)}})
         ctx.progress.say(f"capturing builder {vm} as image {name} in {group}")
-        image = _await(ctx, f"image {name} to be created", operation, build.timeouts.image,
+        image = finish(ctx, f"image {name} to be created", operation, build.timeouts.image,
                        build)
         return image["id"], {}
     definition = ensure_definition(ctx, build, gallery)
@@ -474,7 +474,7 @@ def capture(ctx: BuildContext, build: AzureBuild, vm: str, name: str
                 "storageProfile": {"source": {"virtualMachineId": vm_id}}}})
     ctx.progress.say(f"capturing builder {vm} as {gallery}/{definition} version {version} "
                      f"({name}), replicated to {', '.join(regions)}")
-    image = _await(ctx, f"version {version} of {definition} to replicate to "
+    image = finish(ctx, f"version {version} of {definition} to replicate to "
                         f"{len(regions)} region{'s' if len(regions) != 1 else ''}",
                    operation, build.timeouts.replication, build)
     return image["id"], {r: image["id"] for r in regions[1:]}
@@ -514,7 +514,7 @@ def clean_up(ctx: BuildContext, build: AzureBuild, ledger: Ledger) -> None:
     steps: list[tuple[str, Callable[[], bool]]] = []
     if ledger.vm:
         def delete_vm() -> bool:
-            _await(ctx, f"builder VM {ledger.vm} to be deleted",
+            finish(ctx, f"builder VM {ledger.vm} to be deleted",
                    azure.begin_delete("virtual-machine", group, ledger.vm),
                    build.timeouts.operation, build)
             return True

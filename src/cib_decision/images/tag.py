@@ -9,15 +9,19 @@ Steps, each one line in the task log:
 2. **disk image**: the `public/disk-image.json` of the disk-image task each build was given
    (`CIB_DISK_IMAGE_TASK_ID` in the machine-image task's definition), for the disk image's
    SHA-256; keys built from a cloud's base image have none;
-3. **seal** the release record (`manifest.release_record`): every image and copy, both
+3. **tests**: for a key with smoke tests, every image must have passed them (the
+   `public/image-test.json` of its test-image task, for these tests); one whose tests failed or
+   did not run stops the release (exit 3): nothing of the key is released, so its pools are not
+   deployed from it. The release's images carry their tests' outcome;
+4. **seal** the release record (`manifest.release_record`): every image and copy, both
    digests, the config commit, the build tasks, and as its `created` time the tag task's own
    `created`, so the task run again writes a byte-identical record;
-4. **tag** every AWS image, in every region, copies included, and its EBS snapshots, and
+5. **tag** every AWS image, in every region, copies included, and its EBS snapshots, and
    every Azure image (a managed image or a gallery image version, once however many regions
    it is replicated to) with the build's tags (`identity.machine_image_tags`) and
    `cib:release-sha256`, the record's seal. Google images are not tagged yet: one line says
    so per image, and they are in the release all the same;
-5. **record** the release in `public/release.json` (`cib release verify` checks it), signed
+6. **record** the release in `public/release.json` (`cib release verify` checks it), signed
    when the environment configures a signing key (docs/signing.md).
 """
 
@@ -31,6 +35,7 @@ from taskcluster.exceptions import TaskclusterFailure
 
 from .. import manifest, pools
 from ..clouds.aws import EC2
+from ..digests import tests_digest
 from ..errors import BuildError, CibError
 from .context import BuildContext
 from .identity import machine_image_tags
@@ -41,12 +46,58 @@ DISK_TASK_VARIABLE = "CIB_DISK_IMAGE_TASK_ID"
 @dataclass(frozen=True)
 class Builds:
     """What the tag task's dependencies left: the machine-image records of this key, the
-    disk-image record they were made from (None for keys built from base images), and the tag
-    task's `created` time."""
+    disk-image record they were made from (None for keys built from base images), the tag
+    task's `created` time, and each target's smoke-test outcome (keys with tests)."""
 
     records: tuple[manifest.MachineImageRecord, ...]
     disk: manifest.DiskImageRecord | None
     created: str
+    tests: tuple[tuple[str, dict[str, Any]], ...] = ()
+
+
+class TestsNotPassed(BuildError):
+    """A tested key's image whose smoke tests failed or did not run: nothing of the key is
+    released (exit 3), so its pools are not deployed from it."""
+
+
+def test_records(ctx: BuildContext, queue: Any) -> list[manifest.ImageTestRecord]:
+    """The image-test records the tag task's test-image dependencies left."""
+    records = []
+    for task in sorted(pools.dependency_states(queue, ctx.task_id, "test-image")):
+        data = pools.read_artifact(queue, task, manifest.IMAGE_TEST_ARTIFACT)
+        if data is None:
+            ctx.progress.say(f"test task {task} left no {manifest.IMAGE_TEST_ARTIFACT}")
+            continue
+        records.append(manifest.parse_image_test(
+            data, f"task {task} {manifest.IMAGE_TEST_ARTIFACT}"))
+    return records
+
+
+def tested_builds(ctx: BuildContext, builds: Builds, records: list[manifest.ImageTestRecord],
+                  digest: str) -> Builds:
+    """`builds` with each image's smoke-test outcome (a run of the tests of `digest` on that
+    image); TestsNotPassed naming every image whose tests failed or did not run."""
+    outcome: dict[str, dict[str, Any]] = {}
+    problems = []
+    for record in builds.records:
+        runs = [t for t in records if t.image_id == record.image_id
+                and t.tests_digest == digest]
+        run = max(runs, key=lambda t: t.created, default=None)
+        if run is None:
+            problems.append(f"{record.target} ({record.image_id}): its smoke tests did not run")
+        elif not run.passed:
+            failed = [r["name"] for r in run.results if not r["passed"]]
+            problems.append(f"{record.target} ({record.image_id}): smoke tests "
+                            f"{', '.join(failed)} failed (task {run.test_task_id})")
+        else:
+            outcome[record.target] = run.summary()
+            ctx.progress.say(f"{record.target}: {len(run.results)} smoke tests passed (task "
+                             f"{run.test_task_id})")
+    if problems:
+        raise TestsNotPassed(f"not releasing {ctx.key.name}: " + "; ".join(problems)
+                             + ". Nothing of the key is released and its pools keep their "
+                               "images")
+    return Builds(builds.records, builds.disk, builds.created, tuple(sorted(outcome.items())))
 
 
 def usable_records(ctx: BuildContext, records: Iterable[pools.Record]
@@ -145,15 +196,18 @@ def read_builds(ctx: BuildContext, queue: Any) -> Builds:
     return Builds(tuple(usable), disk, created)
 
 
-def release_images(ctx: BuildContext, records: Iterable[manifest.MachineImageRecord]
+def release_images(ctx: BuildContext, records: Iterable[manifest.MachineImageRecord],
+                   tests: dict[str, dict[str, Any]] | None = None
                    ) -> list[manifest.ReleaseImage]:
     """The images of `records` and their copies, one per region: a target's own image wins
     over a copy into its region; where two targets copy into one region (the second build
     usually reuses the first one's copy) the first target's (by id) is released, and a line
     says so when they are different images (both stay tagged)."""
+    tests = tests or {}
     ordered = sorted(records, key=lambda r: r.target)
-    entries = [(r.target, r.image()) for r in ordered]
-    entries += [(r.target, image) for r in ordered for image in r.images()[1:]]
+    entries = [(r.target, r.image(tests.get(r.target))) for r in ordered]
+    entries += [(r.target, image) for r in ordered
+                for image in r.images(tests.get(r.target))[1:]]
     chosen: dict[str, tuple[str, manifest.ReleaseImage]] = {}
     for source, image in entries:
         if image.target not in chosen:
@@ -173,7 +227,7 @@ def release_of(ctx: BuildContext, builds: Builds) -> manifest.Release:
         ctx.key.name, disk_digest=ctx.digests.disk,
         disk_sha256=builds.disk.sha256 if builds.disk else None,
         config_commit=ctx.config_commit, created=manifest.parse_time(builds.created),
-        images=release_images(ctx, builds.records))
+        images=release_images(ctx, builds.records, dict(builds.tests)))
 
 
 def record_tags(ctx: BuildContext, record: manifest.MachineImageRecord,
@@ -247,6 +301,9 @@ def tag_release(ctx: BuildContext, queue: Any, ec2_for: Callable[[str], EC2],
     ctx.progress.say(f"release of {ctx.key.name} (disk digest {ctx.digests.disk[:12]}) by "
                      f"task {ctx.task_id}")
     builds = read_builds(ctx, queue)
+    tests = ctx.key.image_tests(ctx.fleet.environments.get(ctx.environment))
+    if tests:
+        builds = tested_builds(ctx, builds, test_records(ctx, queue), tests_digest(tests))
     release = release_of(ctx, builds)
     ctx.progress.say(f"release {release.sha256}: {len(release.images)} image"
                      f"{'s' if len(release.images) != 1 else ''} "

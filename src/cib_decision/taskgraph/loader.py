@@ -19,7 +19,7 @@ from typing import Any
 from taskgraph.config import load_graph_config
 
 from ..config.model import Fleet, ImageKey, Pool, Target
-from ..digests import pool_digest, tag_digest
+from ..digests import pool_digest, tag_digest, test_run_digest, tests_digest
 from ..naming import PR_POOL_DOMAIN, pr_pool_id
 from ..selection import not_built, pool_not_built
 from . import fleet as graph_fleet
@@ -70,7 +70,8 @@ def cache_entry(cache_type: str, name: str, digest: str) -> str:
 
 # Kinds whose tasks are content-addressed: items -> the cache type of their tasks.
 CACHED_ITEMS = {"disk-images": ("disk-image",), "machine-images": ("machine-image",),
-                "keys": ("tag",), "pools": ("worker-pool", "verify")}
+                "image-tests": ("test-image",), "keys": ("tag",),
+                "pools": ("worker-pool", "verify")}
 
 
 def built_tasks(fleet: Fleet, digests, params) -> list[str]:
@@ -115,14 +116,29 @@ def _items(kind: str, fleet: Fleet, digests, params) -> Iterator[dict[str, Any]]
                        "region": target.region,
                        "digest": digests[key.name].machines[target.id],
                        "disk-image": needs_disk_image(key, target.platform)}
+    elif kind == "image-tests":
+        for key in fleet.keys.values():
+            tests = key.image_tests(fleet.environments.get(environment))
+            if not tests:
+                continue
+            tested = tests_digest(tests)
+            for target in buildable(key):
+                name = machine_image_name(key.name, target.id)
+                machine = digests[key.name].machines[target.id]
+                yield {"name": name, "key": key.name, "cache-name": name,
+                       "target": target.id, "platform": target.platform,
+                       "region": target.region, "tests": [t.name for t in tests],
+                       "digest": test_run_digest(machine, tested)}
     elif kind == "keys":
         for key in fleet.keys.values():
             targets = [t.id for t in buildable(key)]
+            tests = key.image_tests(fleet.environments.get(environment))
             if targets:  # the tag covers the images this graph can build
                 yield {"name": key.name, "key": key.name, "cache-name": key.name,
                        "targets": targets,
                        "digest": tag_digest({t: digests[key.name].machines[t]
-                                             for t in targets})}
+                                             for t in targets},
+                                            tests_digest(tests) if tests else None)}
     elif kind == "pools":
         for key in fleet.keys.values():
             for pool in key.pools:

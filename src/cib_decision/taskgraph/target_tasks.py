@@ -103,7 +103,7 @@ def target_tasks_cib(full_task_graph, parameters, graph_config):
             return False
         if kind == "disk-image":
             return chosen.disk_image
-        if kind == "machine-image":
+        if kind in ("machine-image", "test-image"):  # an image is tested where it is built
             return attrs["cib-target"] in chosen.targets
         return kind == "tag" and bool(chosen.targets)
 

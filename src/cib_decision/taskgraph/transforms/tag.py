@@ -38,8 +38,9 @@ def tag_task(config, items):
     upstream = upstream_by_key(config)
     signing = signing_scopes(config)
     for item in items:
+        # the builds and their smoke tests (a tested key releases only tested images)
         images = [task.label for task in upstream.get(item["key"], [])
-                  if task.kind == "machine-image"]
+                  if task.kind in ("machine-image", "test-image")]
         yield notify_owners(config, item["key"], index_by_digest(
             config, rebuild, "tag", item, {
             "label": f"{config.kind}-{item['name']}",
