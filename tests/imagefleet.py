@@ -16,9 +16,10 @@ def write_fleet(directory: Path, *, source_sha256: str | None = None,
                 iso_sha256: str | None = None, base: dict | None = None,
                 aws_targets: tuple[str, ...] = ("us-east-1", "us-west-2"),
                 pool_locations: tuple[str, ...] | None = None,
-                copies: tuple[str, ...] = (), validation: dict | None = None) -> Path:
+                copies: tuple[str, ...] = (), validation: dict | None = None,
+                log: tuple[str, ...] = ()) -> Path:
     """Write the fleet into `directory/config` and return that path (`validation`: the
-    based key's validation rules and smoke tests)."""
+    based key's validation rules and smoke tests; `log`: the programs of its `log`)."""
     config = directory / "config"
     config.mkdir(parents=True, exist_ok=True)
     source = {"url": SOURCE_URL, "format": "qcow2"}
@@ -67,6 +68,8 @@ def write_fleet(directory: Path, *, source_sha256: str | None = None,
     }
     if validation:
         based["validation"] = validation
+    if log:
+        based["log"] = list(log)
     for name, content in (("linux-test", linux), ("windows-test", windows),
                           ("based-test", based)):
         (config / f"{name}.yaml").write_text(yaml.safe_dump(content))

@@ -36,6 +36,7 @@ from cib_decision.config import DirectorySource, load_fleet
 from cib_decision.devclouds.aws import STAND_IN_CONVERT_COMMAND, MotoServer, pin_sources, seed_fleet
 from cib_decision.devclouds.azure_fake import StaticToken
 from cib_decision.devclouds.azure_server import AzureServer
+from cib_decision.devclouds.transcript import transcript
 from cib_decision.devtc.testing import new_task
 from cib_decision.errors import CibError
 from cib_decision.images.context import load_context
@@ -138,10 +139,11 @@ def check_machine_image(fake, tasks: Tasks, machine: str, done, disk: manifest.D
     assert vm["properties"]["storageProfile"]["imageReference"] == {"id": base["id"]}
     assert fake.calls_of("POST */runCommand")[-1].body["commandId"] == "RunPowerShellScript"
     # the stand-in bootstrap writes what the script writes when every execution passes
-    script = fake.calls_of("POST */runCommand")[-1].body["script"]
-    executions = sum(line.startswith("# execution ") for line in script)
-    assert executions and "to stop builder" in done.stdout
-    assert f"ended ({2 * executions + 1} lines of output)" in done.stdout
+    script = "\n".join(fake.calls_of("POST */runCommand")[-1].body["script"])
+    played = transcript(script).splitlines()
+    assert played[-1] == "cib: run-provisioner ran; the machine is to stop (PowerState/stopped)"
+    assert "to stop builder" in done.stdout
+    assert f"ended ({len(played)} lines of output)" in done.stdout
     assert builder_resources(fake) == []
     # signed in through the token endpoint; ARM and Storage took every token (for them)
     assert fake.calls_of("POST token") and not [c for c in fake.calls if c.status == 401]

@@ -438,7 +438,7 @@ TARGET_EDITS = {
         "ubuntu-2404", {"google/us-central1"}),
     "bootstrap-command": (
         "ubuntu-2404.yaml", "                            match: TERMINATED\n",
-        "                            match: STOPPED\n", None,
+        "                            match: stopped\n", None,
         "ubuntu-2404", {"google/us-central1"}),
     "tag-of-one-aws-target": (
         "win2022-64.yaml", "      tag: *tag\n", ONE_TARGET_TAG, "example-cib-ami-staging-usw2",

@@ -129,6 +129,18 @@ def test_aws_a_build_whose_console_has_every_rule_records_them(tmp_path, aws):  
     assert "the builder of amazon/us-east-1 passed 2 validation rules" in build.log
 
 
+def test_aws_the_programs_of_the_keys_log_are_published_one_file_each(tmp_path,
+                                                                      aws):  # noqa: F811
+    publish_base_images()
+    build(tmp_path, log=("cib", "provision", "sysprep/setupact"))
+    published = tmp_path / "artifacts" / "builder-logs"
+    assert sorted(p.name for p in published.iterdir()) == [
+        "cib.log", "provision.log", "sysprep_setupact.log"]
+    assert (published / "cib.log").read_text() == "provision passed\nall 1 executions passed\n"
+    assert (published / "provision.log").read_text() == "(the local cloud runs no commands)\n"
+    assert (published / "sysprep_setupact.log").read_text() == ""
+
+
 def test_aws_a_missed_rule_fails_the_build_before_capture_and_cleans_up(tmp_path,
                                                                         aws):  # noqa: F811
     publish_base_images()
@@ -180,3 +192,43 @@ def test_azure_a_missed_rule_captures_nothing_and_cleans_up(tmp_path, fake):
         azure_builds.build(tmp_path, validation=RULES)
     assert fake.resources("Microsoft.Compute/images") == []
     assert azure_builds.builder_leftovers(fake) == azure_builds.NOTHING_LEFT
+
+
+# --- what an execution's `test` means ------------------------------------------------------------
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash to run the bootstrap")
+def test_an_execution_that_stops_the_machine_runs_once_and_ends_the_bootstrap(tmp_path):
+    script = bash_script([
+        {"name": "check", "shell": "bash", "commands": ["echo ready"],
+         "test": {"std": {"out": {"match": "ready"}}}},
+        {"name": "provision", "shell": "bash", "commands": ["echo provisioning", "exit 3"],
+         "test": {"status": {"code": {"match": "stopped"}}},
+         "on": {"failure": "retest after 15 seconds"}},
+        {"name": "never", "shell": "bash", "commands": ["echo never"]}])
+    assert "poweroff" not in script and "never" not in script
+    (tmp_path / "bootstrap.sh").write_text(script)
+    done = subprocess.run(["bash", str(tmp_path / "bootstrap.sh")], capture_output=True,
+                          text=True)
+    assert done.returncode == 0
+    assert done.stdout.splitlines() == [
+        "check: ready", "cib: check passed", "provision: provisioning",
+        "cib: provision ran; the machine is to stop (stopped)"]
+
+
+@pytest.mark.parametrize("execution, message", [
+    ({"match": {"format": ".*"}}, "match"),  # cloud-image-builder's January 2020 experiment
+    ({"commands": [{"format": "{0}", "tokens": ["a"], "exec": True}]}, "exec"),
+    ({"commands": [{"format": "echo"}]}, "tokens"),
+    ({"test": {"std": {"err": {"match": "x"}}}}, "err"),
+    ({"test": {"status": {"code": {"match": "running"}}}}, "expected one of stopped"),
+])
+def test_an_execution_field_the_bootstrap_would_ignore_is_refused(fleet_dir, execution,
+                                                                   message):
+    path = fleet_dir / "win10-64.yaml"
+    raw = yaml.safe_load(path.read_text())
+    raw["target"][0]["bootstrap"] = {"executions": [
+        {"name": "x", "shell": "powershell", **execution}]}
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=message):
+        load_fleet(DirectorySource(str(fleet_dir)))

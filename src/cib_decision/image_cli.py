@@ -56,7 +56,7 @@ def _release_tests(record: manifest.Release, args: argparse.Namespace) -> str:
             raise CibError(f"{args.file}: the config has no key {record.key}")
         environment = environment_named(fleet, args.environment or "")
         asked = bool(key.image_tests(environment))
-    refused = manifest.test_problems(record, required=asked)
+    refused = manifest.smoke_test_problems(record, required=asked)
     if refused:
         raise CibError(f"{args.file}: release of {record.key} refused: " + "; ".join(refused))
     ran = [i for i in record.images if i.tests is not None]
@@ -177,8 +177,9 @@ def cmd_image_test(args: argparse.Namespace) -> int:
         runner = image_test.azure_runner(Azure.from_environment())
     else:
         raise CibError(f"{target.id}: smoke tests run on AWS and Azure images")
-    tested = image_test.test_image(ctx, target, record, runner, image_test.TestTimeouts(
-        tests=args.timeout, interval=args.poll_interval))
+    tested = image_test.run_smoke_tests(ctx, target, record, runner,
+                                        image_test.SmokeTestTimeouts(
+                                            tests=args.timeout, interval=args.poll_interval))
     ctx.progress.say(f"done: {len(tested.results)} smoke tests of {record.image_id} passed")
     return 0
 

@@ -215,7 +215,7 @@ def release_record(key: str, *, disk_digest: str, disk_sha256: str | None, confi
     return parse_release({**body, "sha256": release_sha256(body)}, f"release record of {key}")
 
 
-def test_problems(release: Release, *, required: bool = True) -> list[str]:
+def smoke_test_problems(release: Release, *, required: bool = True) -> list[str]:
     """Why a release may not be deployed for its smoke tests: each image whose tests failed,
     and with `required` (the key has tests) each image on which none ran. None: it may."""
     problems = []

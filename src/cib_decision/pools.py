@@ -51,7 +51,7 @@ from .manifest import (
     parse_machine_image,
     parse_release,
     parse_time,
-    test_problems,
+    smoke_test_problems,
     verify,
 )
 from .naming import PR_POOL_DOMAIN, pr_pool_id
@@ -549,7 +549,7 @@ def tested_records(records: Iterable[Record], key: str, log: Log) -> list[Record
         if record.key != key:
             kept.append(record)
         elif isinstance(record, Release):
-            problems = test_problems(record)
+            problems = smoke_test_problems(record)
             if problems:
                 refused.append(f"release {record.sha256[:12]}: {'; '.join(problems)}")
             else:

@@ -246,6 +246,12 @@ class ImageKey:
         rules = ((self.raw.get("validation") or {}).get("instance") or {}).get("log") or ()
         return tuple(LogRule(r["program"], r["match"]) for r in rules)
 
+    @property
+    def log_programs(self) -> tuple[str, ...]:
+        """The programs whose builder log lines are published apart (`log`, cloud-image-
+        builder's list of the programs it fetched the builder's logs of)."""
+        return tuple(dict.fromkeys(self.raw.get("log") or ()))
+
     def image_tests(self, environment: Environment | None) -> tuple[ImageTest, ...]:
         """Its smoke tests in `environment`: its own `validation.image.tests` when it names
         them (an empty list says it has none), else the environment's for its OS family."""

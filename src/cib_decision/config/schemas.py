@@ -123,12 +123,19 @@ RULE = _obj({
 }, ())
 
 COMMAND = {"oneOf": [STR, {"type": "null"},
-                     _obj({"format": STR, "tokens": _list(STR), "exec": BOOL})]}
+                     _obj({"format": STR, "tokens": {**_list(STR), "minItems": 1}},
+                          ("tokens",))]}
+# What cloud-image-builder's configs tested, and what the bootstrap does with it
+# (images/bootstrap.py): the output must match `std.out.match`; `status.code.match` says the
+# execution stops the machine itself (the VM state cloud-image-builder polled for).
+STOP_STATES = ["stopped", "PowerState/stopped", "deallocated", "PowerState/deallocated",
+               "TERMINATED"]  # Google's word for a stopped instance
 EXECUTION = _obj({
     "name": NONEMPTY, "shell": NONEMPTY, "commands": _list(COMMAND),
-    "test": {"type": "object"},  # free-form expectations, passed to the builder as they are
+    "test": _obj({"std": _obj({"out": _obj({"match": NONEMPTY}, ("match",))}, ("out",)),
+                  "status": _obj({"code": _obj({"match": {"enum": STOP_STATES}}, ("match",))},
+                                 ("code",))}),
     "on": _obj({"success": STR, "failure": STR}),
-    "match": {"type": "object"},
 }, ("name", "shell"))
 
 TARGET = _obj({

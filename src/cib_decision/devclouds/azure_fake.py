@@ -1436,11 +1436,12 @@ DELETED: dict[str, Callable[[AzureFake, dict[str, Any]], None]] = {
 def default_run_command(vm: dict[str, Any], command: dict[str, Any],
                         failing_tests: Collection[str] = ()) -> RunCommandOutcome:
     """A script runs to its end, writing what cib's scripts write when they pass
-    (`devclouds.transcript`; the smoke tests in `failing_tests` fail); its last line
-    `Stop-Computer`/`poweroff` leaves the VM stopped."""
+    (`devclouds.transcript`; the smoke tests in `failing_tests` fail); a script whose last
+    line is `Stop-Computer`/`poweroff`, or with an execution that stops the machine itself (a
+    provisioner ending in sysprep), leaves the VM stopped."""
     script = "\n".join(command.get("script") or [])
-    stops = re.search(r"^\s*(Stop-Computer\b|poweroff\b|shutdown\b)", script,
-                      re.MULTILINE | re.IGNORECASE)
+    stops = re.search(r"^\s*(Stop-Computer\b|poweroff\b|shutdown\b|# execution .+ \(stops the "
+                      r"machine: )", script, re.MULTILINE | re.IGNORECASE)
     return RunCommandOutcome(stdout=transcript(script, failing_tests) or "script ran\n",
                              power="stopped" if stops else None)
 

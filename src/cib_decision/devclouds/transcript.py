@@ -6,7 +6,9 @@ The scripts are cib's own (images/bootstrap.py), so their framing is known: each
 marked `# execution <name>` and each test `# test <name>`. The transcript has the lines the
 real script writes when every execution passes and each test passes, unless it is named in
 `failing` (what a test's `failing_tests` set sets): `<name>: ...` output, `cib: <name> passed`,
-`cib: all <N> executions passed`, `cib-test: <name> passed (exit 0)`, or `failed (exit 1)`.
+`cib: all <N> executions passed` (or, after an execution that stops the machine itself,
+`cib: <name> ran; the machine is to stop (...)` and nothing more), `cib-test: <name> passed
+(exit 0)`, or `failed (exit 1)`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import yaml
 
 from ..images.bootstrap import TEST_VERDICT
 
-_EXECUTION = re.compile(r"^# execution (.+)$", re.MULTILINE)
+_EXECUTION = re.compile(r"^# execution (.+?)(?: \(stops the machine: (.+)\))?$", re.MULTILINE)
 _TEST = re.compile(r"^# test (.+)$", re.MULTILINE)
 STAND_IN = "(the local cloud runs no commands)"
 
@@ -37,10 +39,15 @@ def transcript(user_data: str, failing: Collection[str] = ()) -> str:
     script = script_of(user_data)
     lines: list[str] = []
     executions = _EXECUTION.findall(script)
-    for name in executions:
-        lines += [f"{name}: {STAND_IN}", f"cib: {name} passed"]
-    if "executions passed" in script:
-        lines.append(f"cib: all {len(executions)} executions passed")
+    for name, state in executions:
+        lines.append(f"{name}: {STAND_IN}")
+        if state:  # it stops the machine: the script ends with it
+            lines.append(f"cib: {name} ran; the machine is to stop ({state})")
+            break
+        lines.append(f"cib: {name} passed")
+    else:
+        if "executions passed" in script:
+            lines.append(f"cib: all {len(executions)} executions passed")
     for name in _TEST.findall(script):
         verdict = "failed (exit 1)" if name in failing else "passed (exit 0)"
         lines += [f"{name}: {STAND_IN}", f"{TEST_VERDICT}: {name} {verdict}"]

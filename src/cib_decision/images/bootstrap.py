@@ -22,6 +22,8 @@ import yaml
 from ..config.model import os_family
 
 ATTEMPTS = 20
+# what the script writes after an execution that stops the machine itself (`stop_state`)
+_STOPPING = "cib: {name} ran; the machine is to stop ({state})"
 _AGAIN = re.compile(r"\b(?:retry|retest)\s+after\s+(\d+)\s+seconds?\b", re.IGNORECASE)
 
 
@@ -42,6 +44,18 @@ def _retry_seconds(execution: dict[str, Any]) -> int | None:
 
 def _out_match(execution: dict[str, Any]) -> str | None:
     return (((execution.get("test") or {}).get("std") or {}).get("out") or {}).get("match")
+
+
+def stop_state(execution: dict[str, Any]) -> str | None:
+    """The machine state an execution ends in (`test.status.code.match`: `stopped`,
+    `PowerState/stopped`, ...): it stops the machine itself, as a provisioner ending in
+    sysprep or `poweroff` does. cloud-image-builder polled the VM's status for it; here it
+    means the execution runs once (`retest` would re-check the state, which the builder's wait
+    for the stop does) and the script ends with it, its exit status unchecked, whatever
+    executions follow."""
+    return (((execution.get("test") or {}).get("status") or {}).get("code") or {}).get("match")
+
+
 
 
 def is_windows(image: dict[str, Any]) -> bool:
@@ -70,6 +84,16 @@ def powershell(executions: list[dict[str, Any]]) -> str:
         attempts = ATTEMPTS if wait else 1
         match = _out_match(execution)
         body = "; ".join(_commands(execution)) or "$null"
+        state = stop_state(execution)
+        if state:
+            lines += [
+                f"# execution {name} (stops the machine: {state})",
+                f"$out = & {{ {body} }} 2>&1 | Out-String",
+                f"foreach ($text in ($out -split \"`r?`n\")) {{ if ($text) {{ "
+                f"Write-CibLine ({_ps_quote(name + ': ')} + $text) }} }}",
+                f"Write-CibLine {_ps_quote(_STOPPING.format(name=name, state=state))}",
+                "exit 0", "</powershell>", "<persist>false</persist>"]
+            return "\n".join(lines) + "\n"
         check = f"($out -match {_ps_quote(match)})" if match else "$status"
         lines += [
             f"# execution {name}",
@@ -103,6 +127,15 @@ def bash_script(executions: list[dict[str, Any]]) -> str:
         match = _out_match(execution)
         shell = execution.get("shell", "bash")
         body = "\n".join(_commands(execution)) or "true"
+        state = stop_state(execution)
+        if state:
+            lines += [
+                f"# execution {name} (stops the machine: {state})",
+                f"out=$({shell} -c {_sh_quote(body)} 2>&1)",
+                f"while IFS= read -r line; do [ -n \"$line\" ] && printf '%s%s\\n' "
+                f"{_sh_quote(name + ': ')} \"$line\"; done <<< \"$out\"",
+                f"echo {_sh_quote(_STOPPING.format(name=name, state=state))}", "exit 0"]
+            return "\n".join(lines) + "\n"
         check = (f"grep -Eq {_sh_quote(match)} <<< \"$out\"" if match else "[ $status -eq 0 ]")
         lines += [
             f"# execution {name}",
@@ -140,14 +173,14 @@ def user_data(image: dict[str, Any], target_raw: dict[str, Any]) -> str:
 
 # --- smoke tests of a captured image -----------------------------------------------------------
 
-TEST_VERDICT = "cib-test"  # the program of the verdict lines `test_script` writes
+TEST_VERDICT = "cib-test"  # the program of the verdict lines `smoke_test_script` writes
 
 
-def test_script(tests: list[dict[str, Any]], family: str, *, power_off: bool) -> str:
+def smoke_test_script(tests: list[dict[str, Any]], family: str, *, power_off: bool) -> str:
     """The script that runs an image's smoke tests (`ImageTest.to_json()` items) on an instance
     booted from it: each test's output as `<test name>: <line>` and its verdict as
     `cib-test: <name> passed (exit N)` or `... failed (exit N)` (images/validation.py
-    `test_results` reads them), every line also on the console. All tests run whatever the
+    `smoke_test_results` reads them), every line also on the console. All tests run whatever the
     others did. With `power_off` the instance stops at the end (AWS: the signal that the
     tests are done, as the bootstrap's stop is the builder's); a run command needs none."""
     if family == "windows":

@@ -66,8 +66,8 @@ class BuildContext:
 
     def write_artifact(self, name: str, content: str) -> Path:
         """Write `public/<name>` (the task's artifacts directory is published as `public`)."""
-        self.artifacts.mkdir(parents=True, exist_ok=True)
         path = self.artifacts / name
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content, encoding="utf-8")
         self.progress.say(f"wrote public/{name}")
         return path

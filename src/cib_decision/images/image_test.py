@@ -13,7 +13,7 @@ Steps, each one line in the task log:
 3. **boot** one instance from the new image in its region: on AWS an instance whose user data
    runs the tests and then stops it (the tests' verdicts are read from its console output), on
    Azure a VM on which the tests run through the run command (read from its output). The test
-   script is `bootstrap.test_script`: every test runs, whatever the others did;
+   script is `bootstrap.smoke_test_script`: every test runs, whatever the others did;
 4. **clean up** the instance and its resources, on success and failure (kept with
    `--keep-resources`, `disable-cleanup`);
 5. **record** `public/image-test.json` (each test's verdict, exit status and output digest) and
@@ -32,16 +32,16 @@ from .. import manifest
 from ..config import Target
 from ..digests import tests_digest
 from ..errors import BuildError, CibError
-from .bootstrap import test_script
+from .bootstrap import smoke_test_script
 from .context import BuildContext
 from .identity import builder_resources
-from .validation import CollectedLog, describe_test, test_results
+from .validation import CollectedLog, describe_smoke_test, smoke_test_results
 
 MACHINE_TASK_VARIABLE = "CIB_MACHINE_IMAGE_TASK_ID"
 TEST_LOG = "image-test.log"
 
 
-class TestsFailed(BuildError):
+class SmokeTestsFailed(BuildError):
     """A smoke test of the image failed (exit 3): nothing is released or deployed from it."""
 
 
@@ -50,7 +50,7 @@ class NothingToTest(Exception):
 
 
 @dataclass(frozen=True)
-class TestTimeouts:
+class SmokeTestTimeouts:
     """How long the tests may take on the booted instance, and the polling interval."""
 
     tests: float = 3600.0
@@ -59,7 +59,7 @@ class TestTimeouts:
 
 # A cloud's way to run a test script on an instance booted from the image: (context, target,
 # machine-image record, timeouts) -> the run's output.
-Runner = Callable[[BuildContext, Target, manifest.MachineImageRecord, TestTimeouts],
+Runner = Callable[[BuildContext, Target, manifest.MachineImageRecord, SmokeTestTimeouts],
                   CollectedLog]
 
 
@@ -81,10 +81,10 @@ def machine_record(queue: Any, environ: dict[str, str] | None = None
     return manifest.parse_machine_image(data, f"task {task} {manifest.MACHINE_IMAGE_ARTIFACT}")
 
 
-def test_image(ctx: BuildContext, target: Target, record: manifest.MachineImageRecord,
-               runner: Runner, timeouts: TestTimeouts) -> manifest.ImageTestRecord:
+def run_smoke_tests(ctx: BuildContext, target: Target, record: manifest.MachineImageRecord,
+                    runner: Runner, timeouts: SmokeTestTimeouts) -> manifest.ImageTestRecord:
     """Run the key's smoke tests on the image of `record`, write the test record and log;
-    TestsFailed (after writing them) when a test failed."""
+    SmokeTestsFailed (after writing them) when a test failed."""
     if record.key != ctx.key.name or record.target != target.id:
         raise CibError(f"the machine-image record is of {record.key} {record.target}, not "
                        f"{ctx.key.name} {target.id}")
@@ -104,18 +104,18 @@ def test_image(ctx: BuildContext, target: Target, record: manifest.MachineImageR
                      f"{digest[:12]}) on {record.image_id} {record.image_name}")
     log = runner(ctx, target, record, timeouts)
     ctx.write_artifact(TEST_LOG, log.text)
-    results = test_results(tests, log.text)
+    results = smoke_test_results(tests, log.text)
     for result in results:
-        ctx.progress.say(describe_test(result))
+        ctx.progress.say(describe_smoke_test(result))
     tested = manifest.image_test_record(
         record, tests_digest=digest, results=[r.to_json() for r in results],
         test_task_id=ctx.task_id, created=ctx.now())
     ctx.write_artifact("image-test.json", manifest.dumps(tested))
     failed = [r.name for r in results if not r.passed]
     if failed:
-        raise TestsFailed(f"{len(failed)} of {len(results)} smoke tests of {record.image_name} "
-                          f"({target.id}) failed: {', '.join(failed)}; nothing is released "
-                          "or deployed from it")
+        raise SmokeTestsFailed(f"{len(failed)} of {len(results)} smoke tests of "
+                               f"{record.image_name} ({target.id}) failed: "
+                               f"{', '.join(failed)}; nothing is released or deployed from it")
     return tested
 
 
@@ -128,12 +128,12 @@ def aws_runner(ec2_for: Callable[[str], Any]) -> Runner:
     from . import aws_machine
 
     def run(ctx: BuildContext, target: Target, record: manifest.MachineImageRecord,
-            timeouts: TestTimeouts) -> CollectedLog:
+            timeouts: SmokeTestTimeouts) -> CollectedLog:
         ec2 = ec2_for(record.region)
         build = aws_machine.AwsBuild(ec2=ec2, target=target, timeouts=aws_machine.Timeouts(
             interval=timeouts.interval))
         ledger = aws_machine.Ledger(ec2)
-        script = test_script([t.to_json() for t in ctx.key.image_tests(
+        script = smoke_test_script([t.to_json() for t in ctx.key.image_tests(
             ctx.fleet.environments.get(ctx.environment))], ctx.key.os_family, power_off=True)
 
         def kept() -> list[str]:
@@ -159,13 +159,13 @@ def azure_runner(azure: Any) -> Runner:
     from . import azure_machine
 
     def run(ctx: BuildContext, target: Target, record: manifest.MachineImageRecord,
-            timeouts: TestTimeouts) -> CollectedLog:
+            timeouts: SmokeTestTimeouts) -> CollectedLog:
         build = azure_machine.AzureBuild(azure=azure, target=target,
                                          timeouts=azure_machine.Timeouts(
                                              interval=timeouts.interval))
         ledger = azure_machine.Ledger()
         family = ctx.key.os_family
-        script = test_script([t.to_json() for t in ctx.key.image_tests(
+        script = smoke_test_script([t.to_json() for t in ctx.key.image_tests(
             ctx.fleet.environments.get(ctx.environment))], family, power_off=False)
         command = "RunPowerShellScript" if family == "windows" else "RunShellScript"
 

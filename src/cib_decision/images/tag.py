@@ -4,8 +4,10 @@ Steps, each one line in the task log:
 
 1. **read** the tag task's own definition (`TASK_ID`) and, of each dependency, its
    `public/machine-image.json` (a dependency without one, such as a failed build or the
-   decision task, is named and left out; no record at all is an error, exit 2). Records of
-   another key, or whose machine digest is not the config's at this commit, are left out too;
+   decision task, is named and left out; no record at all is an error, exit 2), and that of
+   each build a test-image dependency tested (a push that changes only a test has no build).
+   Records of another key, or whose machine digest is not the config's at this commit, are
+   left out too;
 2. **disk image**: the `public/disk-image.json` of the disk-image task each build was given
    (`CIB_DISK_IMAGE_TASK_ID` in the machine-image task's definition), for the disk image's
    SHA-256; keys built from a cloud's base image have none;
@@ -39,6 +41,7 @@ from ..digests import tests_digest
 from ..errors import BuildError, CibError
 from .context import BuildContext
 from .identity import machine_image_tags
+from .image_test import MACHINE_TASK_VARIABLE
 
 DISK_TASK_VARIABLE = "CIB_DISK_IMAGE_TASK_ID"
 
@@ -55,12 +58,12 @@ class Builds:
     tests: tuple[tuple[str, dict[str, Any]], ...] = ()
 
 
-class TestsNotPassed(BuildError):
+class SmokeTestsNotPassed(BuildError):
     """A tested key's image whose smoke tests failed or did not run: nothing of the key is
     released (exit 3), so its pools are not deployed from it."""
 
 
-def test_records(ctx: BuildContext, queue: Any) -> list[manifest.ImageTestRecord]:
+def smoke_test_records(ctx: BuildContext, queue: Any) -> list[manifest.ImageTestRecord]:
     """The image-test records the tag task's test-image dependencies left."""
     records = []
     for task in sorted(pools.dependency_states(queue, ctx.task_id, "test-image")):
@@ -76,7 +79,7 @@ def test_records(ctx: BuildContext, queue: Any) -> list[manifest.ImageTestRecord
 def tested_builds(ctx: BuildContext, builds: Builds, records: list[manifest.ImageTestRecord],
                   digest: str) -> Builds:
     """`builds` with each image's smoke-test outcome (a run of the tests of `digest` on that
-    image); TestsNotPassed naming every image whose tests failed or did not run."""
+    image); SmokeTestsNotPassed naming every image whose tests failed or did not run."""
     outcome: dict[str, dict[str, Any]] = {}
     problems = []
     for record in builds.records:
@@ -94,9 +97,9 @@ def tested_builds(ctx: BuildContext, builds: Builds, records: list[manifest.Imag
             ctx.progress.say(f"{record.target}: {len(run.results)} smoke tests passed (task "
                              f"{run.test_task_id})")
     if problems:
-        raise TestsNotPassed(f"not releasing {ctx.key.name}: " + "; ".join(problems)
-                             + ". Nothing of the key is released and its pools keep their "
-                               "images")
+        raise SmokeTestsNotPassed(f"not releasing {ctx.key.name}: " + "; ".join(problems)
+                                  + ". Nothing of the key is released and its pools keep "
+                                    "their images")
     return Builds(builds.records, builds.disk, builds.created, tuple(sorted(outcome.items())))
 
 
@@ -121,18 +124,19 @@ def usable_records(ctx: BuildContext, records: Iterable[pools.Record]
     return sorted(usable, key=lambda r: r.target)
 
 
-def _disk_task(queue: Any, build_task_id: str) -> str | None:
-    """The disk-image task a machine-image task was given (its `CIB_DISK_IMAGE_TASK_ID`)."""
+def _task_variable(queue: Any, task_id: str, name: str) -> str | None:
+    """The task id a task was given in its environment variable `name`: the disk-image task
+    of a build (`CIB_DISK_IMAGE_TASK_ID`), the build of a test run (`CIB_MACHINE_IMAGE_...`)."""
     try:
-        definition = queue.task(build_task_id)
+        definition = queue.task(task_id)
     except TaskclusterFailure as exc:
         if getattr(exc, "status_code", None) == 404:
             return None
-        raise CibError(f"the queue refused to give the definition of task {build_task_id}: "
+        raise CibError(f"the queue refused to give the definition of task {task_id}: "
                        f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
                        ) from None
     env = (definition.get("payload") or {}).get("env") or {}
-    value = env.get(DISK_TASK_VARIABLE)
+    value = env.get(name)
     return value if isinstance(value, str) and value else None
 
 
@@ -144,7 +148,7 @@ def disk_record(ctx: BuildContext, queue: Any,
     disk images of one disk digest are an error."""
     found: dict[str, manifest.DiskImageRecord] = {}
     for build_task in sorted({r.build_task_id for r in records}):
-        task = _disk_task(queue, build_task)
+        task = _task_variable(queue, build_task, DISK_TASK_VARIABLE)
         if task is None or task in found:
             continue
         data = pools.read_artifact(queue, task, manifest.DISK_IMAGE_ARTIFACT)
@@ -179,7 +183,9 @@ def read_builds(ctx: BuildContext, queue: Any) -> Builds:
     """The records the tag task's dependencies left (step 1 and 2). NothingBuilt when there
     is no record because every build failed; CibError (exit 2) when there is none otherwise
     (builds that completed without a record)."""
-    records, created = pools.dependency_records(queue, ctx.task_id, ctx.progress.say)
+    sources, created = pools.dependency_record_sources(queue, ctx.task_id, ctx.progress.say)
+    records = [record for _, record in sources]
+    records += tested_build_records(ctx, queue, {task for task, _ in sources})
     usable = usable_records(ctx, records)
     if not usable:
         states = pools.dependency_states(queue, ctx.task_id, "machine-image")
@@ -194,6 +200,30 @@ def read_builds(ctx: BuildContext, queue: Any) -> Builds:
     if disk is None:
         ctx.progress.say("no disk-image record: the release's disk_sha256 is null")
     return Builds(tuple(usable), disk, created)
+
+
+def tested_build_records(ctx: BuildContext, queue: Any, read: set[str]
+                         ) -> list[manifest.MachineImageRecord]:
+    """The machine-image records of the builds the tag's test-image dependencies tested
+    (their `CIB_MACHINE_IMAGE_TASK_ID`) that are not dependencies of the tag themselves
+    (`read`): a push that changes only a test reuses the images, so the graph has no build
+    task for the tag to wait for (taskgraph drops a soft dependency it replaces), only the
+    test runs of the earlier builds."""
+    records = []
+    for test in sorted(pools.dependency_states(queue, ctx.task_id, "test-image")):
+        build = _task_variable(queue, test, MACHINE_TASK_VARIABLE)
+        if build is None or build in read:
+            continue
+        read.add(build)
+        data = pools.read_artifact(queue, build, manifest.MACHINE_IMAGE_ARTIFACT)
+        if data is None:
+            ctx.progress.say(f"build {build} (tested by {test}) left no image record")
+            continue
+        records.append(manifest.parse_machine_image(
+            data, f"task {build} {manifest.MACHINE_IMAGE_ARTIFACT}"))
+        ctx.progress.say(f"read {manifest.MACHINE_IMAGE_ARTIFACT} of task {build} (the build "
+                         f"test task {test} tested)")
+    return records
 
 
 def release_images(ctx: BuildContext, records: Iterable[manifest.MachineImageRecord],
@@ -303,7 +333,7 @@ def tag_release(ctx: BuildContext, queue: Any, ec2_for: Callable[[str], EC2],
     builds = read_builds(ctx, queue)
     tests = ctx.key.image_tests(ctx.fleet.environments.get(ctx.environment))
     if tests:
-        builds = tested_builds(ctx, builds, test_records(ctx, queue), tests_digest(tests))
+        builds = tested_builds(ctx, builds, smoke_test_records(ctx, queue), tests_digest(tests))
     release = release_of(ctx, builds)
     ctx.progress.say(f"release {release.sha256}: {len(release.images)} image"
                      f"{'s' if len(release.images) != 1 else ''} "

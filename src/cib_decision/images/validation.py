@@ -29,6 +29,12 @@ if TYPE_CHECKING:
     from .context import BuildContext
 
 BUILDER_LOG = "builder.log"
+BUILDER_LOGS = "builder-logs"  # one file per program of the key's `log`
+
+
+def safe_name(program: str) -> str:
+    """A program's name as a file name (what is not a letter, digit, `.`, `_` or `-` is `_`)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", program).lstrip(".") or "_"
 
 # `program: message` or `program[pid]: message`, the first such token on the line.
 _PROGRAM_LINE = re.compile(
@@ -100,8 +106,8 @@ _VERDICT = re.compile(r"^(?P<name>.+) (?P<verdict>passed|failed) \(exit (?P<code
 
 
 @dataclass(frozen=True)
-class TestResult:
-    """One smoke test's outcome, read from the test script's lines (`bootstrap.test_script`):
+class SmokeTestResult:
+    """One smoke test's outcome, read from the test script's lines (`bootstrap.smoke_test_script`):
     its verdict, exit status (None: no verdict line, the test did not finish) and the SHA-256
     of its output lines."""
 
@@ -116,7 +122,7 @@ class TestResult:
                 "output_sha256": self.output_sha256}
 
 
-def test_results(tests: Iterable[ImageTest], text: str) -> tuple[TestResult, ...]:
+def smoke_test_results(tests: Iterable[ImageTest], text: str) -> tuple[SmokeTestResult, ...]:
     """Each test's outcome in the log `text` of a test run; a test without a verdict line
     failed."""
     by_program = program_lines(text)
@@ -131,11 +137,11 @@ def test_results(tests: Iterable[ImageTest], text: str) -> tuple[TestResult, ...
         output = by_program.get(test.name.lower(), [])
         digest = hashlib.sha256("\n".join(output).encode("utf-8")).hexdigest()
         passed, code = verdicts.get(test.name, (False, None))
-        results.append(TestResult(test.name, passed, code, digest, len(output)))
+        results.append(SmokeTestResult(test.name, passed, code, digest, len(output)))
     return tuple(results)
 
 
-def describe_test(result: TestResult) -> str:
+def describe_smoke_test(result: SmokeTestResult) -> str:
     """One line: a test's outcome."""
     if result.exit_code is None:
         return f"test {result.name!r} failed: it wrote no verdict (it did not finish)"
@@ -166,10 +172,18 @@ def record(results: tuple[RuleResult, ...], log: CollectedLog) -> dict[str, Any]
 
 
 def check_builder(ctx: BuildContext, target: str, log: CollectedLog) -> dict[str, Any] | None:
-    """Publish the builder's log (`public/builder.log`) and match the key's rules against it:
+    """Publish the builder's log (`public/builder.log`, and the lines of each program of the
+    key's `log` as `public/builder-logs/<program>.log`) and match the key's rules against it:
     one line per rule; ValidationFailed (the build fails and its builder is cleaned up) when
     one missed; what the machine-image record says of them (None: the key has no rules)."""
     ctx.write_artifact(BUILDER_LOG, log.text)
+    programs = ctx.key.log_programs
+    if programs:  # `log`: what cloud-image-builder fetched, one file per program
+        by_program = program_lines(log.text)
+        for program in programs:
+            lines = by_program.get(program.lower(), [])
+            ctx.write_artifact(f"{BUILDER_LOGS}/{safe_name(program)}.log",
+                               "".join(f"{line}\n" for line in lines))
     rules = ctx.key.log_rules
     if not rules:
         return None
