@@ -281,6 +281,7 @@ def test_a_machine_image_from_the_newest_base_ami_is_built_cleaned_up_and_releas
     # the build was checked against the key's validation rule on its console output
     assert record["validation"]["rules"] == [{"program": "cib", "match": "^prepare-task-volume "
                                               "passed$", "lines": 2, "passed": True}]
+    assert release.images[0].validation == record["validation"]  # the results travel
     image = ec2.describe_images(ImageIds=[record["image_id"]])["Images"][0]
     assert tags(image)["cib:release-sha256"] == release.sha256
     for snapshot in (m["Ebs"]["SnapshotId"] for m in image["BlockDeviceMappings"]

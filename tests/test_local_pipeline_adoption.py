@@ -5,8 +5,10 @@ installs cib-decision (from this checkout, as an adopter installs it from a rele
 roles file of its deployment (its pools live in a domain and a provider ours does not grant).
 A push of it plays through the local Taskcluster, moto and the Azure fake: the decision plans
 with the kinds that ship in the package and the roles file that ships with them, and every
-task completes on workers that follow generic-worker's rules, each pool verified by a worker
-of its own. Needs PyPI and qemu-img, like tests/test_local_pipeline.py.
+task completes on workers that follow generic-worker's rules, but win2012's builds, which its
+validation rules refuse (they name programs whose lines went to Papertrail); the push that
+migrates those rules builds them, and each pool is verified by a worker of its own. Needs PyPI
+and qemu-img, like tests/test_local_pipeline.py.
 """
 
 from __future__ import annotations
@@ -53,8 +55,31 @@ def adopting_repository(path):
     return path
 
 
+RULED_KEY = "win2012"  # its validation rules name the Papertrail programs it forwarded
+MIGRATED_RULES = """validation:
+    instance:
+        log:
+            - program: cib
+              match: '^all \\d+ executions passed$'
+"""
+MIGRATION = ("win2012: validate with the builder's own logs\n\n"
+             "include keys: win2012\noverwrite-machine-image\n")
+
+
+def migrate_rules(repo) -> None:
+    """cloud-image-builder's two rules (Papertrail's sysprep-setupact and OpenCloudConfig
+    programs) replaced by one the builder's own output has: the bootstrap ended."""
+    path = repo / "config" / f"{RULED_KEY}.yaml"
+    text = path.read_text()
+    start = text.index("validation:\n")
+    end = text.index("\n\n", start) if "\n\n" in text[start:] else len(text)
+    path.write_text(text[:start] + MIGRATED_RULES + text[end:].lstrip("\n"))
+
+
 @pytest.fixture(scope="module")
 def adopted(tmp_path_factory):
+    """The first push of the adopted repository, then the push that migrates win2012's
+    validation rules and rebuilds its images."""
     require_schemas()
     if shutil.which("qemu-img") is None:
         pytest.skip("qemu-img is not installed (Debian: qemu-utils; .ci/run installs it)")
@@ -62,12 +87,28 @@ def adopted(tmp_path_factory):
     assert not (repo / "taskcluster" / "config.yml").exists()  # no kinds of its own
     with local_pipeline(repo, "HEAD", tmp_path_factory.mktemp("adoption")) as pipeline:
         (push,) = play_scenarios(pipeline, ["push"], TIMEOUT)
-        yield pipeline, push
+        migrated = pipeline.commit(MIGRATION, change=migrate_rules)
+        yield pipeline, push, pipeline.play("push", migrated, timeout=TIMEOUT)
 
 
-def test_an_adopted_predecessor_repository_completes_every_task_of_its_first_push(adopted):
-    pipeline, push = adopted
-    check_every_task_completed_with_its_artifacts(pipeline, push)
+def test_an_adopted_repository_builds_everything_but_what_its_validation_rules_refuse(
+        adopted):
+    pipeline, push, _ = adopted
+    failed = {t.label: t.state for t in push.tasks if not t.ok}
+    # win2012's rules name programs whose lines reached Papertrail, not the builder's own
+    # output: every build of it fails saying so, captures nothing, and its pools get no
+    # image (a first deploy without one is refused); everything else completes
+    builds = {label for label in failed if label.startswith(f"machine-image-{RULED_KEY}-")}
+    assert len(builds) == 12 and all(failed[label] == "failed" for label in builds)
+    assert {label: state for label, state in failed.items() if label not in builds} == {
+        f"worker-pool-gecko-{n}-{RULED_KEY}-azure": "failed" for n in (1, 3)} | {
+        f"verify-gecko-{n}-{RULED_KEY}-azure": "unscheduled" for n in (1, 3)}, \
+        explain(pipeline, push)
+    log = pipeline.artifact(push.by_label()[sorted(builds)[0]].task_id,
+                            "public/logs/live_backing.log").decode()
+    assert "missed 2 of 2 validation rules; its image is not captured" in log
+    assert "rule 'sysprep-setupact' /" in log and "rule 'OpenCloudConfig' /" in log
+    assert "no line of program 'OpenCloudConfig' in the run command's output on" in log
     labels = set(push.by_label())
     # its first decision builds every image of its enabled platform (nothing is recorded as
     # built yet), and nothing of the platform .platforms.yml leaves out
@@ -78,13 +119,24 @@ def test_an_adopted_predecessor_repository_completes_every_task_of_its_first_pus
     assert not [label for label in labels if "amazon" in label]
 
 
+def test_with_its_rules_migrated_every_task_completes(adopted):
+    pipeline, _, migrated = adopted
+    check_every_task_completed_with_its_artifacts(pipeline, migrated)
+    built = {t.label for t in migrated.tasks if t.label.startswith("machine-image-")}
+    assert len(built) == 12 and all(f"-{RULED_KEY}-" in label for label in built)
+    record = pipeline.artifact(migrated.by_label()[sorted(built)[0]].task_id,
+                               "public/machine-image.json")
+    assert b'"passed": true' in record and b'"program": "cib"' in record
+
+
 def test_each_pool_of_the_adopted_repository_is_deployed_and_verified_by_its_own_worker(
         adopted):
-    pipeline, push = adopted
-    verified = {t.queue: t for t in push.tasks if t.label.startswith("verify-")}
-    deployed = {t.label.removeprefix("worker-pool-") for t in push.tasks
+    pipeline, push, migrated = adopted
+    tasks = [t for t in [*push.tasks, *migrated.tasks] if t.ok]
+    verified = {t.queue: t for t in tasks if t.label.startswith("verify-")}
+    deployed = {t.label.removeprefix("worker-pool-") for t in tasks
                 if t.label.startswith("worker-pool-")}
-    assert deployed and {q.replace("/", "-") for q in verified} == deployed, \
-        explain(pipeline, push)
+    assert len(deployed) == 4 and {q.replace("/", "-") for q in verified} == deployed, \
+        explain(pipeline, migrated)
     for queue, task in verified.items():
         assert pool_worker(pipeline, task).startswith(queue.replace("/", "-")[:20])

@@ -30,6 +30,7 @@ from typing import Any
 
 from .. import manifest
 from ..config import Target
+from ..config.model import ImageTest
 from ..digests import tests_digest
 from ..errors import BuildError, CibError
 from .bootstrap import smoke_test_script
@@ -57,10 +58,10 @@ class SmokeTestTimeouts:
     interval: float = 15.0
 
 
-# A cloud's way to run a test script on an instance booted from the image: (context, target,
-# machine-image record, timeouts) -> the run's output.
-Runner = Callable[[BuildContext, Target, manifest.MachineImageRecord, SmokeTestTimeouts],
-                  CollectedLog]
+# A cloud's way to run the tests on an instance booted from the image: (context, target,
+# machine-image record, tests, timeouts) -> the run's output.
+Runner = Callable[[BuildContext, Target, manifest.MachineImageRecord, tuple[ImageTest, ...],
+                   SmokeTestTimeouts], CollectedLog]
 
 
 def machine_record(queue: Any, environ: dict[str, str] | None = None
@@ -102,7 +103,7 @@ def run_smoke_tests(ctx: BuildContext, target: Target, record: manifest.MachineI
     ctx.progress.say(f"{len(tests)} smoke test{'s' if len(tests) != 1 else ''} of "
                      f"{ctx.key.name} ({', '.join(t.name for t in tests)}; digest "
                      f"{digest[:12]}) on {record.image_id} {record.image_name}")
-    log = runner(ctx, target, record, timeouts)
+    log = runner(ctx, target, record, tests, timeouts)
     ctx.write_artifact(TEST_LOG, log.text)
     results = smoke_test_results(tests, log.text)
     for result in results:
@@ -128,13 +129,13 @@ def aws_runner(ec2_for: Callable[[str], Any]) -> Runner:
     from . import aws_machine
 
     def run(ctx: BuildContext, target: Target, record: manifest.MachineImageRecord,
-            timeouts: SmokeTestTimeouts) -> CollectedLog:
+            tests: tuple[ImageTest, ...], timeouts: SmokeTestTimeouts) -> CollectedLog:
         ec2 = ec2_for(record.region)
         build = aws_machine.AwsBuild(ec2=ec2, target=target, timeouts=aws_machine.Timeouts(
             interval=timeouts.interval))
         ledger = aws_machine.Ledger(ec2)
-        script = smoke_test_script([t.to_json() for t in ctx.key.image_tests(
-            ctx.fleet.environments.get(ctx.environment))], ctx.key.os_family, power_off=True)
+        script = smoke_test_script([t.to_json() for t in tests], ctx.key.os_family,
+                                   power_off=True)
 
         def kept() -> list[str]:
             return [x for x in (ledger.instance, ledger.security_group, ledger.key_pair) if x]
@@ -159,14 +160,13 @@ def azure_runner(azure: Any) -> Runner:
     from . import azure_machine
 
     def run(ctx: BuildContext, target: Target, record: manifest.MachineImageRecord,
-            timeouts: SmokeTestTimeouts) -> CollectedLog:
+            tests: tuple[ImageTest, ...], timeouts: SmokeTestTimeouts) -> CollectedLog:
         build = azure_machine.AzureBuild(azure=azure, target=target,
                                          timeouts=azure_machine.Timeouts(
                                              interval=timeouts.interval))
         ledger = azure_machine.Ledger()
         family = ctx.key.os_family
-        script = smoke_test_script([t.to_json() for t in ctx.key.image_tests(
-            ctx.fleet.environments.get(ctx.environment))], family, power_off=False)
+        script = smoke_test_script([t.to_json() for t in tests], family, power_off=False)
         command = "RunPowerShellScript" if family == "windows" else "RunShellScript"
 
         def kept() -> list[str]:

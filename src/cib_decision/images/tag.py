@@ -50,30 +50,19 @@ DISK_TASK_VARIABLE = "CIB_DISK_IMAGE_TASK_ID"
 class Builds:
     """What the tag task's dependencies left: the machine-image records of this key, the
     disk-image record they were made from (None for keys built from base images), the tag
-    task's `created` time, and each target's smoke-test outcome (keys with tests)."""
+    task's `created` time, each target's smoke-test outcome (keys with tests) and the test runs
+    it was read from."""
 
     records: tuple[manifest.MachineImageRecord, ...]
     disk: manifest.DiskImageRecord | None
     created: str
     tests: tuple[tuple[str, dict[str, Any]], ...] = ()
+    runs: tuple[manifest.ImageTestRecord, ...] = ()  # the test runs among the dependencies
 
 
 class SmokeTestsNotPassed(BuildError):
     """A tested key's image whose smoke tests failed or did not run: nothing of the key is
     released (exit 3), so its pools are not deployed from it."""
-
-
-def smoke_test_records(ctx: BuildContext, queue: Any) -> list[manifest.ImageTestRecord]:
-    """The image-test records the tag task's test-image dependencies left."""
-    records = []
-    for task in sorted(pools.dependency_states(queue, ctx.task_id, "test-image")):
-        data = pools.read_artifact(queue, task, manifest.IMAGE_TEST_ARTIFACT)
-        if data is None:
-            ctx.progress.say(f"test task {task} left no {manifest.IMAGE_TEST_ARTIFACT}")
-            continue
-        records.append(manifest.parse_image_test(
-            data, f"task {task} {manifest.IMAGE_TEST_ARTIFACT}"))
-    return records
 
 
 def tested_builds(ctx: BuildContext, builds: Builds, records: list[manifest.ImageTestRecord],
@@ -100,7 +89,8 @@ def tested_builds(ctx: BuildContext, builds: Builds, records: list[manifest.Imag
         raise SmokeTestsNotPassed(f"not releasing {ctx.key.name}: " + "; ".join(problems)
                                   + ". Nothing of the key is released and its pools keep "
                                     "their images")
-    return Builds(builds.records, builds.disk, builds.created, tuple(sorted(outcome.items())))
+    return Builds(builds.records, builds.disk, builds.created, tuple(sorted(outcome.items())),
+                  builds.runs)
 
 
 def usable_records(ctx: BuildContext, records: Iterable[pools.Record]
@@ -184,8 +174,8 @@ def read_builds(ctx: BuildContext, queue: Any) -> Builds:
     is no record because every build failed; CibError (exit 2) when there is none otherwise
     (builds that completed without a record)."""
     sources, created = pools.dependency_record_sources(queue, ctx.task_id, ctx.progress.say)
-    records = [record for _, record in sources]
-    records += tested_build_records(ctx, queue, {task for task, _ in sources})
+    runs, tested = read_test_runs(ctx, queue, {task for task, _ in sources})
+    records = [record for _, record in sources] + tested
     usable = usable_records(ctx, records)
     if not usable:
         states = pools.dependency_states(queue, ctx.task_id, "machine-image")
@@ -199,31 +189,42 @@ def read_builds(ctx: BuildContext, queue: Any) -> Builds:
     disk = disk_record(ctx, queue, usable)
     if disk is None:
         ctx.progress.say("no disk-image record: the release's disk_sha256 is null")
-    return Builds(tuple(usable), disk, created)
+    return Builds(tuple(usable), disk, created, runs=tuple(runs))
 
 
-def tested_build_records(ctx: BuildContext, queue: Any, read: set[str]
-                         ) -> list[manifest.MachineImageRecord]:
-    """The machine-image records of the builds the tag's test-image dependencies tested
-    (their `CIB_MACHINE_IMAGE_TASK_ID`) that are not dependencies of the tag themselves
-    (`read`): a push that changes only a test reuses the images, so the graph has no build
-    task for the tag to wait for (taskgraph drops a soft dependency it replaces), only the
-    test runs of the earlier builds."""
-    records = []
+def _record(ctx: BuildContext, queue: Any, task: str, name: str,
+            parse: Callable[[Any, str], Any]) -> Any | None:
+    """Task `task`'s artifact `name`, parsed; None (and a line saying so) when it has none."""
+    data = pools.read_artifact(queue, task, name)
+    if data is None:
+        ctx.progress.say(f"task {task} left no {name}")
+        return None
+    return parse(data, f"task {task} {name}")
+
+
+def read_test_runs(ctx: BuildContext, queue: Any, read: set[str]
+                   ) -> tuple[list[manifest.ImageTestRecord], list[manifest.MachineImageRecord]]:
+    """The image-test records the tag's test-image dependencies left, and the machine-image
+    records of the builds they tested (their `CIB_MACHINE_IMAGE_TASK_ID`) that are not
+    dependencies of the tag themselves (`read`): a push that changes only a test reuses the
+    images, so the graph has no build task for the tag to wait for (taskgraph drops a soft
+    dependency it replaces), only the test runs of the earlier builds."""
+    runs, builds = [], []
     for test in sorted(pools.dependency_states(queue, ctx.task_id, "test-image")):
+        run = _record(ctx, queue, test, manifest.IMAGE_TEST_ARTIFACT, manifest.parse_image_test)
+        if run is not None:
+            runs.append(run)
         build = _task_variable(queue, test, MACHINE_TASK_VARIABLE)
         if build is None or build in read:
             continue
         read.add(build)
-        data = pools.read_artifact(queue, build, manifest.MACHINE_IMAGE_ARTIFACT)
-        if data is None:
-            ctx.progress.say(f"build {build} (tested by {test}) left no image record")
-            continue
-        records.append(manifest.parse_machine_image(
-            data, f"task {build} {manifest.MACHINE_IMAGE_ARTIFACT}"))
-        ctx.progress.say(f"read {manifest.MACHINE_IMAGE_ARTIFACT} of task {build} (the build "
-                         f"test task {test} tested)")
-    return records
+        record = _record(ctx, queue, build, manifest.MACHINE_IMAGE_ARTIFACT,
+                         manifest.parse_machine_image)
+        if record is not None:
+            builds.append(record)
+            ctx.progress.say(f"read {manifest.MACHINE_IMAGE_ARTIFACT} of task {build} (the "
+                             f"build test task {test} tested)")
+    return runs, builds
 
 
 def release_images(ctx: BuildContext, records: Iterable[manifest.MachineImageRecord],
@@ -333,7 +334,7 @@ def tag_release(ctx: BuildContext, queue: Any, ec2_for: Callable[[str], EC2],
     builds = read_builds(ctx, queue)
     tests = ctx.key.image_tests(ctx.fleet.environments.get(ctx.environment))
     if tests:
-        builds = tested_builds(ctx, builds, smoke_test_records(ctx, queue), tests_digest(tests))
+        builds = tested_builds(ctx, builds, list(builds.runs), tests_digest(tests))
     release = release_of(ctx, builds)
     ctx.progress.say(f"release {release.sha256}: {len(release.images)} image"
                      f"{'s' if len(release.images) != 1 else ''} "
