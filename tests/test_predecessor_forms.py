@@ -118,6 +118,23 @@ def test_worker_manager_timeouts_in_lifecycle_or_on_the_pool_are_the_pools_timeo
     assert "lifecycle" not in pool.raw  # the predecessor read only `spot` from it: not spot
 
 
+def with_execution_test(test: str) -> str:
+    return key_text() + (
+        "  bootstrap:\n    executions:\n    - name: rename\n      shell: azure-powershell\n"
+        "      commands: [Rename-Computer -NewName $name]\n"
+        f"      test: {{std: {{out: {test}}}}}\n")
+
+
+def test_an_executions_like_wildcard_is_the_regular_expression_it_meant(tmp_path):
+    """April 2020: `test.std.out.like`, compared with PowerShell's `-like` (the whole output;
+    `*`, `?` and `[...]` wildcards) by build-machine-image.ps1 of the time."""
+    same_fleet(tmp_path, {"win10-64.yaml": with_execution_test("{like: 'host*renamed?'}")},
+               {"win10-64.yaml": with_execution_test(
+                   "{match: '^host[\\s\\S]*renamed[\\s\\S]\\s*$'}")})
+    assert "give only one" in " ".join(problems(write(tmp_path / "both" / "config", {
+        "win10-64.yaml": with_execution_test("{like: a*, match: a}")})))
+
+
 def test_grouped_unattend_commands_are_one_entry_per_command(tmp_path):
     """December 2019 to May 2020: commands grouped under one target; in May 2020 a command
     could carry its own target, which then is its target."""

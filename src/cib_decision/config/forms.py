@@ -14,6 +14,7 @@ is (the same object), so its digests are what they always were.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 # Where an earlier form kept a worker-manager lifecycle timeout: its name there -> ours.
@@ -28,9 +29,14 @@ def key_in_current_form(data: dict[str, Any]) -> dict[str, Any]:
     current = [_pool_in_current_form(p) for p in listed] if listed is not None else None
     pools_changed = current is not None and (
         listed is not pools or any(a is not b for a, b in zip(current, listed, strict=True)))
-    if not isinstance(network, str) and not pools_changed:
+    targets = data.get("target") or []
+    current_targets = [_target_in_current_form(t) for t in targets]
+    targets_changed = any(a is not b for a, b in zip(current_targets, targets, strict=True))
+    if not isinstance(network, str) and not pools_changed and not targets_changed:
         return data
     result = dict(data)
+    if targets_changed:
+        result["target"] = current_targets
     if isinstance(network, str):  # June to August 2020: the network location alone
         result["image"] = {**image, "network": {"location": network}}
     if pools_changed:
@@ -55,6 +61,44 @@ def _pool_in_current_form(pool: dict[str, Any]) -> dict[str, Any]:
     if named:  # January 2020: `id: <domain>/<variant>`
         result["domain"], result["variant"] = pool["id"].split("/", 1)
     return result
+
+
+def like_as_match(pattern: str) -> str:
+    """PowerShell's `-like` wildcard (the whole output; `*`, `?`, `[...]`; case-insensitive,
+    as `-match` is too) as the regular expression `test.std.out.match` takes."""
+    parts, index = [], 0
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "*":
+            parts.append(r"[\s\S]*")
+        elif char == "?":
+            parts.append(r"[\s\S]")
+        elif char == "[" and "]" in pattern[index + 1:]:
+            end = pattern.index("]", index + 1)
+            parts.append("[" + pattern[index + 1:end].replace("\\", "\\\\") + "]")
+            index = end
+        else:
+            parts.append(re.escape(char))
+        index += 1
+    return "^" + "".join(parts) + r"\s*$"  # the output ends with a line break
+
+
+def _target_in_current_form(target: dict[str, Any]) -> dict[str, Any]:
+    """April 2020: an execution's `test.std.out.like` (a `-like` wildcard) as `match`."""
+    bootstrap = target.get("bootstrap") or {}
+    executions = bootstrap.get("executions") or []
+    if not any("like" in (((e.get("test") or {}).get("std") or {}).get("out") or {})
+               for e in executions):
+        return target
+    rewritten = []
+    for execution in executions:
+        out = ((execution.get("test") or {}).get("std") or {}).get("out") or {}
+        if "like" in out:
+            test = execution["test"]
+            execution = {**execution, "test": {**test, "std": {**test["std"], "out": {
+                "match": like_as_match(out["like"])}}}}
+        rewritten.append(execution)
+    return {**target, "bootstrap": {**bootstrap, "executions": rewritten}}
 
 
 def unattend_commands_in_current_form(data: list[dict[str, Any]]) -> list[dict[str, Any]]:

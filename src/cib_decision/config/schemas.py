@@ -128,11 +128,14 @@ COMMAND = {"oneOf": [STR, {"type": "null"},
 # What cloud-image-builder's configs tested, and what the bootstrap does with it
 # (images/bootstrap.py): the output must match `std.out.match`; `status.code.match` says the
 # execution stops the machine itself (the VM state cloud-image-builder polled for).
+# predecessor form (April 2020): `like`, a PowerShell `-like` wildcard (forms.py)
+STD_OUT = _obj({"match": NONEMPTY, "like": NONEMPTY})
+STD_OUT["oneOf"] = [{"required": ["match"]}, {"required": ["like"]}]
 STOP_STATES = ["stopped", "PowerState/stopped", "deallocated", "PowerState/deallocated",
                "TERMINATED"]  # Google's word for a stopped instance
 EXECUTION = _obj({
     "name": NONEMPTY, "shell": NONEMPTY, "commands": _list(COMMAND),
-    "test": _obj({"std": _obj({"out": _obj({"match": NONEMPTY}, ("match",))}, ("out",)),
+    "test": _obj({"std": _obj({"out": STD_OUT}, ("out",)),
                   "status": _obj({"code": _obj({"match": {"enum": STOP_STATES}}, ("match",))},
                                  ("code",))}),
     "on": _obj({"success": STR, "failure": STR}),

@@ -65,9 +65,9 @@ Runner = Callable[[BuildContext, Target, manifest.MachineImageRecord, tuple[Imag
 
 
 def machine_record(queue: Any, environ: dict[str, str] | None = None
-                   ) -> manifest.MachineImageRecord | None:
-    """The record the machine-image task in `CIB_MACHINE_IMAGE_TASK_ID` left; None when it
-    left none (its build failed)."""
+                   ) -> manifest.MachineImageRecord:
+    """The record the machine-image task in `CIB_MACHINE_IMAGE_TASK_ID` left; NothingToTest
+    when it left none (its build failed)."""
     from ..pools import read_artifact
 
     environ = os.environ if environ is None else environ
