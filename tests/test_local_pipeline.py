@@ -160,6 +160,22 @@ def test_the_pushed_pools_are_deployed_and_each_verified_by_a_worker_of_its_own(
         == deployed
 
 
+def test_the_fleet_the_pipeline_deployed_has_no_drift(played, monkeypatch, capsys):
+    pipeline, _ = played
+    credentials = pipeline.tc.root_credentials
+    for name, value in {"TASKCLUSTER_ROOT_URL": pipeline.tc.root_url,
+                        "TASKCLUSTER_CLIENT_ID": credentials["clientId"],
+                        "TASKCLUSTER_ACCESS_TOKEN": credentials["accessToken"]}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("TASKCLUSTER_PROXY_URL", raising=False)
+    code = main(["drift", "--config-dir", str(pipeline.repo / "config"), "--environment",
+                 pipeline.environment])
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    assert out.startswith("no drift: worker-manager runs what the config and the release "
+                          "pointers say")
+
+
 def test_a_pull_request_deploys_and_verifies_its_own_pool_and_its_close_tears_it_down(
         played):
     pipeline, results = played

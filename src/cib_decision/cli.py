@@ -19,6 +19,7 @@ from . import (
     cloudcreds,
     decision_cli,
     dev_event,
+    drift_cli,
     gc_cli,
     image_cli,
     lifecycle_cli,
@@ -201,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     purge_cli.add_parser(commands)
     gc_cli.add_parser(commands)
     lifecycle_cli.add_parser(commands)
+    drift_cli.add_parser(commands)
     devtc_cli.add_parser(commands)
     devpipeline_cli.add_parser(commands)
     return parser

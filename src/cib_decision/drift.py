@@ -1,0 +1,104 @@
+"""Where the config, worker-manager and the release pointers disagree (pure).
+
+`cib drift` (drift_cli.py) reads the three and hands each pool's view here:
+
+- `not-deployed`: a pool of the config that worker-manager does not have. Fix: a push with
+  `pool-deploy` and `include pools: <pool>`.
+- `not-in-config`: a pool in one of the config's pool domains that no key of the config has
+  (a key or pool removed while its pool still runs). Fix: delete it in worker-manager, or put
+  it back in the config.
+- `no-release`: a pool worker-manager has that no release pointer of the environment names
+  (deployed by hand, or before cib recorded deploys). Fix: the same `pool-deploy` push.
+- `hand-edited`: the pool's definition is not what its current release renders (edited in the
+  UI or by hand). Fix: the same push, or `cib rollback --pool <pool> --to <sha256>`.
+- `unreleased-image`: a launch config runs an image its current release does not name. Fix:
+  the same push.
+- `behind-key`: the pool runs an older release than its key's current one in the
+  environment. Fix: the same push.
+
+Images that the clouds no longer have and Google images are not read yet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .pools import DEFINITION_FIELDS, NULL_PROVIDER, Definition, comparable, image_of
+
+
+@dataclass(frozen=True)
+class Drift:
+    """One difference: its kind, the pool or key it is about, what differs and the fix."""
+
+    kind: str
+    subject: str
+    detail: str
+    fix: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"kind": self.kind, "subject": self.subject, "detail": self.detail,
+                "fix": self.fix}
+
+
+def redeploy(pool_id: str) -> str:
+    """The commit message lines that deploy a pool again from its key's current release."""
+    return f"push a commit whose message says `pool-deploy` and `include pools: {pool_id}`"
+
+
+def undeployed(pool_id: str) -> Drift:
+    return Drift("not-deployed", pool_id, "in the config, not in worker-manager",
+                 redeploy(pool_id))
+
+
+def stray(pool_id: str) -> Drift:
+    return Drift("not-in-config", pool_id,
+                 "in worker-manager, in a pool domain of the config, but no key has it",
+                 "delete it in worker-manager (its workers go), or put its key back in the "
+                 "config")
+
+
+def unrecorded(pool_id: str) -> Drift:
+    return Drift("no-release", pool_id, "deployed, but no release pointer names it (deployed "
+                 "by hand, or before deploys were recorded)", redeploy(pool_id))
+
+
+def changed_fields(expected: dict[str, Any], live: dict[str, Any]) -> list[str]:
+    """Which caller-set fields of a pool differ (`config.<field>` within its config)."""
+    changed = []
+    for name in DEFINITION_FIELDS:
+        if name == "config" and isinstance(live.get(name), dict):
+            ours, theirs = expected.get(name) or {}, live[name]
+            changed += [f"config.{k}" for k in sorted(set(ours) | set(theirs))
+                        if ours.get(k) != theirs.get(k)]
+        elif expected.get(name) != live.get(name):
+            changed.append(name)
+    return changed
+
+
+def pool_drift(pool_id: str, expected: Definition, live: dict[str, Any],
+               released: set[str], release: str, key_release: str | None) -> list[Drift]:
+    """The drift of one deployed pool: `expected` is what its current release (`release`,
+    a sha256; its image ids `released`) renders over `live`, the pool as worker-manager has
+    it; `key_release` is the sha256 of its key's current release (None: no pointer)."""
+    found = []
+    body = comparable(live) or {}
+    changed = changed_fields(expected.body, body)
+    if changed:
+        found.append(Drift("hand-edited", pool_id,
+                           f"differs from what release {release[:12]} renders in "
+                           f"{', '.join(changed)}",
+                           redeploy(pool_id) + f", or `cib rollback --pool {pool_id} --to "
+                           f"{release}`"))
+    if live.get("providerId") != NULL_PROVIDER:
+        for launch_config in (live.get("config") or {}).get("launchConfigs") or ():
+            image = image_of(expected.provider_type, launch_config)
+            if image is not None and image.id not in released:
+                found.append(Drift("unreleased-image", pool_id,
+                                   f"{image.region} runs {image.id}, which release "
+                                   f"{release[:12]} does not name", redeploy(pool_id)))
+    if key_release is not None and key_release != release:
+        found.append(Drift("behind-key", pool_id,
+                           f"runs release {release[:12]}; its key's current release is "
+                           f"{key_release[:12]}", redeploy(pool_id)))
+    return found
