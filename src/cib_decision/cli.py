@@ -12,42 +12,49 @@ import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
+from importlib import import_module
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from . import (
-    __version__,
-    cloudcreds,
-    decision_cli,
-    dev_event,
-    drift_cli,
-    gc_cli,
-    image_cli,
-    lifecycle_cli,
-    pool_cli,
-    purge_cli,
-)
+from . import __version__
 from .bounds import PULL_REQUEST
-from .changes import compute_changes
-from .config import DirectorySource, Fleet, load_fleet
-from .config.source import default_config_dir
-from .devpipeline import cli as devpipeline_cli
-from .devtc import cli as devtc_cli
-from .directives import Vocabulary, parse_directives
 from .errors import CibError, ConfigError
-from .gitrepo import GitTreeSource, open_repo, resolve
-from .plan import TASKS_FOR, PlanRequest, make_plan
-from .render import changes_table, plan_dot, plan_json, plan_mermaid, plan_table
+
+if TYPE_CHECKING:
+    from .config import Fleet
 
 DEFAULT_CONFIG_DIR = "config"
 # Commands that call clouds: in a task they get the level's cloud credentials (cloudcreds.py).
 CLOUD_COMMANDS = ("image", "purge", "gc", "promote")
+# The commands other modules add (module, its `add_*` function, the commands it adds): only the
+# module of the command being run is imported, so `cib plan` does not pay for the imports of
+# the Taskcluster, cloud and local-deployment commands (about 0.2 s). `cib --help` imports all.
+COMMAND_MODULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("decision_cli", "add_parser", ("decision", "action-callback")),
+    ("dev_event", "add_parser", ("dev-event",)),
+    ("dev_event", "add_release_parser", ("dev-release",)),
+    ("image_cli", "add_parser", ("image", "release")),
+    ("pool_cli", "add_parser", ("pool",)),
+    ("purge_cli", "add_parser", ("purge",)),
+    ("gc_cli", "add_parser", ("gc",)),
+    ("lifecycle_cli", "add_parser", ("promote", "rollback")),
+    ("drift_cli", "add_parser", ("drift",)),
+    ("devtc.cli", "add_parser", ("dev-taskcluster",)),
+    ("devpipeline.cli", "add_parser", ("dev-up",)),
+)
+OWN_COMMANDS = ("config", "directives", "changes", "plan")
 
 
 def _load(config_dir: str | None) -> Fleet:
+    from .config import DirectorySource, load_fleet
+    from .config.source import default_config_dir
+
     return load_fleet(DirectorySource(config_dir or default_config_dir()))
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
+    from .config.source import default_config_dir
+
     args.config_dir = args.config_dir or default_config_dir()
     try:
         fleet = _load(args.config_dir)
@@ -68,6 +75,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 
 def cmd_directives(args: argparse.Namespace) -> int:
+    from .directives import Vocabulary, parse_directives
+
     if args.file == "-":
         message = sys.stdin.read()
     else:
@@ -81,6 +90,11 @@ def cmd_directives(args: argparse.Namespace) -> int:
 
 
 def cmd_changes(args: argparse.Namespace) -> int:
+    from .changes import compute_changes
+    from .config import load_fleet
+    from .gitrepo import GitTreeSource, open_repo, resolve
+    from .render import changes_table
+
     repo = open_repo(args.repo)
     base_commit, head_commit = resolve(repo, args.base), resolve(repo, args.head)
     head_source = GitTreeSource(head_commit, args.config_dir)
@@ -105,6 +119,9 @@ def cmd_changes(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from .plan import PlanRequest, make_plan
+    from .render import plan_dot, plan_json, plan_mermaid, plan_table
+
     message = args.message
     if message is not None and message.startswith("@"):
         try:
@@ -135,11 +152,25 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The `cib` argument parser: every command, or, given `command` (the command about to
+    run), only the command that parses it, so that only its module is imported."""
     parser = argparse.ArgumentParser(
         prog="cib", description="Plan cloud machine image builds under Taskcluster.")
     parser.add_argument("--version", action="version", version=f"cib {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    modules = [(module, add) for module, add, names in COMMAND_MODULES
+               if command is None or command in names]
+    if command is None or command in OWN_COMMANDS or not modules:
+        _add_own_commands(commands)
+    for module, add in modules:
+        getattr(import_module(f".{module}", __package__), add)(commands)
+    return parser
+
+
+def _add_own_commands(commands: Any) -> None:
+    """The commands this module runs: config, directives, changes, plan."""
+    from .plan import TASKS_FOR
 
     config = commands.add_parser("config", help="work with the config directory")
     config_commands = config.add_subparsers(dest="config_command", required=True,
@@ -194,18 +225,6 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--format", choices=("table", "json", "dot", "mermaid", "markdown"),
                       default="table")
     plan.set_defaults(func=cmd_plan)
-    decision_cli.add_parser(commands)
-    dev_event.add_parser(commands)
-    dev_event.add_release_parser(commands)
-    image_cli.add_parser(commands)
-    pool_cli.add_parser(commands)
-    purge_cli.add_parser(commands)
-    gc_cli.add_parser(commands)
-    lifecycle_cli.add_parser(commands)
-    drift_cli.add_parser(commands)
-    devtc_cli.add_parser(commands)
-    devpipeline_cli.add_parser(commands)
-    return parser
 
 
 class Terminated(KeyboardInterrupt):
@@ -240,14 +259,26 @@ def _sigterm_raises() -> Iterator[None]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `cib` console script."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(_command_of(argv)).parse_args(argv)
     with _sigterm_raises():
         return _run(args)
+
+
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The command `argv` runs, when it starts with one (no option before it); None
+    otherwise (`--help`, `--version`, a mistake: the full parser answers)."""
+    if argv and argv[0] in OWN_COMMANDS + tuple(n for *_, names in COMMAND_MODULES
+                                                 for n in names):
+        return argv[0]
+    return None
 
 
 def _run(args: argparse.Namespace) -> int:
     try:
         if args.command in CLOUD_COMMANDS:
+            from . import cloudcreds
+
             cloudcreds.ensure()
         return args.func(args)
     except CibError as exc:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -130,14 +130,30 @@ def _make_plan(request: PlanRequest, notify: Callable[[str], None] | None) -> Pl
         if message is None:
             message = commit_message(repo, head_commit.hexsha)
         directives = parse_directives(message, Vocabulary.from_fleet(head_fleet))
-        report = compute_changes(base_fleet, head_fleet, base_rev or "", head_commit.hexsha,
-                                 "nothing counts as built (--no-base)" if request.no_base
-                                 else None)
+
+        def report_of(keys: Collection[str] | None = None) -> ChangeReport:
+            """What changed since the base, for `keys` (None: every key)."""
+            return compute_changes(_only(base_fleet, keys), _only(head_fleet, keys),
+                                   base_rev or "", head_commit.hexsha,
+                                   "nothing counts as built (--no-base)" if request.no_base
+                                   else None)
+
+        # A pull request's parameters name its changed keys: its whole report comes first. A
+        # push's report only says why the tasks that run do: it is made for their keys once
+        # the graph is known (a push changing one key of 1000 compares one key, not 1000).
+        report = report_of() if request.tasks_for.startswith("github-pull-request") else None
         parameters = _parameters(request, head_fleet, base_fleet, report, directives,
                                  head_commit.hexsha, base_rev)
-        plan = _generate(root, parameters, directives, report)
+        plan = _generate(root, parameters, directives, report or report_of)
         plan.skipped = _skipped(head_fleet, directives, parameters)
         return plan
+
+
+def _only(fleet: Fleet | None, keys: Collection[str] | None) -> Fleet | None:
+    """`fleet` with only the image keys named in `keys` (all of them when None)."""
+    if fleet is None or keys is None:
+        return fleet
+    return replace(fleet, keys={name: key for name, key in fleet.keys.items() if name in keys})
 
 
 def _base(repo: git.Repo, request: PlanRequest, head: git.Commit, config_name: str,
@@ -161,8 +177,11 @@ def _base(repo: git.Repo, request: PlanRequest, head: git.Commit, config_name: s
         return None, commit.hexsha  # nothing counts as built at a broken base
 
 
-def _parameters(request: PlanRequest, fleet: Fleet, base: Fleet | None, report: ChangeReport,
-                directives: Directives, head_rev: str, base_rev: str | None) -> dict[str, Any]:
+def _parameters(request: PlanRequest, fleet: Fleet, base: Fleet | None,
+                report: ChangeReport | None, directives: Directives, head_rev: str,
+                base_rev: str | None) -> dict[str, Any]:
+    """The decision's parameters for `request` (`report`: the whole change report, which a
+    pull request's parameters need; None for other events)."""
     from .taskgraph.loader import built_tasks
     from .taskgraph.parameters import trusted_environments
 
@@ -189,7 +208,7 @@ def _parameters(request: PlanRequest, fleet: Fleet, base: Fleet | None, report: 
         "cib_directives": directives.to_json(), "cib_environment": environment,
         "cib_pull_request": number,
         "cib_pull_request_action": request.pull_request_action if pull_request else "",
-        "cib_changed_keys": report.changed_keys() if pull_request else None,
+        "cib_changed_keys": report.changed_keys() if pull_request and report else None,
         # what the base's graph for the same event and environment would have built
         "cib_built_tasks": built_tasks(base, fleet_digests(base), {
             "cib_pull_request": number, "cib_environment": environment}) if base else [],
@@ -217,7 +236,9 @@ def _kinds_in_this_process() -> Iterator[None]:
 
 
 def _generate(root: GraphRoot, values: dict[str, Any], directives: Directives,
-              report: ChangeReport) -> Plan:
+              report: ChangeReport | Callable[[Collection[str]], ChangeReport]) -> Plan:
+    """Generate the graph of `values` and make its plan; `report` is the change report, or
+    makes it for the image keys of the tasks that run."""
     from taskgraph.config import load_graph_config
     from taskgraph.generator import TaskGraphGenerator
     from taskgraph.parameters import Parameters
@@ -225,8 +246,16 @@ def _generate(root: GraphRoot, values: dict[str, Any], directives: Directives,
     load_graph_config(str(root.taskcluster)).register()
     parameters = Parameters(strict=True, **values)
     with _kinds_in_this_process(), kinds_root(root) as root_dir:
-        tgg = TaskGraphGenerator(root_dir=root_dir, parameters=parameters)
+        # taskgraph's verifications (about 0.3 s of 2 at 1000 keys) are left to the decision,
+        # which runs them all on the graph it submits (decision.generate): the plan is a
+        # preview, and what they refuse the decision refuses before creating anything.
+        tgg = TaskGraphGenerator(root_dir=root_dir, parameters=parameters,
+                                 enable_verifications=False)
         tgg.optimized_task_graph  # noqa: B018 - generated while the kinds are in place
+    if callable(report):
+        report = report({task.attributes["cib-key"]
+                         for task in tgg.optimized_task_graph.tasks.values()
+                         if "cib-key" in task.attributes})
     return plan_of_graph(tgg, directives, report,
                          "done at the base revision with the same digest")
 

@@ -11,6 +11,7 @@ else is a real conflict and fails the submission. Client errors (400, 401, 403) 
 from __future__ import annotations
 
 import logging
+import queue as queues
 import random
 import threading
 import time
@@ -144,7 +145,7 @@ class Submitter:
     def __init__(self, queue: QueueClient, *, concurrency: int = CONCURRENCY,
                  attempts: int = ATTEMPTS, backoff: float = 0.1,
                  sleep: Callable[[float], None] = time.sleep):
-        self.queue = queue
+        self.queue = _pooled(queue, concurrency)
         self.concurrency = concurrency
         self.attempts = attempts
         self.backoff = backoff
@@ -209,9 +210,15 @@ class Submitter:
 
         with futures.ThreadPoolExecutor(self.concurrency) as pool:
             running: dict[futures.Future[str], str] = {}
+            # Each answered create is put here: waiting on it is one lock, where waiting on
+            # all running futures (`futures.wait`) installed a waiter in each of the 50 every
+            # time, most of the submitting thread's CPU.
+            answered: queues.SimpleQueue[futures.Future[str]] = queues.SimpleQueue()
 
             def launch(task_id: str) -> None:
-                running[pool.submit(self.create, tasks[task_id])] = task_id
+                future = pool.submit(self.create, tasks[task_id])
+                running[future] = task_id
+                future.add_done_callback(answered.put)
 
             def settle(future: futures.Future[str]) -> None:
                 nonlocal blocked
@@ -236,9 +243,7 @@ class Submitter:
                     launch(task_id)
             try:
                 while running:
-                    done, _ = futures.wait(running, return_when=futures.FIRST_COMPLETED)
-                    for future in done:
-                        settle(future)
+                    settle(answered.get())
             except KeyboardInterrupt as interrupt:  # SIGINT, or SIGTERM (cli.Terminated)
                 raise self._interrupted(interrupt, pool, running, tasks, report) from None
         report.not_attempted = sorted(tasks[t].label for t in blocked)
@@ -282,6 +287,18 @@ class SubmissionInterrupted(KeyboardInterrupt):
             + (f", {unknown} requests unanswered" if unknown else "")
             + "; nothing more was submitted. Rerun the decision task to complete the graph: it "
             "creates the missing tasks under the same task ids and leaves the others.")
+
+
+def _pooled(queue: QueueClient, connections: int) -> QueueClient:
+    """A taskcluster client made to keep `connections` connections open (tc.py); any other
+    queue (a test's) as it is."""
+    from taskcluster.client import BaseClient
+
+    if isinstance(queue, BaseClient):
+        from .tc import reuse_connections
+
+        return reuse_connections(queue, connections)
+    return queue
 
 
 def _descendants(task_id: str, dependents: Mapping[str, list[str]]) -> set[str]:

@@ -22,7 +22,10 @@ from mohawk.exc import HawkFail
 from mohawk.util import calculate_mac, parse_authorization_header, strings_match
 
 from ..scopes import role_scopes
+from ..tc import quiet_hawk_debug
 from .expressions import grants
+
+quiet_hawk_debug()
 
 # What a public deployment grants the `anonymous` role (Taskcluster's "Anonymous Role" manual);
 # every call holds these, with or without credentials.

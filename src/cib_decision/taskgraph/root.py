@@ -100,7 +100,8 @@ def graph_root_of(root_dir: str | Path) -> GraphRoot | None:
     """The prepared root whose taskcluster/ folder is `root_dir` (taskgraph's
     `graph_config.root_dir`), None for a folder `graph_root` did not prepare (taskgraph's own
     command line run in a repository)."""
-    return _repositories.get(_key(root_dir))
+    # every task's transforms ask: a folder named by its real path needs no realpath call
+    return _repositories.get(str(root_dir)) or _repositories.get(_key(root_dir))
 
 
 def repository_of(root_dir: str | Path) -> Path:
