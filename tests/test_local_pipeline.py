@@ -13,7 +13,10 @@ stand-in disk sources; they share one deployment and take a few minutes together
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 import time
 
 import pytest
@@ -50,9 +53,11 @@ def played(tmp_path_factory):
     scenarios = ["push", "pull-request", "pull-request-untrusted", "pull-request-closed",
                  "pull-request-image", "cron"]
     with local_pipeline(ROOT, "HEAD", work) as pipeline:
-        # one event per scenario, by scenario (two are pull-request events)
-        results = dict(zip(scenarios, play_scenarios(pipeline, scenarios, TIMEOUT),
-                           strict=True))
+        # one event per scenario, by scenario (two are pull-request events); after the push,
+        # what `cib drift` says of the fleet it deployed
+        events = play_scenarios(pipeline, scenarios, TIMEOUT)
+        results = {"push": next(events), "drift": drift_of(pipeline)}
+        results.update(zip(scenarios[1:], events, strict=True))
         broken = pipeline.commit("Add a setting", branch="broken", change=break_a_key)
         results["broken"] = pipeline.play("pull-request", broken, base=pipeline.head,
                                           pull_request=2, timeout=TIMEOUT)
@@ -71,6 +76,19 @@ def played(tmp_path_factory):
         finally:
             moto.failing_tests = set()
         yield pipeline, results
+
+
+def drift_of(pipeline: LocalPipeline) -> subprocess.CompletedProcess:
+    """`cib drift` of the played environment, with the deployment's root credentials."""
+    credentials = pipeline.tc.root_credentials
+    environ = {**os.environ, "TASKCLUSTER_ROOT_URL": pipeline.tc.root_url,
+               "TASKCLUSTER_CLIENT_ID": credentials["clientId"],
+               "TASKCLUSTER_ACCESS_TOKEN": credentials["accessToken"]}
+    environ.pop("TASKCLUSTER_PROXY_URL", None)
+    return subprocess.run([sys.executable, "-m", "cib_decision", "drift", "--config-dir",
+                           str(pipeline.repo / "config"), "--environment",
+                           pipeline.environment], env=environ, capture_output=True, text=True,
+                          timeout=300)
 
 
 BROKEN_KEY = "win2022-64.yaml"
@@ -160,20 +178,12 @@ def test_the_pushed_pools_are_deployed_and_each_verified_by_a_worker_of_its_own(
         == deployed
 
 
-def test_the_fleet_the_pipeline_deployed_has_no_drift(played, monkeypatch, capsys):
-    pipeline, _ = played
-    credentials = pipeline.tc.root_credentials
-    for name, value in {"TASKCLUSTER_ROOT_URL": pipeline.tc.root_url,
-                        "TASKCLUSTER_CLIENT_ID": credentials["clientId"],
-                        "TASKCLUSTER_ACCESS_TOKEN": credentials["accessToken"]}.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("TASKCLUSTER_PROXY_URL", raising=False)
-    code = main(["drift", "--config-dir", str(pipeline.repo / "config"), "--environment",
-                 pipeline.environment])
-    out, err = capsys.readouterr()
-    assert code == 0, out + err
-    assert out.startswith("no drift: worker-manager runs what the config and the release "
-                          "pointers say")
+def test_the_fleet_a_push_deployed_has_no_drift(played):
+    _, results = played
+    drift = results["drift"]
+    assert drift.returncode == 0, drift.stdout + drift.stderr
+    assert drift.stdout.startswith("no drift: worker-manager runs what the config and the "
+                                   "release pointers say")
 
 
 def test_a_pull_request_deploys_and_verifies_its_own_pool_and_its_close_tears_it_down(
