@@ -25,6 +25,7 @@ import yaml
 from cib_decision.cli import main
 from cib_decision.devpipeline.pipeline import (
     IMAGE_PR_NUMBER,
+    EventResult,
     LocalPipeline,
     change_a_deployment_id,
     local_pipeline,
@@ -152,8 +153,8 @@ def test_a_push_of_the_bundled_fleet_completes_every_task_on_workers(played):
     # no schema directory in a task: the decision validated its tasks against the
     # deployment's schemas, fetching each once (not once per task)
     served = pipeline.tc.stats()["schemasServed"]
-    decisions = sum(1 for r in results.values() for t in r.tasks
-                    if t.task_id == r.decision_task_id)
+    decisions = sum(1 for r in results.values() if isinstance(r, EventResult)
+                    for t in r.tasks if t.task_id == r.decision_task_id)
     assert 1 <= served.get("/schemas/queue/v1/create-task-request.json", 0) <= decisions
     kinds = {label.split("-")[0] for label in labels}
     assert {"task", "lint", "purge", "disk", "machine", "tag", "worker", "verify"} <= kinds
