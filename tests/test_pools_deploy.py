@@ -4,13 +4,16 @@ which validates every request with the genuine schemas and checks scopes like th
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import slugid
 from taskcluster.exceptions import TaskclusterRestFailure
 
 import taskcluster
 from cib_decision import manifest, pools
+from cib_decision.devtc.testing import new_task
 from cib_decision.errors import TransientError
 from cib_decision.manifest import ReleaseImage
 from cib_decision.naming import pr_pool_id
@@ -406,3 +409,34 @@ def test_a_dry_run_says_what_it_would_do_and_writes_nothing(dev_taskcluster, in_
     assert f"{GOOGLE}: would create; launch configs: 1 added" in err
     assert list(json.loads(out)) == [GOOGLE]
     assert dev_taskcluster.worker_pools() == {}
+
+
+def test_a_location_whose_build_failed_keeps_its_launch_config_exactly(
+        dev_taskcluster, in_task, capsys, tmp_path):
+    tag = task(dev_taskcluster)
+    dev_taskcluster.resolve_task(tag, artifacts={
+        manifest.RELEASE_ARTIFACT: release_of(AZURE).to_json()})
+    in_task.setenv("TASK_ID", task(dev_taskcluster, [tag]))
+    assert cib(capsys, "pool", "apply", "--config-dir", str(CONFIG_DIR), "--pool", AZURE)[0] == 0
+    before = {lc["location"]: lc for lc in dev_taskcluster.worker_pools()[AZURE]["config"][
+        "launchConfigs"]}
+    # the next push gives every target a bigger VM; centralus's build fails, the others
+    # are not rebuilt (no new image)
+    config = tmp_path / "config"
+    shutil.copytree(CONFIG_DIR, config)
+    key = config / "win10-64.yaml"
+    key.write_text(key.read_text().replace("cpu: 2\n", "cpu: 4\n", 1))
+    failed = slugid.nice()
+    taskcluster.Queue(dev_taskcluster.options()).createTask(failed, new_task(
+        taskQueueId="cib-3/images", tags={"kind": "machine-image",
+                                          "label": "machine-image-win10-64-azure-centralus"}))
+    dev_taskcluster.resolve_task(failed, state="failed")
+    in_task.setenv("TASK_ID", task(dev_taskcluster, [failed]))
+    code, _, err = cib(capsys, "pool", "apply", "--config-dir", str(config), "--pool", AZURE)
+    assert code == 0, err
+    assert "centralus keep their launch configs as they are: their builds failed" in err
+    after = {lc["location"]: lc for lc in dev_taskcluster.worker_pools()[AZURE]["config"][
+        "launchConfigs"]}
+    assert after["centralus"] == before["centralus"]
+    assert after["eastus2"]["hardwareProfile"]["vmSize"] == "Standard_DS4_v2" != \
+        before["eastus2"]["hardwareProfile"]["vmSize"]

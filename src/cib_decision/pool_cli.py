@@ -137,6 +137,12 @@ def cmd_apply(args: argparse.Namespace) -> int:
         records += [record for _, record in sources]
         anchor = parse_time(created)  # a rerun of the task records the same expiry
     request = _request(fleet, args.pool, args, anchor)
+    # Where this graph's build failed, the launch config stays exactly as it is.
+    frozen = pools.failed_build_regions(taskcluster.Queue(options), task_id, request) \
+        if task_id else set()
+    if frozen:
+        _log(f"{request.pool_id}: {', '.join(sorted(frozen))} keep their launch configs as "
+             "they are: their builds failed in this graph")
     # An environment that signs its releases deploys no release whose signature fails.
     check_releases(records, request.environment, args.config_dir, request.key.name, _log)
     # A key with smoke tests deploys only released images that passed them.
@@ -159,7 +165,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
         _log(f"{request.pool_id}: no new images given: every location keeps the image it runs")
     wm = taskcluster.WorkerManager(options)
     store = _store(os.environ.get("TASKCLUSTER_ROOT_URL") or options["rootUrl"])
-    definition, _ = pools.apply(wm, request, images, store, _log, dry_run=args.dry_run)
+    definition, _ = pools.apply(wm, request, images, store, _log, dry_run=args.dry_run,
+                                frozen=frozen)
     if args.dry_run:
         _print({definition.pool_id: definition.body}, "json")
     elif not request.pull_request:  # per-PR pools are never pointed at

@@ -31,7 +31,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -425,21 +425,42 @@ def _capacity(request: PoolRequest) -> tuple[int, int]:
     return low, max(low, high)
 
 
+def current_launch_configs(provider: str, current: dict[str, Any] | None
+                           ) -> dict[str, dict[str, Any]]:
+    """The launch config each region has in the current definition (first wins)."""
+    if not current or current.get("providerId") == NULL_PROVIDER:
+        return {}
+    found: dict[str, dict[str, Any]] = {}
+    for launch_config in (current.get("config") or {}).get("launchConfigs") or ():
+        image = image_of(provider, launch_config) if isinstance(launch_config, dict) else None
+        if image is not None:
+            found.setdefault(image.region, launch_config)
+    return found
+
+
 def render(request: PoolRequest, images: Iterable[ReleaseImage],
-           current: dict[str, Any] | None = None) -> Definition:
+           current: dict[str, Any] | None = None, frozen: Iterable[str] = ()) -> Definition:
     """The definition of `request`'s pool. Each location runs the new image of its target
     (`pool_target`) from `images` when there is one, else the image it runs in `current` (the
     pool as worker-manager has it, or None); a location with neither gets no launch config,
-    and a pool left with none is a PoolError."""
+    and a pool left with none is a PoolError. A location in `frozen` (its build failed in
+    this graph) keeps the launch config it has exactly: the target's new settings were never
+    built into an image, so they must not reach its workers either."""
     _check_request(request)
     key, pool = request.key, request.pool
     provider = provider_type(key, pool)
     kept = current_images(provider, current)
+    as_they_are = current_launch_configs(provider, current)
     images = list(images)
     chosen: dict[str, PoolImage] = {}
     launch_configs, missing = [], []
     spot = pool.raw.get("lifecycle") == "spot"
+    frozen = set(frozen)
     for region in sorted(set(pool.locations)):
+        if region in frozen and region in as_they_are:
+            chosen[region] = replace(kept[region], kept=True)
+            launch_configs.append(as_they_are[region])
+            continue
         target = pool_target(key, pool, region)
         built = image_for(target, region, images) if target is not None else None
         image = PoolImage(region, built.id, built.name) if built else kept.get(region)
@@ -763,12 +784,31 @@ def _summary(definition: Definition, outcome: Outcome) -> str:
 
 
 def apply(wm: Any, request: PoolRequest, images: Iterable[ReleaseImage], store: SchemaStore,
-          log: Log, dry_run: bool = False) -> tuple[Definition, Outcome]:
+          log: Log, dry_run: bool = False, frozen: Iterable[str] = ()
+          ) -> tuple[Definition, Outcome]:
     """Deploy `request`'s pool with `images`: read the current pool, render (keeping the
-    images of locations not built), validate against the genuine schemas, write if changed."""
+    images of locations not built, and the launch configs of `frozen` locations, whose build
+    failed, as they are), validate against the genuine schemas, write if changed."""
     current = read_pool(wm, request.pool_id)
-    definition = validate(render(request, images, current), store)
+    definition = validate(render(request, images, current, frozen), store)
     return definition, write(wm, definition, current, log, dry_run)
+
+
+def failed_build_regions(queue: Any, task_id: str, request: PoolRequest) -> set[str]:
+    """The pool's locations served by a target whose machine-image dependency of task
+    `task_id` failed (a build task is named `machine-image-<key>-<target>` in its
+    `tags.label`, as taskgraph tags it)."""
+    states = dependency_states(queue, task_id, "machine-image")
+    failed = {(queue.task(t).get("tags") or {}).get("label")
+              for t, state in states.items() if state in ("failed", "exception")}
+    if not failed:
+        return set()
+    from .taskgraph.loader import machine_image_name  # the label rule lives with the graph
+
+    key, pool = request.key, request.pool
+    return {region for region in pool.locations
+            if (target := key.serving_target(pool, region)) is not None
+            and f"machine-image-{machine_image_name(key.name, target.id)}" in failed}
 
 
 def _is_pr_pool(pool_id: str) -> bool:
