@@ -20,7 +20,7 @@ from cib_decision.cli import main
 from cib_decision.config import DirectorySource, load_fleet
 from cib_decision.config.model import ImageTest
 from cib_decision.digests import fleet_digests
-from cib_decision.errors import ConfigError
+from cib_decision.errors import CibError, ConfigError
 from cib_decision.images import tag
 from cib_decision.images.bootstrap import smoke_test_script
 from cib_decision.images.context import load_context
@@ -173,7 +173,7 @@ def test_a_record_of_another_digest_is_not_tested(tmp_path, fake):
     record, _ = azure_builds.build(tmp_path, validation=TESTS)
     other = manifest.parse_machine_image({**record.to_json(), "machine_digest": "ab" * 32,
                                           "image_name": f"win-azure-{'ab' * 6}"})
-    with pytest.raises(Exception, match="built at machine digest abababababab"):
+    with pytest.raises(CibError, match="built at machine digest abababababab"):
         run_tests(tmp_path, other)
     assert not fake.calls_of("PUT Microsoft.Compute/virtualMachines")[1:]
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from . import drift, pools
@@ -69,8 +70,7 @@ def table(found: list[drift.Drift]) -> str:
 
 
 def cmd_drift(args: argparse.Namespace) -> int:
-    import sys
-
+    """Print the drift of the environment; exit 1 when there is any."""
     import taskcluster
 
     from .tc import client_options

@@ -299,7 +299,7 @@ class _Reasons:
     """One line per task saying why it runs."""
 
     def __init__(self, report: ChangeReport, directives: Directives,
-                 running: set[str] = frozenset()):
+                 running: Collection[str] = frozenset()):
         self.directives, self.running = directives, running  # running: the graph's task ids
         self.keys = {k.key: k for k in report.keys}
 

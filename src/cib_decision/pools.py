@@ -31,7 +31,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -458,7 +458,7 @@ def render(request: PoolRequest, images: Iterable[ReleaseImage],
     frozen = set(frozen)
     for region in sorted(set(pool.locations)):
         if region in frozen and region in as_they_are:
-            chosen[region] = replace(kept[region], kept=True)
+            chosen[region] = kept[region]
             launch_configs.append(as_they_are[region])
             continue
         target = pool_target(key, pool, region)
@@ -637,15 +637,23 @@ def dependency_records(queue: Any, task_id: str, log: Log) -> tuple[list[Record]
     return [record for _, record in sources], created
 
 
-def dependency_states(queue: Any, task_id: str, kind: str) -> dict[str, str]:
-    """The state of each dependency of task `task_id` of `kind` (its `tags.kind`, as
-    taskgraph tags every task), by task id."""
+def dependency_tasks(queue: Any, task_id: str, kind: str
+                     ) -> dict[str, tuple[dict[str, Any], str]]:
+    """The definition and state of each dependency of task `task_id` of `kind` (its
+    `tags.kind`, as taskgraph tags every task), by task id."""
     try:
         dependencies = queue.task(task_id).get("dependencies") or ()
-        return {d: queue.status(d)["status"]["state"] for d in dependencies
-                if (queue.task(d).get("tags") or {}).get("kind") == kind}
+        definitions = {d: queue.task(d) for d in dependencies}
+        return {d: (definition, queue.status(d)["status"]["state"])
+                for d, definition in definitions.items()
+                if (definition.get("tags") or {}).get("kind") == kind}
     except TaskclusterFailure as exc:
         raise _failure("give the dependencies of task", task_id, exc, "queue") from None
+
+
+def dependency_states(queue: Any, task_id: str, kind: str) -> dict[str, str]:
+    """The state of each dependency of task `task_id` of `kind`, by task id."""
+    return {d: state for d, (_, state) in dependency_tasks(queue, task_id, kind).items()}
 
 
 def dependency_record_sources(queue: Any, task_id: str, log: Log
@@ -798,9 +806,9 @@ def failed_build_regions(queue: Any, task_id: str, request: PoolRequest) -> set[
     """The pool's locations served by a target whose machine-image dependency of task
     `task_id` failed (a build task is named `machine-image-<key>-<target>` in its
     `tags.label`, as taskgraph tags it)."""
-    states = dependency_states(queue, task_id, "machine-image")
-    failed = {(queue.task(t).get("tags") or {}).get("label")
-              for t, state in states.items() if state in ("failed", "exception")}
+    failed = {(definition.get("tags") or {}).get("label") for definition, state
+              in dependency_tasks(queue, task_id, "machine-image").values()
+              if state in ("failed", "exception")}
     if not failed:
         return set()
     from .taskgraph.loader import machine_image_name  # the label rule lives with the graph

@@ -123,6 +123,10 @@ class Ledger:
     security_group: str | None = None
     key_pair: str | None = None
 
+    def held(self) -> list[str]:
+        """What `--keep-resources` leaves, as the log names it."""
+        return [x for x in (self.instance, self.security_group, self.key_pair) if x]
+
 
 @dataclass
 class AwsBuild:
@@ -347,11 +351,7 @@ def build_new(ctx: BuildContext, build: AwsBuild, name: str
     """Launch, bootstrap, check the validation rules, capture and clean up; the new AMI's id
     and what the record says of the rules (`validation.check_builder`)."""
     ledger = Ledger(build.ec2)
-
-    def kept() -> list[str]:
-        return [x for x in (ledger.instance, ledger.security_group, ledger.key_pair) if x]
-
-    with builder_resources(ctx, kept, lambda: clean_up(ctx, ledger, build.timeouts)):
+    with builder_resources(ctx, ledger.held, lambda: clean_up(ctx, ledger, build.timeouts)):
         base = base_image(ctx, build)
         instance = launch(ctx, build, ledger, base, name)
         if build.on_launch is not None:

@@ -225,6 +225,10 @@ class Ledger:
     public_ip: str | None = None
     disks: list[str] = field(default_factory=list)
 
+    def held(self) -> list[str]:
+        """What `--keep-resources` leaves, as the log names it."""
+        return [x for x in (self.vm, self.nic, self.public_ip, *self.disks) if x]
+
 
 @dataclass
 class AzureBuild:
@@ -540,11 +544,7 @@ def build_new(ctx: BuildContext, build: AzureBuild, name: str
     """Launch, bootstrap, check the validation rules, capture and clean up; the new image's
     id, its copies and what the record says of the rules (`validation.check_builder`)."""
     ledger = Ledger()
-
-    def kept() -> list[str]:
-        return [x for x in (ledger.vm, ledger.nic, ledger.public_ip, *ledger.disks) if x]
-
-    with builder_resources(ctx, kept, lambda: clean_up(ctx, build, ledger)):
+    with builder_resources(ctx, ledger.held, lambda: clean_up(ctx, build, ledger)):
         base = base_image(ctx, build)
         vm = launch(ctx, build, ledger, base, name)
         validated = check_builder(ctx, build.target.id, bootstrap(ctx, build, vm))

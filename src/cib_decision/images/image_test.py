@@ -137,11 +137,8 @@ def aws_runner(ec2_for: Callable[[str], Any]) -> Runner:
         script = smoke_test_script([t.to_json() for t in tests], ctx.key.os_family,
                                    power_off=True)
 
-        def kept() -> list[str]:
-            return [x for x in (ledger.instance, ledger.security_group, ledger.key_pair) if x]
-
-        with builder_resources(ctx, kept, lambda: aws_machine.clean_up(ctx, ledger,
-                                                                        build.timeouts)):
+        with builder_resources(ctx, ledger.held, lambda: aws_machine.clean_up(
+                ctx, ledger, build.timeouts)):
             instance = aws_machine.launch(ctx, build, ledger, record.image_id,
                                           f"{record.image_name}-test", script=script)
             ctx.progress.wait(f"the smoke tests to stop {instance}",
@@ -169,10 +166,8 @@ def azure_runner(azure: Any) -> Runner:
         script = smoke_test_script([t.to_json() for t in tests], family, power_off=False)
         command = "RunPowerShellScript" if family == "windows" else "RunShellScript"
 
-        def kept() -> list[str]:
-            return [x for x in (ledger.vm, ledger.nic, ledger.public_ip, *ledger.disks) if x]
-
-        with builder_resources(ctx, kept, lambda: azure_machine.clean_up(ctx, build, ledger)):
+        with builder_resources(ctx, ledger.held,
+                               lambda: azure_machine.clean_up(ctx, build, ledger)):
             vm = azure_machine.launch(ctx, build, ledger, {"id": record.image_id},
                                       f"{record.image_name}-test")
             operation = azure.begin_run_command(build.group, vm, command, script.splitlines())

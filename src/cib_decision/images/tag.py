@@ -115,8 +115,8 @@ def usable_records(ctx: BuildContext, records: Iterable[pools.Record]
 
 
 def _task_variable(queue: Any, task_id: str, name: str) -> str | None:
-    """The task id a task was given in its environment variable `name`: the disk-image task
-    of a build (`CIB_DISK_IMAGE_TASK_ID`), the build of a test run (`CIB_MACHINE_IMAGE_...`)."""
+    """The task id a task was given in its environment variable `name` (the disk-image task
+    of a build: `CIB_DISK_IMAGE_TASK_ID`)."""
     try:
         definition = queue.task(task_id)
     except TaskclusterFailure as exc:
@@ -210,12 +210,13 @@ def read_test_runs(ctx: BuildContext, queue: Any, read: set[str]
     images, so the graph has no build task for the tag to wait for (taskgraph drops a soft
     dependency it replaces), only the test runs of the earlier builds."""
     runs, builds = [], []
-    for test in sorted(pools.dependency_states(queue, ctx.task_id, "test-image")):
+    tests = pools.dependency_tasks(queue, ctx.task_id, "test-image")
+    for test, (definition, _) in sorted(tests.items()):
         run = _record(ctx, queue, test, manifest.IMAGE_TEST_ARTIFACT, manifest.parse_image_test)
         if run is not None:
             runs.append(run)
-        build = _task_variable(queue, test, MACHINE_TASK_VARIABLE)
-        if build is None or build in read:
+        build = ((definition.get("payload") or {}).get("env") or {}).get(MACHINE_TASK_VARIABLE)
+        if not isinstance(build, str) or not build or build in read:
             continue
         read.add(build)
         record = _record(ctx, queue, build, manifest.MACHINE_IMAGE_ARTIFACT,
