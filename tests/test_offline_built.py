@@ -30,8 +30,9 @@ def test_the_set_is_made_once_per_list_of_built_tasks(monkeypatch):
                for i in range(0, 2000, 2)]
 
     assert len(made) == 1
-    assert answers[:3] == ["built-at-base-000000000000", "built-at-base-000200000000",
-                           "built-at-base-000400000000"]
+    assert answers[:3] == ["built-at-base-disk-image-key-0-000000000000",
+                           "built-at-base-disk-image-key-2-000200000000",
+                           "built-at-base-disk-image-key-4-000400000000"]
     assert answers[-1] is False  # key-1998 was not built at the base
 
 
@@ -42,3 +43,15 @@ def test_a_new_list_is_a_new_set():
     assert strategy.built(first) == {"tag/a/1"}
     assert strategy.built(second) == {"tag/b/2"}
     assert strategy.built(ReadOnlyDict()) == frozenset()
+
+
+def test_tasks_sharing_a_digest_get_placeholders_of_their_own():
+    digest = "ab" * 32
+    params = ReadOnlyDict(cib_built_tasks=[cache_entry("machine-image", name, digest)
+                                           for name in ("key-aws-use1", "key-aws-usw2")])
+    strategy = BuiltAtBase()
+    answers = {strategy.should_replace_task(SimpleNamespace(attributes={"cached_task": {
+        "type": "machine-image", "name": name, "digest": digest}}), params, None, None)
+        for name in ("key-aws-use1", "key-aws-usw2")}
+    assert answers == {"built-at-base-machine-image-key-aws-use1-abababababab",
+                       "built-at-base-machine-image-key-aws-usw2-abababababab"}

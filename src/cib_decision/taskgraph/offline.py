@@ -11,7 +11,9 @@ from .loader import cache_entry
 
 class BuiltAtBase(OptimizationStrategy):
     """Stands in for `index-search`: replaces a cached task listed in the parameter
-    `cib_built_tasks` (`<type>/<name>/<digest>`) by a placeholder task id."""
+    `cib_built_tasks` (`<type>/<name>/<digest>`) by a placeholder task id, one per entry:
+    tasks that share a digest (a key's targets, a pool and its verification) keep their
+    own labels wherever the plan names a dependency by its id."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -31,7 +33,7 @@ class BuiltAtBase(OptimizationStrategy):
         entry = cache_entry(cached.get("type", ""), cached.get("name", ""),
                             cached.get("digest", ""))
         if entry in self.built(params):
-            return f"built-at-base-{cached['digest'][:12]}"
+            return f"built-at-base-{cached['type']}-{cached['name']}-{cached['digest'][:12]}"
         return False
 
 
