@@ -63,7 +63,7 @@ MIGRATED_RULES = """validation:
               match: '^all \\d+ executions passed$'
 """
 MIGRATION = ("win2012: validate with the builder's own logs\n\n"
-             "include keys: win2012\noverwrite-machine-image\n")
+             "include keys: win2012\n")
 
 
 def migrate_rules(repo) -> None:
