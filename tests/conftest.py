@@ -16,7 +16,8 @@ REFERENCE = SHARED / "reference"
 REFERENCE_CONFIG = REFERENCE / "cib-config"
 FAKE_ROOT_URL = "https://tc.example.com"
 
-pytest_plugins = ["cib_decision.devtc.testing", "tests.promote_support"]
+pytest_plugins = ["cib_decision.devtc.testing", "tests.promote_support",
+                  "tests.google_lifecycle_support"]
 # Support modules that assert, rewritten as the test modules they came from were (pytest
 # rewrites test modules and plugins only).
 pytest.register_assert_rewrite("tests.devtc_support", "tests.plan_support")

@@ -1,6 +1,7 @@
 """The `promote` action: the decision's actions.json offers it behind its own permission, its
 hook renders an action decision task under the `action:promote` role, and its callback
-creates one valid promote task within that role."""
+generates the promote kind's graph (loader, transforms) and creates its one task, valid and
+within that role."""
 
 from __future__ import annotations
 
@@ -18,10 +19,12 @@ from taskgraph.config import GraphConfig, load_graph_config
 from taskgraph.util import taskcluster as tg_taskcluster
 from taskgraph.util.taskcluster import get_root_url, get_taskcluster_client
 
+from cib_decision.config import DirectorySource, load_fleet
 from cib_decision.errors import CibError
 from cib_decision.scopes import missing_scopes, role_scopes
 from cib_decision.taskgraph import task_env
-from cib_decision.taskgraph.actions import built_task_env, promote_task
+from cib_decision.taskgraph.actions import built_task_env, promote_graph
+from cib_decision.taskgraph.transforms.promote import scopes as promote_scopes
 
 from .conftest import ROOT
 from .decision_support import dev_event
@@ -82,16 +85,28 @@ def test_the_hook_renders_an_action_decision_task_under_the_promote_role(decided
     assert task["payload"]["env"]["ACTION_CALLBACK"] == "promote"
 
 
-def test_the_callback_creates_one_valid_promote_task_within_the_role(
-        decided, monkeypatch, capsys, _dev_taskcluster_server):
-    parameters = artifact(decided, "parameters.yml")
-    # test mode flips taskgraph's globals, and registering a graph root is once per process
-    # (taskgraph refuses a second root): register this decision's afresh, whatever other tests
-    # of this process registered, and put all of it back for the graphs of other tests
+@pytest.fixture
+def graph_root(monkeypatch, tmp_path):
+    """taskgraph's once-per-process globals put back after the test: test mode, the
+    registered graph root (taskgraph refuses a second one) and the artifacts an action writes
+    to its working directory."""
     monkeypatch.setattr(create, "testing", False)
     monkeypatch.setattr(tg_taskcluster, "testing", False)
     monkeypatch.setattr(GraphConfig, "_PATH_MODIFIED", None)
     monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.chdir(tmp_path)
+
+
+def promote_definition(repo: Path, parameters: dict, input: dict) -> dict:
+    """The definition of the one task of the promote graph for `input`."""
+    generated = promote_graph(parameters, load_graph_config(str(repo / "taskcluster")), input)
+    (task,) = generated.target_task_graph.tasks.values()
+    return task.task
+
+
+def test_the_callback_creates_one_valid_promote_task_within_the_role(
+        decided, graph_root, monkeypatch, capsys, _dev_taskcluster_server):
+    parameters = artifact(decided, "parameters.yml")
     # the push's graph built the task environment: the promote task mounts that one
     env_task_id = artifact(decided, "label-to-taskid.json")["task-env-cib"]
     _dev_taskcluster_server.resolve_task(env_task_id)
@@ -102,11 +117,14 @@ def test_the_callback_creates_one_valid_promote_task_within_the_role(
                             str(decided / "taskcluster"), test=True)
     _, definition = json.loads(capsys.readouterr().out)
     assert definition["metadata"]["name"] == "promote-win2022-64"
+    assert definition["tags"]["kind"] == "promote"  # made by the promote kind's transforms
     assert definition["taskGroupId"] == GROUP and definition["schedulerId"] == "cib-level-3"
     assert cib_args(definition) == ["promote", "--key", "win2022-64", "--from", "staging",
                                     "--to", "production"]
-    assert definition["dependencies"] == [env_task_id]
+    # after the task environment and the decision, as taskgraph creates an action's tasks
+    assert definition["dependencies"] == [env_task_id, GROUP]
     assert definition["payload"]["mounts"] == [task_env.mount(env_task_id, "cib", "3")]
+    assert definition["payload"]["onExitStatus"] == {"retry": [75]}
     assert "generic-worker:cache:cib-level-3-*" in definition["scopes"]
     check = validator("/schemas/queue/v1/create-task-request.json")
     assert not list(check.iter_errors(definition))
@@ -116,37 +134,40 @@ def test_the_callback_creates_one_valid_promote_task_within_the_role(
            "win2022-64-aws.*" in definition["scopes"]
 
 
-def test_the_callback_promotes_only_to_the_decisions_own_environment(decided):
+def test_the_promote_kind_has_no_task_in_a_push_graph(decided):
+    labels = artifact(decided, "full-task-graph.json")
+    assert labels and not [label for label in labels if label.startswith("promote-")]
+
+
+def test_the_callback_promotes_only_to_the_decisions_own_environment(decided, graph_root):
     parameters = artifact(decided, "parameters.yml")
-    graph_config = load_graph_config(str(decided / "taskcluster"))
     with pytest.raises(CibError, match="runs for production"):
-        promote_task(parameters, graph_config, {**INPUT, "to": "staging"}, GROUP, ENV)
+        promote_definition(decided, parameters, {**INPUT, "to": "staging"})
     with pytest.raises(CibError, match="no image key"):
-        promote_task(parameters, graph_config, {**INPUT, "key": "nope"}, GROUP, ENV)
-    definition = promote_task(parameters, graph_config, INPUT, GROUP, ENV)
+        promote_definition(decided, parameters, {**INPUT, "key": "nope"})
+    with pytest.raises(CibError, match="no environment 'qa'"):
+        promote_definition(decided, parameters, {**INPUT, "from": "qa"})
+    definition = promote_definition(decided, parameters, INPUT)
     assert definition["payload"]["env"]["CIB_ENVIRONMENT"] == "production"
 
 
 def test_a_promote_task_into_a_signing_environment_may_read_its_signing_secret(
         decided, tmp_path):
-    parameters = artifact(decided, "parameters.yml")
-    repo = tmp_path / "images"
-    shutil.copytree(decided / "taskcluster", repo / "taskcluster")
-    shutil.copytree(decided / "config", repo / "config")
-    environments = yaml.safe_load((repo / "config" / "environments.yaml").read_text())
+    config = tmp_path / "config"
+    shutil.copytree(decided / "config", config)
+    environments = yaml.safe_load((config / "environments.yaml").read_text())
     environments["production"]["signing"] = {
         "secret": "project/cib/level-{level}/release-signing",
         "public-key": "keys/release-level-{level}.asc"}
-    (repo / "config" / "environments.yaml").write_text(yaml.safe_dump(environments))
-    definition = promote_task(parameters, load_graph_config(str(repo / "taskcluster")), INPUT,
-                              GROUP, ENV)
-    assert "secrets:get:project/cib/level-3/release-signing" in definition["scopes"]
+    (config / "environments.yaml").write_text(yaml.safe_dump(environments))
+    signed = promote_scopes(load_fleet(DirectorySource(config)), INPUT["key"], "production", "3")
+    assert "secrets:get:project/cib/level-3/release-signing" in signed
     granted = role_scopes(ROLES, "action:promote", project="images")
-    # as taskgraph's create_task_from_def submits it: under the level's scheduler id
-    assert missing_scopes({**definition, "schedulerId": "cib-level-3"}, granted) == []
-    unsigned = promote_task(parameters, load_graph_config(str(decided / "taskcluster")), INPUT,
-                            GROUP, ENV)
-    assert not any("release-signing" in scope for scope in unsigned["scopes"])
+    assert missing_scopes({"scopes": signed, "schedulerId": "cib-level-3",
+                           "provisionerId": "cib-3", "workerType": "b-linux"}, granted) == []
+    unsigned = promote_scopes(load_fleet(DirectorySource(decided / "config")), INPUT["key"],
+                              "production", "3")
+    assert not any("release-signing" in scope for scope in unsigned)
 
 
 def test_the_callback_fails_clearly_when_no_task_environment_was_built(

@@ -76,9 +76,9 @@ def test_the_bundled_fleets_whole_plan_has_every_key_in_the_table_and_draws_the_
     assert "\n```mermaid\nflowchart LR\n" in text and text.rstrip().endswith("```")
     assert section(text, "Directives") == ["none"]
     headline = text.splitlines()[2]
-    assert headline.startswith("**55 tasks to run** (4 disk images, 12 machine images, "
-                               "12 image tests, ")
-    assert "0 reused from earlier builds; 3 skipped" in headline
+    assert headline.startswith("**60 tasks to run** (4 disk images, 13 machine images, "
+                               "13 image tests, ")
+    assert "0 reused from earlier builds; 0 skipped" in headline
     assert "Event: github-push, environment production, head `" in headline
     assert len(text) <= MAX_TEXT
 
@@ -89,12 +89,10 @@ def test_a_one_key_change_lists_only_that_key_with_the_changed_paths_and_the_res
     assert table_rows(text) == [[
         "win10-64", "build", "3: azure/centralus, azure/eastus2, azure/westus2",
         "gecko-t/win10-64-azure", "image.edition; product-keys.yaml"]]
-    assert section(text, "Reused from earlier builds (35)") == [
-        "- done at the base revision with the same digest: 3 disk images, 9 machine images, "
-        "9 image tests, 4 tags, 5 pools, 5 pool verifications"]
-    assert section(text, "Skipped (3)")[0].startswith(
-        "- google machine images are not built yet: 1 machine image, 1 pool, ")
-    assert "35 reused from earlier builds" in text.splitlines()[2]
+    assert section(text, "Reused from earlier builds (39)") == [
+        "- done at the base revision with the same digest: 3 disk images, 10 machine images, "
+        "10 image tests, 4 tags, 6 pools, 6 pool verifications"]
+    assert "39 reused from earlier builds; 0 skipped" in text.splitlines()[2]
 
 
 def test_a_directive_commit_shows_its_directives(tmp_path):

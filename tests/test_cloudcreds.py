@@ -7,16 +7,13 @@ from __future__ import annotations
 import boto3
 import pytest
 import slugid
-from taskgraph.config import load_graph_config
 
 import taskcluster
 from cib_decision import cloudcreds
 from cib_decision.cli import CLOUD_COMMANDS, main
 from cib_decision.devtc.testing import new_task
 from cib_decision.errors import CibError
-from cib_decision.taskgraph.actions import promote_task
 
-from .conftest import ROOT
 from .graphs import cib_args, generator
 
 AWS = {"aws_access_key_id": "AKIAEXAMPLE", "aws_secret_access_key": "s3cr3t"}
@@ -156,10 +153,9 @@ def test_every_task_allowed_the_clouds_secret_runs_a_command_that_reads_it():
     `promote` action's task alike)."""
     tasks = [t.task for t in generator(
         "commit\n\npurge-taskcluster-resources").full_task_graph.tasks.values()]
-    parameters = generator().parameters
-    tasks.append(promote_task(parameters, load_graph_config(str(ROOT / "taskcluster")),
-                              {"key": "win2022-64", "from": "staging", "to": "production"},
-                              "Z3vQ2ZlJRwuyMDszZzR4Gg", "Rb6OA0yyRhm4YuMNDnAQdw"))
+    promote = generator(target_tasks_method="cib_promote", cib_promote={
+        "key": "win2022-64", "from": "staging", "to": "production"}).target_task_graph
+    tasks.extend(t.task for t in promote.tasks.values())
     readers = {_cib_command(t) for t in tasks
                if any(s.startswith("secrets:get:project/cib/level-") and s.endswith("/clouds")
                       for s in t["scopes"])}

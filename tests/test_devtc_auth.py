@@ -87,7 +87,7 @@ def test_pull_request_role_lacks_level_3_and_the_error_names_what_is_missing(dev
         schedulerId="cib-level-1", taskQueueId="cib-1/decision"))["status"]["state"] == "pending"
 
 
-def test_cron_roles_resolve_from_the_wildcard_role(dev_taskcluster):
+def test_a_cron_jobs_role_resolves_from_its_entry_in_the_roles_file(dev_taskcluster):
     nightly = dev_taskcluster.credentials("cron:nightly")
     assert nightly != dev_taskcluster.credentials("branch:main")
     q = taskcluster.Queue({"rootUrl": dev_taskcluster.root_url, "credentials": nightly})

@@ -73,6 +73,9 @@ def test_a_build_from_the_newest_base_image_launches_captures_tags_copies_and_cl
     written = json.loads((tmp_path / "artifacts" / "machine-image.json").read_text())
     assert manifest.parse_machine_image(written) == record
     assert written["copies"] == {"eu-west-1": copy}
+    # how long the copy took, for `cib stats`
+    assert set(written["copy_seconds"]) == {"eu-west-1"} and written["copy_seconds"][
+        "eu-west-1"] >= 0
 
 
 def test_the_log_tells_the_story_one_line_per_step_and_state_change(tmp_path, aws):

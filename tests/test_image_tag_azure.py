@@ -2,13 +2,12 @@
 Azure SDK against the ARM fake (`devclouds.azure_fake`), their records served by the local
 Taskcluster (`dev_taskcluster`); the tag task tags each managed image, and a gallery version
 once however many regions it is replicated to, with the build's tags and the release's seal.
-A Google image is still released untagged, with a line saying so."""
+(Google images: tests/test_image_tag_google.py.)"""
 
 from __future__ import annotations
 
 import io
 import json
-import shutil
 from datetime import UTC, datetime
 
 import pytest
@@ -22,7 +21,6 @@ from cib_decision.images.context import load_context
 from cib_decision.images.progress import Progress
 
 from .azure_build_support import GROUP, Clock, adapter, write_fleet
-from .conftest import CONFIG_DIR
 from .imagefleet import COMMIT
 from .tag_support import cib, create_task, tag_task
 
@@ -112,33 +110,3 @@ def test_an_image_gone_since_its_build_exits_3_and_writes_no_release(
     assert status == 3
     assert f"image {record.image_id} does not exist" in err
     assert not (tmp_path / "artifacts" / "release.json").exists()
-
-
-def test_a_google_image_is_released_untagged_with_a_line_saying_so(
-        tmp_path, env, dev_taskcluster, capsys):
-    monkeypatch, fake = env
-    # Google images are not smoke-tested yet: the key says it has no tests
-    config = tmp_path / "config"
-    shutil.copytree(CONFIG_DIR, config)
-    key_file = config / "ubuntu-2404.yaml"
-    key_file.write_text(key_file.read_text() + "validation:\n    image:\n        tests: []\n")
-    ctx = load_context("ubuntu-2404", config, artifacts=tmp_path / "x")
-    (target,) = [t for t in ctx.key.targets if t.platform == "google"]
-    machine = ctx.digests.machines[target.id]
-    build = create_task(dev_taskcluster)
-    record = manifest.machine_image_record(
-        "ubuntu-2404", target, image_id=f"projects/example/global/images/ubuntu-2404-"
-                                        f"{machine[:12]}",
-        machine_digest=machine, disk_digest=ctx.digests.disk, config_commit=COMMIT,
-        build_task_id=build, created=datetime(2026, 11, 21, 12, 0, tzinfo=UTC))
-    dev_taskcluster.resolve_task(build, artifacts={
-        manifest.MACHINE_IMAGE_ARTIFACT: record.to_json()})
-    tag_task(monkeypatch, dev_taskcluster, [build])
-    status, out, err = cib(capsys, "image", "tag", "--key", "ubuntu-2404", "--config-dir",
-                           str(config), "--artifacts", str(tmp_path / "artifacts"))
-    assert status == 0, err
-    assert f"{target.id}: tagging google images is not supported yet; {record.image_id} is " \
-           "released untagged" in out
-    release = json.loads((tmp_path / "artifacts" / "release.json").read_text())
-    assert [(i["target"], i["id"]) for i in release["images"]] == [(target.id, record.image_id)]
-    assert fake.calls == []  # nothing asked of Azure (nor of AWS: no record of it)

@@ -305,7 +305,8 @@ def test_a_changed_test_runs_again_on_the_images_there_are_and_rebuilds_nothing(
     for label, task in tasks.items():
         by_kind.setdefault(task["kind"], []).append(label)
     # only the Linux key's images: tested again, released again, nothing rebuilt or deployed
-    assert by_kind["test-image"] == ["test-image-ubuntu-2404-amazon-us-east-1"]
+    assert by_kind["test-image"] == ["test-image-ubuntu-2404-amazon-us-east-1",
+                                     "test-image-ubuntu-2404-google-us-central1"]
     assert by_kind["tag"] == ["tag-ubuntu-2404"]
     assert not {"disk-image", "machine-image", "worker-pool"} & set(by_kind)
     assert tasks["test-image-ubuntu-2404-amazon-us-east-1"]["reason"] == (

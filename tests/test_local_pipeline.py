@@ -1,5 +1,6 @@
 """The whole system, as `cib dev-up` plays it: a push of the bundled fleet, a pull request and
-its close, a cron decision, through the local Taskcluster, moto and the Azure fake. The decision
+its close, a cron decision, through the local Taskcluster, moto, the Azure fake and the Compute
+fake. The decision
 task is created as Taskcluster's GitHub service (or fxci's cron task) creates it and runs, like
 every task of its graph, on local workers that follow generic-worker's rules (task directories,
 payload schema, mounts, artifact rules, taskcluster-proxy with the task's scopes). Nothing runs
@@ -52,7 +53,7 @@ def played(tmp_path_factory):
         pytest.skip("not a git checkout: the local pipeline clones the repository")
     work = tmp_path_factory.mktemp("local-pipeline")
     scenarios = ["push", "pull-request", "pull-request-untrusted", "pull-request-closed",
-                 "pull-request-image", "cron"]
+                 "pull-request-image", "cron", "cron-drift"]
     with local_pipeline(ROOT, "HEAD", work) as pipeline:
         # one event per scenario, by scenario (two are pull-request events); after the push,
         # what `cib drift` says of the fleet it deployed
@@ -67,26 +68,29 @@ def played(tmp_path_factory):
         results["failing-pr"] = pipeline.play("pull-request", failing, base=pipeline.head,
                                               pull_request=4, timeout=TIMEOUT)
         results["failing-push"] = pipeline.play("push", failing, timeout=TIMEOUT)
-        # the local AWS reports this smoke test failed (`devclouds.transcript`)
-        moto = pipeline.deployment.aws.response
-        moto.failing_tests = {FAILING_TEST}
+        # the local AWS and Google report this smoke test failed (`devclouds.transcript`)
+        moto, google = pipeline.deployment.aws.response, pipeline.deployment.google.fake
+        moto.failing_tests = google.failing_tests = {FAILING_TEST}
         try:
             tested = pipeline.commit("Rebuild ubuntu; a smoke test of our own for win2022",
                                      branch="smoke-tests", change=change_smoke_tests)
             results["smoke-tests"] = pipeline.play("push", tested, timeout=TIMEOUT)
         finally:
             moto.failing_tests = set()
+            google.failing_tests = set()
         # failed builds and refused tests changed no pool: nothing drifted since the push
         results["drift-at-end"] = drift_of(pipeline)
         yield pipeline, results
 
 
 def drift_of(pipeline: LocalPipeline) -> subprocess.CompletedProcess:
-    """`cib drift` of the played environment, with the deployment's root credentials."""
+    """`cib drift` of the played environment, with the deployment's root credentials and
+    the local clouds' variables (it asks them whether the images exist)."""
     credentials = pipeline.tc.root_credentials
     environ = {**os.environ, "TASKCLUSTER_ROOT_URL": pipeline.tc.root_url,
                "TASKCLUSTER_CLIENT_ID": credentials["clientId"],
-               "TASKCLUSTER_ACCESS_TOKEN": credentials["accessToken"]}
+               "TASKCLUSTER_ACCESS_TOKEN": credentials["accessToken"],
+               **pipeline.cloud_environment()}
     environ.pop("TASKCLUSTER_PROXY_URL", None)
     return subprocess.run([sys.executable, "-m", "cib_decision", "drift", "--config-dir",
                            str(pipeline.repo / "config"), "--environment",
@@ -128,14 +132,16 @@ def change_smoke_tests(repo) -> None:
 
 
 def break_a_build(repo) -> None:
-    """A machine-image change whose build the cloud refuses: a new deploymentId and an
-    instance type EC2 does not offer (config check cannot know the cloud's list)."""
+    """A machine-image change whose builds the clouds refuse: a new deploymentId and instance
+    types EC2 and Compute do not offer (config check cannot know the clouds' lists). Both of
+    the key's builds fail, so nothing of it is released."""
     assert change_a_deployment_id(repo) == FAILING_KEY
     path = repo / "config" / f"{FAILING_KEY}.yaml"
     text = path.read_text()
-    assert "type: t3.large" in text
+    assert "type: t3.large" in text and "type: n2-standard-4" in text
     # a deploymentId of its own: the image pull request's digest was built already
     path.write_text(text.replace("type: t3.large", "type: t3.enormous", 1)
+                    .replace("type: n2-standard-4", "type: n2-enormous", 1)
                     .replace("-next'", "-bigger'"))
 
 
@@ -160,7 +166,26 @@ def test_a_push_of_the_bundled_fleet_completes_every_task_on_workers(played):
     assert 1 <= served.get("/schemas/queue/v1/create-task-request.json", 0) <= decisions
     kinds = {label.split("-")[0] for label in labels}
     assert {"task", "lint", "purge", "disk", "machine", "tag", "worker", "verify"} <= kinds
-    assert [t for t in labels if "google" in t] == []  # not built yet, so not in the graph
+    # ubuntu-2404's Google target: built from the disk image, tested, released, deployed
+    for label in ("machine-image-ubuntu-2404-google-us-central1",
+                  "test-image-ubuntu-2404-google-us-central1",
+                  "worker-pool-gecko-t-ubuntu-2404-gcp", "verify-gecko-t-ubuntu-2404-gcp"):
+        assert labels[label].ok, summary(push)
+    record = json.loads(pipeline.artifact(
+        labels["machine-image-ubuntu-2404-google-us-central1"].task_id,
+        "public/machine-image.json"))
+    project, _, name = record["image_id"].removeprefix("projects/").partition("/global/images/")
+    image = pipeline.deployment.google.fake.images[(project, name)]
+    release = json.loads(pipeline.artifact(labels["tag-ubuntu-2404"].task_id,
+                                           "public/release.json"))
+    assert image["labels"]["cib-release-sha256"] == release["sha256"][:63]
+    # the pool runs a released image of the key (a later push may have replaced the push's)
+    served = pipeline.tc.worker_pools()["gecko-t/ubuntu-2404-gcp"]
+    (launch,) = served["config"]["launchConfigs"]
+    source = launch["disks"][0]["initializeParams"]["sourceImage"]
+    project, _, name = source.removeprefix("projects/").partition("/global/images/")
+    running = pipeline.deployment.google.fake.images[(project, name)]["labels"]
+    assert running["cib-key"] == "ubuntu-2404" and running["cib-release-sha256"]
 
 
 def test_the_pushed_pools_are_deployed_and_each_verified_by_a_worker_of_its_own(played):
@@ -254,21 +279,37 @@ def test_a_cron_decision_runs_with_its_cron_role_and_reuses_the_pushed_images(pl
     assert "the index has a task of the same digest" in text.decode()
 
 
+def test_the_daily_drift_job_runs_its_read_only_task_which_finds_no_drift(played):
+    pipeline, results = played
+    cron = results["cron-drift"]
+    check_every_task_completed_with_its_artifacts(pipeline, cron)  # exit 1 would fail it
+    decision = pipeline.tc.tasks()[cron.decision_task_id]
+    assert decision["scopes"] == ["assume:repo:github.com/example/images:cron:drift"]
+    (task,) = [t for t in cron.tasks if t.label.startswith("drift-")]
+    assert sorted(pipeline.tc.tasks()[task.task_id]["scopes"]) == [
+        "generic-worker:cache:cib-level-3-*", "secrets:get:project/cib/level-3/clouds",
+        "worker-manager:list-worker-pools"]
+    text = pipeline.artifact(task.task_id, "public/github/customCheckRunText.md").decode()
+    assert text.startswith(f"### No drift in {pipeline.environment}\n")
+
+
 def test_a_pull_request_that_edits_one_key_rebuilds_and_names_exactly_its_images(played):
     pipeline, results = played
     changed = results["pull-request-image"]
     check_every_task_completed_with_its_artifacts(pipeline, changed)
     built = sorted(t.label for t in changed.tasks
                    if t.label.startswith(("disk-image", "machine-image")))
-    assert built == [f"machine-image-{FAILING_KEY}-amazon-us-east-1"], summary(changed)
+    assert built == [f"machine-image-{FAILING_KEY}-amazon-us-east-1",
+                     f"machine-image-{FAILING_KEY}-google-us-central1"], summary(changed)
     text = pipeline.artifact(changed.decision_task_id,
                               "public/github/customCheckRunText.md").decode()
     (row,) = [line for line in text.splitlines() if line.startswith(f"| {FAILING_KEY} ")]
     cells = [cell.strip() for cell in row.strip("|").split("|")]
-    assert cells[2] == "1: amazon/us-east-1" and cells[4] == "target[amazon/us-east-1].tag", \
-        text
+    assert cells[2] == "2: amazon/us-east-1, google/us-central1", text
+    assert "target[amazon/us-east-1].tag" in cells[4], text
     # the pull request's own pool runs the image the pull request built
-    (verify,) = [t for t in changed.tasks if t.label.startswith("verify-")]
+    (verify,) = [t for t in changed.tasks if t.label.startswith("verify-")
+                 and t.label.endswith("-aws")]
     pool = pipeline.tc.worker_pools()[verify.queue]
     image_id = pool["config"]["launchConfigs"][0]["launchConfig"]["ImageId"]
     (image,) = pipeline.deployment.aws.client("ec2", "us-east-1").describe_images(
@@ -276,21 +317,26 @@ def test_a_pull_request_that_edits_one_key_rebuilds_and_names_exactly_its_images
     assert f"-pr{IMAGE_PR_NUMBER}-" in image["Name"]
 
 
-def test_a_failed_build_notifies_the_keys_owner_once_on_a_push_and_nobody_on_a_pr(played):
+def test_failed_builds_notify_the_keys_owner_once_each_on_a_push_and_nobody_on_a_pr(played):
     pipeline, results = played
     push, pr = results["failing-push"], results["failing-pr"]
     for result in (push, pr):
         failed = [t for t in result.tasks if not t.ok]
         assert [(t.label, t.state) for t in failed if t.state != "unscheduled"] == [
-            (f"machine-image-{FAILING_KEY}-amazon-us-east-1", "failed")], summary(result)
+            (f"machine-image-{FAILING_KEY}-amazon-us-east-1", "failed"),
+            (f"machine-image-{FAILING_KEY}-google-us-central1", "failed")], summary(result)
     log = pipeline.artifact(push.by_label()[f"machine-image-{FAILING_KEY}-amazon-us-east-1"]
                             .task_id, "public/logs/live_backing.log").decode()
     assert "t3.enormous" in log
+    log = pipeline.artifact(push.by_label()[f"machine-image-{FAILING_KEY}-google-us-central1"]
+                            .task_id, "public/logs/live_backing.log").decode()
+    assert "n2-enormous" in log
     sent = pipeline.tc.notifications()
     groups = {t.task_id: name for name, r in (("push", push), ("pr", pr)) for t in r.tasks}
+    # one message per failed build, to the key's owner, for the push only
     assert [(groups.get(n["taskId"]), n["kind"], n["target"], n["state"]) for n in sent
             if n["taskId"] in groups] == [
-        ("push", "email", "relops-linux@example.com", "failed")]
+        ("push", "email", "relops-linux@example.com", "failed")] * 2
 
 
 def test_a_failed_smoke_test_stops_its_keys_release_and_pool_while_other_keys_go_on(played):
@@ -301,7 +347,10 @@ def test_a_failed_smoke_test_stops_its_keys_release_and_pool_while_other_keys_go
     tested = f"test-image-{FAILING_KEY}-amazon-us-east-1"
     pool = f"worker-pool-gecko-t-{FAILING_KEY}-aws"
     assert failed == {tested: "failed", f"tag-{FAILING_KEY}": "failed", pool: "failed",
-                      f"verify-gecko-t-{FAILING_KEY}-aws": "unscheduled"}, summary(result)
+                      f"verify-gecko-t-{FAILING_KEY}-aws": "unscheduled",
+                      f"test-image-{FAILING_KEY}-google-us-central1": "failed",
+                      f"worker-pool-gecko-t-{FAILING_KEY}-gcp": "failed",
+                      f"verify-gecko-t-{FAILING_KEY}-gcp": "unscheduled"}, summary(result)
     assert tasks[f"machine-image-{FAILING_KEY}-amazon-us-east-1"].ok
 
     def log(label: str) -> str:

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 from taskgraph.util.readonlydict import ReadOnlyDict
 
-from cib_decision.taskgraph.loader import cache_entry
+from cib_decision.taskgraph.items import cache_entry
 from cib_decision.taskgraph.offline import BuiltAtBase
 
 

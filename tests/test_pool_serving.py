@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from cib_decision.config.model import ImageKey, Pool, Target
 from cib_decision.directives import Directives, Filter
-from cib_decision.taskgraph.loader import pool_targets
+from cib_decision.taskgraph.items import pool_targets
 
 
 def target(platform: str, region: str, group: str | None = None, copies=()) -> Target:
@@ -59,7 +59,7 @@ def test_include_pools_builds_only_the_targets_that_serve_the_pool():
 def test_a_pool_served_through_a_copy_waits_for_and_is_redeployed_by_the_copying_target():
     from cib_decision.config.model import Fleet, SharedInputs
     from cib_decision.digests import KeyDigests
-    from cib_decision.taskgraph.loader import _items
+    from cib_decision.taskgraph.items import pool_items as items_of_pools
 
     copied, direct = COPIES.pools
     assert pool_targets(COPIES, copied) == ["amazon/us-east-1"]
@@ -69,8 +69,8 @@ def test_a_pool_served_through_a_copy_waits_for_and_is_redeployed_by_the_copying
     def pool_items(east: str) -> dict[str, dict]:
         digests = {"linux": KeyDigests("linux", "d" * 64, {"amazon/us-east-1": east,
                                                            "amazon/us-west-2": "w" * 64})}
-        return {item["pool"]: item for item in _items(
-            "pools", fleet, digests, {"cib_environment": "production"})}
+        return {item["pool"]: item for item in items_of_pools(
+            fleet, digests, {"cib_environment": "production"})}
 
     before, after = pool_items("a" * 64), pool_items("b" * 64)
     assert before[copied.id]["targets"] == ["amazon/us-east-1"]

@@ -144,16 +144,24 @@ def test_a_release_with_every_region_is_promoted_as_it_is(staging, production, t
     assert running(production) == {i.region: i.id for i in built}
 
 
-def test_a_pool_on_a_cloud_cib_does_not_build_is_left_as_it_is_by_a_promotion(
+def test_a_pool_on_a_cloud_the_environment_does_not_build_on_is_left_as_it_is(
         staging, production, tmp_path, capsys):
-    """ubuntu-2404's Google pool gets no image from any release (Google images are not built
-    yet): promotion deploys its AWS pool and leaves the Google pool alone, as pushes do."""
+    """Production builds on AWS and Azure only (environments.yaml `platforms`): promotion
+    deploys ubuntu-2404's AWS pool and leaves its Google pool alone, as pushes do."""
+    config = tmp_path / "config"
+    shutil.copytree(CONFIG_DIR, config)
+    environments = yaml.safe_load((config / "environments.yaml").read_text())
+    environments["production"]["platforms"] = ["amazon", "azure"]
+    (config / "environments.yaml").write_text(yaml.safe_dump(environments))
     built = staging_build(key="ubuntu-2404")
     support.released_in_staging(staging, "ubuntu-2404", built)
-    code, _, err = support.promote(capsys, staging, tmp_path, "ubuntu-2404")
+    code, _, err = support.cib(
+        capsys, "promote", "--key", "ubuntu-2404", "--from", "staging", "--to", "production",
+        "--from-root-url", staging.root_url, "--config-dir", str(config), "--artifacts",
+        str(tmp_path / "artifacts"))
     assert code == 0, err
-    assert "gecko-t/ubuntu-2404-gcp: not deployed (google machine images are not built yet)" \
-        in err
+    assert "gecko-t/ubuntu-2404-gcp: not deployed (google is not enabled in environment " \
+           "production" in err
     deployed = production.worker_pools()
     assert "gecko-t/ubuntu-2404-gcp" not in deployed
     assert {lc["launchConfig"]["ImageId"] for lc in deployed["gecko-t/ubuntu-2404-aws"][

@@ -200,8 +200,8 @@ def test_an_available_builder_volume_goes_and_an_attached_one_of_a_running_build
 
 
 def test_an_unknown_cloud_or_a_bad_min_age_is_exit_2_before_any_cloud_call(env, capsys):
-    assert main(["purge", "--cloud", "google", "--region", "us-central1"]) == 2
-    assert "purging is supported on amazon, aws, azure" in capsys.readouterr().err
+    assert main(["purge", "--cloud", "oracle", "--region", "us-central1"]) == 2
+    assert "purging is supported on amazon, aws, azure, google" in capsys.readouterr().err
     assert main(["purge", "--cloud", "aws", "--region", REGION, "--min-age", "soon",
                  "--config-dir", str(CONFIG_DIR)]) == 2
     assert "--min-age 'soon' is not a duration" in capsys.readouterr().err

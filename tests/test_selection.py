@@ -24,14 +24,10 @@ def test_no_directives_select_every_key_target_and_pool_cib_can_build(fleet):
     selection = run(fleet, "plain commit")
     assert set(selection.keys) == set(fleet.keys)
     for name, key in fleet.keys.items():
-        assert selection.keys[name].targets == tuple(t.id for t in key.targets
-                                                     if t.platform != "google")
-        assert selection.keys[name].pools == tuple(p.id for p in key.pools
-                                                   if p.platform != "google")
-    # Google machine images are not built yet (test_unbuilt_clouds.py)
-    reason = "google machine images are not built yet"
-    assert selection.skipped == {"ubuntu-2404 google/us-central1": reason,
-                                 "gecko-t/ubuntu-2404-gcp": reason}
+        assert selection.keys[name].targets == tuple(t.id for t in key.targets)
+        assert selection.keys[name].pools == tuple(p.id for p in key.pools)
+    # cib builds on all three clouds (a cloud left out: test_unbuilt_clouds.py)
+    assert selection.skipped == {}
 
 
 @pytest.mark.parametrize("flag", ["no-ci", "no-taskcluster-ci"])
@@ -69,7 +65,8 @@ def test_include_pools_selects_the_feeding_key_and_only_the_pools_locations(flee
 def test_exclude_pools_drops_only_those_pools(fleet):
     selection = run(fleet, "exclude pools: gecko-t/ubuntu-2404-gcp")
     assert selection.keys["ubuntu-2404"].pools == ("gecko-t/ubuntu-2404-aws",)
-    assert selection.keys["ubuntu-2404"].targets == ("amazon/us-east-1",)
+    # the Google target stays: pool filters narrow pools, not the images a key builds
+    assert selection.keys["ubuntu-2404"].targets == ("amazon/us-east-1", "google/us-central1")
     assert selection.skipped["gecko-t/ubuntu-2404-gcp"] == "in `exclude pools`"
 
 
@@ -80,9 +77,9 @@ def test_region_filters_narrow_targets_and_pools(fleet):
     assert selection.keys["win11-64"].pools == ("gecko-t/win11-64-azure",
                                                 "gecko-1/win11-64-azure")
     excluded = run(fleet, "exclude regions: us-east-1").keys["ubuntu-2404"]
-    assert excluded.targets == excluded.pools == ()  # what is left is on Google
-    assert set(excluded.unbuilt_targets) == {"google/us-central1"}
-    assert set(excluded.unbuilt_pools) == {"gecko-t/ubuntu-2404-gcp"}
+    assert excluded.targets == ("google/us-central1",)  # what is left is on Google
+    assert excluded.pools == ("gecko-t/ubuntu-2404-gcp",)
+    assert not excluded.unbuilt_targets and not excluded.unbuilt_pools
 
 
 def test_keys_built_from_a_base_image_need_no_disk_image(fleet):

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 DEFAULT_CONFIG_DIR = "config"
 # Commands that call clouds: in a task they get the level's cloud credentials (cloudcreds.py).
-CLOUD_COMMANDS = ("image", "purge", "gc", "promote")
+CLOUD_COMMANDS = ("image", "purge", "gc", "promote", "drift")
 # The commands other modules add (module, its `add_*` function, the commands it adds): only the
 # module of the command being run is imported, so `cib plan` does not pay for the imports of
 # the Taskcluster, cloud and local-deployment commands (about 0.2 s). `cib --help` imports all.
@@ -39,6 +39,7 @@ COMMAND_MODULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("gc_cli", "add_parser", ("gc",)),
     ("lifecycle_cli", "add_parser", ("promote", "rollback")),
     ("drift_cli", "add_parser", ("drift",)),
+    ("stats_cli", "add_parser", ("stats",)),
     ("devtc.cli", "add_parser", ("dev-taskcluster",)),
     ("devpipeline.cli", "add_parser", ("dev-up",)),
 )

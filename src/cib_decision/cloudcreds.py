@@ -3,8 +3,9 @@
 
 Inside a task (`TASK_ID` set, and taskcluster-proxy or Taskcluster credentials to read with)
 whose environment holds no cloud credentials at all, the secret is read once and its values
-are exported as the variables boto3 and azure-identity read, for the rest of the process. The
-secret is a flat JSON object; every field is optional, but a cloud's fields come together:
+are exported as the variables boto3, azure-identity and `clouds.google` read, for the rest of
+the process. The secret is a flat JSON object; every field is optional, but a cloud's fields
+come together:
 
     {"aws_access_key_id": "AKIA...", "aws_secret_access_key": "...",
      "aws_session_token": "..." (temporary credentials only),
@@ -21,7 +22,13 @@ secret is a flat JSON object; every field is optional, but a cloud's fields come
      "azure_blob_endpoint": "https://127.0.0.1:8443/{account}" (any account's blob
          endpoint, a template; path-style for an emulator; wins over the suffix),
      "azure_ca_bundle": "/path/ca.pem" (a CA file the Azure clients trust instead of the
-         system's: an emulator's own CA)}
+         system's: an emulator's own CA),
+     "google_service_account_key": "{\"type\": \"service_account\", ...}" (a service
+         account's JSON key file, as a string),
+     (where Google is, when not Google's public endpoints: the local pipeline's
+      `devclouds.google_server`; see `clouds.google.Endpoints`)
+     "google_compute_endpoint": "http://127.0.0.1:8088" (the Compute API root),
+     "google_storage_endpoint": "http://127.0.0.1:8088" (the Cloud Storage API root)}
 
 Each field becomes the variable of its name in capitals (`AWS_ACCESS_KEY_ID`, ...). Other
 fields are left alone. Outside a task, or with credentials already in the environment (a
@@ -49,10 +56,13 @@ CLOUDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
                "azure_subscription_id"),
               ("azure_authority_host", "azure_resource_manager", "azure_storage_suffix",
                "azure_blob_endpoint", "azure_ca_bundle")),
+    "Google": (("google_service_account_key",),
+               ("google_compute_endpoint", "google_storage_endpoint")),
 }
 # Any of these in the environment means the process has cloud credentials already.
 CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE",
-                        "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE")
+                        "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE",
+                        "GOOGLE_SERVICE_ACCOUNT_KEY", "GOOGLE_APPLICATION_CREDENTIALS")
 
 
 def secret_name(environ: Mapping[str, str]) -> str:

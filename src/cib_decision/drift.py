@@ -1,6 +1,6 @@
-"""Where the config, worker-manager and the release pointers disagree (pure).
+"""Where the config, worker-manager, the release pointers and the clouds disagree (pure).
 
-`cib drift` (drift_cli.py) reads the three and hands each pool's view here:
+`cib drift` (drift_cli.py) reads them and hands each pool's view here:
 
 - `not-deployed`: a pool of the config that worker-manager does not have. Fix: a push with
   `pool-deploy` and `include pools: <pool>`.
@@ -16,7 +16,19 @@
 - `behind-key`: the pool runs an older release than its key's current one in the
   environment. Fix: the same push.
 
-Images that the clouds no longer have and Google images are not read yet.
+What the clouds have (drift_clouds.py reads it):
+
+- `image-gone`: a launch config runs an image its cloud no longer has (gc deleted it, or a
+  hand): new workers of that region cannot start. Fix: when the pool's release names the image,
+  rebuild it (`rebuild`: `overwrite-machine-image` and `include keys: <key>`); otherwise the
+  `pool-deploy` push puts the release's image back.
+- `no-image`: a location of the pool (in the config) that no launch config serves. Fix: the
+  `pool-deploy` push when the key's current release has an image there, else the rebuild.
+- `release-image-gone`: the key's current release in the environment names an image for a
+  region whose cloud no longer has it; the next deploy from that release would run it. Fix: the
+  rebuild, or where the key reaches the environment by promotion, `cib promote` again.
+
+A cloud `drift_clouds.READERS` has no reader for is not asked: nothing of it is reported.
 """
 
 from __future__ import annotations
@@ -24,6 +36,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .lifecycle.gc import normalise_id
+from .manifest import Release
 from .pools import DEFINITION_FIELDS, NULL_PROVIDER, Definition, comparable, image_of
 
 
@@ -101,4 +115,68 @@ def pool_drift(pool_id: str, expected: Definition, live: dict[str, Any],
         found.append(Drift("behind-key", pool_id,
                            f"runs release {release[:12]}; its key's current release is "
                            f"{key_release[:12]}", redeploy(pool_id)))
+    return found
+
+
+def rebuild(key: str) -> str:
+    """The commit message lines that build the key's images again (new ids, same digests),
+    tag a release and deploy its pools from it."""
+    return (f"push a commit whose message says `overwrite-machine-image` and "
+            f"`include keys: {key}`")
+
+
+@dataclass(frozen=True)
+class DeployedPool:
+    """What the clouds are asked about one deployed pool: the images its launch configs run
+    (`running`, by region), the ids its current release names (normalised,
+    `gc.normalise_id`), the regions its key's current release has images for, and its
+    config's locations that no launch config serves."""
+
+    pool_id: str
+    key: str
+    platform: str
+    running: tuple[tuple[str, str], ...]
+    released: frozenset[str]
+    key_release_regions: frozenset[str]
+    unserved: tuple[str, ...]
+
+
+def pool_cloud_drift(pool: DeployedPool, existing: dict[str, set[str]]) -> list[Drift]:
+    """The drift of one deployed pool against its cloud (`existing`: per platform read, the
+    normalised ids that exist; a platform not read reports nothing gone)."""
+    found = []
+    have = existing.get(pool.platform)
+    for region, image_id in pool.running:
+        wanted = normalise_id(image_id)
+        if have is None or wanted in have:
+            continue
+        named = wanted in pool.released
+        found.append(Drift(
+            "image-gone", pool.pool_id,
+            f"{region} runs {image_id}, which {pool.platform} no longer has: no new worker "
+            "starts there",
+            rebuild(pool.key) if named else redeploy(pool.pool_id)))
+    for region in pool.unserved:
+        found.append(Drift(
+            "no-image", pool.pool_id, f"{region} is a location of the pool in the config, "
+            "but no launch config runs an image there",
+            redeploy(pool.pool_id) if region in pool.key_release_regions
+            else rebuild(pool.key)))
+    return found
+
+
+def release_cloud_drift(key: str, environment: str, release: Release,
+                        existing: dict[str, set[str]]) -> list[Drift]:
+    """The images of `key`'s current release in `environment` its clouds no longer have."""
+    found = []
+    for image in release.images:
+        have = existing.get(image.platform)
+        if have is None or normalise_id(image.id) in have:
+            continue
+        found.append(Drift(
+            "release-image-gone", key,
+            f"release {release.sha256[:12]} (current in {environment}) names {image.id} in "
+            f"{image.platform} {image.region}, which is gone: a deploy from it would run it",
+            f"{rebuild(key)}; or, where {key} reaches {environment} by promotion, "
+            f"`cib promote --key {key} --from <where it was verified> --to {environment}`"))
     return found

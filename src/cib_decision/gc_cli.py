@@ -8,13 +8,14 @@ deleted:
    here, having deleted nothing;
 2. **images**: every image of this account in the cloud's regions (`--region`, default every
    region of the config's targets of that cloud and their copies; Azure: in the resource
-   groups of the config's targets there); a listing that fails stops here too. An image
-   without a creation time (Azure managed images) gets its build task's;
+   groups of the config's targets there; Google: every image labelled `cib-key` of the
+   config's Google projects, its region where it is stored); a listing that fails stops here
+   too. An image without a creation time (Azure managed images) gets its build task's;
 3. **plan** (`lifecycle.gc.plan`): keep what is referenced, still being made, among the newest
    `--keep` of its key, environment and region, or younger than `--min-age`; delete the rest
    of our images; never touch images without our tags;
 4. **delete** (not with `--dry-run`): AWS deregisters the AMI and deletes its snapshots; Azure
-   deletes the managed image or gallery image version.
+   deletes the managed image or gallery image version; Google deletes the image.
 
 Exit statuses: 0 done; 2 bad input, or a listing refused for good (e.g. missing scopes); 3 the
 cloud refused a deletion (the others went ahead); 75 a listing or deletion failed for a
@@ -51,7 +52,7 @@ from .tc import client_options
 DEFAULT_CONFIG_DIR = "config"
 DEFAULT_KEEP = 3
 DEFAULT_MIN_AGE = "1 day"
-CLOUDS = {"amazon": "amazon", "aws": "amazon", "azure": "azure"}
+CLOUDS = {"amazon": "amazon", "aws": "amazon", "azure": "azure", "google": "google"}
 
 Lister = Callable[[], list[gc.Image]]
 Deleter = Callable[[list[gc.Decision], Callable[[str], None]],
@@ -200,6 +201,26 @@ def _azure(fleet: Fleet, regions: list[str]) -> Cloud:
             lambda decisions, log: gc_azure.delete_all(decisions, azure, log), chosen)
 
 
+def _google(fleet: Fleet, regions: list[str]) -> Cloud:
+    from .clouds.google import Google
+    from .lifecycle import gc_google
+
+    projects = gc_google.projects(fleet)
+    if not projects:
+        raise CibError("the config has no Google project (no Google target, no environment "
+                       "with google.project)")
+    google, progress = Google.from_environment(), Progress()
+    where = [f"{p}" + (f" stored in {', '.join(regions)}" if regions else "")
+             for p in projects]
+    return (lambda: gc_google.list_images(google, projects, regions),
+            lambda decisions, log: gc_google.delete_all(decisions, google, log, progress),
+            where)
+
+
+CLOUD_FACTORIES: dict[str, Callable[[Fleet, list[str]], Cloud]] = {
+    "amazon": _aws, "azure": _azure, "google": _google}
+
+
 def build_task_created(environments: Iterable[Environment]
                        ) -> Callable[[gc.Image], datetime | None]:
     """When an image's build task (`cib:build-task-id`) was created, read from the queue of
@@ -224,7 +245,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
     cloud = CLOUDS[args.cloud]
     environments = _environments(fleet, args.environment)
     wanted = sorted({normalise_region(r) for r in args.region or ()})
-    list_cloud, delete, regions = (_aws if cloud == "amazon" else _azure)(fleet, wanted)
+    list_cloud, delete, regions = CLOUD_FACTORIES[cloud](fleet, wanted)
     if not regions:
         raise CibError(f"the config has no {cloud} targets: give --region")
     progress = Progress()
@@ -269,7 +290,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                              "of every environment are read all the same")
     parser.add_argument("--region", action="append", metavar="REGION",
                         help="only this region (repeatable; default: every region of the "
-                             "config's targets of the cloud and their copies)")
+                             "config's targets of the cloud and their copies; Google: only "
+                             "images stored there, default every image of its projects)")
     parser.add_argument("--dry-run", action="store_true",
                         help="list what would be deleted; delete nothing")
     parser.add_argument("--config-dir", default=DEFAULT_CONFIG_DIR,

@@ -138,12 +138,30 @@ def cmd_image_machine(args: argparse.Namespace) -> int:
             azure=Azure.from_environment(), target=target, overwrite=args.overwrite,
             disk_record=_disk_record(args), timeouts=azure_machine.Timeouts(
                 bootstrap=args.bootstrap_timeout, interval=args.poll_interval)))
+    elif target.platform == "google":
+        from .clouds.google import Google
+        from .images import google_machine
+
+        record = google_machine.build_machine_image(ctx, google_machine.GoogleBuild(
+            google=Google.from_environment(), target=target, overwrite=args.overwrite,
+            disk_record=_disk_record(args), s3=_s3_if_needed(ctx), timeouts=
+            google_machine.Timeouts(bootstrap=args.bootstrap_timeout,
+                                    interval=args.poll_interval)))
     else:  # the graph has no task for it (selection.BUILDABLE_PLATFORMS)
         raise CibError(f"{target.id}: {not_built(target.platform) or 'no builder'}; "
                        "the task graph has no machine-image task for it")
     ctx.progress.say(f"done: {record.image_id} {record.image_name} in {record.region}"
                      + "".join(f", {r} {i}" for r, i in record.copies))
     return 0
+
+
+def _s3_if_needed(ctx: BuildContext) -> Any:
+    """An S3 client when the key's disk image is in S3 (a Google build carries it over)."""
+    if (ctx.key.image.get("base") or {}).get("google"):
+        return None
+    from .clouds.aws import S3
+
+    return S3()
 
 
 def cmd_image_test(args: argparse.Namespace) -> int:
@@ -175,8 +193,12 @@ def cmd_image_test(args: argparse.Namespace) -> int:
         from .clouds.azure import Azure
 
         runner = image_test.azure_runner(Azure.from_environment())
+    elif target.platform == "google":
+        from .clouds.google import Google
+
+        runner = image_test.google_runner(Google.from_environment())
     else:
-        raise CibError(f"{target.id}: smoke tests run on AWS and Azure images")
+        raise CibError(f"{target.id}: smoke tests run on AWS, Azure and Google images")
     tested = image_test.run_smoke_tests(ctx, target, record, runner,
                                         image_test.SmokeTestTimeouts(
                                             tests=args.timeout, interval=args.poll_interval))
@@ -205,9 +227,16 @@ def cmd_image_tag(args: argparse.Namespace) -> int:
 
         return Azure.from_environment()
 
+    @functools.cache
+    def google() -> Any:  # only when a record is of a Google image
+        from .clouds.google import Google
+
+        return Google.from_environment()
+
     try:
         release = tag_release(ctx, taskcluster.Queue(client_options()),
-                              functools.cache(lambda region: EC2(region, session)), sign, azure)
+                              functools.cache(lambda region: EC2(region, session)), sign, azure,
+                              google)
     except NothingBuilt as nothing:
         Path(args.artifacts).mkdir(parents=True, exist_ok=True)  # the task's artifact dir
         ctx.progress.say(f"done: {nothing}")
@@ -246,7 +275,7 @@ TEST_EXIT_STATUSES = """exit statuses:
 
 
 TAG_EXIT_STATUSES = """exit statuses:
-  0   released: every AWS and Azure image tagged (Google ones named), public/release.json written;
+  0   released: every AWS, Azure and Google image tagged, public/release.json written;
       or every build failed, so nothing is released (those builds report the failure)
   2   no dependency left a machine-image record of the key, or a record is malformed; the
       environment signs releases and its signing secret or public key cannot be used
@@ -282,18 +311,21 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         description="AWS targets:\n\n" + _doc("images.aws_machine")
         + "\n\nAzure targets (credentials: AZURE_SUBSCRIPTION_ID with AZURE_TENANT_ID, "
           "AZURE_CLIENT_ID and AZURE_CLIENT_SECRET, or a managed identity):\n\n"
-        + _doc("images.azure_machine"), epilog=EXIT_STATUSES)
+        + _doc("images.azure_machine")
+        + "\n\nGoogle targets (credentials: GOOGLE_SERVICE_ACCOUNT_KEY, a service account's "
+          "JSON key, or Application Default Credentials):\n\n"
+        + _doc("images.google_machine"), epilog=EXIT_STATUSES)
     _common(machine)
     machine.add_argument("--target", required=True,
-                         help="target id, e.g. amazon/us-east-1 or azure/centralus (see "
-                              "`cib changes`)")
+                         help="target id, e.g. amazon/us-east-1, azure/centralus or "
+                              "google/us-central1 (see `cib changes`)")
     machine.add_argument("--overwrite", action="store_true",
                          help="build a new image even when one exists for this digest "
                               "(overwrite-machine-image); the existing one is kept")
     machine.add_argument("--keep-resources", action="store_true",
                          help="leave the builder (AWS: instance, volumes, security group, key "
-                              "pair; Azure: VM, NIC, public IP, disks) for debugging "
-                              "(disable-cleanup)")
+                              "pair; Azure: VM, NIC, public IP, disks; Google: instance, disks) "
+                              "for debugging (disable-cleanup)")
     machine.add_argument("--disk-image", type=Path, metavar="FILE",
                          help="the disk-image record to import (default: the artifact of "
                               "task $CIB_DISK_IMAGE_TASK_ID)")

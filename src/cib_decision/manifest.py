@@ -122,6 +122,9 @@ class MachineImageRecord:
     format: int = FORMAT
     # Copies of the image in other regions (AWS `copies`), `((region, image id), ...)`.
     copies: tuple[tuple[str, str], ...] = ()
+    # Seconds from starting each copy the build made until the builder saw it available,
+    # `((region, seconds), ...)` (`cib stats` reads them); reused copies have none.
+    copy_seconds: tuple[tuple[str, float], ...] = ()
     # The validation rules its builder was checked against (images/validation.py `record`);
     # None when the key has none, or the image was reused (it passed them when built).
     validation: dict[str, Any] | None = None
@@ -134,6 +137,8 @@ class MachineImageRecord:
                 "build_task_id": self.build_task_id, "created": self.created}
         if self.copies:
             data["copies"] = dict(self.copies)
+        if self.copy_seconds:
+            data["copy_seconds"] = dict(self.copy_seconds)
         if self.validation is not None:
             data["validation"] = self.validation
         return data
@@ -357,7 +362,8 @@ IMAGE_FIELDS = ("platform", "region", "target", "id", "name", "machine_digest",
 
 def parse_machine_image(data: Any, source: str = MACHINE_IMAGE_ARTIFACT) -> MachineImageRecord:
     """A machine-image record from its parsed JSON; RecordError naming each bad field."""
-    r = _Reader(data, source, MACHINE_IMAGE_FIELDS, optional=("copies", "validation"))
+    r = _Reader(data, source, MACHINE_IMAGE_FIELDS,
+                optional=("copies", "copy_seconds", "validation"))
     values = {
         "format": r.get("format", _format), "key": r.get("key", _string()),
         "target": r.get("target", _string()), "platform": r.get("platform", _platform),
@@ -371,9 +377,12 @@ def parse_machine_image(data: Any, source: str = MACHINE_IMAGE_ARTIFACT) -> Mach
     _check_image(r, values, "image_id", "image_name")
     copies = _copies(r, data.get("copies", {}) if isinstance(data, dict) else {},
                      values["platform"], values["region"])
+    seconds = _copy_seconds(r, data.get("copy_seconds", {}) if isinstance(data, dict) else {},
+                            dict(copies))
     validation = r.get("validation", _validation)
     r.done()
-    return MachineImageRecord(**values, copies=copies, validation=validation)
+    return MachineImageRecord(**values, copies=copies, copy_seconds=seconds,
+                              validation=validation)
 
 
 def _copies(r: _Reader, data: Any, platform: Any, region: Any) -> tuple[tuple[str, str], ...]:
@@ -390,6 +399,20 @@ def _copies(r: _Reader, data: Any, platform: Any, region: Any) -> tuple[tuple[st
         if not isinstance(image_id, str) or (pattern and not pattern.fullmatch(image_id)):
             r.problems.append(f"copies.{copy_region}: {image_id!r} is not an image id on "
                               f"{platform}")
+    return tuple(sorted(data.items()))
+
+
+def _copy_seconds(r: _Reader, data: Any, copies: dict[str, str]
+                  ) -> tuple[tuple[str, float], ...]:
+    """The `copy_seconds` of a machine-image record: `{region: seconds}` of its copies."""
+    if not isinstance(data, dict):
+        r.problems.append("copy_seconds: must be an object of region: seconds")
+        return ()
+    for region, seconds in sorted(data.items()):
+        if region not in copies:
+            r.problems.append(f"copy_seconds: {region!r} is not a region of its copies")
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+            r.problems.append(f"copy_seconds.{region}: {seconds!r} is not a number of seconds")
     return tuple(sorted(data.items()))
 
 
@@ -428,10 +451,14 @@ def with_validation(record: MachineImageRecord, validation: dict[str, Any]
                                f"machine-image record of {record.target}")
 
 
-def with_copies(record: MachineImageRecord, copies: dict[str, str]) -> MachineImageRecord:
-    """`record` with copies of its image in other regions, checked like a parsed record."""
-    return parse_machine_image({**record.to_json(), "copies": dict(copies)},
-                               f"machine-image record of {record.target}")
+def with_copies(record: MachineImageRecord, copies: dict[str, str],
+                seconds: dict[str, float] | None = None) -> MachineImageRecord:
+    """`record` with copies of its image in other regions (and how long each copy the build
+    made took, `seconds`), checked like a parsed record."""
+    data = {**record.to_json(), "copies": dict(copies)}
+    if seconds:
+        data["copy_seconds"] = {region: round(s, 1) for region, s in seconds.items()}
+    return parse_machine_image(data, f"machine-image record of {record.target}")
 
 
 def parse_release(data: Any, source: str = RELEASE_ARTIFACT) -> Release:

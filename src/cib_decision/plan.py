@@ -182,7 +182,7 @@ def _parameters(request: PlanRequest, fleet: Fleet, base: Fleet | None,
                 base_rev: str | None) -> dict[str, Any]:
     """The decision's parameters for `request` (`report`: the whole change report, which a
     pull request's parameters need; None for other events)."""
-    from .taskgraph.loader import built_tasks
+    from .taskgraph.items import built_tasks
     from .taskgraph.parameters import trusted_environments
 
     pull_request = request.tasks_for.startswith("github-pull-request")

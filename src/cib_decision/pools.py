@@ -709,15 +709,11 @@ def read_pool(wm: Any, pool_id: str) -> dict[str, Any] | None:
 
 def list_pools(wm: Any) -> list[dict[str, Any]]:
     """Every pool of the deployment (following `continuationToken`)."""
-    pools: list[dict[str, Any]] = []
-    token = None
-    while True:
-        query = {"continuationToken": token} if token else {}
-        page = _call("list", "worker pools", lambda q=query: wm.listWorkerPools(query=q))
-        pools.extend(page.get("workerPools") or ())
-        token = page.get("continuationToken")
-        if not token:
-            return pools
+    from .tc import pages
+
+    return list(pages(lambda query: _call("list", "worker pools",
+                                          lambda: wm.listWorkerPools(query=query)),
+                      "workerPools"))
 
 
 def _launch_config_ids(pool: dict[str, Any] | None) -> list[str]:
@@ -811,7 +807,7 @@ def failed_build_regions(queue: Any, task_id: str, request: PoolRequest) -> set[
               if state in ("failed", "exception")}
     if not failed:
         return set()
-    from .taskgraph.loader import machine_image_name  # the label rule lives with the graph
+    from .taskgraph.items import machine_image_name  # the label rule lives with the graph
 
     key, pool = request.key, request.pool
     return {region for region in pool.locations

@@ -1,6 +1,6 @@
-"""`cib purge --cloud amazon|azure --region R`: remove what image builds left behind in one cloud
-region (what the purge tasks run). See `lifecycle.purge` for what counts as ours, orphaned and
-settled, and docs/lifecycle.md ("Purge").
+"""`cib purge --cloud amazon|azure|google --region R`: remove what image builds left behind in
+one cloud region (what the purge tasks run). See `lifecycle.purge` for what counts as ours,
+orphaned and settled, and docs/lifecycle.md ("Purge").
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from .lifecycle import purge
 
 DEFAULT_CONFIG_DIR = "config"
 DEFAULT_MIN_AGE = "8 hours"
-CLOUDS = {"amazon": "amazon", "aws": "amazon", "azure": "azure"}
+CLOUDS = {"amazon": "amazon", "aws": "amazon", "azure": "azure", "google": "google"}
 
 EXIT_STATUSES = """exit statuses:
   0   purged (some removals may have failed: see the table; the next purge tries again)
@@ -152,6 +152,17 @@ def cmd_purge(args: argparse.Namespace) -> int:
         progress.say(f"listing the builders' resources in {args.region}")
         return run(args, cloud, AwsPurge(ec2, progress, Timeouts(interval=args.poll_interval)),
                    list_resources(ec2), fleet, progress)
+    if cloud == "google":
+        from .lifecycle.google_purge import GooglePurge, places
+
+        where = places(fleet, args.region)
+        if not where:
+            raise CibError(f"--region {args.region}: the config has no Google target there "
+                           "(a Google purge covers the project and zone of each)")
+        google = GooglePurge.from_environment(progress, interval=args.poll_interval)
+        progress.say("listing the builders' instances and disks in "
+                     + ", ".join(f"{project} {zone}" for project, zone in where))
+        return run(args, cloud, google, google.list_resources(where), fleet, progress)
     from .lifecycle.azure_purge import AzurePurge
 
     adapter = AzurePurge.from_environment(progress, interval=args.poll_interval)
@@ -170,9 +181,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         description="A resource is removed" + (purge.__doc__ or "").split(
             "A resource is removed", 1)[-1].rstrip(), epilog=EXIT_STATUSES)
     parser.add_argument("--cloud", required=True, metavar="CLOUD",
-                        help="amazon (or aws) or azure")
+                        help="amazon (or aws), azure or google")
     parser.add_argument("--region", required=True,
-                        help="AWS region, or Azure location (e.g. centralus)")
+                        help="AWS region, Azure location (e.g. centralus), or Google region "
+                             "(e.g. us-central1: the zones of the config's Google targets "
+                             "there)")
     parser.add_argument("--dry-run", action="store_true",
                         help="list what would be removed; remove nothing")
     parser.add_argument("--min-age", default=DEFAULT_MIN_AGE, metavar="DURATION",

@@ -10,10 +10,11 @@ Rules (documented in the README):
 - `include regions` / `exclude regions` narrow the targets; a pool stays in scope when one of its
   locations does.
 - A pool is in scope when its key is, it survives the pool filters, and it keeps a location.
-- A target on a cloud cib does not build machine images on yet (`BUILDABLE_PLATFORMS`: Google
-  today), or on one the repository (`.platforms.yml`) or the environment (`platforms`) does not
-  enable, gets no machine image; a pool that runs images of such a cloud is not deployed, even
-  when it also runs images cib builds. Both are listed with the reason (`not_built`).
+- A target on a cloud cib does not build machine images on (`BUILDABLE_PLATFORMS`: all three
+  are built today), or on one the repository (`.platforms.yml`) or the environment
+  (`platforms`) does not enable, gets no machine image; a pool that runs images of such a
+  cloud is not deployed, even when it also runs images cib builds. Both are listed with the
+  reason (`not_built`).
 - A key's disk image is needed when one of its selected targets is on a platform that
   `image.base` does not cover.
 """
@@ -26,9 +27,9 @@ from .config.model import Fleet, ImageKey, Pool, Target
 from .directives import Directives
 
 # The clouds cib builds machine images on: `cib image machine` has a builder for each. Targets on
-# other clouds (`google`) are accepted and validated, and have digests, but get no machine-image
-# task, and pools running their images no deploy (`select`). A new builder is added here.
-BUILDABLE_PLATFORMS = frozenset({"amazon", "azure"})
+# other clouds would be accepted and validated, and have digests, but get no machine-image task,
+# and pools running their images no deploy (`select`). A new builder is added here.
+BUILDABLE_PLATFORMS = frozenset({"amazon", "azure", "google"})
 
 
 def not_built(platform: str, fleet: Fleet | None = None,

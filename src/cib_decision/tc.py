@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import re
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
@@ -182,3 +183,31 @@ def failure(service: str, doing: str, exc: BaseException,
         return refused(f"{service} refused to {doing} (401): the credentials were not "
                        f"accepted: {reason(exc)}")
     return refused(f"{service} refused to {doing} ({status}): {reason(exc)}")
+
+
+# --- listings ---------------------------------------------------------------------------------
+
+
+def pages(call: Callable[[dict[str, Any]], dict[str, Any]], field: str, *,
+          query: dict[str, str] | None = None,
+          fail: Callable[[Exception, int], BaseException] | None = None) -> Iterator[Any]:
+    """Every item of `field` in a Taskcluster listing, page after page, following
+    `continuationToken` to the last page. `call(query)` asks for one page (`query` plus the
+    token); with `fail`, a Taskcluster error of page N (from 1) raises `fail(error, N)`
+    instead, so a listing is whole or it raises."""
+    from taskcluster.exceptions import TaskclusterFailure
+
+    token, number = None, 1
+    while True:
+        asked = {**(query or {}), **({"continuationToken": token} if token else {})}
+        try:
+            page = call(asked)
+        except TaskclusterFailure as exc:
+            if fail is None:
+                raise
+            raise fail(exc, number) from None
+        yield from page.get(field) or ()
+        token = page.get("continuationToken")
+        if not token:
+            return
+        number += 1

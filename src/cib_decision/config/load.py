@@ -273,7 +273,8 @@ def _environments(doc: YamlDocument | None) -> dict[str, Environment]:
                               value.get("notify-pull-requests", False),
                               frozenset(value["platforms"]) if "platforms" in value else None,
                               tuple((family, image_tests_of(tests)) for family, tests
-                                    in sorted((value.get("image-tests") or {}).items())))
+                                    in sorted((value.get("image-tests") or {}).items())),
+                              (value.get("google") or {}).get("project"))
             for name, value in doc.data.items()}
 
 

@@ -343,6 +343,9 @@ class Environment:
     platforms: frozenset[str] | None = None
     # Smoke tests of its images by OS family (`image-tests`), for keys naming none.
     image_tests: tuple[tuple[str, tuple[ImageTest, ...]], ...] = ()
+    # The Google project its promoted Google images are copied into (`google.project`); None:
+    # a promotion serves Google pools from the project the release's images are in.
+    google_project: str | None = None
 
     def tests_for(self, family: str) -> tuple[ImageTest, ...]:
         """The environment's smoke tests of images of OS `family` (`windows`, `linux`)."""

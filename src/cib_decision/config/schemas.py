@@ -254,5 +254,8 @@ ENVIRONMENTS = {
         # Smoke tests of every image of an OS family built for this environment, for keys
         # that do not name their own (`validation.image.tests`).
         "image-tests": _obj({"windows": _list(IMAGE_TEST), "linux": _list(IMAGE_TEST)}),
+        # The Google project the environment's promoted Google images live in: `cib promote`
+        # copies a release's Google images from another project into it (docs/lifecycle.md).
+        "google": _obj({"project": NONEMPTY}, ("project",)),
     }, ("root-url",)),
 }

@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # the deployment imports moto and the cloud SDKs: only when i
     from .pipeline import EventResult
 
 SCENARIOS = ("push", "pull-request", "pull-request-untrusted", "pull-request-closed",
-             "pull-request-image", "cron", "pool-deploy", "promote")
+             "pull-request-image", "cron", "cron-drift", "pool-deploy", "promote")
 
 
 def _scenarios(text: str) -> list[str]:

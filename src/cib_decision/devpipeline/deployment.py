@@ -1,5 +1,6 @@
 """The local deployment a push is played through: the local Taskcluster, the clouds its tasks
-reach over HTTP (moto for AWS, the ARM/Blob fake for Azure), and workers that appear as a
+reach over HTTP (moto for AWS, the ARM/Blob fake for Azure, the Compute fake for Google), and
+workers that appear as a
 real deployment's would.
 
 Workers are provisioned the way a deployment gets them, from what is pending:
@@ -33,6 +34,7 @@ import botocore.exceptions
 
 from ..devclouds.aws import MotoServer
 from ..devclouds.azure_server import AzureServer
+from ..devclouds.google_server import GoogleServer
 from ..devtc.harness import DevTaskcluster
 from ..devworker import config as gw_config
 from ..devworker.run import WorkerSettings
@@ -56,7 +58,8 @@ class LocalDeployment:
                  levels: Iterable[str] = ("1", "3"), builders: int = 2,
                  machine_env: dict[str, str] | None = None,
                  log: Callable[[str], None] | None = None,
-                 clouds: tuple[MotoServer, AzureServer] | None = None):
+                 clouds: tuple[MotoServer, AzureServer] | None = None,
+                 google: GoogleServer | None = None):
         self.work_dir = work_dir
         self.trust_domain = trust_domain
         self.levels = tuple(levels)
@@ -68,6 +71,9 @@ class LocalDeployment:
         # started and stopped by their owner; moto keeps one state per process anyway
         self._own_clouds = clouds is None
         self.aws, self.azure = clouds or (MotoServer(), AzureServer())
+        # shared with `clouds` when given (its owner starts and stops it), else our own
+        self._own_google = google is None
+        self.google = google or GoogleServer()
         self.workers: dict[str, list[DevWorker]] = {}
         self.problems: dict[str, list[str]] = {}
         self._lock = threading.Lock()
@@ -82,9 +88,12 @@ class LocalDeployment:
         if self._own_clouds:
             self.aws.start()
             self.azure.start()
+        if self._own_google:
+            self.google.start()
         for level in self.levels:
             self.tc.set_secret(clouds_secret_name(level),
-                               {**self.aws.clouds_secret(), **self.azure.secret()})
+                               {**self.aws.clouds_secret(), **self.azure.secret(),
+                                **self.google.secret()})
         self._stopping.clear()
         self._provisioner = threading.Thread(target=self._provision_forever, daemon=True,
                                              name="dev-provisioner")
@@ -100,6 +109,8 @@ class LocalDeployment:
             self.workers = {}
         for worker in workers:
             worker.stop(timeout=30)
+        if self._own_google:
+            self.google.stop()
         if self._own_clouds:
             self.azure.stop()
             self.aws.stop()
@@ -193,6 +204,13 @@ class LocalDeployment:
             image_id = reference.get("id")
             if image_id and self.azure.fake.resource(image_id) is None:
                 return [f"no Azure image {image_id}"]
+            return []
+        if provider == "google":
+            disks = launch_config.get("disks") or [{}]
+            source = str((disks[0].get("initializeParams") or {}).get("sourceImage") or "")
+            match = re.search(r"projects/([^/]+)/global/images/([^/]+)$", source)
+            if match is None or match.groups() not in self.google.fake.images:
+                return [f"no Google image {source}"]
             return []
         return [f"provider {provider_id} ({provider}) starts no worker in the local deployment"]
 

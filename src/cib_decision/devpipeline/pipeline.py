@@ -37,6 +37,7 @@ from . import repository
 from .deployment import LocalDeployment, git_url_rewrites
 
 CRON_JOB = "nightly"
+DRIFT_JOB = "drift"  # .cron.yml
 FORK_OWNER = "someone"  # whose fork a pull request comes from (github_events.pull_request_event)
 PR_BRANCH = "change"
 IMAGE_PR_BRANCH, IMAGE_PR_NUMBER = "image-change", 3
@@ -103,6 +104,17 @@ class LocalPipeline:
     def tc(self):
         return self.deployment.tc
 
+    def cloud_environment(self, level: str = "3") -> dict[str, str]:
+        """The variables that point a process outside the workers (`cib drift` run by hand or
+        by a test) at the local clouds: those the level's clouds secret gives a task."""
+        from .. import cloudcreds
+        from .deployment import clouds_secret_name
+
+        name = clouds_secret_name(level)
+        secret = taskcluster.Secrets({"rootUrl": self.tc.root_url,
+                                      "credentials": self.tc.root_credentials}).get(name)
+        return cloudcreds.variables(secret["secret"], name)
+
     def prepare(self, repo: Path, environment: str | None = None,
                 promotion: LocalDeployment | None = None) -> str:
         """In the clone `repo` (`repository.clone`): point the environment the deployment
@@ -134,6 +146,7 @@ class LocalPipeline:
                 deployment.tc.providers.update(fleet_providers(fleet))
         seeded = seed_fleet(self.deployment.aws, fleet, work / "stand-ins")
         self.deployment.azure.fake.add_fleet(fleet)
+        self.deployment.google.fake.add_fleet(fleet)
         pin_sources(config, seeded.pins())
         self.repo = repo
         played = " and ".join(p.environment for p in (self, self.promotion) if p is not None)
@@ -160,17 +173,19 @@ class LocalPipeline:
         return sha
 
     def play(self, event: str, head: str, *, base: str | None = None,
-             pull_request: int = 1, timeout: float = 1800) -> EventResult:
+             pull_request: int = 1, timeout: float = 1800,
+             cron_job: str = CRON_JOB) -> EventResult:
         """Play `event` (a GitHub event of `dev_event.EVENTS`, or `cron`: fxci's cron task
-        for job `nightly`) at `head` and wait for its tasks (see the module's docstring)."""
+        for `cron_job`, by default `nightly`) at `head` and wait for its tasks (see the
+        module's docstring)."""
         started = time.monotonic()
         if event == "cron":
             # fxci's cron task creates the decision through its proxy, with the scopes of
-            # its hook's role: `assume:repo:<repository>:cron:*`
+            # its hook's role: `assume:repo:<repository>:cron:<job>`
             now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
             tasks = events.render_tasks(self._template(), events.cron_context(
-                events.repository(self.full_name), head, CRON_JOB, self.tc.root_url, now))
-            scopes = [f"assume:repo:github.com/{self.full_name}:cron:{CRON_JOB}"]
+                events.repository(self.full_name), head, cron_job, self.tc.root_url, now))
+            scopes = [f"assume:repo:github.com/{self.full_name}:cron:{cron_job}"]
         else:
             tasks = render_event(self._repo(), event, head, base, pull_request,
                                  self.full_name, self.tc.root_url)
@@ -442,7 +457,7 @@ def local_pipeline(source: Path, revision: str, work: Path, *,
             second = stack.enter_context(LocalDeployment(
                 work / "promotion", roles_file=roles, builders=builders,
                 machine_env=machine_env, log=worker_log,
-                clouds=(deployment.aws, deployment.azure)))
+                clouds=(deployment.aws, deployment.azure), google=deployment.google))
         pipeline = LocalPipeline(deployment, full_name=full_name, log=log)
         pipeline.head = pipeline.prepare(repo, environment, second)
         yield pipeline
@@ -475,6 +490,8 @@ def play_scenarios(pipeline: LocalPipeline, scenarios: list[str],
             yield from _promote(pipeline, pipeline.head, timeout)
         elif scenario == "cron":
             yield pipeline.play("cron", head, timeout=timeout)
+        elif scenario == "cron-drift":  # .cron.yml's daily job: `cib drift` on a worker
+            yield pipeline.play("cron", head, timeout=timeout, cron_job=DRIFT_JOB)
         elif scenario == "pool-deploy":
             head = pipeline.commit("Redeploy the worker pools\n\npool-deploy")
             yield pipeline.play("push", head, timeout=timeout)

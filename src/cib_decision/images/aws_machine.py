@@ -282,11 +282,14 @@ def clean_up(ctx: BuildContext, ledger: Ledger, timeouts: Timeouts) -> None:
 
 
 def copy_to_regions(ctx: BuildContext, build: AwsBuild, image_id: str, name: str,
-                    tags: dict[str, str]) -> dict[str, str]:
+                    tags: dict[str, str]) -> tuple[dict[str, str], dict[str, float]]:
     """Copy the image to the target's `copies` regions (reusing copies tagged with this
-    digest there) and wait for all of them; `{region: image id}`."""
+    digest there) and wait for all of them; `{region: image id}`, and the seconds from
+    starting each new copy until it was seen available (the copies run at once; they are
+    waited for in turn, so a time is at most that much late)."""
     regions = copy_regions(build.target, ctx.key.targets)
     copies: dict[str, str] = {}
+    started: dict[str, float] = {}
     identity = identity_tags(ctx.key.name, ctx.digests.machines[build.target.id])
     for region in regions:
         there = build.ec2.in_region(region)
@@ -296,13 +299,17 @@ def copy_to_regions(ctx: BuildContext, build: AwsBuild, image_id: str, name: str
             copies[region] = found["ImageId"]
             ctx.progress.say(f"{region} already has {name} as {found['ImageId']}")
             continue
+        started[region] = ctx.progress.clock()
         copies[region] = there.copy_image(image_id, build.ec2.region, name,
                                           f"cib {name} (copy from {build.ec2.region})")
         there.tag([copies[region]], tags)
         ctx.progress.say(f"copying {image_id} to {region}: {copies[region]}")
+    seconds: dict[str, float] = {}
     for region, copy in copies.items():
         _wait_image(ctx, build.ec2.in_region(region), copy, build.timeouts)
-    return copies
+        if region in started:
+            seconds[region] = ctx.progress.clock() - started[region]
+    return copies, seconds
 
 
 def build_machine_image(ctx: BuildContext, build: AwsBuild) -> manifest.MachineImageRecord:
@@ -331,7 +338,8 @@ def build_machine_image(ctx: BuildContext, build: AwsBuild) -> manifest.MachineI
         name = next_name(ctx.key.name, machine, (i.get("Name", "") for i in existing),
                          ctx.pull_request)
         image_id, validated = build_new(ctx, build, name)
-    copies = copy_to_regions(ctx, build, image_id, name, image_tags(ctx, target, name))
+    copies, copy_seconds = copy_to_regions(ctx, build, image_id, name,
+                                           image_tags(ctx, target, name))
     record = manifest.machine_image_record(
         ctx.key.name, target, image_id=image_id, machine_digest=machine,
         disk_digest=ctx.digests.disk, config_commit=ctx.config_commit,
@@ -341,7 +349,7 @@ def build_machine_image(ctx: BuildContext, build: AwsBuild) -> manifest.MachineI
     if validated is not None:
         record = manifest.with_validation(record, validated)
     if copies:
-        record = manifest.with_copies(record, copies)
+        record = manifest.with_copies(record, copies, copy_seconds)
     ctx.write_artifact("machine-image.json", manifest.dumps(record))
     return record
 

@@ -12,7 +12,9 @@ Steps, each one line in the task log:
    digest (`digests.tests_digest`);
 3. **boot** one instance from the new image in its region: on AWS an instance whose user data
    runs the tests and then stops it (the tests' verdicts are read from its console output), on
-   Azure a VM on which the tests run through the run command (read from its output). The test
+   Azure a VM on which the tests run through the run command (read from its output), on Google
+   an instance whose startup script runs the tests and powers it off (read from its serial
+   port output). The test
    script is `bootstrap.smoke_test_script`: every test runs, whatever the others did;
 4. **clean up** the instance and its resources, on success and failure (kept with
    `--keep-resources`, `disable-cleanup`);
@@ -176,5 +178,33 @@ def azure_runner(azure: Any) -> Runner:
                                           timeouts.tests, build)
             return CollectedLog(run_command_output(result)[0],
                                 (f"the run command's output on {vm}",))
+
+    return run
+
+
+def google_runner(google: Any) -> Runner:
+    """Boot an instance from the image whose startup script runs the tests and powers it off;
+    its serial port output (the guest agent's prefix taken off)."""
+    from . import google_machine
+
+    def run(ctx: BuildContext, target: Target, record: manifest.MachineImageRecord,
+            tests: tuple[ImageTest, ...], timeouts: SmokeTestTimeouts) -> CollectedLog:
+        build = google_machine.GoogleBuild(google=google, target=target,
+                                           timeouts=google_machine.Timeouts(
+                                               interval=timeouts.interval))
+        ledger = google_machine.Ledger(build.project, build.zone)
+        family = ctx.key.os_family
+        script = smoke_test_script([t.to_json() for t in tests], family, power_off=False)
+        script += "Stop-Computer -Force\n" if family == "windows" else "poweroff\n"
+        image = record.image_id if "/" in record.image_id else \
+            google_machine.image_link(build.project, record.image_id)
+
+        with builder_resources(ctx, ledger.held,
+                               lambda: google_machine.clean_up(ctx, build, ledger)):
+            instance = google_machine.launch(ctx, build, ledger, image,
+                                             f"{record.image_name}-test", script=script)
+            return google_machine.wait_for_stop(ctx, build, instance,
+                                                f"the smoke tests to stop {instance}",
+                                                timeouts.tests)
 
     return run

@@ -21,14 +21,16 @@ Steps, each one line in the task log:
 5. **tag** every AWS image, in every region, copies included, and its EBS snapshots, and
    every Azure image (a managed image or a gallery image version, once however many regions
    it is replicated to) with the build's tags (`identity.machine_image_tags`) and
-   `cib:release-sha256`, the record's seal. Google images are not tagged yet: one line says
-   so per image, and they are in the release all the same;
+   `cib:release-sha256`, the record's seal, and label every Google image with the same tags
+   as Google's labels spell them (`clouds.google.labels_of`: `cib-release-sha256`, ...; the
+   image's other labels are kept);
 6. **record** the release in `public/release.json` (`cib release verify` checks it), signed
    when the environment configures a signing key (docs/signing.md).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -275,15 +277,20 @@ def record_tags(ctx: BuildContext, record: manifest.MachineImageRecord,
 
 def apply_tags(ctx: BuildContext, records: Iterable[manifest.MachineImageRecord],
                release: manifest.Release, ec2_for: Callable[[str], EC2],
-               azure: Callable[[], Any] | None = None) -> int:
-    """Tag every AWS image of `records` and its copies, with their snapshots, and every Azure
-    image (`azure()` gives the `clouds.azure.Azure` adapter) (step 4); one line per image, and
-    one saying Google images are not tagged yet. The number of images tagged. An image the
-    record names but the cloud does not have is a BuildError (exit 3)."""
+               azure: Callable[[], Any] | None = None,
+               google: Callable[[], Any] | None = None) -> int:
+    """Tag every AWS image of `records` and its copies, with their snapshots, every Azure
+    image (`azure()` gives the `clouds.azure.Azure` adapter) and label every Google image
+    (`google()`: `clouds.google.Google`) (step 4); one line per image (a cloud without its
+    adapter: one saying its images are released untagged). The number of images tagged. An
+    image the record names but the cloud does not have is a BuildError (exit 3)."""
     tagged = 0
     for record in records:
         if record.platform == "azure" and azure is not None:
             tagged += tag_azure(ctx, record, record_tags(ctx, record, release), azure())
+            continue
+        if record.platform == "google" and google is not None:
+            tagged += tag_google(ctx, record, record_tags(ctx, record, release), google())
             continue
         if record.platform != "amazon":
             for image in record.images():
@@ -324,12 +331,41 @@ def tag_azure(ctx: BuildContext, record: manifest.MachineImageRecord, tags: dict
     return tagged
 
 
+GOOGLE_IMAGE = re.compile(r"(?:.*/)?projects/([^/]+)/global/images/([^/]+)$")
+GOOGLE_LABEL_WAIT = 600.0  # seconds a label change may take
+
+
+def tag_google(ctx: BuildContext, record: manifest.MachineImageRecord, tags: dict[str, str],
+               google: Any) -> int:
+    """Label the Google image of `record` (images are global: one, whatever regions it is
+    stored for) with `tags` as labels, keeping its other labels; 1."""
+    from ..clouds.google import labels_of
+
+    match = GOOGLE_IMAGE.match(record.image_id)
+    target = ctx.target(record.target) if match is None else None
+    project, name = (match.group(1), match.group(2)) if match else \
+        (str(target.raw.get("project")), record.image_id)
+    image = google.image(project, name)
+    if image is None:
+        raise BuildError(f"{record.target}: image {name} does not exist in {project} (its "
+                         f"build, task {record.build_task_id}, recorded it)")
+    labels = {**(image.get("labels") or {}), **labels_of(tags)}
+    operation = google.set_image_labels(project, name, labels,
+                                        image.get("labelFingerprint", ""))
+    ctx.progress.wait(f"the labels of {name}", lambda: google.operation_state(operation),
+                      done={"DONE"}, timeout=GOOGLE_LABEL_WAIT, interval=5.0)
+    ctx.progress.say(f"labelled image {name} in {project}")
+    return 1
+
+
 def tag_release(ctx: BuildContext, queue: Any, ec2_for: Callable[[str], EC2],
                 sign: Callable[[manifest.Release], manifest.Release] | None = None,
-                azure: Callable[[], Any] | None = None) -> manifest.Release:
+                azure: Callable[[], Any] | None = None,
+                google: Callable[[], Any] | None = None) -> manifest.Release:
     """Read the builds, seal their release, sign it (when `sign` is given: the environment
     signs its releases, signing.release_signer), tag the images (Azure ones through
-    `azure()`, the `clouds.azure.Azure` adapter) and write public/release.json."""
+    `azure()`, the `clouds.azure.Azure` adapter, Google ones through `google()`) and write
+    public/release.json."""
     ctx.progress.say(f"release of {ctx.key.name} (disk digest {ctx.digests.disk[:12]}) by "
                      f"task {ctx.task_id}")
     builds = read_builds(ctx, queue)
@@ -342,6 +378,6 @@ def tag_release(ctx: BuildContext, queue: Any, ec2_for: Callable[[str], EC2],
                      f"({', '.join(i.target for i in release.images)})")
     if sign is not None:  # before tagging: a key that cannot sign leaves nothing half done
         release = sign(release)
-    apply_tags(ctx, builds.records, release, ec2_for, azure)
+    apply_tags(ctx, builds.records, release, ec2_for, azure, google)
     ctx.write_artifact("release.json", manifest.dumps(release))
     return release

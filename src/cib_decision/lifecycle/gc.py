@@ -19,13 +19,17 @@ Rules, in this order (the first that applies decides):
 
 A deleted image's snapshots are deleted with it, except a snapshot that another image of the
 region (kept, foreign or deleted later) is also made of. Image ids are compared case-
-insensitively (Azure resource ids are); an Azure gallery image version is referenced too when
-a reference names its image definition (`.../galleries/<g>/images/<i>`, which runs the latest
-version).
+insensitively (Azure resource ids are), a Google self link as its `projects/...` path; an
+Azure gallery image version is referenced too when a reference names its image definition
+(`.../galleries/<g>/images/<i>`, which runs the latest version), and an image by any of its
+`aliases` (a Google image by its project-relative `global/images/<name>`, and the newest of a
+family by the family's `.../images/family/<f>`, which boots it). Images of one cloud are
+grouped per `account` too (a Google project: each holds its own copy of an image).
 """
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -41,13 +45,18 @@ OUR_TAGS = (KEY_TAG, DIGEST_TAG)
 
 KEEP, DELETE, IGNORE = "keep", "delete", "ignore"
 AVAILABLE, PENDING, FAILED = "available", "pending", "failed"
+# A Compute self link (`https://compute.googleapis.com/compute/v1/projects/...`) compares as the
+# `projects/...` path cib records.
+_GOOGLE_LINK = re.compile(r"^https?://[^/]+/compute/[a-z0-9]+/(?=projects/)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
 class Image:
     """One image as a cloud listed it: where it is, what the cloud calls it, its tags, when it
     was made, its state (`available`, `pending` or `failed`, as the adapter maps the cloud's
-    own) and, on AWS, the EBS snapshots it is made of."""
+    own), on AWS the EBS snapshots it is made of, other ids a reference may name it by
+    (`aliases`) and the `account` holding it where a cloud's regions do not separate its
+    copies (a Google project)."""
 
     cloud: str
     region: str
@@ -57,6 +66,8 @@ class Image:
     tags: tuple[tuple[str, str], ...] = ()
     state: str = AVAILABLE
     snapshots: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+    account: str = ""
 
     @property
     def tag(self) -> Mapping[str, str]:
@@ -134,15 +145,16 @@ def with_created(images: Iterable[Image], created_of: Callable[[Image], datetime
 
 
 def normalise_id(image_id: str) -> str:
-    """The form image ids are compared in: lower case, no trailing slash."""
-    return image_id.strip().rstrip("/").lower()
+    """The form image ids are compared in: lower case, no trailing slash, a Google self link
+    as its `projects/...` path."""
+    return _GOOGLE_LINK.sub("", image_id.strip().rstrip("/")).lower()
 
 
 def _lookup_ids(image: Image) -> list[str]:
-    """The ids a reference may name `image` by: its own, and for an Azure gallery image
-    version its image definition's."""
+    """The ids a reference may name `image` by: its own, its aliases, and for an Azure
+    gallery image version its image definition's."""
     own = normalise_id(image.id)
-    ids = [own]
+    ids = [own, *(normalise_id(a) for a in image.aliases)]
     head, marker, _ = own.rpartition("/versions/")
     if marker and "/galleries/" in head:
         ids.append(head)
@@ -173,10 +185,11 @@ def plan(images: Iterable[Image], references: Iterable[Reference], *, keep: int,
         raise ValueError("keep must not be negative")
     index = reference_index(references)
     images = list(images)
-    groups: dict[tuple[str, str, str | None, str], list[Image]] = defaultdict(list)
+    groups: dict[tuple[str, str, str, str | None, str], list[Image]] = defaultdict(list)
     for image in images:
         if image.ours and image.state == AVAILABLE:
-            groups[(image.cloud, image.region, image.key, image.environment)].append(image)
+            groups[(image.cloud, image.account, image.region, image.key,
+                    image.environment)].append(image)
     newest: set[tuple[str, str, str]] = set()
     for members in groups.values():
         members.sort(key=_newest_first, reverse=True)
@@ -223,7 +236,8 @@ def _decide(image: Image, index: Mapping[str, list[str]], among_newest: bool, ke
         return KEEP, "still being made (pending)"
     if image.created is None:
         return KEEP, "creation time unknown"
-    group = f"{image.key} in {image.environment}"
+    group = f"{image.key} in {image.environment}" + (f" ({image.account})" if image.account
+                                                      else "")
     if among_newest:
         return KEEP, f"among the newest {keep} of {group}"
     age = now - image.created

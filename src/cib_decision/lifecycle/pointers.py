@@ -218,17 +218,9 @@ def find(index: Any, path: str) -> Entry | None:
 
 def _pages(call: Callable[[dict[str, Any]], dict[str, Any]], field: str, doing: str
            ) -> Iterator[dict[str, Any]]:
-    token = None
-    while True:
-        query = {"continuationToken": token} if token else {}
-        try:
-            page = call(query)
-        except TaskclusterFailure as exc:
-            raise _fail(doing, exc) from None
-        yield from page.get(field) or ()
-        token = page.get("continuationToken")
-        if not token:
-            return
+    from ..tc import pages
+
+    return pages(call, field, fail=lambda exc, _: _fail(doing, exc))
 
 
 def list_entries(index: Any, namespace: str) -> list[dict[str, Any]]:

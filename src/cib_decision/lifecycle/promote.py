@@ -8,11 +8,15 @@ images another environment built and verified, without building anything (orches
    (a region filtered out of the staging build, or whose build failed) gets a copy of a
    release image of the same platform and the same machine digest as the config gives that
    target (equal digests: the copy is what a build would make). A location with no such image
-   is named and keeps the image it runs. AWS and Azure images are copied; Google ones not yet;
+   is named and keeps the image it runs. A Google image (global to its project) is copied
+   when the target environment keeps its Google images in a project of its own
+   (`Environment.google_project`) and the release's image is in another one, the copy taking
+   the place of that image in the promoted release;
 3. **copy**, reusing a copy already there (same name and identity tags: a rerun copies
    nothing), and wait until each copy is available: AWS with `copy_image`, Azure by
    replicating a gallery version to the region or publishing a managed image as one
-   (`promote_azure`);
+   (`promote_azure`), Google by an image insert from the source image into the
+   environment's project (`promote_google`);
 4. **seal** the promoted release: the same digests, config commit and `created`, the release's
    images and the copies; with no copy it is the source release itself (same sha256);
 5. **record** it as `public/release.json` of this task, tag the new copies with its seal,
@@ -27,7 +31,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,20 +45,22 @@ from ..images.progress import Progress
 from ..manifest import Release, ReleaseImage
 from ..selection import deployable_pools, pool_not_built
 from ..tcschemas import SchemaStore
-from . import pointers, promote_azure
+from . import pointers, promote_azure, promote_google
 
 COPY_TIMEOUT = 2 * 3600.0
 RELEASE_TAG = "cib:release-sha256"
-COPIED = ("amazon", "azure")  # the platforms whose images a promotion copies
+COPIED = ("amazon", "azure", "google")  # the platforms whose images a promotion copies
 
 
 @dataclass(frozen=True)
 class Copy:
-    """One image a promotion copies: from `source` into `region`, for `target`."""
+    """One image a promotion copies: from `source` into `region`, for `target`; a Google
+    image into `project` (the target environment's; None: the source's own serves)."""
 
     source: ReleaseImage
     region: str
     target: Target
+    project: str | None = None
 
     @property
     def entry_target(self) -> str:
@@ -88,15 +94,24 @@ class Promotion:
 def plan_copies(key: ImageKey, digests: KeyDigests, release: Release,
                 fleet: Fleet | None = None, environment: str | None = None) -> Plan:
     """The copies the key's pools need from `release` (step 2): of the pools the fleet deploys
-    in `environment` (`selection.deployable_pools`)."""
+    in `environment` (`selection.deployable_pools`). A Google location whose image is in
+    another project than the environment's own (`Environment.google_project`) gets a copy of
+    it into that project."""
     plan, seen = Plan(), set()
+    env = fleet.environments.get(environment) if fleet is not None and environment else None
+    project = env.google_project if env is not None else None
     for pool in deployable_pools(key, fleet, environment):
         for region in sorted(set(pool.locations)):
             target = pools.pool_target(key, pool, region)
             if target is None or (target.id, region) in seen:
                 continue
             seen.add((target.id, region))
-            if pools.image_for(target, region, release.images) is not None:
+            google = project if target.platform == "google" else None
+            served = pools.image_for(target, region, release.images)
+            if served is not None:
+                if google and promote_google.image_path(
+                        served.id, target.raw.get("project"))[0] != google:
+                    plan.copies.append(Copy(served, region, target, google))
                 continue
             wanted = digests.machines.get(target.id) if digests.disk == release.disk_digest \
                 else None
@@ -107,24 +122,30 @@ def plan_copies(key: ImageKey, digests: KeyDigests, release: Release,
                        else f"copying {target.platform} images is not supported yet")
                 plan.unserved.append(f"{pool.id} {target.platform}/{region}: {why}")
                 continue
-            plan.copies.append(Copy(source, region, target))
+            plan.copies.append(Copy(source, region, target, google))
     return plan
 
 
 def promoted_release(release: Release, copies: dict[tuple[str, str], str],
                      plan: Plan) -> Release:
     """The release extended with the copies (`{(entry target, region): image id}`), sealed;
-    the release itself when there are none."""
+    the release itself when there are none. A copy takes the place of the release's entry of
+    its target and region (a Google copy into the environment's project replaces the image
+    it copies: that one does not serve the environment); a Google copy keeps its source's
+    validation and smoke tests (it is the same image)."""
     if not copies:
         return release
-    added = [ReleaseImage(c.source.platform, c.region, c.entry_target,
-                          copies[(c.entry_target, c.region)], c.source.name,
-                          c.source.machine_digest, c.source.build_task_id)
+    added = [replace(c.source, region=c.region, target=c.entry_target,
+                     id=copies[(c.entry_target, c.region)]) if c.source.platform == "google"
+             else ReleaseImage(c.source.platform, c.region, c.entry_target,
+                               copies[(c.entry_target, c.region)], c.source.name,
+                               c.source.machine_digest, c.source.build_task_id)
              for c in plan.copies]
+    taken = {(i.target, i.region) for i in added}
     return manifest.release_record(
         release.key, disk_digest=release.disk_digest, disk_sha256=release.disk_sha256,
         config_commit=release.config_commit, created=manifest.parse_time(release.created),
-        images=[*release.images, *added])
+        images=[*(i for i in release.images if (i.target, i.region) not in taken), *added])
 
 
 # --- I/O --------------------------------------------------------------------------------------
@@ -188,14 +209,17 @@ def tag_copies(copies: dict[tuple[str, str], str], release: Release,
 
 
 def copy_all(plan: Plan, image_key: ImageKey, ec2_for: Callable[[str], EC2],
-             azure: Callable[[], Any], progress: Progress, interval: float
-             ) -> tuple[dict[tuple[str, str], str], dict[tuple[str, str], str]]:
-    """The AWS and the Azure copies of the plan (`{(entry target, region): image id}`)."""
-    on = {p: Plan([c for c in plan.copies if c.target.platform == p]) for p in COPIED}
-    aws = copy_images(on["amazon"], image_key.name, ec2_for, progress, interval)
-    made = promote_azure.copy_images(on["azure"].copies, image_key, azure(), progress,
-                                     interval) if on["azure"].copies else {}
-    return aws, made
+             azure: Callable[[], Any], google: Callable[[], Any], progress: Progress,
+             interval: float) -> dict[str, dict[tuple[str, str], str]]:
+    """The copies of the plan per platform (`{(entry target, region): image id}`); a cloud's
+    adapter is asked for only when it has copies to make."""
+    on = {p: [c for c in plan.copies if c.target.platform == p] for p in COPIED}
+    return {
+        "amazon": copy_images(Plan(on["amazon"]), image_key.name, ec2_for, progress, interval),
+        "azure": promote_azure.copy_images(on["azure"], image_key, azure(), progress,
+                                           interval) if on["azure"] else {},
+        "google": promote_google.copy_images(on["google"], image_key.name, google(),
+                                             progress, interval) if on["google"] else {}}
 
 
 def _azure() -> Any:
@@ -204,22 +228,30 @@ def _azure() -> Any:
     return Azure.from_environment()
 
 
+def _google() -> Any:
+    from ..clouds.google import Google
+
+    return Google.from_environment()
+
+
 def promote(*, fleet: Fleet, key: str, source: Environment, target: Environment,
             source_index: Any, source_queue: Any, index: Any, wm: Any, store: SchemaStore,
             ec2_for: Callable[[str], EC2], task_id: str | None, artifacts: Path,
             progress: Progress, digests: KeyDigests, dry_run: bool = False,
             interval: float = 15.0, azure: Callable[[], Any] = _azure,
+            google: Callable[[], Any] = _google,
             check_source: Callable[[Release], None] | None = None,
             sign: Callable[[], Callable[[Release], Release] | None] | None = None
             ) -> Promotion:
     """Promote `key`'s current release from `source` to `target` (steps in the module
     docstring). `task_id` is the task whose `public/release.json` the pointers will name;
-    `azure` gives the Azure adapter, asked for only when there are Azure copies;
+    `azure` and `google` give those clouds' adapters, asked for only when there are copies
+    to make there;
     `check_source` checks the source release's signature where `source` signs; `sign` gives
     the signer of `target` (None where it does not sign), asked for only when not a dry run."""
     if source.name == target.name:
         raise CibError(f"--from and --to are both {source.name}")
-    azure = functools.cache(azure)
+    azure, google = functools.cache(azure), functools.cache(google)
     if key not in fleet.keys:
         raise CibError(f"no image key {key!r} in the config")
     image_key = fleet.keys[key]
@@ -237,14 +269,17 @@ def promote(*, fleet: Fleet, key: str, source: Environment, target: Environment,
         progress.say(f"cannot serve {line}; that location keeps the image it runs")
     for copy in plan.copies:
         progress.say(f"{'would copy' if dry_run else 'copy'} {copy.source.id} "
-                     f"({copy.source.target}) to {copy.region} for {copy.target.id}")
+                     f"({copy.source.target}) to {copy.region}"
+                     + (f" (project {copy.project})" if copy.project else "")
+                     + f" for {copy.target.id}")
     if dry_run:
         for pool in deployable_pools(image_key, fleet, target.name):
             pools.apply(wm, pools.PoolRequest(image_key, pool, target), release.images, store,
                         progress.say, dry_run=True)
         return Promotion(release, release, {}, [])
-    aws_copies, azure_copies = copy_all(plan, image_key, ec2_for, azure, progress, interval)
-    copied = {**aws_copies, **azure_copies}
+    made = copy_all(plan, image_key, ec2_for, azure, google, progress, interval)
+    aws_copies, azure_copies = made["amazon"], made["azure"]
+    copied = {**aws_copies, **azure_copies, **made["google"]}
     promoted = promoted_release(release, copied, plan)
     signer = sign() if sign is not None else None
     if signer is not None:  # the target's key: its deploys check against its public key
@@ -254,6 +289,10 @@ def promote(*, fleet: Fleet, key: str, source: Environment, target: Environment,
     published = [i for i in azure_copies.values() if i not in sources]  # of managed images
     if published:
         promote_azure.tag_copies(published, {RELEASE_TAG: promoted.sha256}, azure())
+    google_copies = [i for i in made["google"].values() if i not in sources]
+    if google_copies:
+        promote_google.label_copies(google_copies, {RELEASE_TAG: promoted.sha256}, google(),
+                                    progress, interval)
     progress.say(f"promoted release {promoted.sha256}" + (
         f" (release {release.sha256[:12]} and {len(copied)} copies)" if copied
         else " (the release itself: every location has its image)"))

@@ -1,14 +1,16 @@
 """`cib purge`: what is removed of the resources builds left behind, and the table that says so.
 
-The decisions are pure: the cloud adapters (`aws_purge`, `azure_purge`) list resources as
+The decisions are pure: the cloud adapters (`aws_purge`, `azure_purge`, `google_purge`) list
+resources as
 `Resource`s, `select` returns a `Verdict` for each one that is ours and orphaned, and `carry_out`
 removes them through the adapter in waves (a builder first, then what it used), returning one
 `Outcome` per verdict for `table`.
 
 A resource is removed only when all of these hold:
-- it is **ours**: on AWS it carries the builders' `cib:builder=true` tag; on Azure it lives in a
-  resource group the config owns (an Azure target's `group`), and when worker-manager manages it
-  (tag `managed-by=taskcluster`) only in a worker-manager group given `--include-worker-manager`;
+- it is **ours**: on AWS it carries the builders' `cib:builder=true` tag, on Google their
+  `cib-builder=true` label; on Azure it lives in a resource group the config owns (an Azure
+  target's `group`), and when worker-manager manages it (tag `managed-by=taskcluster`) only in
+  a worker-manager group given `--include-worker-manager`;
 - it is **orphaned**: in an orphan state of its kind (`ORPHAN_STATES`: a stopped builder, an
   available volume, a deallocated VM, a NIC attached to no VM, ...) or used only by resources
   removed in the same run (a stopped builder's security group and key pair);
@@ -29,6 +31,10 @@ from ..errors import BuildError, CibError, TransientError
 from ..images.progress import duration
 
 BUILDER_TAG = "cib:builder"          # images.aws_machine.builder_tags
+# The clouds whose builder resources are told by a tag (a label on Google: `clouds.google.
+# labels_of`) and not by their resource group: cloud -> (tag, value, how the table says it).
+BUILDER_MARKS = {"amazon": (BUILDER_TAG, "true", "tagged"),
+                 "google": ("cib-builder", "true", "labelled")}
 TASK_TAG = "cib:build-task-id"
 WORKER_MANAGER_TAG = ("managed-by", "taskcluster")  # worker-manager tags the VMs it creates
 DEFAULT_MIN_AGE = timedelta(hours=8)  # longer than a machine-image task may run (6 hours)
@@ -47,14 +53,17 @@ ORPHAN_STATES: dict[tuple[str, str], tuple[frozenset[str], str]] = {
     ("azure", "nic"): (frozenset({"unattached"}), "NIC attached to no VM"),
     ("azure", "public-ip"): (frozenset({"no-address"}), "public IP with no address"),
     ("azure", "disk"): (frozenset({"unattached"}), "disk attached to no VM"),
+    ("google", "instance"): (frozenset({"terminated"}), "stopped builder"),
+    ("google", "disk"): (frozenset({"unattached"}), "disk attached to no instance"),
 }
 
 
 @dataclass(frozen=True)
 class Resource:
-    """One cloud resource as the purge sees it. `where` is the region (AWS) or the resource
-    group (Azure); `used_by` names what uses it (instances, VMs, NICs): it is never removed
-    while one of those stays. Azure's ids are ARM ids in lower case (ARM compares them so)."""
+    """One cloud resource as the purge sees it. `where` is the region (AWS), the resource
+    group (Azure) or `<project>/<zone>` (Google); `used_by` names what uses it (instances,
+    VMs, NICs): it is never removed while one of those stays. Azure's ids are ARM ids in lower
+    case (ARM compares them so)."""
 
     cloud: str
     kind: str
@@ -103,8 +112,9 @@ class Verdict:
 
 def ownership(resource: Resource, rules: Rules) -> str | None:
     """Why `resource` is ours (a few words), or None when it is not and must not be touched."""
-    if resource.cloud == "amazon":
-        return f"tagged {BUILDER_TAG}" if resource.tags.get(BUILDER_TAG) == "true" else None
+    if resource.cloud in BUILDER_MARKS:
+        tag, value, word = BUILDER_MARKS[resource.cloud]
+        return f"{word} {tag}" if resource.tags.get(tag) == value else None
     group = resource.where.lower()
     managed = resource.tags.get(WORKER_MANAGER_TAG[0]) == WORKER_MANAGER_TAG[1]
     if group in {g.lower() for g in rules.worker_manager_groups}:
@@ -163,9 +173,9 @@ def select(resources: Iterable[Resource], rules: Rules) -> list[Verdict]:
             kept = f"in use by {users}" if users else unsettled(
                 resource, rules, vouched=bool(resource.used_by))
             verdicts.append(Verdict(resource, False, f"{why}; kept: {kept}"))
-    order = {kind: i for i, (_, kind) in enumerate(ORPHAN_STATES)}
-    return sorted(verdicts, key=lambda v: (v.resource.cloud, order.get(v.resource.kind, 99),
-                                           v.resource.where, v.resource.id))
+    order = {kind: i for i, kind in enumerate(ORPHAN_STATES)}
+    return sorted(verdicts, key=lambda v: (v.resource.cloud, order.get(
+        (v.resource.cloud, v.resource.kind), 99), v.resource.where, v.resource.id))
 
 
 def _labels(ids: Iterable[str], known: Mapping[str, Resource]) -> str:

@@ -8,8 +8,9 @@ garbage collection gathers every source first and deletes nothing when any of th
   manager's `listWorkerPools`, every page). Each launch config's image is read where the
   provider keeps it (AWS `launchConfig.ImageId`, Azure `storageProfile.imageReference.id`,
   Google `disks[].initializeParams.sourceImage`) and, to be safe from shapes we do not
-  render, any other string in the definition that has the form of an AMI id or an Azure image
-  resource id counts too. A deleted pool (`null-provider`) has no launch configs left and
+  render, any other string in the definition that has the form of an AMI id, an Azure image
+  resource id or a Google image path (`projects/<p>/global/images/<n>`, a family's too)
+  counts too. A deleted pool (`null-provider`) has no launch configs left and
   refers to nothing; its workers run on (deleting an image stops no VM or instance made
   from it).
 - `pointer_source`: the releases one environment's pointers name (`pointers.
@@ -38,11 +39,13 @@ from .gc import Reference
 
 ReferenceSource = Callable[[], Iterable[Reference]]
 
-# Image ids in a definition outside the fields we render: AMIs and Azure image resources.
+# Image ids in a definition outside the fields we render: AMIs, Azure image resources and
+# Google image paths (of a self link too: `gc.normalise_id` reads both alike).
 _ID_FORMS = re.compile(
     r"\bami-[0-9a-f]{8,17}\b"
     r"|/subscriptions/[^/\s]+/resourceGroups/[^/\s]+/providers/Microsoft\.Compute/"
-    r"(?:images/[^/\s]+|galleries/[^/\s]+/images/[^/\s]+(?:/versions/[^/\s]+)?)",
+    r"(?:images/[^/\s]+|galleries/[^/\s]+/images/[^/\s]+(?:/versions/[^/\s]+)?)"
+    r"|\bprojects/[a-z][-a-z0-9.:]*/global/images/(?:family/)?[a-z](?:[-a-z0-9]*[a-z0-9])?",
     re.IGNORECASE)
 
 
@@ -85,21 +88,11 @@ def list_pool_definitions(wm: Any, environment: str, page_size: int | None = Non
     """Every worker pool of the deployment, following `continuationToken` to the last page.
     A page that fails (after the client's own retries) raises: TransientError (exit 75) for
     a server error or a lost connection, CibError (exit 2) otherwise."""
-    pools: list[dict[str, Any]] = []
-    token, page = None, 1
-    while True:
-        query = {"continuationToken": token} if token else {}
-        if page_size:
-            query["limit"] = str(page_size)
-        try:
-            answer = wm.listWorkerPools(query=query)
-        except TaskclusterFailure as exc:
-            raise _listing_error(environment, page, exc) from None
-        pools.extend(answer.get("workerPools") or ())
-        token = answer.get("continuationToken")
-        if not token:
-            return pools
-        page += 1
+    from ..tc import pages
+
+    return list(pages(lambda query: wm.listWorkerPools(query=query), "workerPools",
+                      query={"limit": str(page_size)} if page_size else None,
+                      fail=lambda exc, page: _listing_error(environment, page, exc)))
 
 
 def pool_references(pools: Iterable[dict[str, Any]], environment: str) -> list[Reference]:

@@ -3,9 +3,10 @@
 A release engineer triggers `promote` on a decision's task group in the deployment to promote
 to (production): its hook runs `.taskcluster.yml` as an `action` with the role
 `repo:<repo>:action:promote`, whose action task (`cib action-callback`) calls
-`promote_action`, which creates one promote task running `cib promote --key K --from F --to T`
-(docs/lifecycle.md). Only holders of the hook's scope may trigger it; the role bounds what the
-promote task may do (taskcluster/roles.yml).
+`promote_action`, which generates the graph of the kind `promote` for its input (loader and
+transforms, as every graph) and creates its one task, running `cib promote --key K --from F
+--to T` (docs/lifecycle.md). Only holders of the hook's scope may trigger it; the role bounds
+what the promote task may do (taskcluster/roles.yml).
 """
 
 from __future__ import annotations
@@ -14,16 +15,11 @@ import os
 from typing import Any
 
 from taskgraph.actions.registry import register_callback_action
-from taskgraph.actions.util import create_task_from_def
 from taskgraph.util.cached_tasks import TARGET_CACHE_INDEX
 
-from ..config import DirectorySource, load_fleet
 from ..errors import CibError
-from ..lifecycle.pointers import insert_scopes
-from ..signing import secret_name
 from . import task_env
-from .fleet import config_dir, repo_root
-from .transforms.common import CLOUD_SECRETS_SCOPE, TRANSIENT_EXIT_STATUS, run_cib
+from .fleet import repo_root
 
 PERMISSION = "promote"
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
@@ -63,65 +59,18 @@ def built_task_env(parameters: Any, graph_config: Any) -> str:
                    f"{digest[:12]}): run the push's graph (its task-env task) first")
 
 
-def promote_task(parameters: Any, graph_config: Any, input: dict[str, str],
-                 task_group_id: str, env_task_id: str) -> dict[str, Any]:
-    """The promote task's queue definition (timestamps relative, as taskgraph creates them).
-    CibError when `to` is not the environment this decision runs for, or the key or an
-    environment is not in the config."""
-    key, source, target = input["key"], input["from"], input["to"]
-    if target != parameters["cib_environment"]:
-        raise CibError(f"this decision runs for {parameters['cib_environment']}; trigger the "
-                       f"promote action to {target} on a decision of {target}")
-    fleet = load_fleet(DirectorySource(config_dir(graph_config)))
-    if key not in fleet.keys:
-        raise CibError(f"no image key {key!r} in the config")
-    for name in (source, target):
-        if name not in fleet.environments:
-            raise CibError(f"no environment {name!r} in the config")
-    if source == target:
-        raise CibError(f"from and to are both {source}")
-    level, trust = parameters["level"], graph_config["trust-domain"]
-    pool_scopes = [f"worker-manager:{verb}:{pool.id}" for pool in fleet.keys[key].pools
-                   for verb in ("manage-worker-pool", "get-worker-pool")]
-    providers = sorted({f"worker-manager:provider:{pool.raw['provider']}"
-                        for pool in fleet.keys[key].pools})
-    signing = fleet.environments[target].signing  # the promoted release is signed there
-    signing_scopes = [f"secrets:get:{secret_name(signing, str(level))}"] if signing else []
-    worker = run_cib(parameters, "promote", "--key", key, "--from", source, "--to", target,
-                     artifacts=True)
-    definition = {
-        "taskGroupId": task_group_id,
-        "provisionerId": f"{trust}-{level}",
-        "workerType": "b-linux",
-        "created": {"relative-datestamp": "0 seconds"},
-        "deadline": {"relative-datestamp": "1 day"},
-        "expires": {"relative-datestamp": "1 year"},
-        "priority": "lowest",
-        "retries": 5,
-        "scopes": [CLOUD_SECRETS_SCOPE.format(level=level), *signing_scopes, *pool_scopes,
-                   *providers,
-                   *sorted({scope for pool in fleet.keys[key].pools
-                            for scope in insert_scopes(target, key, pool.id)})],
-        "payload": {
-            "command": worker["command"],
-            "env": worker["env"],
-            "maxRunTime": worker["max-run-time"],
-            "features": {"taskclusterProxy": True},
-            "onExitStatus": {"retry": [TRANSIENT_EXIT_STATUS]},
-            "artifacts": worker["artifacts"],
-        },
-        "metadata": {
-            "name": f"promote-{key}",
-            "description": f"Promote the current release of {key} from {source} to {target}",
-            "owner": os.environ.get("ACTION_OWNER") or "nobody@example.com",
-            "source": f"{parameters['head_repository']}/raw/{parameters['head_rev']}/"
-                      ".taskcluster.yml",
-        },
-        "tags": {"kind": "promote", "label": f"promote-{key}"},
-    }
-    # the task environment this revision's graphs run cib from (task_env.py)
-    task_env.add_mount(definition, env_task_id, trust, level)
-    return definition
+def promote_graph(parameters: Any, graph_config: Any, input: dict[str, str]) -> Any:
+    """The graph of the promote action: this decision's parameters with the action's input
+    (`cib_promote`) and the `cib_promote` target method, generated by taskgraph like every
+    graph (its kinds, loader and transforms: kinds/promote). CibError when the request cannot
+    be carried out (transforms/promote.py says why)."""
+    from taskgraph.generator import TaskGraphGenerator
+    from taskgraph.parameters import Parameters
+
+    owner = os.environ.get("ACTION_OWNER") or parameters["owner"]
+    promote = Parameters(**{**dict(parameters), "cib_promote": dict(input), "owner": owner,
+                            "target_tasks_method": "cib_promote"})
+    return TaskGraphGenerator(graph_config.root_dir, promote)
 
 
 @register_callback_action(
@@ -138,10 +87,17 @@ def promote_task(parameters: Any, graph_config: Any, input: dict[str, str],
     schema=PROMOTE_SCHEMA,
 )
 def promote_action(parameters, graph_config, input, task_group_id, task_id):
-    """Create the promote task in the decision's task group."""
-    from slugid import nice
+    """Create the promote task in the decision's task group, mounting the task environment
+    this revision's push built (an action builds nothing)."""
+    from taskgraph.actions.util import create_tasks
 
-    definition = promote_task(parameters, graph_config, input, task_group_id,
-                              built_task_env(parameters, graph_config))
-    create_task_from_def(nice(), definition, parameters["level"],
-                         graph_config["trust-domain"])
+    generated = promote_graph(parameters, graph_config, input)
+    env_task_id = built_task_env(parameters, graph_config)
+    trust, level = graph_config["trust-domain"], parameters["level"]
+
+    def mount_env(task: Any) -> Any:
+        task_env.add_mount(task.task, env_task_id, trust, level)
+        return task
+
+    create_tasks(graph_config, generated.target_task_graph.tasks, generated.full_task_graph,
+                 {}, generated.parameters, decision_task_id=task_group_id, modifier=mount_env)

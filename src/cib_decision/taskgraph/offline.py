@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from taskgraph.optimize.base import OptimizationStrategy
 
-from .loader import cache_entry
+from .items import cache_entry
 
 
 class BuiltAtBase(OptimizationStrategy):

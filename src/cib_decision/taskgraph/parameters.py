@@ -14,6 +14,9 @@ from taskgraph.util.schema import Schema
 from ..bounds import pull_request_number
 from ..changes import compute_changes
 from ..config import Fleet, load_fleet
+from ..cronjobs import DEFAULT_METHOD
+from ..cronjobs import load as load_cron_jobs
+from ..cronjobs import target_method as cron_job_method
 from ..directives import Directives, Vocabulary, parse_directives
 from ..errors import CibError
 from ..gitrepo import GitTreeSource, commit_message, open_repo, resolve
@@ -42,6 +45,9 @@ CibParameters = Schema.from_dict(
         # Pull requests only: what each environment lets a pull request do, read from the
         # base revision (`trusted_environments`); None on other events.
         "cib_trusted_environments": dict[str, dict[str, bool]] | None,
+        # The `promote` action only: its input ({"key", "from", "to"}), the one item of the
+        # promote kind; None on every other graph.
+        "cib_promote": dict[str, str] | None,
     },
     name="CibParameters",
     forbid_unknown_fields=False,
@@ -57,7 +63,7 @@ def _defaults(repo_root: str | None = None) -> dict[str, Any]:
     defaults: dict[str, Any] = {
         "cib_directives": Directives().to_json(), "cib_environment": "production",
         "cib_pull_request": 0, "cib_pull_request_action": "", "cib_changed_keys": None,
-        "cib_built_tasks": None, "cib_trusted_environments": None}
+        "cib_built_tasks": None, "cib_trusted_environments": None, "cib_promote": None}
     if _offline():
         defaults["optimize_strategies"] = OFFLINE_STRATEGIES
     return defaults
@@ -142,13 +148,22 @@ def decision_parameters(graph_config, parameters) -> None:
     parameters["cib_pull_request_action"] = os.environ.get("CIB_PULL_REQUEST_ACTION", "")
     parameters["cib_changed_keys"] = None
     parameters["cib_built_tasks"] = None
+    parameters["cib_promote"] = None  # the promote action sets it (actions.py)
     # Our target method applies the directives and the event's rules; taskgraph's "default"
     # would run everything. An explicit --target-tasks-method (or DONTBUILD's "nothing") stays.
+    # A cron job's method comes from .cron.yml (cronjobs.py).
     if parameters.get("target_tasks_method") in (None, "default"):
-        parameters["target_tasks_method"] = "cib"
+        parameters["target_tasks_method"] = cron_target_method(
+            graph_fleet.repo_root(graph_config), os.environ.get("CIB_CRON_JOB", "")) \
+            if parameters.get("tasks_for") == "cron" else DEFAULT_METHOD
     if parameters["cib_pull_request"]:
         parameters["cib_changed_keys"] = changed_keys(base, fleet, parameters.get("base_rev"),
                                                       parameters["head_rev"])
+
+
+def cron_target_method(repo_root: Path, job_name: str) -> str:
+    """The target-tasks method of cron job `job_name` by the repository's `.cron.yml`."""
+    return cron_job_method(load_cron_jobs(Path(repo_root)), job_name)
 
 
 @functools.cache

@@ -16,7 +16,7 @@ from taskgraph.target_tasks import register_target_task, standard_filter
 from ..directives import Directives
 from ..selection import Selection, select
 from . import fleet as graph_fleet
-from .loader import machine_image_name, needs_disk_image, pool_name
+from .items import machine_image_name, needs_disk_image, pool_name
 from .parameters import pull_request_may
 from .task_env import USES_ENV
 
@@ -110,6 +110,34 @@ def target_tasks_cib(full_task_graph, parameters, graph_config):
     chosen = [label for label, task in full_task_graph.tasks.items()
               if standard_filter(task, parameters) and wanted(task)]
     return with_task_env(full_task_graph, chosen)
+
+
+@register_target_task("cib_promote")
+def target_tasks_promote(full_task_graph, parameters, graph_config):
+    """The `promote` action's graph (actions.py): its one promote task. The task environment
+    is not a target: the action mounts the one this revision's push built."""
+    return [label for label, task in full_task_graph.tasks.items() if task.kind == "promote"]
+
+
+def environment_job(full_task_graph, parameters, kind: str) -> list[str]:
+    """A cron job of one task per environment: the task of `kind` for the decision's
+    environment, with the task environment it runs cib from."""
+    return with_task_env(full_task_graph, [
+        label for label, task in full_task_graph.tasks.items()
+        if task.kind == kind
+        and task.attributes.get("cib-environment") == parameters["cib_environment"]])
+
+
+@register_target_task("cib_drift")
+def target_tasks_drift(full_task_graph, parameters, graph_config):
+    """The `drift` cron job (.cron.yml): `cib drift` of the decision's environment."""
+    return environment_job(full_task_graph, parameters, "drift")
+
+
+@register_target_task("cib_stats")
+def target_tasks_stats(full_task_graph, parameters, graph_config):
+    """The `stats` cron job (.cron.yml): `cib stats` of the decision's environment."""
+    return environment_job(full_task_graph, parameters, "stats")
 
 
 def with_task_env(full_task_graph, labels: list[str]) -> list[str]:

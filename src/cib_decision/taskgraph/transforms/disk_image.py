@@ -5,6 +5,7 @@ from __future__ import annotations
 from taskgraph.transforms.base import TransformSequence
 
 from ...naming import image_name
+from ..items import DiskImageItem
 from ..task_env import USES_ENV
 from .common import (
     CLOUD_SECRETS_SCOPE,
@@ -19,6 +20,7 @@ from .common import (
 )
 
 transforms = TransformSequence()
+transforms.add_validate(DiskImageItem)
 
 
 @transforms.add

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from taskgraph.transforms.base import TransformSequence
 
+from ..items import ConfigItem
 from ..task_env import USES_ENV
 from .common import run_cib, treeherder
 
 transforms = TransformSequence()
+transforms.add_validate(ConfigItem)
 
 
 @transforms.add

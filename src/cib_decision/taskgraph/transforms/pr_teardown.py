@@ -5,10 +5,12 @@ from __future__ import annotations
 from taskgraph.transforms.base import TransformSequence
 
 from ...naming import PR_POOL_DOMAIN
+from ..items import PullRequestItem
 from ..task_env import USES_ENV
 from .common import run_cib, treeherder
 
 transforms = TransformSequence()
+transforms.add_validate(PullRequestItem)
 
 
 @transforms.add

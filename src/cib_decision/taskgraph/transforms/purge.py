@@ -6,6 +6,7 @@ from __future__ import annotations
 from taskgraph.transforms.base import TransformSequence
 
 from ...naming import PR_POOL_DOMAIN
+from ..items import CloudItem
 from ..task_env import USES_ENV
 from .common import (
     CLOUD_SECRETS_SCOPE,
@@ -18,9 +19,11 @@ from .common import (
 )
 
 transforms = TransformSequence()
+transforms.add_validate(CloudItem)
 
-# The clouds `cib purge` cleans up; a region of another cloud gets no purge task.
-PURGED_PLATFORMS = ("amazon", "azure")
+# The clouds `cib purge` cleans up; a region of another cloud gets no purge task. A Google
+# region's task covers the zone (and project) of each of the config's Google targets there.
+PURGED_PLATFORMS = ("amazon", "azure", "google")
 
 
 @transforms.add

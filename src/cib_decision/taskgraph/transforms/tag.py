@@ -5,6 +5,7 @@ from __future__ import annotations
 from taskgraph.transforms.base import TransformSequence
 
 from .. import fleet as graph_fleet
+from ..items import KeyItem
 from ..task_env import USES_ENV
 from .common import (
     CLOUD_SECRETS_SCOPE,
@@ -20,6 +21,7 @@ from .common import (
 )
 
 transforms = TransformSequence()
+transforms.add_validate(KeyItem)
 
 
 def signing_scopes(config) -> list[str]:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from taskgraph.transforms.base import TransformSequence
 
+from ..items import TaskEnvItem
 from ..task_env import ENV_ARTIFACT
 from .common import index_by_digest, treeherder
 
 transforms = TransformSequence()
+transforms.add_validate(TaskEnvItem)
 
 # `pip install --target` makes a directory that runs from wherever it is unpacked; the archive
 # holds its contents (so a mount's `directory` is the import path).

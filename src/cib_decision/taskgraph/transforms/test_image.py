@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from taskgraph.transforms.base import TransformSequence
 
+from ..items import ImageTestItem
 from ..task_env import USES_ENV
 from .common import (
     CLOUD_SECRETS_SCOPE,
@@ -20,6 +21,7 @@ from .common import (
 )
 
 transforms = TransformSequence()
+transforms.add_validate(ImageTestItem)
 
 
 @transforms.add

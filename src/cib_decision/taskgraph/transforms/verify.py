@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from taskgraph.transforms.base import TransformSequence
 
+from ..items import PoolItem
 from .common import (
     attributes,
     directives_of,
@@ -15,6 +16,7 @@ from .common import (
 )
 
 transforms = TransformSequence()
+transforms.add_validate(PoolItem)
 
 
 @transforms.add

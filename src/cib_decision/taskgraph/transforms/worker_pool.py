@@ -5,6 +5,7 @@ from __future__ import annotations
 from taskgraph.transforms.base import TransformSequence
 
 from ...lifecycle.pointers import insert_scopes
+from ..items import PoolItem
 from ..task_env import USES_ENV
 from .common import (
     attributes,
@@ -21,6 +22,7 @@ from .common import (
 )
 
 transforms = TransformSequence()
+transforms.add_validate(PoolItem)
 
 
 @transforms.add

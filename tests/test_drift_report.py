@@ -1,0 +1,59 @@
+"""What `cib drift` writes for the drift task's check run, and which clouds it asks (pure)."""
+
+from __future__ import annotations
+
+from cib_decision import drift, drift_clouds
+from cib_decision.checkrun_errors import MAX_TEXT
+from cib_decision.drift_cli import NO_DRIFT, check_run_text
+
+
+def test_no_drift_is_a_headline_and_the_sentence_the_table_prints():
+    assert check_run_text([], "production") == f"### No drift in production\n\n{NO_DRIFT}.\n"
+
+
+def test_a_long_drift_keeps_whole_rows_within_the_check_run_budget_and_counts_the_rest():
+    found = [drift.undeployed(f"gecko-t/pool-{n:04}-{'x' * 200}") for n in range(500)]
+    text = check_run_text(found, "staging")
+    assert len(text) <= MAX_TEXT
+    assert text.startswith("### 500 differences in staging\n")
+    rows = [line for line in text.splitlines() if line.startswith("| `gecko-t/pool-")]
+    assert rows and all(row.endswith(" |") for row in rows)
+    assert text.rstrip().endswith(f"... and {500 - len(rows)} more (`cib drift --format json` "
+                                  "lists them all; so does this task's `public/drift.json`)")
+
+
+def test_a_pipe_in_a_detail_does_not_break_the_table():
+    (row,) = [line for line in check_run_text(
+        [drift.Drift("hand-edited", "a/b", "x | y", "fix")], "e").splitlines()
+        if line.startswith("| `a/b`")]
+    assert row == "| `a/b` | hand-edited | x \\| y | fix |"
+
+
+def test_a_cloud_without_a_reader_is_not_asked_and_nothing_of_it_is_gone():
+    asked = []
+
+    def amazon():
+        def read(wanted):
+            asked.extend(wanted)
+            return {"ami-1"}
+        return read
+
+    lines = []
+    wanted = [drift_clouds.Wanted("amazon", "us-east-1", "ami-1"),
+              drift_clouds.Wanted("amazon", "us-east-1", "ami-2"),
+              drift_clouds.Wanted("google", "us-central1", "projects/p/global/images/i")]
+    existing = drift_clouds.existing(wanted, lines.append, {"amazon": amazon})
+    assert existing == {"amazon": {"ami-1"}}
+    assert [w.id for w in asked] == ["ami-1", "ami-2"]
+    assert lines == ["amazon: 1 of 2 images exist",
+                     "google: 1 image not checked (cib drift does not read google yet)"]
+    pool = drift.DeployedPool("gecko-t/g", "k", "google", (("us-central1", "i"),),
+                              frozenset(), frozenset(), ())
+    assert drift.pool_cloud_drift(pool, existing) == []
+
+
+def test_azure_ids_are_compared_whatever_their_case():
+    image = "/subscriptions/s/resourceGroups/RG/providers/Microsoft.Compute/images/i"
+    pool = drift.DeployedPool("gecko-t/a", "k", "azure", (("eastus", image),),
+                              frozenset(), frozenset(), ())
+    assert drift.pool_cloud_drift(pool, {"azure": {image.lower()}}) == []
