@@ -57,3 +57,29 @@ def test_azure_ids_are_compared_whatever_their_case():
     pool = drift.DeployedPool("gecko-t/a", "k", "azure", (("eastus", image),),
                               frozenset(), frozenset(), ())
     assert drift.pool_cloud_drift(pool, {"azure": {image.lower()}}) == []
+
+
+def test_a_region_kept_on_an_earlier_image_because_its_build_failed_is_told_to_build_again():
+    """A push whose build of one region failed releases the others; the pool's deploy keeps
+    that region's image (pools.failed_build_regions). No deploy can mend it, so the fix
+    names the build, not a pool-deploy; an image swapped in a released region stays
+    `unreleased-image`."""
+    from cib_decision.drift import pool_drift
+    from cib_decision.pools import Definition, comparable
+
+    def launch(region: str, ami: str) -> dict:
+        return {"region": region, "launchConfig": {"ImageId": ami}}
+
+    live = {"workerPoolId": "gecko-t/linux-aws", "providerId": "aws",
+            "config": {"launchConfigs": [launch("us-east-1", "ami-0old"),
+                                         launch("us-west-2", "ami-0edited")]}}
+    expected = Definition("gecko-t/linux-aws", "aws", comparable(live), {})
+    found = {d.kind: d for d in pool_drift(
+        "gecko-t/linux-aws", expected, live, {"ami-0new"}, "f" * 64, "f" * 64, "linux",
+        frozenset({"us-west-2"}))}
+    assert set(found) == {"unbuilt-region", "unreleased-image"}
+    assert found["unbuilt-region"].detail == (
+        "us-east-1 keeps ami-0old of an earlier release: release ffffffffffff has no image "
+        "there (its build failed, or was left out of that push)")
+    assert "`include keys: linux` (failed builds are not indexed" in found["unbuilt-region"].fix
+    assert "pool-deploy" in found["unreleased-image"].fix

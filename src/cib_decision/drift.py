@@ -13,6 +13,11 @@
   UI or by hand). Fix: the same push, or `cib rollback --pool <pool> --to <sha256>`.
 - `unreleased-image`: a launch config runs an image its current release does not name. Fix:
   the same push.
+- `unbuilt-region`: a launch config runs an image of an earlier release in a region where its
+  current release has no image (that region's build failed in the push that made the release,
+  and the deploy kept the image the pool ran: `pools.failed_build_regions`). A deploy cannot
+  fix it. Fix: mend what failed the build, then `include keys: <key>` (a failed build is never
+  indexed, so only it runs again).
 - `behind-key`: the pool runs an older release than its key's current one in the
   environment. Fix: the same push.
 
@@ -36,6 +41,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .config import normalise_region
 from .lifecycle.gc import normalise_id
 from .manifest import Release
 from .pools import DEFINITION_FIELDS, NULL_PROVIDER, Definition, comparable, image_of
@@ -90,11 +96,19 @@ def changed_fields(expected: dict[str, Any], live: dict[str, Any]) -> list[str]:
     return changed
 
 
+def build_again(key: str) -> str:
+    """The commit message line that runs a key's failed builds again (and only those)."""
+    return (f"mend what failed the build, then push a commit whose message says "
+            f"`include keys: {key}` (failed builds are not indexed: only they run again)")
+
+
 def pool_drift(pool_id: str, expected: Definition, live: dict[str, Any],
-               released: set[str], release: str, key_release: str | None) -> list[Drift]:
+               released: set[str], release: str, key_release: str | None,
+               key: str = "", released_regions: frozenset[str] | None = None) -> list[Drift]:
     """The drift of one deployed pool: `expected` is what its current release (`release`,
-    a sha256; its image ids `released`) renders over `live`, the pool as worker-manager has
-    it; `key_release` is the sha256 of its key's current release (None: no pointer)."""
+    a sha256; its image ids `released`, in `released_regions`) renders over `live`, the pool
+    as worker-manager has it; `key_release` is the sha256 of its key's current release (None:
+    no pointer)."""
     found = []
     body = comparable(live) or {}
     changed = changed_fields(expected.body, body)
@@ -107,7 +121,16 @@ def pool_drift(pool_id: str, expected: Definition, live: dict[str, Any],
     if live.get("providerId") != NULL_PROVIDER:
         for launch_config in (live.get("config") or {}).get("launchConfigs") or ():
             image = image_of(expected.provider_type, launch_config)
-            if image is not None and image.id not in released:
+            if image is None or image.id in released:
+                continue
+            if released_regions is not None and \
+                    normalise_region(image.region) not in released_regions:
+                found.append(Drift("unbuilt-region", pool_id,
+                                   f"{image.region} keeps {image.id} of an earlier release: "
+                                   f"release {release[:12]} has no image there (its build "
+                                   "failed, or was left out of that push)",
+                                   build_again(key or pool_id)))
+            else:
                 found.append(Drift("unreleased-image", pool_id,
                                    f"{image.region} runs {image.id}, which release "
                                    f"{release[:12]} does not name", redeploy(pool_id)))

@@ -15,7 +15,7 @@ from typing import Any
 
 from . import drift, drift_clouds, pools
 from .checkrun_errors import MAX_TEXT, TEXT_ARTIFACT
-from .config import DirectorySource, Fleet, load_fleet
+from .config import DirectorySource, Fleet, load_fleet, normalise_region
 from .config.model import ImageKey, Pool
 from .config.source import default_config_dir
 from .errors import CibError
@@ -66,9 +66,10 @@ def find_drift(fleet: Fleet, environment: str, wm: Any, index: Any, queue: Any,
                 images = pools.collect_images([release], key.name, log)
                 released = {i.id for i in images}
                 expected = pools.render(pools.PoolRequest(key, pool, env), images, current)
-                found += drift.pool_drift(pool.id, expected, current, released,
-                                          release.sha256,
-                                          key_release.sha256 if key_release else None)
+                found += drift.pool_drift(
+                    pool.id, expected, current, released, release.sha256,
+                    key_release.sha256 if key_release else None, key.name,
+                    frozenset(normalise_region(i.region) for i in images))
             deployed.append(_deployed(key, pool, current, released, key_release))
     for pool_id in sorted(live):
         domain = pool_id.split("/", 1)[0]
