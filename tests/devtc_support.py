@@ -9,6 +9,14 @@ import sys
 from collections.abc import Iterator
 
 
+def ctrl_c_reaches_it() -> None:
+    """In a child before it runs (`preexec_fn`): Ctrl-C (SIGINT) handled as by default. A
+    shell runs background jobs with SIGINT ignored, and Python then never turns it into
+    KeyboardInterrupt: a suite started in the background (`.ci/run &`) must still be able to
+    interrupt the processes it starts."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @contextlib.contextmanager
 def dev_taskcluster_process(*args: str) -> Iterator[tuple[str, list[str]]]:
     """`cib dev-taskcluster --access-token sekrit --quiet ARGS` in a subprocess: its root URL
@@ -16,7 +24,8 @@ def dev_taskcluster_process(*args: str) -> Iterator[tuple[str, list[str]]]:
     with status 0 and no traceback."""
     process = subprocess.Popen(
         [sys.executable, "-m", "cib_decision", "dev-taskcluster", "--access-token", "sekrit",
-         "--quiet", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+         "--quiet", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=ctrl_c_reaches_it)
     try:
         lines: list[str] = []
         while not lines or "Ctrl-C" not in lines[-1]:

@@ -21,6 +21,7 @@ from cib_decision.devtc.harness import DevTaskcluster
 from cib_decision.submit import CONCURRENCY
 
 from .decision_support import dev_event
+from .devtc_support import ctrl_c_reaches_it
 from .repos import fleet_repo, git
 
 pytestmark = pytest.mark.usefixtures("dev_taskcluster")
@@ -89,7 +90,7 @@ def push_under_way(tc: DevTaskcluster, repo: Path, **popen) -> subprocess.Popen:
     env.update(tc.environ())
     process = subprocess.Popen(
         [sys.executable, "-m", "cib_decision", "dev-event", "--repo", str(repo), "push"],
-        env=env, **popen)
+        env=env, preexec_fn=ctrl_c_reaches_it, **popen)
     deadline = time.monotonic() + 120
     while len(graph_tasks(tc)) < 5 and time.monotonic() < deadline:
         time.sleep(0.05)

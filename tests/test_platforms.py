@@ -142,3 +142,22 @@ def test_each_cloud_has_its_own_region_names(platform, region, looks_like):
         assert problem is None
     else:
         assert f"(it looks like {looks_like} region)" in problem
+
+
+@pytest.mark.parametrize("edit, message", [
+    (("      zone: us-central1-a\n", ""), "a Google target needs `zone`"),
+    (("      project: example-cib-images\n", ""), "a Google target needs `project`"),
+    (("zone: us-central1-a", "zone: europe-west4-a"),
+     "zone 'europe-west4-a' is not in region us-central1 (e.g. us-central1-a)"),
+])
+def test_a_google_target_without_its_project_or_zone_is_an_error_at_its_line(config, edit,
+                                                                            message):
+    key = config / "ubuntu-2404.yaml"
+    text = key.read_text()
+    assert edit[0] in text
+    key.write_text(text.replace(*edit, 1))
+    with pytest.raises(ConfigError) as refused:
+        load_fleet(DirectorySource(config))
+    (problem,) = refused.value.problems
+    assert problem.file.endswith("ubuntu-2404.yaml") and problem.line > 100
+    assert problem.message == f"target google/us-central1: {message}"

@@ -231,6 +231,25 @@ def _check_regions(key: ImageKey, doc: YamlDocument | YamlPart, platforms: froze
             if problem := region_problem(target.platform, region):
                 problems.append(Problem(doc.filename, doc.line_of(("target", *path)),
                                         f"target {target.id}{what}: {problem}"))
+        if target.platform == "google":
+            problems += _google_target_problems(index, target, doc)
+
+
+def _google_target_problems(index: int, target: Target, doc: YamlDocument | YamlPart
+                            ) -> list[Problem]:
+    """A Google target builds in a `project` and boots its builder in a `zone` of its region
+    (images/google_machine.py): without them its build could only fail."""
+    found = []
+    for field in ("project", "zone"):
+        if not target.raw.get(field):
+            found.append(Problem(doc.filename, doc.line_of(("target", index)),
+                                 f"target {target.id}: a Google target needs `{field}`"))
+    zone = str(target.raw.get("zone") or "")
+    if zone and not zone.startswith(f"{target.region}-"):
+        found.append(Problem(doc.filename, doc.line_of(("target", index, "zone")),
+                             f"target {target.id}: zone '{zone}' is not in region "
+                             f"{target.region} (e.g. {target.region}-a)"))
+    return found
 
 
 def _patterns(stem: str, data: Any) -> list[tuple[tuple[Any, ...], str]]:
