@@ -4,27 +4,24 @@ role grants reads only."""
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
-import shutil
-import subprocess
-import sys
-import tarfile
 from pathlib import Path
 
 import pytest
 import responses
-import slugid
 
-import taskcluster
 from cib_decision import cronjobs
-from cib_decision.devtc.testing import new_task
 from cib_decision.errors import CibError
 from cib_decision.taskgraph.parameters import cron_target_method
 
 from .conftest import ROOT
-from .cron_support import created_within_role, cron_graph, job_script
+from .cron_support import (
+    created_within_role,
+    cron_graph,
+    fleet_repository,
+    job_script,
+    run_on_worker,
+)
 from .graphs import FakeIndex, target
 from .scopes_support import created_tasks
 
@@ -90,83 +87,14 @@ def test_a_push_graph_has_no_drift_task(index):
     assert not [label for label in target() if label.startswith("drift-")]
 
 
-SHIM = '''import os, sys
-os.environ.pop("PYTHONPATH", None)
-os.execv({python!r}, [{python!r}, "-m", "cib_decision", *sys.argv[1:]])
-'''
-
-
-def shim_env() -> bytes:
-    """A stand-in for the task environment's archive: a `cib_decision` package whose
-    `__main__` runs this checkout's cib with the test's Python (building the real one is the
-    task-env task's pip install)."""
-    archive = io.BytesIO()
-    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
-        for name, text in (("cib_decision/__init__.py", ""),
-                           ("cib_decision/__main__.py", SHIM.format(python=sys.executable))):
-            data = text.encode()
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return archive.getvalue()
-
-
-def fleet_repository(directory: Path, with_taskgraph: bool = False) -> tuple[str, str]:
-    """A git repository holding the bundled fleet's config (`with_taskgraph`: and the graph
-    config and .cron.yml); its path and head commit."""
-    shutil.copytree(ROOT / "config", directory / "config")
-    if with_taskgraph:
-        (directory / "taskcluster").mkdir()
-        shutil.copy(ROOT / "taskcluster" / "config.yml", directory / "taskcluster")
-        shutil.copy(ROOT / cronjobs.CRON_FILE, directory)
-    for args in (["init", "-q"], ["add", "-A"],
-                 ["-c", "user.email=cib@example.com", "-c", "user.name=cib", "commit", "-qm",
-                  "fleet"]):
-        subprocess.run(["git", *args], cwd=directory, check=True)
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=directory, check=True,
-                          capture_output=True, text=True).stdout.strip()
-    return str(directory), head
-
-
 @pytest.mark.usefixtures("graph_env")
 def test_the_drift_task_runs_on_a_worker_with_its_own_scopes_and_fails_on_drift(
         dev_taskcluster, tmp_path):
-    from cib_decision.devworker.run import WorkerSettings
-    from cib_decision.devworker.worker import DevWorker
-
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         FakeIndex(mock)  # the decision's index search; the local Taskcluster stays real
         tasks = dict(created_tasks(drift_graph()))
-    drift, env_task = tasks["drift-production"], tasks["task-env-cib"]
-    queue = taskcluster.Queue(dev_taskcluster.options())
-    # the task environment, as its task would have left it
-    env_id = slugid.nice()
-    queue.createTask(env_id, new_task(taskQueueId="cib-3/elsewhere",
-                                      payload={"command": [["true"]], "maxRunTime": 1}))
-    (mount,) = drift["payload"]["mounts"]
-    dev_taskcluster.resolve_task(env_id, artifacts={mount["content"]["artifact"]: shim_env()})
-    mount["content"]["taskId"] = env_id
-    repository, head = fleet_repository(tmp_path / "repo")
-    drift["payload"]["env"].update(CIB_HEAD_REPOSITORY=repository, CIB_HEAD_REV=head)
-    drift.update(dependencies=[env_id], routes=[], taskGroupId=env_id)
-    assert env_task["payload"]  # built by its own task in a real graph
-    task_id, task_queue = slugid.nice(), f"{drift['provisionerId']}/{drift['workerType']}"
-    queue.createTask(task_id, drift)
-    worker = DevWorker(WorkerSettings(
-        root_url=dev_taskcluster.root_url,
-        credentials=dev_taskcluster.worker_credentials(task_queue, "local", "w1"),
-        task_queue_id=task_queue, worker_group="local", worker_id="w1",
-        tasks_dir=tmp_path / "tasks", downloads_dir=tmp_path / "downloads")).start()
-    try:
-        status = dev_taskcluster.wait_for_task_group(env_id, timeout=120)[task_id]
-    finally:
-        worker.stop()
-    artifacts = dev_taskcluster.artifacts(task_id)
-
-    def content(name: str) -> str:
-        data = artifacts[name]["content"]
-        return (gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data).decode()
-
+    assert tasks["task-env-cib"]["payload"]  # built by its own task in a real graph
+    status, content = run_on_worker(dev_taskcluster, tasks["drift-production"], tmp_path)
     log = content("public/logs/live_backing.log")
     # nothing is deployed in the local worker-manager: every pool is drift, exit 1, failed
     assert status["state"] == "failed", log
