@@ -38,7 +38,7 @@ import cib_decision.taskgraph.actions  # noqa: F401  (registers the promote acti
 from cib_decision import action_hooks
 from cib_decision import github_events as events
 from cib_decision.cli import build_parser
-from cib_decision.decision_cli import OPTION_NAMES
+from cib_decision.cli.decision import OPTION_NAMES
 from cib_decision.dev_event import command_words
 
 from .conftest import ROOT

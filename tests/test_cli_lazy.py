@@ -26,11 +26,22 @@ def test_the_command_table_names_what_each_module_adds():
 
 def test_the_full_parser_has_every_command_and_each_command_its_own():
     every = _commands(cli.build_parser())
-    assert every == set(cli.OWN_COMMANDS) | {n for *_, names in cli.COMMAND_MODULES
-                                             for n in names}
-    assert _commands(cli.build_parser("plan")) == set(cli.OWN_COMMANDS)
+    assert every == {n for *_, names in cli.COMMAND_MODULES for n in names}
+    assert _commands(cli.build_parser("plan")) == {"changes", "plan"}
     assert _commands(cli.build_parser("dev-release")) == {"dev-release"}
     assert cli._command_of(["--help"]) is None and cli._command_of(["nonsense"]) is None
+
+
+def test_the_console_script_and_python_m_run_the_same_entry_point():
+    import tomllib
+    from pathlib import Path
+
+    pyproject = Path(__file__).parents[1] / "pyproject.toml"
+    scripts = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["scripts"]
+    assert scripts == {"cib": "cib_decision.cli:main"}
+    ran = subprocess.run([sys.executable, "-m", "cib_decision", "--version"],
+                         check=True, capture_output=True, text=True)
+    assert ran.stdout.startswith("cib ")
 
 
 def test_cib_plan_imports_no_other_command():
@@ -39,6 +50,6 @@ def test_cib_plan_imports_no_other_command():
             "print(' '.join(sorted(sys.modules)))")
     loaded = set(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
                                 text=True).stdout.split())
-    for module in ("cib_decision.decision_cli", "cib_decision.devtc.harness",
-                   "cib_decision.gc_cli", "cib_decision.cloudcreds", "taskcluster"):
+    for module in ("cib_decision.cli.decision", "cib_decision.devtc.harness",
+                   "cib_decision.cli.gc", "cib_decision.cloudcreds", "taskcluster"):
         assert module not in loaded

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from cib_decision import drift, drift_clouds
 from cib_decision.checkrun_errors import MAX_TEXT
-from cib_decision.drift_cli import NO_DRIFT, check_run_text
+from cib_decision.cli.drift import NO_DRIFT, check_run_text
 
 
 def test_no_drift_is_a_headline_and_the_sentence_the_table_prints():

@@ -16,7 +16,8 @@ from moto import mock_aws
 from moto.ec2.models import ec2_backends
 
 import taskcluster
-from cib_decision import gc_cli, manifest
+from cib_decision import manifest
+from cib_decision.cli import gc as gc_cli
 from cib_decision.cli import main
 from cib_decision.clouds.aws import EC2, snapshots_of
 from cib_decision.devtc.testing import new_task

@@ -47,7 +47,7 @@ def config(tmp_path, dev_taskcluster):
 def fake(google_fake, monkeypatch, dev_taskcluster):
     for name in ("TASKCLUSTER_ROOT_URL", "TASKCLUSTER_PROXY_URL"):
         monkeypatch.delenv(name, raising=False)
-    from cib_decision import gc_cli
+    from cib_decision.cli import gc as gc_cli
 
     options = gc_cli.environment_options
     monkeypatch.setattr(gc_cli, "environment_options",

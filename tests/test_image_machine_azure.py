@@ -32,7 +32,6 @@ from cib_decision.images.azure_machine import (
     run_command,
     security_rules,
     version_name,
-    vm_size,
 )
 from cib_decision.images.azure_vhd import placement
 from cib_decision.images.context import load_context
@@ -332,9 +331,10 @@ def test_a_key_without_a_base_needs_its_disk_image_record(tmp_path, fake):
 def test_vm_size_type_wins_then_format_with_cpus(tmp_path, env):
     ctx = load_context("win-azure", write_fleet(tmp_path), artifacts=tmp_path)
     target = ctx.target("azure/centralus")
-    assert vm_size(target) == "Standard_DS2_v2"
+    assert target.builder_machine_size == "Standard_DS2_v2"
     raw = {**target.raw, "machine": {"type": "Standard_D8s_v5", "format": "x{0}", "cpu": 4}}
-    assert vm_size(type(target)(target.id, "azure", target.region, raw)) == "Standard_D8s_v5"
+    assert type(target)(target.id, "azure", target.region, raw).builder_machine_size == \
+        "Standard_D8s_v5"
 
 
 def test_replication_regions_start_with_the_targets_own_and_have_no_duplicates(tmp_path, env):

@@ -19,6 +19,7 @@ from cib_decision import manifest
 from cib_decision.cli import main
 from cib_decision.clouds.aws import S3
 from cib_decision.clouds.google import Google, classify, label_key, label_value, labels_of
+from cib_decision.config.model import Target
 from cib_decision.devclouds.google_fake import GoogleFake
 from cib_decision.devclouds.google_server import GoogleServer
 from cib_decision.errors import BuildError, CibError, TransientError
@@ -309,8 +310,9 @@ def test_serial_output_loses_the_guest_agents_prefix_and_keeps_other_lines():
 
 def test_windows_targets_get_a_powershell_startup_script_without_ec2_tags():
     image = {"os": "Windows Server 2022"}
-    (item, tag) = startup_metadata(image, {"bootstrap": BOOTSTRAP,
-                                           "tag": [{"name": "a", "value": "b"}]})
+    target = Target("google/us-central1", "google", "us-central1",
+                    {"bootstrap": BOOTSTRAP, "tag": [{"name": "a", "value": "b"}]})
+    (item, tag) = startup_metadata(image, target)
     assert item["key"] == "windows-startup-script-ps1"
     assert "<powershell>" not in item["value"] and "Write-CibLine" in item["value"]
     assert tag == {"key": "a", "value": "b"}

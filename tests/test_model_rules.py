@@ -2,14 +2,18 @@
 (config.model.azure_disk_sku), for the builder VM and the pool's launch configs alike:
 cloud-image-builder made `ssd` a standard SSD in both, where we once made it a premium SSD for
 builders and a standard one for workers. An image's OS family (config.model.os_family), for
-the bootstrap, the builders, the pools and the graph's worker OS."""
+the bootstrap, the builders, the pools and the graph's worker OS. A disk's type on every cloud,
+the machine a builder runs on, the Google zone, a pool's defaults: Target and Pool accessors."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import pytest
 
 from cib_decision import pools
-from cib_decision.config.model import Target, azure_disk_sku, os_family
+from cib_decision.config.model import Pool, Target, azure_disk_sku, os_family
+from cib_decision.images.google_machine import instance_body
 
 from .pools_support import images, request
 
@@ -68,3 +72,83 @@ def test_a_targets_copies_os_disk_and_tags_are_read_once_for_every_reader():
     assert target.copies == ("uswest2", "eu-central-1")
     assert target.os_disk == {"os": True, "size": 64}
     assert target.tags == {"deploymentId": "7"}
+
+
+@pytest.mark.parametrize("platform, disk, disk_type", [
+    ("amazon", {"os": True}, "gp3"),
+    ("amazon", {"os": True, "variant": "io2"}, "io2"),
+    ("google", {"os": True}, "pd-balanced"),
+    ("google", {"os": True, "variant": "pd-ssd"}, "pd-ssd"),
+    ("azure", {"os": True}, "StandardSSD_LRS"),  # the Azure rule, azure_disk_sku
+    ("azure", {"os": True, "variant": "premium"}, "Premium_LRS")])
+def test_a_disks_type_is_one_rule_per_cloud_for_builders_and_workers(platform, disk, disk_type):
+    assert Target("t", platform, "r", {"disk": [disk]}).disk_type(disk) == disk_type
+
+
+@pytest.mark.parametrize("platform, default", [
+    ("amazon", "m5.large"), ("azure", "Standard_D2s_v3"), ("google", "n2-standard-4")])
+def test_a_builder_runs_on_the_targets_machine_size_else_its_clouds_default(platform, default):
+    assert Target("t", platform, "r", {}).builder_machine_size == default
+    assert Target("t", platform, "r", {"machine": {"type": "big"}}).builder_machine_size == "big"
+    formatted = Target("t", platform, "r", {"machine": {"format": "s{0}", "cpu": 8}})
+    assert formatted.builder_machine_size == formatted.machine_size == "s8"
+
+
+def test_workers_get_no_default_machine_size_a_pool_needs_the_targets_own():
+    base = request("gecko-t/ubuntu-2404-gcp")
+    raw = {k: v for k, v in base.key.targets[1].raw.items() if k != "machine"}
+    target = Target(base.key.targets[1].id, "google", "us-central1", raw)
+    key = replace(base.key, targets=(base.key.targets[0], target))
+    with pytest.raises(pools.PoolError, match=r"no machine\.type or machine\.format"):
+        pools.render(replace(base, key=key), images("gecko-t/ubuntu-2404-gcp"))
+
+
+def test_a_google_pool_and_its_builder_use_the_targets_zone_machine_and_disk_type():
+    pool_id = "gecko-t/ubuntu-2404-gcp"
+    definition = pools.render(request(pool_id), images(pool_id), None)
+    (launch_config,) = definition.launch_configs
+    target = request(pool_id).key.target("google/us-central1")
+    body = instance_body(target, "builder", "base", [], {}, "")
+    assert launch_config["zone"] == target.zone == "us-central1-a"
+    assert launch_config["machineType"] == body["machineType"] == \
+        "zones/us-central1-a/machineTypes/n2-standard-4"
+    assert launch_config["disks"][0]["initializeParams"]["diskType"] == \
+        body["disks"][0]["initializeParams"]["diskType"] == \
+        "zones/us-central1-a/diskTypes/pd-balanced"
+
+
+@pytest.mark.parametrize("zone, region, expected", [
+    ("us-central1-a", "us-central1", "us-central1-a"),
+    ("us-central1-a", "europe-west4", "europe-west4-b"),  # a region the image is copied to
+    (None, "us-central1", "us-central1-b")])
+def test_a_google_targets_machines_run_in_its_zone_or_the_regions_b_zone(zone, region, expected):
+    assert Target("t", "google", "us-central1", {"zone": zone}).zone_in(region) == expected
+
+
+def test_a_targets_cloud_settings_are_none_when_not_written():
+    target = Target("t", "google", "us-central1", {"project": "", "machine": {}})
+    assert (target.project, target.zone, target.bucket, target.gallery) == (None,) * 4
+    assert (target.network, target.public_ip, target.hyperv) == ({}, False, "V1")
+    assert target.bootstrap_executions == []
+
+
+def test_a_pools_defaults_are_decided_once_in_the_model():
+    pool = Pool("d", "v", {"provider": "p", "locations": ["x"]})
+    assert pool.capacity == (0, 1)
+    assert (pool.registration_timeout, pool.reregistration_timeout) == (3600, 345600)
+    assert (pool.spot, pool.owner, pool.provider) == (False, None, "p")
+    written = Pool("d", "v", {"provider": "p", "capacity": {"maximum": 9}, "lifecycle": "spot",
+                              "timeout": {"registration": 60}, "owner": "a@example.com"})
+    assert written.capacity == (0, 9)
+    assert (written.registration_timeout, written.reregistration_timeout) == (60, 345600)
+    assert (written.spot, written.owner) == (True, "a@example.com")
+
+
+def test_a_pools_rendered_definition_takes_the_models_answers():
+    pool_id = "gecko-t/ubuntu-2404-gcp"
+    pool = request(pool_id).pool
+    body = pools.render(request(pool_id), images(pool_id), None).body
+    assert (body["providerId"], body["owner"]) == (pool.provider, pool.owner)
+    assert (body["config"]["minCapacity"], body["config"]["maxCapacity"]) == pool.capacity
+    assert body["config"]["lifecycle"]["registrationTimeout"] == pool.registration_timeout
+    assert body["config"]["launchConfigs"][0]["scheduling"]["provisioningModel"] == "SPOT"

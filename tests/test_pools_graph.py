@@ -34,7 +34,7 @@ def test_every_pool_command_in_the_graph_is_one_cib_accepts(make):
     parser = build_parser()
     for label, task in tasks.items():
         args = parser.parse_args(cib_args(task))
-        assert args.func.__module__ == "cib_decision.pool_cli", label
+        assert args.func.__module__ == "cib_decision.cli.pool", label
 
 
 def test_the_worker_manager_purge_sweeps_expired_per_pr_pools_and_nothing_else():

@@ -113,6 +113,7 @@ def _compare(old: ImageKey, base: Fleet, new: ImageKey, head: Fleet) -> KeyChang
     before, after = key_digests(old, base.shared), key_digests(new, head.shared)
     disk_because: list[str] = []
     if before.disk != after.disk:
+        # the config text as written (`raw`), as the digests compare it
         for section in ("image", "iso"):
             disk_because += diff_paths(old.raw.get(section), new.raw.get(section), section)
         old_shared = applicable_shared_inputs(old, base.shared)
@@ -129,7 +130,7 @@ def _compare(old: ImageKey, base: Fleet, new: ImageKey, head: Fleet) -> KeyChang
             targets.append(TargetChange(target.id, ImageChange(True, digest, ["new target"])))
             continue
         because = list(disk_because)
-        for field_name in ("bootstrap", "tag"):
+        for field_name in ("bootstrap", "tag"):  # digests.machine_inputs, as written
             if previous.raw.get(field_name) != target.raw.get(field_name):
                 because.append(f"target[{target.id}].{field_name}")
         rebuild = digest != before.machines[target.id]
@@ -140,7 +141,7 @@ def _compare(old: ImageKey, base: Fleet, new: ImageKey, head: Fleet) -> KeyChang
     pools = []
     for pool_id, pool in new_pools.items():
         previous_pool = old_pools.get(pool_id)
-        because = (["new pool"] if previous_pool is None
+        because = (["new pool"] if previous_pool is None  # any edit of the pool as written
                    else diff_paths(previous_pool.raw, pool.raw, ""))
         pools.append(PoolChange(pool_id, bool(because), because))
     pools += [PoolChange(pool_id, True, ["pool removed"])

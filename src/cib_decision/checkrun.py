@@ -24,7 +24,6 @@ from typing import Any
 from .checkrun_errors import MAX_TEXT
 from .directives import FILTER_TYPES, VERBS, Directives
 from .plan import Plan, PlannedTask
-from .render import plan_mermaid
 
 # the budget of every check run text we write (why: checkrun_errors.MAX_TEXT)
 # mermaid refuses to draw a flowchart with more edges than this (its `maxEdges` default)
@@ -389,3 +388,13 @@ def _graph(plan: Plan) -> str | None:
     edges = sum(1 for task in plan.tasks.values() for dep in task.dependencies
                 if dep in plan.tasks)
     return plan_mermaid(plan) if edges <= MERMAID_MAX_EDGES else None
+
+
+def plan_mermaid(plan: Plan) -> str:
+    """Mermaid flowchart of the planned graph (dependencies point at what they wait for)."""
+    ids = {label: f"t{index}" for index, label in enumerate(plan.tasks)}
+    lines = ["flowchart LR"]
+    for label, task in plan.tasks.items():
+        lines.append(f'  {ids[label]}["{label}<br/>{task.symbol}"]')
+        lines += [f"  {ids[label]} --> {ids[dep]}" for dep in task.dependencies if dep in ids]
+    return "\n".join(lines)

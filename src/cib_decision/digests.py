@@ -88,7 +88,9 @@ def disk_inputs(key: ImageKey, shared: SharedInputs) -> dict[str, Any]:
 
 
 def machine_inputs(disk_digest: str, target: Target) -> dict[str, Any]:
-    """Everything the machine image of one target is made from."""
+    """Everything the machine image of one target is made from: its `bootstrap` and `tag`
+    as written (`raw`: any edit of them is a new image, and the digests of the bundled fleet
+    are pinned)."""
     return {"v": DIGEST_VERSION, "disk": disk_digest,
             "bootstrap": target.raw.get("bootstrap"), "tag": target.raw.get("tag")}
 

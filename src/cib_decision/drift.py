@@ -1,6 +1,6 @@
 """Where the config, worker-manager, the release pointers and the clouds disagree (pure).
 
-`cib drift` (drift_cli.py) reads them and hands each pool's view here:
+`cib drift` (cli/drift.py) reads them and hands each pool's view here:
 
 - `not-deployed`: a pool of the config that worker-manager does not have. Fix: a push with
   `pool-deploy` and `include pools: <pool>`.

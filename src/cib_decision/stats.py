@@ -1,4 +1,4 @@
-"""Build statistics of an environment's decisions (pure; `stats_cli.py` reads them).
+"""Build statistics of an environment's decisions (pure; `cli/stats.py` reads them).
 
 From the disk-image and machine-image tasks of a set of decision task groups: per key and
 target the build durations (median and 90th percentile of completed runs, started to

@@ -175,8 +175,8 @@ def as_dict(message: Any) -> dict[str, Any]:
 # key starts with a letter. cib's tags map to them (docs/images.md, "Google labels"):
 # a key `cib:<name>` -> `cib-<name>`, `Name` -> `name`, any other key lowercased with every
 # other character as `-` (`k` first when it does not start with a letter); a value lowercased
-# with every other character as `-` (as pools.py labels a Google pool's workers), cut at 63
-# characters: a SHA-256 digest (64 hex digits)
+# with every other character as `-` (as pools/rendering.py labels a Google pool's workers), cut
+# at 63 characters: a SHA-256 digest (64 hex digits)
 # keeps its first 63 (252 bits), a Taskcluster task id is lowercased (the image's description
 # keeps it as it is).
 

@@ -225,8 +225,8 @@ def _check_regions(key: ImageKey, doc: YamlDocument | YamlPart, platforms: froze
         if not enabled(target.platform):
             continue
         regions = [((index, "region"), target.region, "")]
-        regions += [((index, "copies", i), normalise_region(str(copy)), " copies")
-                    for i, copy in enumerate(target.raw.get("copies") or ())]
+        regions += [((index, "copies", i), copy, " copies")
+                    for i, copy in enumerate(target.copies)]
         for path, region, what in regions:
             if problem := region_problem(target.platform, region):
                 problems.append(Problem(doc.filename, doc.line_of(("target", *path)),
@@ -240,11 +240,11 @@ def _google_target_problems(index: int, target: Target, doc: YamlDocument | Yaml
     """A Google target builds in a `project` and boots its builder in a `zone` of its region
     (images/google_machine.py): without them its build could only fail."""
     found = []
-    for field in ("project", "zone"):
-        if not target.raw.get(field):
+    for field, value in (("project", target.project), ("zone", target.zone)):
+        if not value:
             found.append(Problem(doc.filename, doc.line_of(("target", index)),
                                  f"target {target.id}: a Google target needs `{field}`"))
-    zone = str(target.raw.get("zone") or "")
+    zone = target.zone
     if zone and not zone.startswith(f"{target.region}-"):
         found.append(Problem(doc.filename, doc.line_of(("target", index, "zone")),
                              f"target {target.id}: zone '{zone}' is not in region "

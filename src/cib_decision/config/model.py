@@ -1,7 +1,11 @@
 """The fleet: image keys, their targets and pools, shared sysprep inputs and environments.
 
 Objects here are read-only views over validated config content; `raw` keeps the parsed
-content exactly as written (after YAML parsing), which is what digests are computed over.
+content exactly as written (after YAML parsing), which is what digests are computed over and
+`cib changes` compares. Every other question about a key, target or pool (and each default
+it has) is answered here, by a property or method, so that validation, the graph, builders,
+pool rendering, purge and gc read one rule: code outside config/ reads `raw` only for the
+config text as written.
 """
 
 from __future__ import annotations
@@ -32,6 +36,25 @@ def azure_disk_sku(disk: dict[str, Any]) -> str:
     `variant` (default `ssd`) by AZURE_DISK_SKUS, an Azure SKU name (`Premium_ZRS`) as it is."""
     variant = str(disk.get("variant", "ssd"))
     return AZURE_DISK_SKUS.get(variant.lower(), variant)
+
+
+# What a disk without a `variant` is on the other clouds, builder and workers alike: an EBS
+# volume type, a Compute Engine disk type (the variant itself is the cloud's word there).
+DEFAULT_DISK_TYPES = {"amazon": "gp3", "google": "pd-balanced"}
+# The machine a builder runs on when the target names none (`machine.type` or `.format`).
+# Workers get no default: their size is the pool's capacity, a choice the config must make
+# (pool rendering refuses a target without one).
+BUILDER_MACHINE_SIZES = {"amazon": "m5.large", "azure": "Standard_D2s_v3",
+                         "google": "n2-standard-4"}
+# Every GCP region has a zone `<region>-b`: where a Google pool's workers run in a region
+# whose target names no zone of it (a region it copies its image to).
+GOOGLE_DEFAULT_ZONE = "b"
+
+# What the config does not say about a pool (docs/pools.md).
+DEFAULT_MIN_CAPACITY = 0
+DEFAULT_MAX_CAPACITY = 1
+DEFAULT_REGISTRATION_TIMEOUT = 3600  # seconds from request to `registerWorker`
+DEFAULT_REREGISTRATION_TIMEOUT = 345600  # worker-manager's own default (4 days)
 
 
 def os_family(image: dict[str, Any]) -> str:
@@ -93,7 +116,55 @@ class Target:
 
     @property
     def group(self) -> str | None:
+        """The Azure resource group (`group`)."""
         return self.raw.get("group")
+
+    @property
+    def project(self) -> str | None:
+        """The Google project its images are built in (`project`)."""
+        return self.raw.get("project") or None
+
+    @property
+    def zone(self) -> str | None:
+        """The Google zone its builder boots in (`zone`)."""
+        return self.raw.get("zone") or None
+
+    def zone_in(self, region: str) -> str:
+        """The Google zone machines serving `region` run in: the target's `zone` when it is
+        one of that region's, else `<region>-b` (a region the target copies its image to)."""
+        zone = self.zone or ""
+        return zone if zone.startswith(f"{region}-") else f"{region}-{GOOGLE_DEFAULT_ZONE}"
+
+    @property
+    def bucket(self) -> str | None:
+        """The bucket a disk image is imported from (`bucket`: S3, Cloud Storage)."""
+        return self.raw.get("bucket") or None
+
+    @property
+    def gallery(self) -> str | None:
+        """The Azure Compute Gallery it publishes to (`gallery`), None for managed images."""
+        return self.raw.get("gallery") or None
+
+    @property
+    def network(self) -> dict[str, Any]:
+        """The Azure network section (`network`: name, prefix, dns, subnet, flow, public-ip)
+        as written; empty when the target has none."""
+        return self.raw.get("network") or {}
+
+    @property
+    def public_ip(self) -> bool:
+        """Whether the Azure builder VM gets a public IP (`network.public-ip`)."""
+        return bool(self.network.get("public-ip"))
+
+    @property
+    def hyperv(self) -> str:
+        """The Hyper-V generation of its Azure images (`machine.hyperv`, default `V1`)."""
+        return str((self.raw.get("machine") or {}).get("hyperv") or "V1").upper()
+
+    @property
+    def bootstrap_executions(self) -> list[dict[str, Any]]:
+        """The executions its builder runs (`bootstrap.executions`), in order."""
+        return list((self.raw.get("bootstrap") or {}).get("executions") or ())
 
     @cached_property
     def copies(self) -> tuple[str, ...]:
@@ -128,6 +199,20 @@ class Target:
         return None
 
     @property
+    def builder_machine_size(self) -> str:
+        """The machine its builder runs on: `machine_size`, else the platform's
+        BUILDER_MACHINE_SIZES entry."""
+        return self.machine_size or BUILDER_MACHINE_SIZES[self.platform]
+
+    def disk_type(self, disk: dict[str, Any]) -> str:
+        """The cloud's disk type of one entry of its `disk`, builder and workers alike: on
+        Azure the managed disk SKU (`azure_disk_sku`), elsewhere the `variant` as written,
+        else the platform's DEFAULT_DISK_TYPES entry."""
+        if self.platform == "azure":
+            return azure_disk_sku(disk)
+        return disk.get("variant", DEFAULT_DISK_TYPES[self.platform])
+
+    @property
     def storage(self) -> str | None:
         """The Azure storage account a VHD from elsewhere is copied into for this target: its
         `storage`, else the one cloud-image-builder's builder used while its config named none
@@ -156,7 +241,44 @@ class Pool:
 
     @property
     def platform(self) -> str | None:
+        """The cloud its workers run on (`platform`); None: its key's only one."""
         return self.raw.get("platform")
+
+    @property
+    def provider(self) -> str:
+        """The worker-manager provider that runs its workers (`provider`)."""
+        return str(self.raw["provider"])
+
+    @property
+    def owner(self) -> str | None:
+        """Who worker-manager emails about it (`owner`); None when the config names none."""
+        owner = self.raw.get("owner")
+        return owner if isinstance(owner, str) and owner else None
+
+    @property
+    def capacity(self) -> tuple[int, int]:
+        """Its `(minimum, maximum)` workers (`capacity`; defaults DEFAULT_MIN_CAPACITY and
+        DEFAULT_MAX_CAPACITY), as written: pool rendering caps per-PR pools."""
+        capacity = self.raw.get("capacity") or {}
+        return (capacity.get("minimum", DEFAULT_MIN_CAPACITY),
+                capacity.get("maximum", DEFAULT_MAX_CAPACITY))
+
+    @property
+    def registration_timeout(self) -> int:
+        """Seconds from a worker's request to `registerWorker` (`timeout.registration`)."""
+        return (self.raw.get("timeout") or {}).get("registration",
+                                                   DEFAULT_REGISTRATION_TIMEOUT)
+
+    @property
+    def reregistration_timeout(self) -> int:
+        """Seconds a worker's credentials last (`timeout.reregistration`)."""
+        return (self.raw.get("timeout") or {}).get("reregistration",
+                                                   DEFAULT_REREGISTRATION_TIMEOUT)
+
+    @property
+    def spot(self) -> bool:
+        """Whether its workers are spot machines (`lifecycle: spot`)."""
+        return self.raw.get("lifecycle") == "spot"
 
     @cached_property
     def locations(self) -> tuple[str, ...]:
@@ -297,8 +419,7 @@ class ImageKey:
         setting = self.raw.get("notify") or {}
         emails = setting.get("email")
         if emails is None:
-            emails = [p.raw["owner"] for p in self.pools
-                      if isinstance(p.raw.get("owner"), str) and EMAIL.match(p.raw["owner"])]
+            emails = [p.owner for p in self.pools if p.owner and EMAIL.match(p.owner)]
         events = setting.get("on")
         return Notify(tuple(dict.fromkeys(emails)),
                       NOTIFY_EVENTS if events is None else tuple(dict.fromkeys(events)))

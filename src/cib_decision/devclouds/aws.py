@@ -305,7 +305,7 @@ def fleet_buckets(fleet: Fleet) -> list[str]:
     for key in fleet.keys.values():
         names.update(_amazon_buckets(key.image))
         names.update(_amazon_buckets(key.iso or {}))
-        names.update(_amazon_buckets([t.raw for t in key.targets]))
+        names.update(_amazon_buckets([t.raw for t in key.targets]))  # at any depth, as written
     names.update(_amazon_buckets(fleet.shared.files))
     names.update(e.source_mirror.bucket for e in fleet.environments.values()
                  if e.source_mirror and e.source_mirror.platform == "amazon")

@@ -410,7 +410,7 @@ def fleet_providers(fleet: Any) -> dict[str, str]:
     for key in fleet.keys.values():
         for pool in key.pools:
             try:
-                found[pool.raw["provider"]] = provider_type(key, pool)
+                found[pool.provider] = provider_type(key, pool)
             except PoolError:
                 continue
     return found

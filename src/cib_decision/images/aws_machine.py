@@ -50,7 +50,6 @@ from .identity import (  # noqa: F401  (shared with the Azure build; imported fr
 )
 from .validation import CollectedLog, check_builder
 
-DEFAULT_INSTANCE_TYPE = "m5.large"
 IMAGE_DONE, IMAGE_FAILED = {"available"}, {"failed", "invalid", "error", "deregistered",
                                             "missing"}
 
@@ -99,7 +98,7 @@ def block_devices(target: Target) -> list[dict[str, Any]]:
     for disk in target.disks:
         device = "/dev/sda1" if disk.get("os") else f"/dev/sd{next(letters)}"
         ebs: dict[str, Any] = {"DeleteOnTermination": True,
-                               "VolumeType": disk.get("variant", "gp3")}
+                               "VolumeType": target.disk_type(disk)}
         if disk.get("size"):
             ebs["VolumeSize"] = int(disk["size"])
         mappings.append({"DeviceName": device, "Ebs": ebs})
@@ -228,11 +227,12 @@ def launch(ctx: BuildContext, build: AwsBuild, ledger: Ledger, base: str, name: 
         unique, f"cib builder of {name} (task {ctx.task_id})", tags)
     ctx.progress.say(f"created key pair {ledger.key_pair} and security group "
                      f"{ledger.security_group}")
-    instance_type = (target.raw.get("machine") or {}).get("type") or DEFAULT_INSTANCE_TYPE
+    instance_type = target.builder_machine_size
     arguments: dict[str, Any] = {
         "ImageId": base, "InstanceType": instance_type, "KeyName": ledger.key_pair,
         "SecurityGroupIds": [ledger.security_group],
-        "UserData": script if script is not None else user_data(ctx.key.image, target.raw),
+        "UserData": script if script is not None else user_data(
+            ctx.key.image, target.bootstrap_executions),
         "InstanceInitiatedShutdownBehavior": "stop",
         "MetadataOptions": {"HttpTokens": "required", "InstanceMetadataTags": "enabled"},
         "TagSpecifications": [{"ResourceType": kind,

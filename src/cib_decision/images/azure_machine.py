@@ -47,7 +47,6 @@ from .. import manifest
 from ..clouds.aws import S3
 from ..clouds.azure import Azure, Operation, run_command_output
 from ..config import Target, normalise_region
-from ..config.model import azure_disk_sku
 from ..errors import BuildError, CibError
 from .azure_vhd import vhd_url
 from .bootstrap import bash_script, is_windows, powershell
@@ -63,7 +62,6 @@ from .identity import (
 )
 from .validation import CollectedLog, check_builder
 
-DEFAULT_VM_SIZE = "Standard_D2s_v3"
 ADMIN_USER = "cibadmin"
 # The bootstrap's own words when an execution keeps failing (images/bootstrap.py).
 BOOTSTRAP_FAILED = re.compile(r"cib: (\S+) failed; not stopping")
@@ -84,23 +82,11 @@ class Timeouts:
 # --- pure decisions --------------------------------------------------------------------------
 
 
-def vm_size(target: Target) -> str:
-    """`machine.type`, else `machine.format` filled with `machine.cpu` (`Standard_DS{0}_v2`
-    with 2 cpus is `Standard_DS2_v2`), else a small general-purpose size."""
-    return target.machine_size or DEFAULT_VM_SIZE
-
-
 def builder_names(image: str, task_id: str) -> dict[str, str]:
     """Names of the builder's resources: unique per task, at most 64 characters."""
     base = re.sub(r"[^A-Za-z0-9-]", "-", f"cib-{image}")[:40].rstrip("-") + f"-{task_id}"
     return {"vm": base, "nic": f"{base}-nic", "ip": f"{base}-ip", "os": f"{base}-os",
             "computer": "cib" + hashlib.sha256(base.encode()).hexdigest()[:12]}
-
-
-def gallery_of(target: Target) -> str | None:
-    """The Compute Gallery the target publishes to (`gallery`, an extension), or None for
-    managed images."""
-    return target.raw.get("gallery") or None
 
 
 def image_definition(key: str) -> str:
@@ -156,7 +142,7 @@ def vm_body(ctx: BuildContext, target: Target, names: dict[str, str], base: dict
         "imageReference": base,
         "osDisk": {"name": names["os"], "createOption": "FromImage", "deleteOption": "Delete",
                    "caching": os_disk.get("caching", "ReadWrite"),
-                   "managedDisk": {"storageAccountType": azure_disk_sku(os_disk)}}}
+                   "managedDisk": {"storageAccountType": target.disk_type(os_disk)}}}
     if os_disk.get("size"):
         storage["osDisk"]["diskSizeGB"] = int(os_disk["size"])
     data = [d for d in disks if not d.get("os")]
@@ -165,7 +151,7 @@ def vm_body(ctx: BuildContext, target: Target, names: dict[str, str], base: dict
             {"lun": lun, "name": f"{names['vm']}-data{lun}", "createOption": "Empty",
              "diskSizeGB": int(d.get("size", 32)), "caching": d.get("caching", "None"),
              "deleteOption": "Delete",
-             "managedDisk": {"storageAccountType": azure_disk_sku(d)}}
+             "managedDisk": {"storageAccountType": target.disk_type(d)}}
             for lun, d in enumerate(data)]
     windows = is_windows(ctx.key.image)
     os_profile: dict[str, Any] = {"computerName": names["computer"], "adminUsername": ADMIN_USER,
@@ -177,7 +163,7 @@ def vm_body(ctx: BuildContext, target: Target, names: dict[str, str], base: dict
         os_profile["linuxConfiguration"] = {"disablePasswordAuthentication": False,
                                             "provisionVMAgent": True}
     return {"location": normalise_region(target.region), "tags": tags, "properties": {
-        "hardwareProfile": {"vmSize": vm_size(target)},
+        "hardwareProfile": {"vmSize": target.builder_machine_size},
         "storageProfile": storage, "osProfile": os_profile,
         "networkProfile": {"networkInterfaces": [
             {"id": nic_id, "properties": {"primary": True, "deleteOption": "Delete"}}]}}}
@@ -186,7 +172,7 @@ def vm_body(ctx: BuildContext, target: Target, names: dict[str, str], base: dict
 def run_command(image: dict[str, Any], target: Target) -> tuple[str, list[str]]:
     """The run command of the bootstrap: `(command id, script lines)`. The PowerShell
     bootstrap without its user-data markers on Windows, the bash script on Linux."""
-    executions = list((target.raw.get("bootstrap") or {}).get("executions") or ())
+    executions = target.bootstrap_executions
     if is_windows(image):
         lines = [line for line in powershell(executions).splitlines()
                  if not re.fullmatch(r"</?powershell>|<persist>.*</persist>", line)]
@@ -266,7 +252,7 @@ def existing_images(ctx: BuildContext, build: AzureBuild) -> list[dict[str, Any]
     """The images (or gallery versions) of the target's group tagged with this key and digest,
     of this kind of build (pull request or not)."""
     identity = identity_tags(ctx.key.name, ctx.digests.machines[build.target.id])
-    gallery = gallery_of(build.target)
+    gallery = build.target.gallery
     if gallery:
         found = build.azure.tagged("gallery-image-version", build.group, identity, gallery,
                                    image_definition(ctx.key.name))
@@ -308,7 +294,7 @@ def disk_image(ctx: BuildContext, build: AzureBuild) -> str:
             f"{TAG_PREFIX}build-task-id": ctx.task_id}
     os_type = "Windows" if is_windows(ctx.key.image) else "Linux"
     body = {"location": build.location, "tags": tags, "properties": {
-        "hyperVGeneration": hyperv(build.target),
+        "hyperVGeneration": build.target.hyperv,
         "storageProfile": {"osDisk": {"osType": os_type, "osState": "Generalized",
                                       "blobUri": vhd,
                                       "storageAccountType": "Premium_LRS"}}}}
@@ -319,14 +305,10 @@ def disk_image(ctx: BuildContext, build: AzureBuild) -> str:
     return image["id"]
 
 
-def hyperv(target: Target) -> str:
-    return str((target.raw.get("machine") or {}).get("hyperv") or "V1").upper()
-
-
 def ensure_network(ctx: BuildContext, build: AzureBuild) -> str:
     """The target's subnet (with its security group and virtual network), created when
     missing; its id."""
-    network = build.target.raw.get("network") or {}
+    network = build.target.network
     subnet = network.get("subnet") or {}
     if not network.get("name") or not subnet.get("name"):
         raise CibError(f"{build.target.id} has no network.name and network.subnet.name")
@@ -371,7 +353,7 @@ def launch(ctx: BuildContext, build: AzureBuild, ledger: Ledger, base: dict[str,
     tags = builder_tags(ctx, target, name)
     config: dict[str, Any] = {"subnet": {"id": subnet},
                               "privateIPAllocationMethod": "Dynamic"}
-    if (target.raw.get("network") or {}).get("public-ip"):
+    if target.public_ip:
         ip = azure.create("public-ip", group, names["ip"], body={
             "location": build.location, "tags": tags, "sku": {"name": "Standard"},
             "properties": {"publicIPAllocationMethod": "Static"}})
@@ -390,7 +372,8 @@ def launch(ctx: BuildContext, build: AzureBuild, ledger: Ledger, base: dict[str,
     ledger.disks = [storage["osDisk"]["name"], *(d["name"] for d in
                                                  storage.get("dataDisks") or ())]
     operation = azure.begin_create("virtual-machine", group, names["vm"], body=body)
-    ctx.progress.say(f"creating builder VM {names['vm']} ({vm_size(target)}) in {group}")
+    ctx.progress.say(f"creating builder VM {names['vm']} ({target.builder_machine_size}) in "
+                     f"{group}")
     finish(ctx, f"builder VM {names['vm']} to be created", operation,
            build.timeouts.operation, build)
     for disk in ledger.disks:  # Azure does not pass a VM's tags on to its disks
@@ -458,11 +441,11 @@ def capture(ctx: BuildContext, build: AzureBuild, vm: str, name: str
     ctx.progress.say(f"generalized builder {vm}")
     tags = image_tags(ctx, target, name)
     vm_id = azure.id_of("virtual-machine", group, vm)
-    gallery = gallery_of(target)
+    gallery = target.gallery
     if not gallery:
         operation = azure.begin_create("image", group, name, body={
             "location": build.location, "tags": tags, "properties": {
-                "sourceVirtualMachine": {"id": vm_id}, "hyperVGeneration": hyperv(target)}})
+                "sourceVirtualMachine": {"id": vm_id}, "hyperVGeneration": target.hyperv}})
         ctx.progress.say(f"capturing builder {vm} as image {name} in {group}")
         image = finish(ctx, f"image {name} to be created", operation, build.timeouts.image,
                        build)
@@ -490,7 +473,7 @@ def ensure_definition(ctx: BuildContext, build: AzureBuild, gallery: str) -> str
     definition = image_definition(ctx.key.name)
     ensure_gallery_image(build.azure, build.group, build.location, gallery, definition,
                          os_type="Windows" if is_windows(ctx.key.image) else "Linux",
-                         generation=hyperv(build.target), say=ctx.progress.say)
+                         generation=build.target.hyperv, say=ctx.progress.say)
     return definition
 
 
@@ -571,7 +554,7 @@ def build_machine_image(ctx: BuildContext, build: AzureBuild) -> manifest.Machin
     if target.platform != "azure":
         raise CibError(f"{target.id} is not an Azure target")
     machine = ctx.digests.machines[target.id]
-    gallery = gallery_of(target)
+    gallery = target.gallery
     ctx.progress.say(f"machine image of {ctx.key.name} for {target.id} in {build.group} "
                      f"(machine digest {machine}, disk digest {ctx.digests.disk})"
                      + (f", gallery {gallery}" if gallery else ""))

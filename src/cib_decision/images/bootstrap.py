@@ -165,9 +165,9 @@ def cloud_init(executions: list[dict[str, Any]]) -> str:
     return "#cloud-config\n" + yaml.safe_dump(document, sort_keys=False, width=1000)
 
 
-def user_data(image: dict[str, Any], target_raw: dict[str, Any]) -> str:
-    """The user data of a builder for `target_raw` of an image with `image` settings."""
-    executions = list((target_raw.get("bootstrap") or {}).get("executions") or ())
+def user_data(image: dict[str, Any], executions: list[dict[str, Any]]) -> str:
+    """The user data of a builder running `executions` (`Target.bootstrap_executions`) of an
+    image with `image` settings."""
     return powershell(executions) if is_windows(image) else cloud_init(executions)
 
 

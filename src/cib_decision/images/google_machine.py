@@ -63,8 +63,6 @@ from .identity import (
 )
 from .validation import CollectedLog, check_builder
 
-DEFAULT_MACHINE_TYPE = "n2-standard-4"
-DEFAULT_DISK_TYPE = "pd-balanced"
 IMAGE_DONE, IMAGE_FAILED = {"READY"}, {"FAILED", "DELETING", "missing"}
 OPERATION_DONE = {"DONE"}
 # what Google's guest agent writes before each line of a startup script on the serial port
@@ -133,13 +131,13 @@ def script_lines(serial: str) -> str:
     return _AGENT_PREFIX.sub("", serial)
 
 
-def startup_metadata(image: dict[str, Any], target_raw: dict[str, Any], *,
+def startup_metadata(image: dict[str, Any], target: Target, *,
                      script: str | None = None) -> list[dict[str, str]]:
     """The builder's metadata items: its startup script (the bootstrap, or `script`) and the
     target's tags as attributes the bootstrap reads from the metadata server."""
     windows = is_windows(image)
     if script is None:
-        executions = list((target_raw.get("bootstrap") or {}).get("executions") or ())
+        executions = target.bootstrap_executions
         script = powershell(executions) if windows else bash_script(executions)
     if windows:  # Google runs the script as it is: no EC2Launch tags
         script = "\n".join(line for line in script.splitlines()
@@ -147,9 +145,7 @@ def startup_metadata(image: dict[str, Any], target_raw: dict[str, Any], *,
                                                    "<persist>false</persist>")) + "\n"
     items = [{"key": "windows-startup-script-ps1" if windows else "startup-script",
               "value": script}]
-    for tag in target_raw.get("tag") or ():
-        if isinstance(tag, dict) and tag.get("name"):
-            items.append({"key": str(tag["name"]), "value": str(tag.get("value", ""))})
+    items += [{"key": name, "value": value} for name, value in target.tags.items()]
     return items
 
 
@@ -162,8 +158,8 @@ def instance_name(image_name: str, task_id: str) -> str:
 def instance_body(target: Target, name: str, base_link: str, metadata: list[dict[str, str]],
                   labels: dict[str, str], description: str) -> dict[str, Any]:
     """The builder instance as Compute's `instances.insert` takes it (pure)."""
-    zone = target.raw["zone"]
-    machine_type = (target.raw.get("machine") or {}).get("type") or DEFAULT_MACHINE_TYPE
+    zone = target.zone
+    machine_type = target.builder_machine_size
     disks: list[dict[str, Any]] = []
     specs = list(target.disks) or [{"os": True}]
     specs.sort(key=lambda d: not d.get("os"))
@@ -171,7 +167,7 @@ def instance_body(target: Target, name: str, base_link: str, metadata: list[dict
         # named, so clean-up knows what to delete (Google names them otherwise)
         params: dict[str, Any] = {
             "diskName": name if index == 0 else f"{name}-{index}",
-            "diskType": f"zones/{zone}/diskTypes/{disk.get('variant', DEFAULT_DISK_TYPE)}",
+            "diskType": f"zones/{zone}/diskTypes/{target.disk_type(disk)}",
             "labels": labels}
         if disk.get("size"):
             params["diskSizeGb"] = str(int(disk["size"]))
@@ -224,11 +220,11 @@ class GoogleBuild:
 
     @property
     def project(self) -> str:
-        return str(self.target.raw["project"])
+        return str(self.target.project)
 
     @property
     def zone(self) -> str:
-        return str(self.target.raw["zone"])
+        return str(self.target.zone)
 
 
 def wait_operation(ctx: BuildContext, build: GoogleBuild, operation: Any, what: str) -> None:
@@ -326,7 +322,7 @@ def _carry_from_s3(ctx: BuildContext, build: GoogleBuild,
     if record.image_format.lower() != "raw":
         raise CibError(f"disk image {record.location} is {record.image_format}: Google imports "
                        "raw disks only (image.format: RAW)")
-    bucket = build.target.raw.get("bucket")
+    bucket = build.target.bucket
     if not bucket:
         raise CibError(f"{build.target.id} has no `bucket`: a Google target importing a disk "
                        "image needs a Cloud Storage bucket to import it from")
@@ -386,7 +382,7 @@ def launch(ctx: BuildContext, build: GoogleBuild, ledger: Ledger, base: str, nam
     labels = labels_of(builder_tags(ctx, target, name))
     what = "smoke tests" if script is not None else f"bootstrap of {target.id}"
     body = instance_body(target, instance, base, startup_metadata(
-        ctx.key.image, target.raw, script=script), labels,
+        ctx.key.image, target, script=script), labels,
         f"cib {'tester' if script is not None else 'builder'} of {name} (task {ctx.task_id})")
     operation = build.google.insert_instance(build.project, build.zone, body)
     ledger.instance = instance
@@ -435,8 +431,8 @@ def build_machine_image(ctx: BuildContext, build: GoogleBuild) -> manifest.Machi
     target, google, project = build.target, build.google, build.project
     if target.platform != "google":
         raise CibError(f"{target.id} is not a Google target")
-    for needed in ("project", "zone"):
-        if not target.raw.get(needed):
+    for needed, value in (("project", target.project), ("zone", target.zone)):
+        if not value:
             raise CibError(f"{target.id} has no `{needed}`: Google targets need one")
     machine = ctx.digests.machines[target.id]
     ctx.progress.say(f"machine image of {ctx.key.name} for {target.id} in {project} (machine "

@@ -344,7 +344,7 @@ def tag_google(ctx: BuildContext, record: manifest.MachineImageRecord, tags: dic
     match = GOOGLE_IMAGE.match(record.image_id)
     target = ctx.target(record.target) if match is None else None
     project, name = (match.group(1), match.group(2)) if match else \
-        (str(target.raw.get("project")), record.image_id)
+        (str(target.project), record.image_id)
     image = google.image(project, name)
     if image is None:
         raise BuildError(f"{record.target}: image {name} does not exist in {project} (its "

@@ -47,8 +47,8 @@ DELETE_TIMEOUT = 30 * 60.0
 
 def projects(fleet: Fleet) -> list[str]:
     """The config's Google projects: its Google targets' and its environments' own."""
-    found = {str(t.raw["project"]) for k in fleet.keys.values() for t in k.targets
-             if t.platform == CLOUD and t.raw.get("project")}
+    found = {t.project for k in fleet.keys.values() for t in k.targets
+             if t.platform == CLOUD and t.project}
     found.update(e.google_project for e in fleet.environments.values() if e.google_project)
     return sorted(found)
 

@@ -46,10 +46,9 @@ def places(fleet: Fleet, region: str) -> list[tuple[str, str]]:
     """The `(project, zone)` of each Google target of the config in `region` (a target
     without a project or zone builds nowhere: `google_machine` refuses it)."""
     wanted = normalise_region(region)
-    return sorted({(str(t.raw["project"]), str(t.raw["zone"]))
-                   for k in fleet.keys.values() for t in k.targets
+    return sorted({(t.project, t.zone) for k in fleet.keys.values() for t in k.targets
                    if t.platform == CLOUD and normalise_region(t.region) == wanted
-                   and t.raw.get("project") and t.raw.get("zone")})
+                   and t.project and t.zone})
 
 
 def _created(item: dict[str, Any]) -> datetime | None:

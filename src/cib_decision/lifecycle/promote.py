@@ -110,7 +110,7 @@ def plan_copies(key: ImageKey, digests: KeyDigests, release: Release,
             served = pools.image_for(target, region, release.images)
             if served is not None:
                 if google and promote_google.image_path(
-                        served.id, target.raw.get("project"))[0] != google:
+                        served.id, target.project)[0] != google:
                     plan.copies.append(Copy(served, region, target, google))
                 continue
             wanted = digests.machines.get(target.id) if digests.disk == release.disk_digest \

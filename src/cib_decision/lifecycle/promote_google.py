@@ -118,7 +118,7 @@ def copy_images(copies: Iterable[Any], key: str, google: Google, progress: Progr
     made: dict[tuple[str, str], str] = {}
     done: dict[tuple[str, str], str] = {}
     for copy in copies:
-        home = copy.target.raw.get("project")
+        home = copy.target.project
         project = copy_project(copy.source.id, copy.project, home)
         where = (copy.source.id, project)
         if where not in done:

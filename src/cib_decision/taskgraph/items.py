@@ -293,8 +293,9 @@ def pool_items(fleet: Fleet, digests, params) -> Items:
             machines = {t: digests[key.name].machines[t] for t in targets}
             yield {"name": pool_name(pool.id), "key": key.name, "pool": pool.id,
                    "deploy-pool": deploy, "cache-name": _slug(deploy),
+                   # the pool's definition as written: any edit of it is a new deploy
                    "digest": pool_digest(pool.raw, machines, deploy),
-                   "platform": pool.platform, "provider": pool.raw["provider"],
+                   "platform": pool.platform, "provider": pool.provider,
                    "targets": targets,
                    "os": key.os_family}
 

@@ -1,4 +1,6 @@
-"""Pieces every cib task description shares: the command, Treeherder fields, attributes."""
+"""What the kinds' transforms use to say what is their own: the `cib` command, Treeherder symbols,
+the directives that rebuild or redeploy, upstream tasks by key, notify routes (cib_task.py is
+the shared step that turns these into task descriptions)."""
 
 from __future__ import annotations
 
@@ -7,12 +9,10 @@ import re
 import shlex
 from typing import Any
 
-from taskgraph.util.cached_tasks import add_optimization
-
 from ...directives import Directives
 from .. import fleet as graph_fleet
 from ..parameters import pull_request_may
-from ..task_env import ENV_DIRECTORY, USES_ENV
+from ..task_env import ENV_DIRECTORY
 
 MAX_SYMBOL = 25  # Treeherder's limit for symbols and group symbols
 PLATFORM_ABBREVIATIONS = {"amazon": "aws", "azure": "az", "google": "gcp"}
@@ -34,13 +34,9 @@ def th_platform(name: str) -> str:
 
 
 def target_symbol(target_id: str) -> str:
+    """The Treeherder symbol of a target (`amazon/us-east-1` is `aws-us-east-1`)."""
     platform, _, rest = target_id.partition("/")
     return th_symbol(f"{PLATFORM_ABBREVIATIONS.get(platform, platform)}-{rest.replace('/', '-')}")
-
-
-def treeherder(group: str, symbol: str, platform: str, kind: str = "other") -> dict[str, Any]:
-    return {"symbol": f"{group}({symbol})", "platform": th_platform(platform), "kind": kind,
-            "tier": 1}
 
 
 # how tasks run cib: the task environment's modules with the worker's Python
@@ -71,36 +67,6 @@ def run_cib(params, *args: str, artifacts: bool = False) -> dict[str, Any]:
     }
     if artifacts:
         worker["artifacts"] = [{"type": "directory", "path": "src/artifacts", "name": "public"}]
-    return worker
-
-
-def uses_task_env(task: dict[str, Any]) -> dict[str, Any]:
-    """`task` (a task description running `run_cib`) marked for the task environment morph."""
-    task.setdefault("attributes", {})[USES_ENV] = True
-    return task
-
-
-def index_by_digest(config, overwrite: bool, cache_type: str, item: dict[str, Any],
-                    task: dict[str, Any]) -> dict[str, Any]:
-    """Index the task under the content digest of its item, and let the optimizer replace it
-    by an earlier task with the same digest (taskgraph's cached tasks: level 3 builds are reused by
-    every graph, pull-request builds only by pull requests). `overwrite` keeps the index
-    routes but always builds. A task whose dependency is rebuilt is rebuilt too."""
-    add_optimization(config, task, cache_type=cache_type, cache_name=item["cache-name"],
-                     digest=item["digest"])
-    if overwrite:
-        task.pop("optimization")
-    return task
-
-
-# `cib image` exits 75 (errors.TransientError) on quota, capacity and throttling errors: the
-# worker resolves the run as an exception and the queue retries the task.
-TRANSIENT_EXIT_STATUS = 75
-
-
-def retry_transient(worker: dict) -> dict:
-    """`worker` with generic-worker's `onExitStatus.retry` on the transient exit status."""
-    worker.setdefault("retry-exit-status", []).append(TRANSIENT_EXIT_STATUS)
     return worker
 
 
@@ -177,11 +143,3 @@ def notify_owners(config, key: str, task: dict[str, Any]) -> dict[str, Any]:
                                         rev=config.params["head_rev"][:12])
         task.setdefault("extra", {}).setdefault("notify", {})["email"] = {"subject": subject}
     return task
-
-
-def attributes(item: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    """Attributes the target-tasks method selects by."""
-    result = {f"cib-{name}": item[name] for name in ("key", "target", "pool", "platform",
-                                                     "region") if item.get(name)}
-    result.update(extra)
-    return result

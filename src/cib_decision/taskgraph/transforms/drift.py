@@ -12,8 +12,7 @@ from __future__ import annotations
 from taskgraph.transforms.base import TransformSequence
 
 from ..items import EnvironmentItem
-from ..task_env import USES_ENV
-from .common import CLOUD_SECRETS_SCOPE, retry_transient, run_cib, treeherder
+from .common import CLOUD_SECRETS_SCOPE
 
 transforms = TransformSequence()
 transforms.add_validate(EnvironmentItem)
@@ -27,16 +26,14 @@ DRIFT_SCOPES = ("worker-manager:list-worker-pools", CLOUD_SECRETS_SCOPE)
 def drift_task(config, items):
     for item in items:
         environment = item["environment"]
-        worker = run_cib(config.params, "drift", "--environment", environment,
-                         "--artifacts", "artifacts", artifacts=True)
         yield {
-            "label": f"{config.kind}-{item['name']}",
+            "cib-item": item,
             "description": f"What drifted in {environment}: config, worker-manager, release "
                            "pointers and cloud images (cib drift)",
-            "attributes": {"cib-kind": config.kind, "cib-environment": environment,
-                           USES_ENV: True},
-            "worker-type": "b-linux",
             "scopes": list(DRIFT_SCOPES),
-            "worker": retry_transient({**worker, "max-run-time": 1800}),
-            "treeherder": treeherder("R", environment, "drift", kind="test"),
+            "cib-run": {"args": ["drift", "--environment", environment,
+                                 "--artifacts", "artifacts"],
+                        "artifacts": True, "max-run-time": 1800},
+            "cib-treeherder": {"group": "R", "symbol": environment, "platform": "drift",
+                               "kind": "test"},
         }

@@ -5,8 +5,6 @@ from __future__ import annotations
 from taskgraph.transforms.base import TransformSequence
 
 from ..items import ConfigItem
-from ..task_env import USES_ENV
-from .common import run_cib, treeherder
 
 transforms = TransformSequence()
 transforms.add_validate(ConfigItem)
@@ -16,10 +14,9 @@ transforms.add_validate(ConfigItem)
 def lint_task(config, items):
     for item in items:
         yield {
-            "label": f"{config.kind}-{item['name']}",
+            "cib-item": item,
             "description": "Validate every config file (cib config check)",
-            "attributes": {"cib-kind": config.kind, USES_ENV: True},
-            "worker-type": "b-linux",
-            "worker": {**run_cib(config.params, "config", "check"), "max-run-time": 600},
-            "treeherder": treeherder("L", "config", "config", kind="test"),
+            "cib-run": {"args": ["config", "check"], "max-run-time": 600},
+            "cib-treeherder": {"group": "L", "symbol": "config", "platform": "config",
+                               "kind": "test"},
         }

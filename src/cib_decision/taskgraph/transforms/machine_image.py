@@ -6,19 +6,7 @@ from taskgraph.transforms.base import TransformSequence
 
 from ...naming import image_name
 from ..items import MachineImageItem
-from ..task_env import USES_ENV
-from .common import (
-    CLOUD_SECRETS_SCOPE,
-    attributes,
-    build_args,
-    directives_of,
-    index_by_digest,
-    notify_owners,
-    retry_transient,
-    run_cib,
-    target_symbol,
-    treeherder,
-)
+from .common import CLOUD_SECRETS_SCOPE, build_args, directives_of, target_symbol
 
 transforms = TransformSequence()
 transforms.add_validate(MachineImageItem)
@@ -31,27 +19,24 @@ def machine_image_task(config, items):
     for item in items:
         name = image_name(item["key"], item["digest"],
                           pull_request=config.params["cib_pull_request"])
-        # --overwrite: a new image under a new name even though one exists for this digest
-        worker = retry_transient(run_cib(
-            config.params, "image", "machine", "--key", item["key"], "--target", item["target"],
-            *args, *(("--overwrite",) if overwrite else ()), artifacts=True))
-        worker["max-run-time"] = 6 * 3600
-        dependencies = {}
+        dependencies, env = {}, {}
         if item["disk-image"]:
             # The disk image comes from the dependency task itself, never from a `.latest`.
             dependencies["disk-image"] = f"disk-image-{item['key']}"
-            worker["env"]["CIB_DISK_IMAGE_TASK_ID"] = {"task-reference": "<disk-image>"}
-        yield notify_owners(config, item["key"], index_by_digest(
-            config, overwrite, "machine-image", item, {
-            "label": f"{config.kind}-{item['name']}",
+            env["CIB_DISK_IMAGE_TASK_ID"] = {"task-reference": "<disk-image>"}
+        yield {
+            "cib-item": item,
             "description": f"Build machine image {name} of {item['key']} for {item['target']}",
-            "attributes": attributes(item, **{"cib-kind": config.kind,
-                                              "cib-digest": item["digest"],
-                                              USES_ENV: True}),
             "dependencies": dependencies,
             "worker-type": "images",
             "scopes": [CLOUD_SECRETS_SCOPE],
-            "worker": worker,
-            "treeherder": treeherder("I", target_symbol(item["target"]), item["key"],
-                                     kind="build"),
-        }))
+            # --overwrite: a new image under a new name even though one exists for this digest
+            "cib-run": {"args": ["image", "machine", "--key", item["key"],
+                                 "--target", item["target"], *args,
+                                 *(("--overwrite",) if overwrite else ())],
+                        "artifacts": True, "max-run-time": 6 * 3600, "env": env},
+            "cib-cache": {"type": "machine-image", "rebuild": overwrite},
+            "cib-notify": True,
+            "cib-treeherder": {"group": "I", "symbol": target_symbol(item["target"]),
+                               "platform": item["key"], "kind": "build"},
+        }

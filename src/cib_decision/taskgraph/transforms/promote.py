@@ -17,7 +17,7 @@ from ...lifecycle.pointers import insert_scopes
 from ...signing import secret_name
 from .. import fleet as graph_fleet
 from ..items import PromoteItem
-from .common import CLOUD_SECRETS_SCOPE, retry_transient, run_cib, treeherder
+from .common import CLOUD_SECRETS_SCOPE
 
 transforms = TransformSequence()
 transforms.add_validate(PromoteItem)
@@ -54,7 +54,7 @@ def scopes(fleet, key: str, target: str, level: str) -> list[str]:
             *([f"secrets:get:{secret_name(signing, level)}"] if signing else []),
             *[f"worker-manager:{verb}:{pool.id}" for pool in pools
               for verb in ("manage-worker-pool", "get-worker-pool")],
-            *sorted({f"worker-manager:provider:{pool.raw['provider']}" for pool in pools}),
+            *sorted({f"worker-manager:provider:{pool.provider}" for pool in pools}),
             *sorted({scope for pool in pools for scope in insert_scopes(target, key, pool.id)})]
 
 
@@ -65,15 +65,13 @@ def promote_task(config, items: Iterator[dict[str, Any]]) -> Iterator[dict[str, 
     for item in items:
         key, source, target = item["key"], item["from"], item["to"]
         yield {
-            "label": f"{config.kind}-{key}",
+            "cib-item": item,
             "description": f"Promote the current release of {key} from {source} to {target}",
-            "attributes": {"cib-kind": config.kind},
-            "worker-type": "b-linux",
-            "worker": retry_transient(run_cib(config.params, "promote", "--key", key,
-                                              "--from", source, "--to", target,
-                                              artifacts=True)),
+            # the action mounts the task environment its revision's push built (actions.py)
+            "cib-run": {"args": ["promote", "--key", key, "--from", source, "--to", target],
+                        "artifacts": True},
             "scopes": scopes(fleet, key, target, level),
             "priority": "lowest",
             "expires-after": "1 year",
-            "treeherder": treeherder("W", "promote", key),
+            "cib-treeherder": {"group": "W", "symbol": "promote", "platform": key},
         }

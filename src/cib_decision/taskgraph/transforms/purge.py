@@ -7,16 +7,7 @@ from taskgraph.transforms.base import TransformSequence
 
 from ...naming import PR_POOL_DOMAIN
 from ..items import CloudItem
-from ..task_env import USES_ENV
-from .common import (
-    CLOUD_SECRETS_SCOPE,
-    attributes,
-    directives_of,
-    retry_transient,
-    run_cib,
-    target_symbol,
-    treeherder,
-)
+from .common import CLOUD_SECRETS_SCOPE, directives_of, target_symbol
 
 transforms = TransformSequence()
 transforms.add_validate(CloudItem)
@@ -48,12 +39,9 @@ def purge_task(config, items):
         else:
             continue
         yield {
-            "label": f"{config.kind}-{item['name']}",
+            "cib-item": item,
             "description": f"Purge {what}",
-            "attributes": attributes(item, **{"cib-kind": config.kind, USES_ENV: True}),
-            "worker-type": "b-linux",
             "scopes": scopes,
-            # cib purge exits 75 on throttling and service errors: the queue runs it again
-            "worker": retry_transient(run_cib(config.params, *args)),
-            "treeherder": treeherder("P", symbol, "maintenance"),
+            "cib-run": {"args": list(args)},
+            "cib-treeherder": {"group": "P", "symbol": symbol, "platform": "maintenance"},
         }

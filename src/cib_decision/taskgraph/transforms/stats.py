@@ -13,8 +13,6 @@ from __future__ import annotations
 from taskgraph.transforms.base import TransformSequence
 
 from ..items import EnvironmentItem
-from ..task_env import USES_ENV
-from .common import retry_transient, run_cib, treeherder
 
 transforms = TransformSequence()
 transforms.add_validate(EnvironmentItem)
@@ -26,18 +24,14 @@ STATS_DECISIONS = 200
 def stats_task(config, items):
     for item in items:
         environment = item["environment"]
-        worker = run_cib(config.params, "stats", "--environment", environment,
-                         "--project", config.params["project"],
-                         "--last", str(STATS_DECISIONS), "--artifacts", "artifacts",
-                         artifacts=True)
         yield {
-            "label": f"{config.kind}-{item['name']}",
+            "cib-item": item,
             "description": f"Build statistics of {environment}: build times, queue waits, "
                            "failure and retry rates, copy times (cib stats)",
-            "attributes": {"cib-kind": config.kind, "cib-environment": environment,
-                           USES_ENV: True},
-            "worker-type": "b-linux",
             "scopes": [],
-            "worker": retry_transient({**worker, "max-run-time": 1800}),
-            "treeherder": treeherder("B", environment, "stats", kind="other"),
+            "cib-run": {"args": ["stats", "--environment", environment,
+                                 "--project", config.params["project"],
+                                 "--last", str(STATS_DECISIONS), "--artifacts", "artifacts"],
+                        "artifacts": True, "max-run-time": 1800},
+            "cib-treeherder": {"group": "B", "symbol": environment, "platform": "stats"},
         }

@@ -6,7 +6,6 @@ from taskgraph.transforms.base import TransformSequence
 
 from ..items import TaskEnvItem
 from ..task_env import ENV_ARTIFACT
-from .common import index_by_digest, treeherder
 
 transforms = TransformSequence()
 transforms.add_validate(TaskEnvItem)
@@ -28,11 +27,10 @@ BUILD_PACKAGE = ('python3 -m pip install --quiet --disable-pip-version-check '
 @transforms.add
 def task_env_task(config, items):
     for item in items:
-        yield index_by_digest(config, False, "task-env", item, {
-            "label": f"{config.kind}-{item['name']}",
+        yield {
+            "cib-item": item,
             "description": "Build the task environment: cib and its pinned dependencies",
-            "attributes": {"cib-kind": config.kind, "cib-digest": item["digest"]},
-            "worker-type": "b-linux",
+            # the environment itself runs no cib: it builds it
             "worker": {
                 "command": [["bash", "-c", BUILD_PACKAGE if item.get("package") else BUILD]],
                 "env": {"CIB_PACKAGE": item["package"]} if item.get("package") else {
@@ -43,5 +41,7 @@ def task_env_task(config, items):
                 "artifacts": [{"type": "file", "path": "artifacts/cib-env.tar.gz",
                                "name": ENV_ARTIFACT}],
             },
-            "treeherder": treeherder("E", item["name"], "task-env", kind="build"),
-        })
+            "cib-cache": {"type": "task-env"},
+            "cib-treeherder": {"group": "E", "symbol": item["name"], "platform": "task-env",
+                               "kind": "build"},
+        }

@@ -5,19 +5,12 @@ from __future__ import annotations
 from taskgraph.transforms.base import TransformSequence
 
 from ..items import ImageTestItem
-from ..task_env import USES_ENV
 from .common import (
     CLOUD_SECRETS_SCOPE,
-    attributes,
     build_args,
     directives_of,
     images_overwritten,
-    index_by_digest,
-    notify_owners,
-    retry_transient,
-    run_cib,
     target_symbol,
-    treeherder,
 )
 
 transforms = TransformSequence()
@@ -31,27 +24,25 @@ def test_image_task(config, items):
     overwrite = images_overwritten(directives_of(config))
     args = build_args(config.params)
     for item in items:
-        worker = retry_transient(run_cib(
-            config.params, "image", "test", "--key", item["key"], "--target", item["target"],
-            *args, artifacts=True))
-        worker["max-run-time"] = 2 * 3600
-        # The image comes from the build task itself (or the earlier one it was replaced by).
-        worker["env"]["CIB_MACHINE_IMAGE_TASK_ID"] = {"task-reference": "<machine-image>"}
-        yield notify_owners(config, item["key"], index_by_digest(
-            config, overwrite, "test-image", item, {
-            "label": f"{config.kind}-{item['name']}",
+        yield {
+            "cib-item": item,
             "description": f"Smoke-test the machine image of {item['key']} for "
                            f"{item['target']} ({', '.join(item['tests'])})",
-            "attributes": attributes(item, **{"cib-kind": config.kind,
-                                              "cib-digest": item["digest"],
-                                              USES_ENV: True}),
             "dependencies": {"machine-image": f"machine-image-{item['name']}"},
             # Runs after a failed build too, and says there is nothing to test: the key's tag
             # waits for every test task, and a blocked one would hold it until its deadline.
             "requires": "all-resolved",
             "worker-type": "images",
             "scopes": [CLOUD_SECRETS_SCOPE],
-            "worker": worker,
-            "treeherder": treeherder("S", target_symbol(item["target"]), item["key"],
-                                     kind="test"),
-        }))
+            "cib-run": {"args": ["image", "test", "--key", item["key"],
+                                 "--target", item["target"], *args],
+                        "artifacts": True, "max-run-time": 2 * 3600,
+                        # The image comes from the build task itself (or the earlier one it
+                        # was replaced by).
+                        "env": {"CIB_MACHINE_IMAGE_TASK_ID": {"task-reference":
+                                                              "<machine-image>"}}},
+            "cib-cache": {"type": "test-image", "rebuild": overwrite},
+            "cib-notify": True,
+            "cib-treeherder": {"group": "S", "symbol": target_symbol(item["target"]),
+                               "platform": item["key"], "kind": "test"},
+        }

@@ -5,15 +5,7 @@ from __future__ import annotations
 from taskgraph.transforms.base import TransformSequence
 
 from ..items import PoolItem
-from .common import (
-    attributes,
-    directives_of,
-    index_by_digest,
-    notify_owners,
-    pools_redeployed,
-    th_symbol,
-    treeherder,
-)
+from .common import directives_of, pools_redeployed
 
 transforms = TransformSequence()
 transforms.add_validate(PoolItem)
@@ -27,18 +19,20 @@ def verify_task(config, items):
         command = ["echo verified on %COMPUTERNAME%"] if windows else \
             [["/bin/sh", "-c", "echo verified on $(hostname)"]]
         target_pool = item["deploy-pool"]
-        yield notify_owners(config, item["key"], index_by_digest(
-            config, redeploy, "verify", item, {
-            "label": f"{config.kind}-{item['name']}",
+        yield {
+            "cib-item": item,
             "description": f"Run a task on a worker of {target_pool}",
-            "attributes": attributes(item, **{"cib-kind": config.kind,
-                                              "cib-deploy-pool": target_pool}),
+            "attributes": {"cib-deploy-pool": target_pool},
             "dependencies": {"worker-pool": f"worker-pool-{item['name']}"},
             "worker-type": "pool-windows" if windows else "pool-linux",
+            # runs no cib: a worker of the pool only says it is there
             "worker": {"command": command, "max-run-time": 600, "env": {},
                        "chain-of-trust": False},
-            "treeherder": treeherder("V", th_symbol(item["pool"]), item["key"], kind="test"),
-        }))
+            "cib-cache": {"type": "verify", "rebuild": redeploy},
+            "cib-notify": True,
+            "cib-treeherder": {"group": "V", "symbol": item["pool"], "platform": item["key"],
+                               "kind": "test"},
+        }
 
 
 verify_on_pool = TransformSequence()

@@ -6,20 +6,7 @@ from taskgraph.transforms.base import TransformSequence
 
 from ...lifecycle.pointers import insert_scopes
 from ..items import PoolItem
-from ..task_env import USES_ENV
-from .common import (
-    attributes,
-    directives_of,
-    index_by_digest,
-    notify_owners,
-    pools_redeployed,
-    pull_request_args,
-    retry_transient,
-    run_cib,
-    th_symbol,
-    treeherder,
-    upstream_by_key,
-)
+from .common import directives_of, pools_redeployed, pull_request_args, upstream_by_key
 
 transforms = TransformSequence()
 transforms.add_validate(PoolItem)
@@ -45,29 +32,26 @@ def worker_pool_task(config, items):
         # The deploy records its release in the environment's pointers; per-PR pools never.
         pointer_scopes = [] if config.params["cib_pull_request"] else insert_scopes(
             config.params["cib_environment"], item["key"], item["pool"])
-        # A deploy of the same definition with the same images was done: skip it, unless
-        # pool-deploy asks for one.
-        yield notify_owners(config, item["key"], index_by_digest(
-            config, redeploy, "worker-pool", item, {
-            "label": f"{config.kind}-{item['name']}",
+        yield {
+            "cib-item": item,
             "description": f"Deploy worker pool {target_pool} from the images of {item['key']}",
-            "attributes": attributes(item, **{"cib-kind": config.kind,
-                                              "cib-deploy-pool": target_pool,
-                                              USES_ENV: True}),
+            "attributes": {"cib-deploy-pool": target_pool},
             # Soft: the pool waits for the images this graph builds for it; regions whose
             # image is not rebuilt keep the image they have.
             "soft-dependencies": upstream,
             # Run even when some image builds failed: those regions keep their previous
             # launch config (`cib pool apply` reads which dependencies completed).
             "requires": "all-resolved",
-            "worker-type": "b-linux",
             "scopes": [f"worker-manager:manage-worker-pool:{target_pool}",
                        f"worker-manager:get-worker-pool:{target_pool}",
                        f"worker-manager:provider:{item['provider']}",
                        *pointer_scopes],
             # an apply is idempotent: a lost answer or a 5xx (exit 75) is run again
-            "worker": retry_transient(run_cib(config.params, "pool", "apply", "--pool",
-                                              item["pool"], *pull_request_args(config.params),
-                                              *ttl)),
-            "treeherder": treeherder("W", th_symbol(item["pool"]), item["key"]),
-        }))
+            "cib-run": {"args": ["pool", "apply", "--pool", item["pool"],
+                                 *pull_request_args(config.params), *ttl]},
+            # A deploy of the same definition with the same images was done: skip it, unless
+            # pool-deploy asks for one.
+            "cib-cache": {"type": "worker-pool", "rebuild": redeploy},
+            "cib-notify": True,
+            "cib-treeherder": {"group": "W", "symbol": item["pool"], "platform": item["key"]},
+        }

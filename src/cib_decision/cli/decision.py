@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .bounds import int_argument
-from .errors import CibError
-from .submit import LogProgress, Progress, SubmitReport
+from ..bounds import int_argument
+from ..errors import CibError
+from ..submit import LogProgress, Progress, SubmitReport
 
 OPTION_NAMES = ("project", "pushlog_id", "pushdate", "owner", "level", "target_tasks_method",
                 "repository_type", "base_repository", "base_ref", "base_rev", "head_repository",
@@ -91,10 +91,10 @@ def progress_display() -> Progress:
 def cmd_decision(args: argparse.Namespace) -> int:
     import taskcluster
 
-    from .checkrun_errors import write_error_report
-    from .decision import DecisionRequest, decision_task_id, run_decision
-    from .tc import client_options
-    from .tcschemas import SchemaStore
+    from ..checkrun_errors import write_error_report
+    from ..decision import DecisionRequest, decision_task_id, run_decision
+    from ..tc import client_options
+    from ..tcschemas import SchemaStore
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     options = {name: getattr(args, name) for name in OPTION_NAMES}
@@ -124,7 +124,7 @@ def cmd_decision(args: argparse.Namespace) -> int:
 def cmd_action_callback(args: argparse.Namespace) -> int:
     from taskgraph.main import action_callback
 
-    from .taskgraph.root import graph_root, kinds_root
+    from ..taskgraph.root import graph_root, kinds_root
 
     with graph_root(Path.cwd(), notify=lambda line: print(line, file=sys.stderr, flush=True)
                     ) as root, kinds_root(root) as root_dir:

@@ -20,18 +20,18 @@ import yaml
 
 import taskcluster
 
-from . import pools
-from .bounds import PULL_REQUEST
-from .config import DirectorySource, Environment, Fleet, load_fleet
-from .errors import CibError, ConfigError
-from .images.context import read_json_file
-from .lifecycle import pointers
-from .manifest import Release, format_time, parse_time
-from .signing import check_releases
-from .tc import client_options
-from .tcschemas import SchemaStore
+from .. import pools
+from ..bounds import PULL_REQUEST
+from ..config import DirectorySource, Environment, Fleet, load_fleet
+from ..errors import CibError, ConfigError
+from ..images.context import read_json_file
+from ..lifecycle import pointers
+from ..manifest import Release, format_time, parse_time
+from ..signing import check_releases
+from ..tc import client_options
+from ..tcschemas import SchemaStore
+from . import DEFAULT_CONFIG_DIR
 
-DEFAULT_CONFIG_DIR = "config"
 DEFAULT_PR_TTL = "7 days"  # as `cib.pr-pool-ttl` in taskcluster/config.yml
 
 

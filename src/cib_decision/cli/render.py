@@ -1,4 +1,6 @@
-"""Human-readable renderings of reports (rich tables; plain text when not on a terminal)."""
+"""Human-readable renderings of reports (rich tables; plain text when not on a terminal).
+
+The mermaid graph is checkrun.plan_mermaid: the decision's check run draws it too."""
 
 from __future__ import annotations
 
@@ -8,8 +10,8 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
-from .changes import ChangeReport
-from .plan import Plan
+from ..changes import ChangeReport
+from ..plan import Plan
 
 
 def _yes_no(flag: bool, yes: str) -> str:
@@ -78,13 +80,3 @@ def plan_dot(plan: Plan) -> str:
         lines += [f'  "{task.label}" -> "{dep}";' for dep in task.dependencies
                   if dep in plan.tasks]
     return "\n".join([*lines, "}"])
-
-
-def plan_mermaid(plan: Plan) -> str:
-    """Mermaid flowchart of the planned graph (dependencies point at what they wait for)."""
-    ids = {label: f"t{index}" for index, label in enumerate(plan.tasks)}
-    lines = ["flowchart LR"]
-    for label, task in plan.tasks.items():
-        lines.append(f'  {ids[label]}["{label}<br/>{task.symbol}"]')
-        lines += [f"  {ids[label]} --> {ids[dep]}" for dep in task.dependencies if dep in ids]
-    return "\n".join(lines)

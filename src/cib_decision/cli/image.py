@@ -14,13 +14,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from . import manifest
-from .bounds import PULL_REQUEST
-from .errors import CibError
-from .images.context import BuildContext, load_context, read_json_file
-
-DEFAULT_CONFIG_DIR = "config"
-DEFAULT_ARTIFACTS = "artifacts"
+from .. import manifest
+from ..bounds import PULL_REQUEST
+from ..errors import CibError
+from ..images.context import BuildContext, load_context, read_json_file
+from . import DEFAULT_ARTIFACTS, DEFAULT_CONFIG_DIR
 
 
 def cmd_release_verify(args: argparse.Namespace) -> int:
@@ -30,7 +28,7 @@ def cmd_release_verify(args: argparse.Namespace) -> int:
     manifest.verify(record)
     signed = ", signature not checked (give --public-key)" if record.signature else ""
     if args.public_key is not None:
-        from .signing import read_public_key, verify_release
+        from ..signing import read_public_key, verify_release
 
         signer = verify_release(record, read_public_key(args.public_key), str(args.file))
         signed = f", signed by {signer}"
@@ -47,8 +45,8 @@ def _release_tests(record: manifest.Release, args: argparse.Namespace) -> str:
     `--config-dir` gives the key tests in the environment and an image has none."""
     asked = False
     if args.config_dir is not None:
-        from .config import DirectorySource, load_fleet
-        from .signing import environment_named
+        from ..config import DirectorySource, load_fleet
+        from ..signing import environment_named
 
         fleet = load_fleet(DirectorySource(str(args.config_dir)))
         key = fleet.keys.get(record.key)
@@ -76,13 +74,13 @@ def cmd_image_disk(args: argparse.Namespace) -> int:
     """Build the disk image of a key and write public/disk-image.json."""
     import requests
 
-    from .clouds.aws import S3
-    from .images.disk import DiskBuild, build_disk_image
+    from ..clouds.aws import S3
+    from ..images.disk import DiskBuild, build_disk_image
 
     ctx = _context(args)
     azure = None
     if (ctx.key.image.get("target") or {}).get("platform") == "azure":
-        from .clouds.azure import Azure
+        from ..clouds.azure import Azure
 
         azure = Azure.from_environment()
     with tempfile.TemporaryDirectory(prefix="cib-disk-", dir=args.work_dir) as work:
@@ -103,8 +101,8 @@ def _disk_record(args: argparse.Namespace) -> manifest.DiskImageRecord | None:
         return None
     import taskcluster
 
-    from .pools import read_artifact
-    from .tc import client_options
+    from ..pools import read_artifact
+    from ..tc import client_options
 
     data = read_artifact(taskcluster.Queue(client_options()), task,
                          manifest.DISK_IMAGE_ARTIFACT)
@@ -115,7 +113,7 @@ def _disk_record(args: argparse.Namespace) -> manifest.DiskImageRecord | None:
 
 def cmd_image_machine(args: argparse.Namespace) -> int:
     """Build (or reuse) the machine image of one target and write public/machine-image.json."""
-    from .selection import not_built
+    from ..selection import not_built
 
     ctx = _context(args)
     target = ctx.target(args.target)
@@ -123,24 +121,24 @@ def cmd_image_machine(args: argparse.Namespace) -> int:
         raise CibError(f"{target.id}: {reason}; the task graph has no machine-image task "
                        "for it")
     if target.platform == "amazon":
-        from .clouds.aws import EC2
-        from .images import aws_machine
+        from ..clouds.aws import EC2
+        from ..images import aws_machine
 
         record = aws_machine.build_machine_image(ctx, aws_machine.AwsBuild(
             ec2=EC2(target.region), target=target, overwrite=args.overwrite,
             disk_record=_disk_record(args), timeouts=aws_machine.Timeouts(
                 bootstrap=args.bootstrap_timeout, interval=args.poll_interval)))
     elif target.platform == "azure":
-        from .clouds.azure import Azure
-        from .images import azure_machine
+        from ..clouds.azure import Azure
+        from ..images import azure_machine
 
         record = azure_machine.build_machine_image(ctx, azure_machine.AzureBuild(
             azure=Azure.from_environment(), target=target, overwrite=args.overwrite,
             disk_record=_disk_record(args), timeouts=azure_machine.Timeouts(
                 bootstrap=args.bootstrap_timeout, interval=args.poll_interval)))
     elif target.platform == "google":
-        from .clouds.google import Google
-        from .images import google_machine
+        from ..clouds.google import Google
+        from ..images import google_machine
 
         record = google_machine.build_machine_image(ctx, google_machine.GoogleBuild(
             google=Google.from_environment(), target=target, overwrite=args.overwrite,
@@ -159,7 +157,7 @@ def _s3_if_needed(ctx: BuildContext) -> Any:
     """An S3 client when the key's disk image is in S3 (a Google build carries it over)."""
     if (ctx.key.image.get("base") or {}).get("google"):
         return None
-    from .clouds.aws import S3
+    from ..clouds.aws import S3
 
     return S3()
 
@@ -170,9 +168,9 @@ def cmd_image_test(args: argparse.Namespace) -> int:
 
     import taskcluster
 
-    from .clouds.aws import EC2
-    from .images import image_test
-    from .tc import client_options
+    from ..clouds.aws import EC2
+    from ..images import image_test
+    from ..tc import client_options
 
     ctx = load_context(args.key, args.config_dir, artifacts=args.artifacts,
                        keep_resources=args.keep_resources)
@@ -190,11 +188,11 @@ def cmd_image_test(args: argparse.Namespace) -> int:
         session = boto3.session.Session()
         runner = image_test.aws_runner(lambda region: EC2(region, session))
     elif target.platform == "azure":
-        from .clouds.azure import Azure
+        from ..clouds.azure import Azure
 
         runner = image_test.azure_runner(Azure.from_environment())
     elif target.platform == "google":
-        from .clouds.google import Google
+        from ..clouds.google import Google
 
         runner = image_test.google_runner(Google.from_environment())
     else:
@@ -212,10 +210,10 @@ def cmd_image_tag(args: argparse.Namespace) -> int:
 
     import taskcluster
 
-    from .clouds.aws import EC2
-    from .images.tag import NothingBuilt, tag_release
-    from .signing import tag_signer
-    from .tc import client_options
+    from ..clouds.aws import EC2
+    from ..images.tag import NothingBuilt, tag_release
+    from ..signing import tag_signer
+    from ..tc import client_options
 
     ctx = load_context(args.key, args.config_dir, artifacts=args.artifacts)
     sign = tag_signer(ctx.fleet, ctx.environment, args.config_dir, ctx.progress.say)
@@ -223,13 +221,13 @@ def cmd_image_tag(args: argparse.Namespace) -> int:
 
     @functools.cache
     def azure() -> Any:  # only when a record is of an Azure image
-        from .clouds.azure import Azure
+        from ..clouds.azure import Azure
 
         return Azure.from_environment()
 
     @functools.cache
     def google() -> Any:  # only when a record is of a Google image
-        from .clouds.google import Google
+        from ..clouds.google import Google
 
         return Google.from_environment()
 

@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import stats
-from .errors import CibError
+from .. import stats
+from ..errors import CibError
 
 TRUST_DOMAIN = "cib"
 DEFAULT_LAST = 100
@@ -40,14 +40,14 @@ def revision_namespace(project: str) -> str:
 
 
 def _reading(doing: str, service: str = "index") -> Callable[[Exception], CibError]:
-    from .tc import failure
+    from ..tc import failure
 
     return lambda exc: failure(service, doing, exc)
 
 
 def _pages(call: Callable[[dict[str, Any]], dict[str, Any]], field: str, doing: str,
            service: str) -> Iterable[dict[str, Any]]:
-    from .tc import pages
+    from ..tc import pages
 
     return pages(call, field, fail=lambda exc, _: _reading(doing, service)(exc))
 
@@ -92,7 +92,7 @@ def read_builds(queue: Any, decisions: list[stats.Decision], environment: str, l
                 ) -> list[stats.Build]:
     """The build tasks of the decisions' task groups, with the region copy times of completed
     machine images."""
-    from .pools import read_artifact
+    from ..pools import read_artifact
 
     def group(decision: stats.Decision) -> list[stats.Build]:
         members = _pages(lambda q: queue.listTaskGroup(decision.task_id, query=q), "tasks",
@@ -129,7 +129,7 @@ def client_options(root_url: str) -> dict[str, Any]:
     """Credentials from the environment when there are any (tc.client_options), else anonymous
     reads of the environment's deployment `root_url` (the index and the queue's reads are
     public)."""
-    from .tc import client_options as from_environment
+    from ..tc import client_options as from_environment
 
     if os.environ.get("TASKCLUSTER_PROXY_URL") or os.environ.get("TASKCLUSTER_ROOT_URL"):
         return from_environment()
@@ -140,10 +140,10 @@ def gather(args: argparse.Namespace, log: Log) -> stats.Report:
     """Read the history the options choose and compute its report."""
     import taskcluster
 
-    from .config import DirectorySource, load_fleet
-    from .config.source import default_config_dir
-    from .signing import environment_named
-    from .tc import reuse_connections
+    from ..config import DirectorySource, load_fleet
+    from ..config.source import default_config_dir
+    from ..signing import environment_named
+    from ..tc import reuse_connections
 
     if args.last is not None and (args.since or args.until):
         raise stats.StatsError("give --last N or --since/--until, not both")
@@ -175,10 +175,10 @@ def render(report: stats.Report, form: str) -> str:
     if form == "json":
         return json.dumps(report.to_json(), indent=2) + "\n"
     if form == "html":
-        from .stats_html import html
+        from ..stats_html import html
 
         return html(report)
-    from .stats_table import table
+    from ..stats_table import table
 
     return table(report)
 

@@ -11,12 +11,12 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .config import DirectorySource, Fleet, load_fleet, normalise_region
-from .errors import CibError, TransientError
-from .images.progress import Progress
-from .lifecycle import purge
+from ..config import DirectorySource, Fleet, load_fleet, normalise_region
+from ..errors import CibError, TransientError
+from ..images.progress import Progress
+from ..lifecycle import purge
+from . import DEFAULT_CONFIG_DIR
 
-DEFAULT_CONFIG_DIR = "config"
 DEFAULT_MIN_AGE = "8 hours"
 CLOUDS = {"amazon": "amazon", "aws": "amazon", "azure": "azure", "google": "google"}
 
@@ -55,7 +55,7 @@ def owned_groups(fleet: Fleet, region: str) -> frozenset[str]:
 def worker_manager_groups(fleet: Fleet, region: str) -> frozenset[str]:
     """The resource groups the Azure worker pools' launch configs place workers in, in
     `region` (the group of the target each location runs the image of: `pools.pool_target`)."""
-    from .pools import PoolError, pool_target, provider_type
+    from ..pools import PoolError, pool_target, provider_type
 
     region = normalise_region(region)
     groups = set()
@@ -79,7 +79,7 @@ def task_states(task_ids: Iterable[str], say: Callable[[str], None]) -> dict[str
 
     import taskcluster
 
-    from .tc import client_options
+    from ..tc import client_options
 
     ids = sorted(set(task_ids))
     if not ids:
@@ -144,16 +144,16 @@ def cmd_purge(args: argparse.Namespace) -> int:
     min_age(args.min_age)  # a bad duration fails before the cloud is asked anything
     progress = Progress()
     if cloud == "amazon":
-        from .clouds.aws import EC2
-        from .images.aws_machine import Timeouts
-        from .lifecycle.aws_purge import AwsPurge, list_resources
+        from ..clouds.aws import EC2
+        from ..images.aws_machine import Timeouts
+        from ..lifecycle.aws_purge import AwsPurge, list_resources
 
         ec2 = EC2(args.region)
         progress.say(f"listing the builders' resources in {args.region}")
         return run(args, cloud, AwsPurge(ec2, progress, Timeouts(interval=args.poll_interval)),
                    list_resources(ec2), fleet, progress)
     if cloud == "google":
-        from .lifecycle.google_purge import GooglePurge, places
+        from ..lifecycle.google_purge import GooglePurge, places
 
         where = places(fleet, args.region)
         if not where:
@@ -163,7 +163,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
         progress.say("listing the builders' instances and disks in "
                      + ", ".join(f"{project} {zone}" for project, zone in where))
         return run(args, cloud, google, google.list_resources(where), fleet, progress)
-    from .lifecycle.azure_purge import AzurePurge
+    from ..lifecycle.azure_purge import AzurePurge
 
     adapter = AzurePurge.from_environment(progress, interval=args.poll_interval)
     groups = sorted(owned_groups(fleet, args.region) | (

@@ -35,21 +35,21 @@ from taskcluster.exceptions import TaskclusterFailure
 
 import taskcluster
 
-from .bounds import int_argument
-from .config import DirectorySource, Environment, Fleet, load_fleet, normalise_region
-from .errors import BuildError, CibError, TransientError
-from .images.progress import Progress
-from .lifecycle import gc, pointers
-from .lifecycle.references import (
+from ..bounds import int_argument
+from ..config import DirectorySource, Environment, Fleet, load_fleet, normalise_region
+from ..errors import BuildError, CibError, TransientError
+from ..images.progress import Progress
+from ..lifecycle import gc, pointers
+from ..lifecycle.references import (
     ReferenceSource,
     gather,
     pointer_source,
     worker_pool_source,
 )
-from .manifest import parse_time
-from .tc import client_options
+from ..manifest import parse_time
+from ..tc import client_options
+from . import DEFAULT_CONFIG_DIR
 
-DEFAULT_CONFIG_DIR = "config"
 DEFAULT_KEEP = 3
 DEFAULT_MIN_AGE = "1 day"
 CLOUDS = {"amazon": "amazon", "aws": "amazon", "azure": "azure", "google": "google"}
@@ -172,8 +172,8 @@ Cloud = tuple[Lister, Deleter, list[str]]
 
 
 def _aws(fleet: Fleet, regions: list[str]) -> Cloud:
-    from .clouds.aws import EC2
-    from .lifecycle import gc_aws
+    from ..clouds.aws import EC2
+    from ..lifecycle import gc_aws
 
     chosen = regions or gc_aws.regions(fleet)
     clients: dict[str, EC2] = {}
@@ -191,8 +191,8 @@ def _aws(fleet: Fleet, regions: list[str]) -> Cloud:
 
 
 def _azure(fleet: Fleet, regions: list[str]) -> Cloud:
-    from .clouds.azure import Azure
-    from .lifecycle import gc_azure
+    from ..clouds.azure import Azure
+    from ..lifecycle import gc_azure
 
     chosen = regions or gc.target_regions(fleet, gc_azure.CLOUD)
     groups = gc_azure.groups(fleet, chosen)
@@ -202,8 +202,8 @@ def _azure(fleet: Fleet, regions: list[str]) -> Cloud:
 
 
 def _google(fleet: Fleet, regions: list[str]) -> Cloud:
-    from .clouds.google import Google
-    from .lifecycle import gc_google
+    from ..clouds.google import Google
+    from ..lifecycle import gc_google
 
     projects = gc_google.projects(fleet)
     if not projects:

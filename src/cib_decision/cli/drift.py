@@ -13,18 +13,18 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from . import drift, drift_clouds, pools
-from .checkrun_errors import MAX_TEXT, TEXT_ARTIFACT
-from .config import DirectorySource, Fleet, load_fleet, normalise_region
-from .config.model import ImageKey, Pool
-from .config.source import default_config_dir
-from .errors import CibError
-from .lifecycle import pointers
-from .lifecycle.gc import normalise_id
-from .manifest import Release
-from .naming import PR_POOL_DOMAIN
-from .selection import pool_not_built
-from .signing import environment_named
+from .. import drift, drift_clouds, pools
+from ..checkrun_errors import MAX_TEXT, TEXT_ARTIFACT
+from ..config import DirectorySource, Fleet, load_fleet, normalise_region
+from ..config.model import ImageKey, Pool
+from ..config.source import default_config_dir
+from ..errors import CibError
+from ..lifecycle import pointers
+from ..lifecycle.gc import normalise_id
+from ..manifest import Release
+from ..naming import PR_POOL_DOMAIN
+from ..selection import pool_not_built
+from ..signing import environment_named
 
 DRIFT_EXIT = 1
 
@@ -174,7 +174,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
     """Print the drift of the environment; exit 1 when there is any."""
     import taskcluster
 
-    from .tc import client_options
+    from ..tc import client_options
 
     fleet = load_fleet(DirectorySource(args.config_dir or default_config_dir()))
     name = environment_named(fleet, args.environment).name

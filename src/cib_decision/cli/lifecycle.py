@@ -18,20 +18,18 @@ from typing import TYPE_CHECKING
 
 import taskcluster
 
-from .config import DirectorySource, Environment, Fleet, load_fleet
-from .digests import key_digests
-from .errors import CibError
-from .images.progress import Progress
-from .lifecycle import pointers, rollback
-from .signing import check_releases, tag_signer
-from .tc import client_options
-from .tcschemas import SchemaStore
+from ..config import DirectorySource, Environment, Fleet, load_fleet
+from ..digests import key_digests
+from ..errors import CibError
+from ..images.progress import Progress
+from ..lifecycle import pointers, rollback
+from ..signing import check_releases, tag_signer
+from ..tc import client_options
+from ..tcschemas import SchemaStore
+from . import DEFAULT_ARTIFACTS, DEFAULT_CONFIG_DIR
 
 if TYPE_CHECKING:
-    from .clouds.aws import EC2
-
-DEFAULT_CONFIG_DIR = "config"
-DEFAULT_ARTIFACTS = "artifacts"
+    from ..clouds.aws import EC2
 
 
 def _environment(fleet: Fleet, name: str | None, option: str) -> Environment:
@@ -52,7 +50,7 @@ def _store(options: dict) -> SchemaStore:
 
 
 def _ec2_factory() -> Callable[[str], EC2]:
-    from .clouds.aws import EC2  # boto3: only where a command calls AWS
+    from ..clouds.aws import EC2  # boto3: only where a command calls AWS
 
     sessions: dict[str, EC2] = {}
 
@@ -65,7 +63,7 @@ def _ec2_factory() -> Callable[[str], EC2]:
 
 def cmd_promote(args: argparse.Namespace) -> int:
     """Promote a key's current release from one environment to another."""
-    from .lifecycle import promote  # the clouds' SDKs: not on every `cib` command's start
+    from ..lifecycle import promote  # the clouds' SDKs: not on every `cib` command's start
 
     fleet = load_fleet(DirectorySource(args.config_dir))
     source = _environment(fleet, args.source, "--from")

@@ -1,0 +1,185 @@
+"""The images a deploy is given: release and machine-image records, read from the artifacts of
+the deploy task's dependencies, verified, and (for a key with smoke tests) only releases whose
+images passed them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import requests
+from taskcluster.exceptions import TaskclusterFailure
+
+from ..errors import CibError
+from ..manifest import (
+    MACHINE_IMAGE_ARTIFACT,
+    RELEASE_ARTIFACT,
+    MachineImageRecord,
+    RecordError,
+    Release,
+    ReleaseImage,
+    parse_machine_image,
+    parse_release,
+    parse_time,
+    smoke_test_problems,
+    verify,
+)
+from .definition import Log, PoolError, refusal, status_of
+
+Record = Release | MachineImageRecord
+
+
+def parse_record(data: Any, source: str) -> Record:
+    """A release record (it has `images`) or a machine-image record, parsed strictly."""
+    if isinstance(data, dict) and "images" in data:
+        return parse_release(data, source)
+    return parse_machine_image(data, source)
+
+
+def collect_images(records: Iterable[Record], key: str, log: Log) -> list[ReleaseImage]:
+    """The images of `key` in `records`. Every release must verify (RecordError otherwise: a
+    deploy never runs an image from a record that fails its seal); records of other keys are
+    skipped. A machine-image record gives its image and its copies in other regions. Per
+    target, a release's image wins over a machine-image record's, and of two the newer
+    (`created`) wins."""
+    ranked: dict[str, tuple[tuple[int, datetime], ReleaseImage]] = {}
+    for record in records:
+        if record.key != key:
+            log(f"skipping a record of key {record.key}: the pool runs images of {key}")
+            continue
+        if isinstance(record, Release):
+            verify(record)
+            entries, rank = record.images, (1, parse_time(record.created))
+        else:
+            entries, rank = record.images(), (0, parse_time(record.created))
+        for image in entries:
+            if image.target not in ranked or ranked[image.target][0] < rank:
+                ranked[image.target] = (rank, image)
+    return [image for _, image in sorted(ranked.values(), key=lambda r: r[1].target)]
+
+
+class UntestedImages(CibError):
+    """A key with smoke tests whose records hold no release that passed them: nothing is
+    deployed (exit 3), the pool keeps its images."""
+
+    exit_code = 3
+
+
+def tested_records(records: Iterable[Record], key: str, log: Log) -> list[Record]:
+    """For a key with smoke tests: the records a pool may deploy, which are its releases
+    whose every image passed them. Machine-image records (no test ran on them as far as they
+    say) and releases with failed or missing tests are named and left out; records of other
+    keys pass untouched. UntestedImages when `records` had images of `key` and none may be
+    deployed."""
+    kept, refused = [], []
+    for record in records:
+        if record.key != key:
+            kept.append(record)
+        elif isinstance(record, Release):
+            problems = smoke_test_problems(record)
+            if problems:
+                refused.append(f"release {record.sha256[:12]}: {'; '.join(problems)}")
+            else:
+                kept.append(record)
+        else:
+            refused.append(f"{record.image_id} ({record.target}): a build's record; a tested "
+                           "key's images are deployed from their release only")
+    for reason in refused:
+        log(f"not deploying {reason}")
+    if refused and not any(r.key == key for r in kept):
+        raise UntestedImages(f"{key} has smoke tests and none of its images given here "
+                             f"passed them ({len(refused)} refused, named above): nothing is "
+                             "deployed, the pool keeps its images")
+    return kept
+
+
+def read_artifact(queue: Any, task_id: str, name: str) -> Any | None:
+    """The JSON content of artifact `name` of the latest run of `task_id`, or None when the
+    task has no such artifact (404, or an `error` artifact). Follows the queue's answer when
+    it is a URL to fetch (`{storageType, url}`)."""
+    try:
+        result = queue.getLatestArtifact(task_id, name)
+    except TaskclusterFailure as exc:
+        if status_of(exc) == 404:
+            return None
+        raise refusal(f"give artifact {name} of task", task_id, exc, "queue") from None
+    if isinstance(result, dict) and set(result) == {"storageType", "url"}:
+        if result["storageType"] == "error":
+            return None
+        return _fetch_json(result["url"], f"artifact {name} of task {task_id}")
+    if isinstance(result, dict) and set(result) == {"response"}:
+        raise RecordError(f"artifact {name} of task {task_id} is not JSON")
+    return result
+
+
+def _fetch_json(url: str, what: str, attempts: int = 5) -> Any:
+    for attempt in range(attempts):
+        try:
+            response = requests.get(url, timeout=60)
+        except requests.RequestException as exc:
+            problem = str(exc)
+        else:
+            if response.status_code < 500:
+                break
+            problem = f"status {response.status_code}"
+        if attempt + 1 == attempts:
+            raise PoolError(f"cannot download {what}: {problem}")
+        time.sleep(0.1 * 2 ** attempt)
+    if response.status_code == 404:
+        return None
+    if response.status_code >= 400:
+        raise PoolError(f"cannot download {what}: status {response.status_code}")
+    try:
+        return response.json()
+    except ValueError:
+        raise RecordError(f"{what} is not JSON") from None
+
+
+def dependency_records(queue: Any, task_id: str, log: Log) -> tuple[list[Record], str]:
+    """The records the dependencies of task `task_id` left (`public/release.json`, else
+    `public/machine-image.json`; a dependency with neither, such as the decision task or a
+    failed build, gives none), and the task's `created` time."""
+    sources, created = dependency_record_sources(queue, task_id, log)
+    return [record for _, record in sources], created
+
+
+def dependency_tasks(queue: Any, task_id: str, kind: str
+                     ) -> dict[str, tuple[dict[str, Any], str]]:
+    """The definition and state of each dependency of task `task_id` of `kind` (its
+    `tags.kind`, as taskgraph tags every task), by task id."""
+    try:
+        dependencies = queue.task(task_id).get("dependencies") or ()
+        definitions = {d: queue.task(d) for d in dependencies}
+        return {d: (definition, queue.status(d)["status"]["state"])
+                for d, definition in definitions.items()
+                if (definition.get("tags") or {}).get("kind") == kind}
+    except TaskclusterFailure as exc:
+        raise refusal("give the dependencies of task", task_id, exc, "queue") from None
+
+
+def dependency_states(queue: Any, task_id: str, kind: str) -> dict[str, str]:
+    """The state of each dependency of task `task_id` of `kind`, by task id."""
+    return {d: state for d, (_, state) in dependency_tasks(queue, task_id, kind).items()}
+
+
+def dependency_record_sources(queue: Any, task_id: str, log: Log
+                              ) -> tuple[list[tuple[str, Record]], str]:
+    """As `dependency_records`, each record with the id of the task that left it (what a
+    release pointer names)."""
+    try:
+        task = queue.task(task_id)
+    except TaskclusterFailure as exc:
+        raise refusal("give the definition of task", task_id, exc, "queue") from None
+    records: list[tuple[str, Record]] = []
+    for dependency in task.get("dependencies") or ():
+        for name in (RELEASE_ARTIFACT, MACHINE_IMAGE_ARTIFACT):
+            data = read_artifact(queue, dependency, name)
+            if data is not None:
+                records.append((dependency, parse_record(data, f"task {dependency} {name}")))
+                log(f"read {name} of task {dependency}")
+                break
+        else:
+            log(f"task {dependency} left no image record")
+    return records, task["created"]
