@@ -348,3 +348,40 @@ class EC2:
     def delete_volume(self, volume_id: str) -> None:
         with aws_errors(f"deleting volume {volume_id}"):
             self.client.delete_volume(VolumeId=volume_id)
+
+    # listings and deletions of the life cycle (purge, gc)
+    def listing(self, operation: str, key: str, doing: str, **arguments: Any
+                ) -> Iterator[dict[str, Any]]:
+        """Every item under `key` of every page of `operation` (a `describe_*` call with a
+        paginator), raising cib's errors (aws_errors) for `doing`."""
+        with aws_errors(doing):
+            for page in self.client.get_paginator(operation).paginate(**arguments):
+                yield from page.get(key) or ()
+
+    def key_pairs(self, filters: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The key pairs `filters` selects (the call has no pages)."""
+        with aws_errors(f"listing key pairs in {self.region}"):
+            return self.client.describe_key_pairs(Filters=filters)["KeyPairs"]
+
+    def deregister_image(self, image_id: str) -> bool:
+        """Deregister `image_id`; False when it was gone already."""
+        return self._delete_unless_gone(
+            lambda: self.client.deregister_image(ImageId=image_id),
+            f"deregistering {image_id} in {self.region}",
+            ("InvalidAMIID.NotFound", "InvalidAMIID.Unavailable"))
+
+    def delete_snapshot(self, snapshot_id: str) -> bool:
+        """Delete `snapshot_id`; False when it was gone already."""
+        return self._delete_unless_gone(
+            lambda: self.client.delete_snapshot(SnapshotId=snapshot_id),
+            f"deleting snapshot {snapshot_id} in {self.region}", ("InvalidSnapshot.NotFound",))
+
+    def _delete_unless_gone(self, call: Any, doing: str, gone: tuple[str, ...]) -> bool:
+        with aws_errors(doing):
+            try:
+                call()
+            except ClientError as exc:
+                if error_code(exc) in gone:
+                    return False
+                raise
+        return True

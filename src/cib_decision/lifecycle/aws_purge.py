@@ -8,11 +8,11 @@ interfaces of a security group. `purge.select` checks the tag again; nothing els
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from ..clouds.aws import EC2, aws_errors, tags_of
+from ..clouds.aws import EC2, tags_of
 from ..errors import CibError
 from ..images.aws_machine import Timeouts
 from ..images.progress import Progress
@@ -22,16 +22,9 @@ LIVE_INSTANCE_STATES = ["pending", "running", "shutting-down", "stopping", "stop
 OURS = [{"Name": f"tag:{BUILDER_TAG}", "Values": ["true"]}]
 
 
-def _pages(ec2: EC2, operation: str, key: str, doing: str, **arguments: Any
-           ) -> Iterator[dict[str, Any]]:
-    with aws_errors(doing):
-        for page in ec2.client.get_paginator(operation).paginate(**arguments):
-            yield from page[key]
-
-
 def _instances(ec2: EC2, filters: list[dict[str, Any]], doing: str) -> list[dict[str, Any]]:
     states = {"Name": "instance-state-name", "Values": LIVE_INSTANCE_STATES}
-    return [i for r in _pages(ec2, "describe_instances", "Reservations", doing,
+    return [i for r in ec2.listing("describe_instances", "Reservations", doing,
                               Filters=[*filters, states]) for i in r["Instances"]]
 
 
@@ -48,23 +41,21 @@ def list_resources(ec2: EC2) -> list[Resource]:
         resources.append(Resource(
             "amazon", "instance", instance["InstanceId"], region, instance["State"]["Name"],
             tags_of(instance), _created(instance.get("LaunchTime"))))
-    for volume in _pages(ec2, "describe_volumes", "Volumes",
+    for volume in ec2.listing("describe_volumes", "Volumes",
                          f"listing builder volumes in {region}", Filters=OURS):
         users = tuple(a["InstanceId"] for a in volume.get("Attachments") or ()
                       if a.get("InstanceId"))
         resources.append(Resource(
             "amazon", "volume", volume["VolumeId"], region, volume["State"], tags_of(volume),
             _created(volume.get("CreateTime")), users))
-    with aws_errors(f"listing builder key pairs in {region}"):
-        key_pairs = ec2.client.describe_key_pairs(Filters=OURS)["KeyPairs"]
-    for key_pair in key_pairs:
+    for key_pair in ec2.key_pairs(OURS):
         name = key_pair["KeyName"]
         users = tuple(i["InstanceId"] for i in _instances(
             ec2, [{"Name": "key-name", "Values": [name]}], f"looking up the users of {name}"))
         resources.append(Resource(
             "amazon", "key-pair", name, region, "in-use" if users else "unused",
             tags_of(key_pair), _created(key_pair.get("CreateTime")), users))
-    for group in _pages(ec2, "describe_security_groups", "SecurityGroups",
+    for group in ec2.listing("describe_security_groups", "SecurityGroups",
                         f"listing builder security groups in {region}", Filters=OURS):
         users = _security_group_users(ec2, group["GroupId"])
         resources.append(Resource(
@@ -79,8 +70,8 @@ def _security_group_users(ec2: EC2, group_id: str) -> tuple[str, ...]:
     doing = f"looking up the users of {group_id}"
     instances = [i["InstanceId"] for i in _instances(
         ec2, [{"Name": "instance.group-id", "Values": [group_id]}], doing)]
-    interfaces = [n["NetworkInterfaceId"] for n in _pages(
-        ec2, "describe_network_interfaces", "NetworkInterfaces", doing,
+    interfaces = [n["NetworkInterfaceId"] for n in ec2.listing(
+        "describe_network_interfaces", "NetworkInterfaces", doing,
         Filters=[{"Name": "group-id", "Values": [group_id]}])
         if not (n.get("Attachment") or {}).get("InstanceId")]
     return tuple(sorted(set(instances))) + tuple(sorted(interfaces))

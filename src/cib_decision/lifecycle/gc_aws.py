@@ -11,9 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from ..clouds.aws import EC2, aws_errors, error_code, snapshots_of, tags_of
+from ..clouds.aws import EC2, snapshots_of, tags_of
 from ..config import Fleet
 from ..errors import CibError
 from ..manifest import parse_time
@@ -45,35 +43,19 @@ def image_of(region: str, described: dict[str, Any]) -> gc.Image:
 
 def list_images(ec2: EC2) -> list[gc.Image]:
     """Every AMI this account owns in `ec2`'s region."""
-    images = []
-    with aws_errors(f"listing the images of this account in {ec2.region}"):
-        for page in ec2.client.get_paginator("describe_images").paginate(Owners=["self"]):
-            images.extend(image_of(ec2.region, i) for i in page.get("Images") or ())
-    return images
-
-
-def _gone(exc: ClientError) -> bool:
-    return error_code(exc) in GONE
+    return [image_of(ec2.region, i) for i in ec2.listing(
+        "describe_images", "Images", f"listing the images of this account in {ec2.region}",
+        Owners=["self"])]
 
 
 def delete(decision: gc.Decision, ec2: EC2, log: Callable[[str], None]) -> None:
     """Deregister the decision's AMI, then delete the snapshots that go with it. An image or
     snapshot already gone is fine; other refusals raise (cib's errors)."""
     image = decision.image
-    with aws_errors(f"deregistering {image.id} in {image.region}"):
-        try:
-            ec2.client.deregister_image(ImageId=image.id)
-        except ClientError as exc:
-            if not _gone(exc):
-                raise
-            log(f"{image.id} in {image.region} was already deregistered")
+    if not ec2.deregister_image(image.id):
+        log(f"{image.id} in {image.region} was already deregistered")
     for snapshot in decision.snapshots:
-        with aws_errors(f"deleting snapshot {snapshot} of {image.id} in {image.region}"):
-            try:
-                ec2.client.delete_snapshot(SnapshotId=snapshot)
-            except ClientError as exc:
-                if not _gone(exc):
-                    raise
+        ec2.delete_snapshot(snapshot)
     log(f"deleted {image.id} {image.name} in {image.region}"
         + (f" and its snapshot{'s' if len(decision.snapshots) > 1 else ''} "
            f"{', '.join(decision.snapshots)}" if decision.snapshots else ""))
