@@ -281,9 +281,6 @@ def main(argv: list[str] | None = None) -> int:
     resource groups and storage accounts of a config's Azure targets; print the clouds
     secret's Azure part (JSON) that points tasks here."""
     import argparse
-    import json
-    import signal
-    import time
 
     parser = argparse.ArgumentParser(prog="python -m cib_decision.devclouds.azure_server",
                                      description=main.__doc__)
@@ -295,20 +292,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log", action="store_true", help="log every request")
     args = parser.parse_args(argv)
 
-    def interrupt(*_: object) -> None:
-        raise KeyboardInterrupt
+    from .serving import serve_until_interrupted
 
-    signal.signal(signal.SIGTERM, interrupt)  # stop cleanly (the CA's directory removed)
     with AzureServer(port=args.port, directory=args.directory, log=args.log) as server:
-        if args.config_dir:
-            from ..config import DirectorySource, load_fleet
-
-            server.fake.add_fleet(load_fleet(DirectorySource(args.config_dir)))
-        print(json.dumps(server.secret(), indent=2), flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            while True:
-                time.sleep(3600)
-    return 0
+        return serve_until_interrupted(server, args.config_dir)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ Storage calls carry a token it issued.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 import traceback
@@ -154,8 +153,6 @@ def main(argv: list[str] | None = None) -> int:
     base images of a config's keys; print the clouds secret's Google part (JSON) that points
     tasks here."""
     import argparse
-    import signal
-    import time
 
     parser = argparse.ArgumentParser(prog="python -m cib_decision.devclouds.google_server",
                                      description=main.__doc__)
@@ -166,20 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log", action="store_true", help="log every request")
     args = parser.parse_args(argv)
 
-    def interrupt(*_: object) -> None:
-        raise KeyboardInterrupt
+    from .serving import serve_until_interrupted
 
-    signal.signal(signal.SIGTERM, interrupt)
     with GoogleServer(port=args.port, log=args.log) as server:
-        if args.config_dir:
-            from ..config import DirectorySource, load_fleet
-
-            server.fake.add_fleet(load_fleet(DirectorySource(args.config_dir)))
-        print(json.dumps(server.secret(), indent=2), flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            while True:
-                time.sleep(3600)
-    return 0
+        return serve_until_interrupted(server, args.config_dir)
 
 
 if __name__ == "__main__":
