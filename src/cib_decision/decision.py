@@ -28,7 +28,7 @@ import yaml
 
 from .errors import CibError
 from .scopes import create_task_requirements, missing_scopes, role_for_event, role_scopes
-from .submit import PendingTask, Progress, SubmitReport, Submitter
+from .submit import ATTEMPTS, PendingTask, Progress, SubmitReport, Submitter
 from .taskgraph.root import (
     ROLES,
     ROOT_DIR,
@@ -40,6 +40,7 @@ from .taskgraph.root import (
     version,
 )
 from .taskgraph.task_ids import deterministic_task_ids
+from .tc import Queue, retrying
 from .tcschemas import CREATE_TASK, SchemaStore
 
 log = logging.getLogger(__name__)
@@ -252,7 +253,7 @@ def generate(request: DecisionRequest, root: GraphRoot) -> Any:
     return tgg
 
 
-def stable_pushdate(request: DecisionRequest, queue: Any,
+def stable_pushdate(request: DecisionRequest, queue: Queue,
                     sleep: Callable[[float], None] = time.sleep) -> None:
     """Without a push date, taskgraph dates the build (index ranks, dated routes) by the clock,
     so a rerun would build a different graph. Use the decision task's creation time instead:
@@ -263,8 +264,8 @@ def stable_pushdate(request: DecisionRequest, queue: Any,
     from taskcluster.exceptions import TaskclusterFailure, TaskclusterRestFailure
 
     try:
-        created = Submitter(queue, sleep=sleep).call("the decision task",
-                                        lambda: queue.task(request.decision_task_id))["created"]
+        created = retrying(lambda: queue.task(request.decision_task_id), attempts=ATTEMPTS,
+                           sleep=sleep)["created"]
     except TaskclusterRestFailure as error:
         if error.status_code != 404:
             raise CibError(f"cannot read the decision task {request.decision_task_id}: "
@@ -279,7 +280,7 @@ def stable_pushdate(request: DecisionRequest, queue: Any,
                                       .timestamp())
 
 
-def run_decision(request: DecisionRequest, queue: Any, schemas: SchemaStore,
+def run_decision(request: DecisionRequest, queue: Queue, schemas: SchemaStore,
                  progress: Progress | None = None) -> DecisionResult:
     """Generate, write artifacts, check, and (unless a dry run) submit."""
     role, granted, found = _roles(request, request.root)

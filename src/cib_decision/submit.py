@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import queue as queues
-import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -22,24 +21,16 @@ from typing import Any, Protocol
 
 from taskcluster.exceptions import (
     TaskclusterAuthFailure,
-    TaskclusterConnectionError,
     TaskclusterRestFailure,
 )
 
 from .errors import CibError
+from .tc import Queue, retrying, status_of
 
 log = logging.getLogger(__name__)
 
 CONCURRENCY = 50
 ATTEMPTS = 10
-
-
-class QueueClient(Protocol):
-    """What submission needs of `taskcluster.Queue`."""
-
-    def createTask(self, *args: Any, **kwargs: Any) -> Any: ...
-
-    def task(self, *args: Any, **kwargs: Any) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -142,7 +133,7 @@ def same_task(stored: Mapping[str, Any], ours: PendingTask) -> bool:
 class Submitter:
     """Creates tasks with a queue client that does not retry by itself (`maxRetries: 0`)."""
 
-    def __init__(self, queue: QueueClient, *, concurrency: int = CONCURRENCY,
+    def __init__(self, queue: Queue, *, concurrency: int = CONCURRENCY,
                  attempts: int = ATTEMPTS, backoff: float = 0.1,
                  sleep: Callable[[float], None] = time.sleep):
         self.queue = _pooled(queue, concurrency)
@@ -153,26 +144,16 @@ class Submitter:
         self._lock = threading.Lock()
         self._retries = 0
 
-    def _retry_wait(self, attempt: int) -> None:
-        with self._lock:
-            self._retries += 1
-        self.sleep(min(10.0, self.backoff * 2 ** attempt) * random.uniform(0.75, 1.25))
-
     def call(self, what: str, function: Callable[[], Any]) -> Any:
-        """Call `function`, retrying 5xx answers and connection failures."""
-        for attempt in range(self.attempts):
-            try:
-                return function()
-            except TaskclusterRestFailure as error:
-                if (error.status_code or 0) < 500 or attempt == self.attempts - 1:
-                    raise
-                log.debug("%s: %s, retrying", what, error.status_code)
-            except TaskclusterConnectionError:
-                if attempt == self.attempts - 1:
-                    raise
-                log.debug("%s: connection failed, retrying", what)
-            self._retry_wait(attempt)
-        raise AssertionError("unreachable")
+        """Call `function`, retrying 5xx answers and connection failures (`tc.retrying`)."""
+
+        def retried(error: BaseException, attempt: int) -> None:
+            with self._lock:
+                self._retries += 1
+            log.debug("%s: %s, retrying", what, status_of(error) or "connection failed")
+
+        return retrying(function, attempts=self.attempts, backoff=self.backoff,
+                        sleep=self.sleep, retried=retried)
 
     def create(self, task: PendingTask) -> str:
         """Create one task: "created", or "existing" when it was created before."""
@@ -289,7 +270,7 @@ class SubmissionInterrupted(KeyboardInterrupt):
             "creates the missing tasks under the same task ids and leaves the others.")
 
 
-def _pooled(queue: QueueClient, connections: int) -> QueueClient:
+def _pooled(queue: Queue, connections: int) -> Queue:
     """A taskcluster client made to keep `connections` connections open (tc.py); any other
     queue (a test's) as it is."""
     from taskcluster.client import BaseClient

@@ -1,18 +1,78 @@
-"""The Taskcluster adapter: client options for `cib` commands, and Taskcluster errors as ours."""
+"""The Taskcluster adapter: what cib calls on each service (typed client protocols), client
+options, pooled connections, Taskcluster errors as ours, the one retry rule, listings page by
+page, and artifact reading."""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
+import random
 import re
+import time
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, overload
 
 import taskcluster
 
 from .errors import CibError, TransientError
+
+# --- the clients --------------------------------------------------------------------------------
+# What cib calls on each `taskcluster.<Service>` (whose methods take `*args, **kwargs`, so the
+# real clients satisfy these); tests/test_tc_clients.py checks each name against the client's
+# own API reference, so a misspelt call cannot hide behind `Any`.
+
+
+class Queue(Protocol):
+    """The calls cib makes on `taskcluster.Queue`."""
+
+    def task(self, taskId: str) -> dict[str, Any]: ...
+
+    def status(self, taskId: str) -> dict[str, Any]: ...
+
+    def createTask(self, taskId: str, payload: dict[str, Any]) -> dict[str, Any]: ...
+
+    def listTaskGroup(self, taskGroupId: str, query: dict[str, Any] | None = None
+                      ) -> dict[str, Any]: ...
+
+    def getLatestArtifact(self, taskId: str, name: str) -> Any: ...
+
+
+class Index(Protocol):
+    """The calls cib makes on `taskcluster.Index`."""
+
+    def findTask(self, indexPath: str) -> dict[str, Any]: ...
+
+    def insertTask(self, namespace: str, payload: dict[str, Any]) -> dict[str, Any]: ...
+
+    def listNamespaces(self, namespace: str, query: dict[str, Any] | None = None
+                       ) -> dict[str, Any]: ...
+
+    def listTasks(self, namespace: str, query: dict[str, Any] | None = None
+                  ) -> dict[str, Any]: ...
+
+
+class WorkerManager(Protocol):
+    """The calls cib makes on `taskcluster.WorkerManager`."""
+
+    def workerPool(self, workerPoolId: str) -> dict[str, Any]: ...
+
+    def listWorkerPools(self, query: dict[str, Any] | None = None) -> dict[str, Any]: ...
+
+    def createWorkerPool(self, workerPoolId: str, payload: dict[str, Any]
+                         ) -> dict[str, Any]: ...
+
+    def updateWorkerPool(self, workerPoolId: str, payload: dict[str, Any]
+                         ) -> dict[str, Any]: ...
+
+    def deleteWorkerPool(self, workerPoolId: str) -> dict[str, Any]: ...
+
+
+class Secrets(Protocol):
+    """The calls cib makes on `taskcluster.Secrets`."""
+
+    def get(self, name: str) -> dict[str, Any]: ...
 
 
 def client_options() -> dict[str, Any]:
@@ -35,6 +95,7 @@ def client_options() -> dict[str, Any]:
 
 log = logging.getLogger(__name__)
 Client = TypeVar("Client")
+T = TypeVar("T")
 # The session the requests of the current call go through (set around a pooled client's call;
 # context variables are per thread, so concurrent calls each see their own client's).
 _SESSION: ContextVar[Any] = ContextVar("cib_taskcluster_session", default=None)
@@ -164,6 +225,19 @@ def missing_scopes(exc: BaseException) -> str | None:
         expression, separators=(", ", ": "))
 
 
+def status_of(exc: BaseException) -> int | None:
+    """The HTTP status of a Taskcluster error, None when it has none (a lost connection)."""
+    return getattr(exc, "status_code", None)
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether a later attempt may succeed: a lost connection or a 5xx answer."""
+    from taskcluster.exceptions import TaskclusterConnectionError, TaskclusterRestFailure
+
+    return isinstance(exc, TaskclusterConnectionError) or (
+        isinstance(exc, TaskclusterRestFailure) and (status_of(exc) or 0) >= 500)
+
+
 def failure(service: str, doing: str, exc: BaseException,
             refused: type[CibError] = CibError) -> CibError:
     """One Taskcluster error as our error, the same way for every service: a lost connection or
@@ -171,7 +245,7 @@ def failure(service: str, doing: str, exc: BaseException,
     lacks; any other refusal is `refused` with the service's status and message."""
     from taskcluster.exceptions import TaskclusterConnectionError
 
-    status = getattr(exc, "status_code", None)
+    status = status_of(exc)
     if isinstance(exc, TaskclusterConnectionError) or status is None or status >= 500:
         return TransientError(f"{service} failed to {doing}"
                               + (f" ({status})" if status else "") + f": {reason(exc)}")
@@ -183,6 +257,55 @@ def failure(service: str, doing: str, exc: BaseException,
         return refused(f"{service} refused to {doing} (401): the credentials were not "
                        f"accepted: {reason(exc)}")
     return refused(f"{service} refused to {doing} ({status}): {reason(exc)}")
+
+
+@overload
+def call(service: str, doing: str, function: Callable[[], T], *,
+         refused: type[CibError] = CibError) -> T: ...
+
+
+@overload
+def call(service: str, doing: str, function: Callable[[], T], *, allow: tuple[int, ...],
+         refused: type[CibError] = CibError) -> T | int: ...
+
+
+def call(service: str, doing: str, function: Callable[[], T], *, allow: tuple[int, ...] = (),
+         refused: type[CibError] = CibError) -> T | int:
+    """`function()` (one call of `service`), its Taskcluster error as ours (`failure`); an
+    error whose status is in `allow` (404 for "none", 409 for "exists") is returned as that
+    number instead."""
+    from taskcluster.exceptions import TaskclusterFailure
+
+    try:
+        return function()
+    except TaskclusterFailure as exc:
+        if status_of(exc) in allow:
+            return status_of(exc)  # type: ignore[return-value]
+        raise failure(service, doing, exc, refused) from None
+
+
+# --- retries ----------------------------------------------------------------------------------
+
+
+def retrying(function: Callable[[], T], *, attempts: int = 5,
+             may_pass: Callable[[BaseException], bool] = transient, backoff: float = 0.1,
+             sleep: Callable[[float], None] = time.sleep,
+             retried: Callable[[BaseException, int], None] | None = None) -> T:
+    """`function()`, called again while it raises an error `may_pass` accepts (by default a
+    Taskcluster lost connection or 5xx), up to `attempts` calls in all; the last error is
+    raised. Waits `backoff * 2**attempt` seconds (at most 10, ±25 % so that many callers do
+    not retry in step) and tells `retried(error, attempt)` before each new call. Used where a
+    client's own retries are off (`maxRetries: 0`) or absent (artifact downloads)."""
+    for attempt in range(attempts):
+        try:
+            return function()
+        except Exception as exc:
+            if attempt == attempts - 1 or not may_pass(exc):
+                raise
+            if retried is not None:
+                retried(exc, attempt)
+        sleep(min(10.0, backoff * 2 ** attempt) * random.uniform(0.75, 1.25))
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 # --- listings ---------------------------------------------------------------------------------
@@ -211,3 +334,55 @@ def pages(call: Callable[[dict[str, Any]], dict[str, Any]], field: str, *,
         if not token:
             return
         number += 1
+
+
+# --- artifacts --------------------------------------------------------------------------------
+
+
+class _Unavailable(Exception):
+    """A download answered with a 5xx status (retried)."""
+
+
+def read_artifact(queue: Queue, task_id: str, name: str, *,
+                  refused: type[CibError] = CibError) -> Any | None:
+    """The JSON content of artifact `name` of the latest run of `task_id`, or None when the
+    task has no such artifact (404, or an `error` artifact). Follows the queue's answer when
+    it is a URL to fetch (`{storageType, url}`: S3 and object artifacts), retrying lost
+    connections and 5xx answers. The queue's refusals are `failure`s (`refused` for those that
+    are not transient); an artifact that is not JSON is `refused`."""
+    what = f"artifact {name} of task {task_id}"
+    result = call("queue", f"give {what}", lambda: queue.getLatestArtifact(task_id, name),
+                  allow=(404,), refused=refused)
+    if result == 404:
+        return None
+    if isinstance(result, dict) and set(result) == {"storageType", "url"}:
+        if result["storageType"] == "error":
+            return None
+        return _fetch_json(result["url"], what, refused)
+    if isinstance(result, dict) and set(result) == {"response"}:
+        raise refused(f"{what} is not JSON")
+    return result
+
+
+def _fetch_json(url: str, what: str, refused: type[CibError]) -> Any:
+    import requests
+
+    def get() -> requests.Response:
+        response = requests.get(url, timeout=60)
+        if response.status_code >= 500:
+            raise _Unavailable(f"status {response.status_code}")
+        return response
+
+    try:
+        response = retrying(get, may_pass=lambda exc: isinstance(
+            exc, (_Unavailable, requests.RequestException)))
+    except (_Unavailable, requests.RequestException) as exc:
+        raise TransientError(f"cannot download {what}: {exc}") from None
+    if response.status_code == 404:
+        return None
+    if response.status_code >= 400:
+        raise refused(f"cannot download {what}: status {response.status_code}")
+    try:
+        return response.json()
+    except ValueError:
+        raise refused(f"{what} is not JSON") from None

@@ -25,11 +25,12 @@ from ..manifest import Release
 from ..naming import PR_POOL_DOMAIN
 from ..selection import pool_not_built
 from ..signing import environment_named
+from ..tc import Index, Queue, WorkerManager
 
 DRIFT_EXIT = 1
 
 
-def find_drift(fleet: Fleet, environment: str, wm: Any, index: Any, queue: Any,
+def find_drift(fleet: Fleet, environment: str, wm: WorkerManager, index: Index, queue: Queue,
                log: pools.Log = lambda line: None,
                readers: dict[str, Callable[[], drift_clouds.Reader]] | None = None
                ) -> list[drift.Drift]:

@@ -101,8 +101,7 @@ def _disk_record(args: argparse.Namespace) -> manifest.DiskImageRecord | None:
         return None
     import taskcluster
 
-    from ..pools import read_artifact
-    from ..tc import client_options
+    from ..tc import client_options, read_artifact
 
     data = read_artifact(taskcluster.Queue(client_options()), task,
                          manifest.DISK_IMAGE_ARTIFACT)

@@ -28,7 +28,7 @@ from ..images.context import read_json_file
 from ..lifecycle import pointers
 from ..manifest import Release, format_time, parse_time
 from ..signing import check_releases
-from ..tc import client_options
+from ..tc import Index, client_options
 from ..tcschemas import SchemaStore
 from . import DEFAULT_CONFIG_DIR
 
@@ -192,7 +192,7 @@ def _current_release(options: dict[str, Any], request: pools.PoolRequest
     return [(current.release.task_id, release)]
 
 
-def record_deploy(index: Any, request: pools.PoolRequest,
+def record_deploy(index: Index, request: pools.PoolRequest,
                   sources: list[tuple[str, pools.Record]]) -> None:
     """Record the deploy in the environment's pointers: the pool's history and the key's
     current release name the newest release record of the key the dependencies left (a

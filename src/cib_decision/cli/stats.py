@@ -25,6 +25,7 @@ from typing import Any
 
 from .. import stats
 from ..errors import CibError
+from ..tc import Index, Queue
 
 TRUST_DOMAIN = "cib"
 DEFAULT_LAST = 100
@@ -59,7 +60,7 @@ def _concurrently(function: Callable[[Any], Any], items: list[Any]) -> list[Any]
         return list(pool.map(function, items))
 
 
-def find_decisions(index: Any, queue: Any, project: str, log: Log) -> list[stats.Decision]:
+def find_decisions(index: Index, queue: Queue, project: str, log: Log) -> list[stats.Decision]:
     """Every push decision of `project` the index knows, with its creation time."""
     from taskcluster.exceptions import TaskclusterFailure
 
@@ -88,11 +89,11 @@ def find_decisions(index: Any, queue: Any, project: str, log: Log) -> list[stats
     return [d for d in _concurrently(decision_of, revisions) if d is not None]
 
 
-def read_builds(queue: Any, decisions: list[stats.Decision], environment: str, log: Log
+def read_builds(queue: Queue, decisions: list[stats.Decision], environment: str, log: Log
                 ) -> list[stats.Build]:
     """The build tasks of the decisions' task groups, with the region copy times of completed
     machine images."""
-    from ..pools import read_artifact
+    from ..tc import read_artifact
 
     def group(decision: stats.Decision) -> list[stats.Build]:
         members = _pages(lambda q: queue.listTaskGroup(decision.task_id, query=q), "tasks",

@@ -35,6 +35,7 @@ from ..config import Target
 from ..config.model import ImageTest
 from ..digests import tests_digest
 from ..errors import BuildError, CibError
+from ..tc import Queue
 from .bootstrap import smoke_test_script
 from .context import BuildContext
 from .identity import builder_resources
@@ -66,11 +67,11 @@ Runner = Callable[[BuildContext, Target, manifest.MachineImageRecord, tuple[Imag
                    SmokeTestTimeouts], CollectedLog]
 
 
-def machine_record(queue: Any, environ: dict[str, str] | None = None
+def machine_record(queue: Queue, environ: dict[str, str] | None = None
                    ) -> manifest.MachineImageRecord:
     """The record the machine-image task in `CIB_MACHINE_IMAGE_TASK_ID` left; NothingToTest
     when it left none (its build failed)."""
-    from ..pools import read_artifact
+    from ..tc import read_artifact
 
     environ = os.environ if environ is None else environ
     task = environ.get(MACHINE_TASK_VARIABLE)

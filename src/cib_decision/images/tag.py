@@ -41,6 +41,7 @@ from .. import manifest, pools
 from ..clouds.aws import EC2
 from ..digests import tests_digest
 from ..errors import BuildError, CibError
+from ..tc import Queue, read_artifact
 from .context import BuildContext
 from .identity import machine_image_tags
 from .image_test import MACHINE_TASK_VARIABLE
@@ -116,7 +117,7 @@ def usable_records(ctx: BuildContext, records: Iterable[pools.Record]
     return sorted(usable, key=lambda r: r.target)
 
 
-def _task_variable(queue: Any, task_id: str, name: str) -> str | None:
+def _task_variable(queue: Queue, task_id: str, name: str) -> str | None:
     """The task id a task was given in its environment variable `name` (the disk-image task
     of a build: `CIB_DISK_IMAGE_TASK_ID`)."""
     try:
@@ -132,7 +133,7 @@ def _task_variable(queue: Any, task_id: str, name: str) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def disk_record(ctx: BuildContext, queue: Any,
+def disk_record(ctx: BuildContext, queue: Queue,
                 records: Iterable[manifest.MachineImageRecord]
                 ) -> manifest.DiskImageRecord | None:
     """The disk-image record the builds of `records` imported, read from the disk-image task
@@ -143,7 +144,7 @@ def disk_record(ctx: BuildContext, queue: Any,
         task = _task_variable(queue, build_task, DISK_TASK_VARIABLE)
         if task is None or task in found:
             continue
-        data = pools.read_artifact(queue, task, manifest.DISK_IMAGE_ARTIFACT)
+        data = read_artifact(queue, task, manifest.DISK_IMAGE_ARTIFACT)
         if data is None:
             ctx.progress.say(f"disk-image task {task} (of build {build_task}) left no "
                              f"{manifest.DISK_IMAGE_ARTIFACT}")
@@ -171,7 +172,7 @@ class NothingBuilt(Exception):
     from them: one failure, one notification)."""
 
 
-def read_builds(ctx: BuildContext, queue: Any) -> Builds:
+def read_builds(ctx: BuildContext, queue: Queue) -> Builds:
     """The records the tag task's dependencies left (step 1 and 2). NothingBuilt when there
     is no record because every build failed; CibError (exit 2) when there is none otherwise
     (builds that completed without a record)."""
@@ -194,17 +195,17 @@ def read_builds(ctx: BuildContext, queue: Any) -> Builds:
     return Builds(tuple(usable), disk, created, runs=tuple(runs))
 
 
-def _record(ctx: BuildContext, queue: Any, task: str, name: str,
+def _record(ctx: BuildContext, queue: Queue, task: str, name: str,
             parse: Callable[[Any, str], Any]) -> Any | None:
     """Task `task`'s artifact `name`, parsed; None (and a line saying so) when it has none."""
-    data = pools.read_artifact(queue, task, name)
+    data = read_artifact(queue, task, name)
     if data is None:
         ctx.progress.say(f"task {task} left no {name}")
         return None
     return parse(data, f"task {task} {name}")
 
 
-def read_test_runs(ctx: BuildContext, queue: Any, read: set[str]
+def read_test_runs(ctx: BuildContext, queue: Queue, read: set[str]
                    ) -> tuple[list[manifest.ImageTestRecord], list[manifest.MachineImageRecord]]:
     """The image-test records the tag's test-image dependencies left, and the machine-image
     records of the builds they tested (their `CIB_MACHINE_IMAGE_TASK_ID`) that are not
@@ -358,7 +359,7 @@ def tag_google(ctx: BuildContext, record: manifest.MachineImageRecord, tags: dic
     return 1
 
 
-def tag_release(ctx: BuildContext, queue: Any, ec2_for: Callable[[str], EC2],
+def tag_release(ctx: BuildContext, queue: Queue, ec2_for: Callable[[str], EC2],
                 sign: Callable[[manifest.Release], manifest.Release] | None = None,
                 azure: Callable[[], Any] | None = None,
                 google: Callable[[], Any] | None = None) -> manifest.Release:

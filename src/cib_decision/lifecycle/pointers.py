@@ -32,7 +32,7 @@ from taskcluster.exceptions import TaskclusterFailure
 
 from ..errors import CibError
 from ..manifest import RELEASE_ARTIFACT, Release, format_time, parse_release, verify
-from ..tc import failure
+from ..tc import Index, Queue, failure, read_artifact
 
 POINTER_ROOT = "cib.v2.cib-decision.pointers"
 LATEST = "latest"
@@ -205,7 +205,7 @@ def _fail(doing: str, exc: TaskclusterFailure) -> CibError:
     return failure("the index", doing, exc, PointerError)
 
 
-def find(index: Any, path: str) -> Entry | None:
+def find(index: Index, path: str) -> Entry | None:
     """The pointer at `path`, or None when there is none."""
     try:
         found = index.findTask(path)
@@ -223,27 +223,27 @@ def _pages(call: Callable[[dict[str, Any]], dict[str, Any]], field: str, doing: 
     return pages(call, field, fail=lambda exc, _: _fail(doing, exc))
 
 
-def list_entries(index: Any, namespace: str) -> list[dict[str, Any]]:
+def list_entries(index: Index, namespace: str) -> list[dict[str, Any]]:
     """Every index entry directly in `namespace` (all pages); raises on any failure."""
     return list(_pages(lambda q: index.listTasks(namespace, query=q), "tasks",
                        f"list {namespace}"))
 
 
-def list_names(index: Any, namespace: str) -> list[str]:
+def list_names(index: Index, namespace: str) -> list[str]:
     """The names of the namespaces directly in `namespace` (all pages), decoded."""
     return [unpart(n["name"]) for n in _pages(
         lambda q: index.listNamespaces(namespace, query=q), "namespaces",
         f"list {namespace}")]
 
 
-def history(index: Any, environment: str, pool_id: str) -> list[Entry]:
+def history(index: Index, environment: str, pool_id: str) -> list[Entry]:
     """Pool `pool_id`'s history in `environment`, oldest first."""
     entries = [parse_entry(e) for e in list_entries(index, history_namespace(environment,
                                                                              pool_id))]
     return sorted(entries, key=lambda e: (e.sequence, e.path))
 
 
-def _insert(index: Any, path: str, entry: Entry, rank: int, now: datetime) -> None:
+def _insert(index: Index, path: str, entry: Entry, rank: int, now: datetime) -> None:
     body = {"taskId": entry.release.task_id, "rank": rank, "data": entry.data(),
             "expires": format_time(now + POINTER_LIFETIME)}
     try:
@@ -256,7 +256,7 @@ def _now(now: datetime | None) -> datetime:
     return now or datetime.now(UTC)
 
 
-def set_release(index: Any, environment: str, release: ReleaseRef, action: str,
+def set_release(index: Index, environment: str, release: ReleaseRef, action: str,
                 log: Log, now: datetime | None = None) -> Entry:
     """Point key `release.key`'s current release in `environment` at `release` (nothing
     written when it already names that release, through whichever task)."""
@@ -277,7 +277,7 @@ def _was(entry: Entry | None) -> str:
     return entry.release.sha256[:12] if entry else "none"
 
 
-def record_pool(index: Any, environment: str, pool_id: str, release: ReleaseRef, action: str,
+def record_pool(index: Index, environment: str, pool_id: str, release: ReleaseRef, action: str,
                 log: Log, now: datetime | None = None) -> Entry:
     """Append `release` to pool `pool_id`'s history in `environment` and point its `latest`
     at it; nothing is written when the newest entry already names that release (a rerun,
@@ -302,7 +302,7 @@ def record_pool(index: Any, environment: str, pool_id: str, release: ReleaseRef,
     return entry
 
 
-def _repair_latest(index: Any, environment: str, pool_id: str, newest: Entry,
+def _repair_latest(index: Index, environment: str, pool_id: str, newest: Entry,
                    now: datetime | None) -> None:
     """Point `latest` at the newest history entry when an interrupted write left it behind."""
     path = pool_path(environment, pool_id)
@@ -311,17 +311,17 @@ def _repair_latest(index: Any, environment: str, pool_id: str, newest: Entry,
         _insert(index, path, newest, newest.sequence, _now(now))
 
 
-def pools(index: Any, environment: str) -> list[str]:
+def pools(index: Index, environment: str) -> list[str]:
     """The pools that have pointers in `environment`."""
     return sorted(list_names(index, f"{environment_namespace(environment)}.pool"))
 
 
-def keys(index: Any, environment: str) -> list[str]:
+def keys(index: Index, environment: str) -> list[str]:
     """The keys that have a release pointer in `environment`."""
     return sorted(list_names(index, f"{environment_namespace(environment)}.release"))
 
 
-def referenced_releases(index: Any, environments: Iterable[str],
+def referenced_releases(index: Index, environments: Iterable[str],
                         keep_history: int = DEFAULT_KEEP_HISTORY) -> list[Reference]:
     """Every release a pointer of `environments` refers to: each key's current release, each
     pool's current release and its newest `keep_history` other releases (the rollback
@@ -352,11 +352,10 @@ def _reference(environment: str, entry: Entry, why: str) -> Reference:
                      entry.release.task_id, entry.path, why)
 
 
-def read_release(queue: Any, release: ReleaseRef) -> Release:
+def read_release(queue: Queue, release: ReleaseRef) -> Release:
     """The release record a pointer names (`public/release.json` of its task), verified and
     checked to be the key and seal the pointer says; PointerError when it is gone or is
     another release."""
-    from ..pools import read_artifact  # pools imports the config layer; only readers need it
 
     source = f"task {release.task_id} {RELEASE_ARTIFACT}"
     data = read_artifact(queue, release.task_id, RELEASE_ARTIFACT)

@@ -44,6 +44,7 @@ from ..images.aws_machine import IMAGE_DONE, IMAGE_FAILED, identity_tags, reusab
 from ..images.progress import Progress
 from ..manifest import Release, ReleaseImage
 from ..selection import deployable_pools, pool_not_built
+from ..tc import Index, Queue, WorkerManager
 from ..tcschemas import SchemaStore
 from . import pointers, promote_azure, promote_google
 
@@ -151,7 +152,7 @@ def promoted_release(release: Release, copies: dict[tuple[str, str], str],
 # --- I/O --------------------------------------------------------------------------------------
 
 
-def read_source(index: Any, queue: Any, environment: str, key: str,
+def read_source(index: Index, queue: Queue, environment: str, key: str,
                 progress: Progress) -> tuple[pointers.Entry, Release]:
     """The source environment's current release of `key` and its verified record."""
     path = pointers.release_path(environment, key)
@@ -235,7 +236,8 @@ def _google() -> Any:
 
 
 def promote(*, fleet: Fleet, key: str, source: Environment, target: Environment,
-            source_index: Any, source_queue: Any, index: Any, wm: Any, store: SchemaStore,
+            source_index: Index, source_queue: Queue, index: Index, wm: WorkerManager,
+            store: SchemaStore,
             ec2_for: Callable[[str], EC2], task_id: str | None, artifacts: Path,
             progress: Progress, digests: KeyDigests, dry_run: bool = False,
             interval: float = 15.0, azure: Callable[[], Any] = _azure,

@@ -33,7 +33,7 @@ from taskcluster.exceptions import (
 from ..errors import CibError
 from ..manifest import Release
 from ..pools import PROVIDER_TYPES, image_of
-from ..tc import failure
+from ..tc import Index, Queue, WorkerManager, failure
 from . import pointers
 from .gc import Reference
 
@@ -83,7 +83,7 @@ def _listing_error(environment: str, page: int, exc: TaskclusterFailure) -> CibE
                    exc)
 
 
-def list_pool_definitions(wm: Any, environment: str, page_size: int | None = None
+def list_pool_definitions(wm: WorkerManager, environment: str, page_size: int | None = None
                           ) -> list[dict[str, Any]]:
     """Every worker pool of the deployment, following `continuationToken` to the last page.
     A page that fails (after the client's own retries) raises: TransientError (exit 75) for
@@ -101,7 +101,7 @@ def pool_references(pools: Iterable[dict[str, Any]], environment: str) -> list[R
             for pool in pools for image_id in sorted(pool_image_ids(pool))]
 
 
-def worker_pool_source(wm: Any, environment: str, page_size: int | None = None
+def worker_pool_source(wm: WorkerManager, environment: str, page_size: int | None = None
                        ) -> ReferenceSource:
     """The source of the references of every pool of one environment's worker-manager."""
     return lambda: pool_references(list_pool_definitions(wm, environment, page_size),
@@ -114,7 +114,7 @@ def release_references(releases: Iterable[Release], reason: str) -> list[Referen
             for release in releases for image in release.images]
 
 
-def pointer_source(index: Any, queue: Any, environment: str,
+def pointer_source(index: Index, queue: Queue, environment: str,
                    keep_history: int = pointers.DEFAULT_KEEP_HISTORY) -> ReferenceSource:
     """The source of the references of one environment's release pointers and rollback
     spares (`index` and `queue` of the deployment its pointers are in)."""

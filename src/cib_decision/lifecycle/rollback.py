@@ -18,13 +18,13 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from .. import pools
 from ..config import Environment, Fleet
 from ..errors import CibError
 from ..manifest import Release
 from ..signing import check_releases
+from ..tc import Index, Queue, WorkerManager
 from ..tcschemas import SchemaStore
 from . import pointers
 
@@ -71,7 +71,7 @@ def choose(history: list[pointers.Entry], to: str | None, pool_id: str) -> point
 
 
 def rollback(*, fleet: Fleet, environment: Environment, pool_id: str, to: str | None,
-             index: Any, queue: Any, wm: Any, store: SchemaStore, log: Log,
+             index: Index, queue: Queue, wm: WorkerManager, store: SchemaStore, log: Log,
              config_dir: str | Path, dry_run: bool = False) -> Rollback:
     """Roll pool `pool_id` back in `environment` (steps in the module docstring)."""
     key, pool = pools.find_pool(fleet, pool_id)

@@ -62,7 +62,6 @@ from .records import (
     dependency_states,
     dependency_tasks,
     parse_record,
-    read_artifact,
     tested_records,
 )
 from .rendering import (
@@ -86,6 +85,6 @@ __all__ = [
     "current_images", "current_launch_configs", "dependency_record_sources",
     "dependency_records", "dependency_states", "dependency_tasks", "description", "expiry",
     "failed_build_regions", "find_pool", "image_for", "image_of", "launch_config_id",
-    "list_pools", "parse_record", "pool_target", "provider_type", "read_artifact", "read_pool",
+    "list_pools", "parse_record", "pool_target", "provider_type", "read_pool",
     "render", "sweep", "teardown", "tested_records", "validate", "worker_config", "write",
 ]

@@ -16,7 +16,6 @@ from ..errors import CibError
 from ..manifest import ReleaseImage, parse_time
 from ..naming import pr_pool_id
 from ..suggest import closest
-from ..tc import failure
 
 PROVIDER_TYPES = {"azure": "azure", "amazon": "aws", "google": "google"}
 NULL_PROVIDER = "null-provider"
@@ -185,15 +184,3 @@ def expiry(pool_description: str) -> datetime | None:
         return parse_time(match.group(1))
     except ValueError:
         return None
-
-
-def status_of(exc: Exception) -> int | None:
-    """The HTTP status of a Taskcluster refusal, None when it has none."""
-    return getattr(exc, "status_code", None)
-
-
-def refusal(what: str, subject: str, exc: Exception, service: str = "worker-manager"
-            ) -> CibError:
-    """A Taskcluster refusal to `what` `subject` as ours (`tc.failure`: transient, missing
-    scopes, else a PoolError)."""
-    return failure(service, f"{what} {subject}", exc, PoolError)

@@ -7,9 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from taskcluster.exceptions import TaskclusterFailure
-
 from ..manifest import ReleaseImage
+from ..tc import Queue, WorkerManager, call, pages
 from ..tcschemas import SchemaStore
 from .definition import (
     NULL_PROVIDER,
@@ -20,35 +19,26 @@ from .definition import (
     PoolRequest,
     comparable,
     image_of,
-    refusal,
-    status_of,
 )
 from .records import dependency_tasks
 from .rendering import render, validate
 
 
-def wm_call(what: str, pool_id: str, call: Callable[[], Any], *, allow: tuple[int, ...] = ()
-            ) -> Any:
-    """`call()`, with worker-manager's refusals as PoolError; a status in `allow` is returned
-    as that number instead."""
-    try:
-        return call()
-    except TaskclusterFailure as exc:
-        if status_of(exc) in allow:
-            return status_of(exc)
-        raise refusal(what, pool_id, exc) from None
+def wm_call(what: str, pool_id: str, function: Callable[[], Any], *,
+            allow: tuple[int, ...] = ()) -> Any:
+    """`function()`, one call of worker-manager about `pool_id`: its refusals are PoolError
+    (`tc.call`); a status in `allow` is returned as that number instead."""
+    return call("worker-manager", f"{what} {pool_id}", function, allow=allow, refused=PoolError)
 
 
-def read_pool(wm: Any, pool_id: str) -> dict[str, Any] | None:
+def read_pool(wm: WorkerManager, pool_id: str) -> dict[str, Any] | None:
     """The pool as worker-manager has it, or None when there is none (404)."""
     result = wm_call("read", pool_id, lambda: wm.workerPool(pool_id), allow=(404,))
     return None if result == 404 else result
 
 
-def list_pools(wm: Any) -> list[dict[str, Any]]:
+def list_pools(wm: WorkerManager) -> list[dict[str, Any]]:
     """Every pool of the deployment (following `continuationToken`)."""
-    from ..tc import pages
-
     return list(pages(lambda query: wm_call("list", "worker pools",
                                           lambda: wm.listWorkerPools(query=query)),
                       "workerPools"))
@@ -73,7 +63,7 @@ def changes(definition: Definition, current: dict[str, Any] | None) -> Outcome:
                    archived=[i for i in before if i not in after])
 
 
-def write(wm: Any, definition: Definition, current: dict[str, Any] | None, log: Log,
+def write(wm: WorkerManager, definition: Definition, current: dict[str, Any] | None, log: Log,
           dry_run: bool = False) -> Outcome:
     """Write `definition` when it differs from `current`: create when there is no pool,
     update otherwise; a create answered with 409 (created meanwhile, or deleted and still
@@ -125,8 +115,8 @@ def _summary(definition: Definition, outcome: Outcome) -> str:
             (f" [{archived}]" if archived else ""))
 
 
-def apply(wm: Any, request: PoolRequest, images: Iterable[ReleaseImage], store: SchemaStore,
-          log: Log, dry_run: bool = False, frozen: Iterable[str] = ()
+def apply(wm: WorkerManager, request: PoolRequest, images: Iterable[ReleaseImage],
+          store: SchemaStore, log: Log, dry_run: bool = False, frozen: Iterable[str] = ()
           ) -> tuple[Definition, Outcome]:
     """Deploy `request`'s pool with `images`: read the current pool, render (keeping the
     images of locations not built, and the launch configs of `frozen` locations, whose build
@@ -136,7 +126,7 @@ def apply(wm: Any, request: PoolRequest, images: Iterable[ReleaseImage], store: 
     return definition, write(wm, definition, current, log, dry_run)
 
 
-def failed_build_regions(queue: Any, task_id: str, request: PoolRequest) -> set[str]:
+def failed_build_regions(queue: Queue, task_id: str, request: PoolRequest) -> set[str]:
     """The pool's locations served by a target whose machine-image dependency of task
     `task_id` failed (a build task is named `machine-image-<key>-<target>` in its
     `tags.label`, as taskgraph tags it)."""

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
 
 from ..manifest import format_time
 from ..naming import PR_POOL_DOMAIN, pr_pool_id
+from ..tc import WorkerManager
 from .definition import NULL_PROVIDER, Log, PoolError, expiry
 from .deploy import list_pools, wm_call
 
@@ -17,7 +17,7 @@ def _is_pr_pool(pool_id: str) -> bool:
     return pool_id.startswith(f"{PR_POOL_DOMAIN}/")
 
 
-def _delete(wm: Any, pool_id: str, log: Log) -> bool:
+def _delete(wm: WorkerManager, pool_id: str, log: Log) -> bool:
     if not _is_pr_pool(pool_id):  # never: callers only pass per-PR pools
         raise PoolError(f"refusing to delete {pool_id}: not a per-PR pool")
     if wm_call("delete", pool_id, lambda: wm.deleteWorkerPool(pool_id), allow=(404,)) == 404:
@@ -26,7 +26,7 @@ def _delete(wm: Any, pool_id: str, log: Log) -> bool:
     return True
 
 
-def teardown(wm: Any, pull_request: int, pool_ids: Iterable[str], log: Log) -> list[str]:
+def teardown(wm: WorkerManager, pull_request: int, pool_ids: Iterable[str], log: Log) -> list[str]:
     """Delete every per-PR pool of `pull_request`: the `naming.pr_pool_id` of each of
     `pool_ids` (the config's pools), and any pool of the per-PR domain named `...-pr<N>`.
     Pools already deleted (`null-provider`) are skipped. When the caller may not list pools,
@@ -58,7 +58,7 @@ def teardown(wm: Any, pull_request: int, pool_ids: Iterable[str], log: Log) -> l
     return deleted
 
 
-def sweep(wm: Any, now: datetime, log: Log) -> list[str]:
+def sweep(wm: WorkerManager, now: datetime, log: Log) -> list[str]:
     """Delete the per-PR pools whose recorded `cib-expires` time is not after `now`. Pools
     outside the per-PR domain, pools without an expiry and deleted pools are left alone.
     Returns the pools deleted."""

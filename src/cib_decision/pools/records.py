@@ -4,20 +4,15 @@ images passed them."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
-
-import requests
-from taskcluster.exceptions import TaskclusterFailure
 
 from ..errors import CibError
 from ..manifest import (
     MACHINE_IMAGE_ARTIFACT,
     RELEASE_ARTIFACT,
     MachineImageRecord,
-    RecordError,
     Release,
     ReleaseImage,
     parse_machine_image,
@@ -26,7 +21,8 @@ from ..manifest import (
     smoke_test_problems,
     verify,
 )
-from .definition import Log, PoolError, refusal, status_of
+from ..tc import Queue, call, read_artifact
+from .definition import Log, PoolError
 
 Record = Release | MachineImageRecord
 
@@ -95,49 +91,7 @@ def tested_records(records: Iterable[Record], key: str, log: Log) -> list[Record
     return kept
 
 
-def read_artifact(queue: Any, task_id: str, name: str) -> Any | None:
-    """The JSON content of artifact `name` of the latest run of `task_id`, or None when the
-    task has no such artifact (404, or an `error` artifact). Follows the queue's answer when
-    it is a URL to fetch (`{storageType, url}`)."""
-    try:
-        result = queue.getLatestArtifact(task_id, name)
-    except TaskclusterFailure as exc:
-        if status_of(exc) == 404:
-            return None
-        raise refusal(f"give artifact {name} of task", task_id, exc, "queue") from None
-    if isinstance(result, dict) and set(result) == {"storageType", "url"}:
-        if result["storageType"] == "error":
-            return None
-        return _fetch_json(result["url"], f"artifact {name} of task {task_id}")
-    if isinstance(result, dict) and set(result) == {"response"}:
-        raise RecordError(f"artifact {name} of task {task_id} is not JSON")
-    return result
-
-
-def _fetch_json(url: str, what: str, attempts: int = 5) -> Any:
-    for attempt in range(attempts):
-        try:
-            response = requests.get(url, timeout=60)
-        except requests.RequestException as exc:
-            problem = str(exc)
-        else:
-            if response.status_code < 500:
-                break
-            problem = f"status {response.status_code}"
-        if attempt + 1 == attempts:
-            raise PoolError(f"cannot download {what}: {problem}")
-        time.sleep(0.1 * 2 ** attempt)
-    if response.status_code == 404:
-        return None
-    if response.status_code >= 400:
-        raise PoolError(f"cannot download {what}: status {response.status_code}")
-    try:
-        return response.json()
-    except ValueError:
-        raise RecordError(f"{what} is not JSON") from None
-
-
-def dependency_records(queue: Any, task_id: str, log: Log) -> tuple[list[Record], str]:
+def dependency_records(queue: Queue, task_id: str, log: Log) -> tuple[list[Record], str]:
     """The records the dependencies of task `task_id` left (`public/release.json`, else
     `public/machine-image.json`; a dependency with neither, such as the decision task or a
     failed build, gives none), and the task's `created` time."""
@@ -145,37 +99,35 @@ def dependency_records(queue: Any, task_id: str, log: Log) -> tuple[list[Record]
     return [record for _, record in sources], created
 
 
-def dependency_tasks(queue: Any, task_id: str, kind: str
+def dependency_tasks(queue: Queue, task_id: str, kind: str
                      ) -> dict[str, tuple[dict[str, Any], str]]:
     """The definition and state of each dependency of task `task_id` of `kind` (its
     `tags.kind`, as taskgraph tags every task), by task id."""
-    try:
+    def read() -> dict[str, tuple[dict[str, Any], str]]:
         dependencies = queue.task(task_id).get("dependencies") or ()
         definitions = {d: queue.task(d) for d in dependencies}
         return {d: (definition, queue.status(d)["status"]["state"])
                 for d, definition in definitions.items()
                 if (definition.get("tags") or {}).get("kind") == kind}
-    except TaskclusterFailure as exc:
-        raise refusal("give the dependencies of task", task_id, exc, "queue") from None
+
+    return call("queue", f"give the dependencies of task {task_id}", read, refused=PoolError)
 
 
-def dependency_states(queue: Any, task_id: str, kind: str) -> dict[str, str]:
+def dependency_states(queue: Queue, task_id: str, kind: str) -> dict[str, str]:
     """The state of each dependency of task `task_id` of `kind`, by task id."""
     return {d: state for d, (_, state) in dependency_tasks(queue, task_id, kind).items()}
 
 
-def dependency_record_sources(queue: Any, task_id: str, log: Log
+def dependency_record_sources(queue: Queue, task_id: str, log: Log
                               ) -> tuple[list[tuple[str, Record]], str]:
     """As `dependency_records`, each record with the id of the task that left it (what a
     release pointer names)."""
-    try:
-        task = queue.task(task_id)
-    except TaskclusterFailure as exc:
-        raise refusal("give the definition of task", task_id, exc, "queue") from None
+    task = call("queue", f"give the definition of task {task_id}", lambda: queue.task(task_id),
+                refused=PoolError)
     records: list[tuple[str, Record]] = []
     for dependency in task.get("dependencies") or ():
         for name in (RELEASE_ARTIFACT, MACHINE_IMAGE_ARTIFACT):
-            data = read_artifact(queue, dependency, name)
+            data = read_artifact(queue, dependency, name, refused=PoolError)
             if data is not None:
                 records.append((dependency, parse_record(data, f"task {dependency} {name}")))
                 log(f"read {name} of task {dependency}")
