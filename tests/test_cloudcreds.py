@@ -102,7 +102,7 @@ def test_a_task_without_the_secrets_scope_is_an_error_naming_the_scope(dev_taskc
     environ = task_environ(dev_taskcluster, scopes=())
     with pytest.raises(CibError) as failure:
         cloudcreds.ensure(environ, read_with(environ), print)
-    assert "lacks the scope secrets:get:project/cib/level-3/clouds" in str(failure.value)
+    assert "the credentials lack secrets:get:project/cib/level-3/clouds" in str(failure.value)
 
 
 @pytest.mark.parametrize("secret, problem", [

@@ -263,7 +263,7 @@ def test_read_secret_says_which_secret_is_missing_and_which_scope_is_lacking(dev
     dev_taskcluster.set_secret("project/cib/level-3/x", {"a": 1})
     with pytest.raises(CibError) as refused:
         read_secret("project/cib/level-3/x", dev_taskcluster.options("pull-request"))
-    assert "lacks the scope secrets:get:project/cib/level-3/x" in str(refused.value)
+    assert "the credentials lack secrets:get:project/cib/level-3/x" in str(refused.value)
     assert refused.value.exit_code == 2
 
 
@@ -279,7 +279,7 @@ def test_read_secret_after_server_errors_is_transient_and_a_retry_succeeds(dev_t
 
 
 def test_an_unreachable_secrets_service_is_transient():
-    with pytest.raises(TransientError, match="cannot reach the secrets service"):
+    with pytest.raises(TransientError, match="the secrets service failed to read secret a/b"):
         read_secret("a/b", {"rootUrl": "http://127.0.0.1:9", "maxRetries": 0})
 
 

@@ -13,12 +13,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from taskcluster.exceptions import TaskclusterConnectionError, TaskclusterFailure
-
 import taskcluster
 
-from .errors import CibError, TransientError
-from .tc import client_options
+from .errors import CibError
+from .tc import Secrets, call, client_options
 
 
 class MissingSecret(CibError):
@@ -40,39 +38,17 @@ def task_level(environ: Mapping[str, str] | None = None) -> str:
 
 def read_secret(name: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
     """The value (a JSON object) of secret `name`. `options` are the taskcluster client's
-    (default: `tc.client_options()`, which retries server errors 5 times)."""
-    client = taskcluster.Secrets(client_options() if options is None else options)
-    try:
-        answer = client.get(name)
-    except TaskclusterConnectionError as exc:
-        raise TransientError(f"cannot reach the secrets service to read secret {name}: "
-                             f"{_first_line(exc)}") from None
-    except TaskclusterFailure as exc:
-        raise _refusal(name, exc) from None
+    (default: `tc.client_options()`, which retries server errors 5 times). A missing or
+    expired secret is MissingSecret; other failures are `tc.call`'s (transient, or the
+    scope the credentials lack)."""
+    client: Secrets = taskcluster.Secrets(client_options() if options is None else options)
+    answer = call("the secrets service", f"read secret {name}", lambda: client.get(name),
+                  allow=(404, 410))
+    if answer in (404, 410):
+        raise MissingSecret(f"no secret {name} (missing or expired): store it with "
+                            f"`secrets.set` (scope secrets:set:{name})")
     value = answer.get("secret") if isinstance(answer, dict) else None
     if not isinstance(value, dict):
         raise CibError(f"secret {name} is not a JSON object")
     return value
 
-
-def _refusal(name: str, exc: TaskclusterFailure) -> CibError:
-    status = getattr(exc, "status_code", None)
-    if status in (404, 410):
-        return MissingSecret(f"no secret {name} (missing or expired): store it with "
-                        f"`secrets.set` (scope secrets:set:{name})")
-    if status == 403:
-        return CibError(f"not allowed to read secret {name}: the task (or client) lacks the "
-                        f"scope secrets:get:{name}")
-    if status == 401:
-        return CibError(f"the secrets service did not accept the credentials reading secret "
-                        f"{name}: {_first_line(exc)}")
-    if status is None or status >= 500:
-        return TransientError(f"the secrets service failed reading secret {name}"
-                              + (f" ({status})" if status else "") + f": {_first_line(exc)}")
-    return CibError(f"the secrets service refused to give secret {name} ({status}): "
-                    f"{_first_line(exc)}")
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ..config import DirectorySource, Fleet, load_fleet, normalise_region
-from ..errors import CibError, TransientError
+from ..errors import CibError
 from ..images.progress import Progress
 from ..lifecycle import purge
 from . import DEFAULT_CONFIG_DIR
@@ -75,11 +75,9 @@ def worker_manager_groups(fleet: Fleet, region: str) -> frozenset[str]:
 def task_states(task_ids: Iterable[str], say: Callable[[str], None]) -> dict[str, str]:
     """The queue's state of each build task (`missing` when the queue no longer knows it);
     empty, with a warning, when no Taskcluster is configured (then only ages count)."""
-    from taskcluster.exceptions import TaskclusterFailure
-
     import taskcluster
 
-    from ..tc import client_options
+    from ..tc import call, client_options
 
     ids = sorted(set(task_ids))
     if not ids:
@@ -91,17 +89,12 @@ def task_states(task_ids: Iterable[str], say: Callable[[str], None]) -> dict[str
         return {}
     states = {}
     for task_id in ids:
-        try:
-            states[task_id] = queue.status(task_id)["status"]["state"]
-        except TaskclusterFailure as exc:
-            status = getattr(exc, "status_code", None)
-            if status == 404:
-                states[task_id] = "missing"
-            elif status is None or status >= 500:
-                raise TransientError(f"the queue did not give the state of build task "
-                                     f"{task_id}: {str(exc).splitlines()[0]}") from None
-            else:  # not a task id the queue accepts: its state stays unknown
-                states[task_id] = "unknown"
+        # a lost connection or a 5xx is transient (exit 75); another refusal (not a task id
+        # the queue accepts) leaves the state unknown
+        answer = call("queue", f"give the state of build task {task_id}",
+                      lambda t=task_id: queue.status(t), allow=tuple(range(400, 500)))
+        states[task_id] = ("missing" if answer == 404 else "unknown" if isinstance(answer, int)
+                           else answer["status"]["state"])
     return states
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from .. import stats
 from ..errors import CibError
-from ..tc import Index, Queue
+from ..tc import Index, Queue, call
 
 TRUST_DOMAIN = "cib"
 DEFAULT_LAST = 100
@@ -62,7 +62,6 @@ def _concurrently(function: Callable[[Any], Any], items: list[Any]) -> list[Any]
 
 def find_decisions(index: Index, queue: Queue, project: str, log: Log) -> list[stats.Decision]:
     """Every push decision of `project` the index knows, with its creation time."""
-    from taskcluster.exceptions import TaskclusterFailure
 
     namespace = revision_namespace(project)
     revisions = [n["namespace"] for n in _pages(
@@ -72,19 +71,14 @@ def find_decisions(index: Index, queue: Queue, project: str, log: Log) -> list[s
 
     def decision_of(revision: str) -> stats.Decision | None:
         path = f"{revision}.taskgraph.decision"
-        try:
-            task_id = index.findTask(path)["taskId"]
-        except TaskclusterFailure as exc:
-            if getattr(exc, "status_code", None) == 404:
-                return None  # a revision namespace without a decision (expired)
-            raise _reading(f"find {path}")(exc) from None
-        try:
-            created = queue.task(task_id)["created"]
-        except TaskclusterFailure as exc:
-            if getattr(exc, "status_code", None) == 404:
-                return None  # the decision task expired before its index entry
-            raise _reading(f"give task {task_id}", "queue")(exc) from None
-        return stats.Decision(task_id, stats.parse_time(created))
+        found = call("index", f"find {path}", lambda: index.findTask(path), allow=(404,))
+        if found == 404:
+            return None  # a revision namespace without a decision (expired)
+        task_id = found["taskId"]
+        task = call("queue", f"give task {task_id}", lambda: queue.task(task_id), allow=(404,))
+        if task == 404:
+            return None  # the decision task expired before its index entry
+        return stats.Decision(task_id, stats.parse_time(task["created"]))
 
     return [d for d in _concurrently(decision_of, revisions) if d is not None]
 

@@ -35,13 +35,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from taskcluster.exceptions import TaskclusterFailure
-
 from .. import manifest, pools
 from ..clouds.aws import EC2
 from ..digests import tests_digest
 from ..errors import BuildError, CibError
-from ..tc import Queue, read_artifact
+from ..tc import Queue, call, read_artifact
 from .context import BuildContext
 from .identity import machine_image_tags
 from .image_test import MACHINE_TASK_VARIABLE
@@ -120,14 +118,11 @@ def usable_records(ctx: BuildContext, records: Iterable[pools.Record]
 def _task_variable(queue: Queue, task_id: str, name: str) -> str | None:
     """The task id a task was given in its environment variable `name` (the disk-image task
     of a build: `CIB_DISK_IMAGE_TASK_ID`)."""
-    try:
-        definition = queue.task(task_id)
-    except TaskclusterFailure as exc:
-        if getattr(exc, "status_code", None) == 404:
-            return None
-        raise CibError(f"the queue refused to give the definition of task {task_id}: "
-                       f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-                       ) from None
+    definition = call("queue", f"give the definition of task {task_id}",
+                      lambda: queue.task(task_id), allow=(404,))
+    if definition == 404:
+        return None
+    assert isinstance(definition, dict)
     env = (definition.get("payload") or {}).get("env") or {}
     value = env.get(name)
     return value if isinstance(value, str) and value else None

@@ -32,7 +32,7 @@ from taskcluster.exceptions import TaskclusterFailure
 
 from ..errors import CibError
 from ..manifest import RELEASE_ARTIFACT, Release, format_time, parse_release, verify
-from ..tc import Index, Queue, failure, read_artifact
+from ..tc import Index, Queue, call, failure, read_artifact
 
 POINTER_ROOT = "cib.v2.cib-decision.pointers"
 LATEST = "latest"
@@ -207,13 +207,9 @@ def _fail(doing: str, exc: TaskclusterFailure) -> CibError:
 
 def find(index: Index, path: str) -> Entry | None:
     """The pointer at `path`, or None when there is none."""
-    try:
-        found = index.findTask(path)
-    except TaskclusterFailure as exc:
-        if getattr(exc, "status_code", None) == 404:
-            return None
-        raise _fail(f"find {path}", exc) from None
-    return parse_entry(found)
+    found = call("the index", f"find {path}", lambda: index.findTask(path), allow=(404,),
+                 refused=PointerError)
+    return None if found == 404 else parse_entry(found)
 
 
 def _pages(call: Callable[[dict[str, Any]], dict[str, Any]], field: str, doing: str
@@ -246,10 +242,8 @@ def history(index: Index, environment: str, pool_id: str) -> list[Entry]:
 def _insert(index: Index, path: str, entry: Entry, rank: int, now: datetime) -> None:
     body = {"taskId": entry.release.task_id, "rank": rank, "data": entry.data(),
             "expires": format_time(now + POINTER_LIFETIME)}
-    try:
-        index.insertTask(path, body)
-    except TaskclusterFailure as exc:
-        raise _fail(f"write {path}", exc) from None
+    call("the index", f"write {path}", lambda: index.insertTask(path, body),
+         refused=PointerError)
 
 
 def _now(now: datetime | None) -> datetime:
