@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import re
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ import slugid
 import taskcluster
 from cib_decision.devtc.testing import new_task
 from cib_decision.devworker.config import from_worker_pool, problems
-from cib_decision.devworker.run import WorkerSettings
+from cib_decision.devworker.run import WorkerSettings, go_duration
 from cib_decision.devworker.worker import DevWorker
 
 QUEUE = "cib-3/b-linux"
@@ -72,6 +73,35 @@ def test_a_task_runs_in_a_fresh_directory_with_a_clean_environment_and_uploads(
     log = gzip.decompress(artifacts["public/logs/live_backing.log"]["content"]).decode()
     assert "hi\n" in log and "=== Task Finished ===" in log
     assert artifacts["public/logs/live.log"]["storageType"] == "link"
+
+
+def test_each_command_s_cpu_and_wall_time_are_logged_as_generic_worker_logs_them(
+        dev_taskcluster, worker):
+    # half a second of CPU in a child the command waits for, then a quarter second asleep
+    task_id, status = run(dev_taskcluster, bash(
+        'python3 -c "import time; t = time.process_time()\n'
+        'while time.process_time() - t < 0.5: pass" && sleep 0.25'))
+    assert status["state"] == "completed", status
+    log = gzip.decompress(
+        dev_taskcluster.artifacts(task_id)["public/logs/live_backing.log"]["content"]).decode()
+    found = re.search(r"Exit Code: 0\n.*User Time: (\S+)\n.*Kernel Time: (\S+)\n"
+                      r".*Wall Time: (\S+)\n.*Result: SUCCEEDED", log)
+    assert found, log
+    user, kernel, wall = (seconds(found.group(i)) for i in (1, 2, 3))
+    assert 0.45 <= user + kernel <= wall and wall >= 0.7
+
+
+def seconds(go: str) -> float:
+    """A Go duration as generic-worker prints it, in seconds."""
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 1e-3, "µs": 1e-6}
+    return sum(float(n) * units[u] for n, u in re.findall(r"([\d.]+)(h|ms|µs|m|s)", go))
+
+
+@pytest.mark.parametrize(("value", "go"), [
+    (0, "0s"), (0.0005, "500µs"), (0.3125, "312.5ms"), (1.5, "1.5s"), (123.5, "2m3.5s"),
+    (3723, "1h2m3s")])
+def test_durations_are_printed_as_go_prints_them(value, go):
+    assert go_duration(value) == go
 
 
 def test_a_declared_artifact_the_command_never_made_fails_the_task(dev_taskcluster, worker):

@@ -399,15 +399,20 @@ class TaskRun:
             for index, command in enumerate(self.payload["command"]):
                 argv = self._argv(command, env)
                 self.info(f"Executing command {index}: {_quote(argv)}")
-                status = self._execute(argv, env)
+                started = time.monotonic()
+                status, usage = self._execute(argv, env)
+                wall = time.monotonic() - started
                 self.exit_status = status
                 with self._lock:
                     aborted = self._aborted
                 if aborted is not None:
                     self.error(f"Command ABORTED: {aborted}")
                     raise aborted
-                self.info(f"Exit Code: {status}\nResult: "
-                          f"{'SUCCEEDED' if status == 0 else 'FAILED'}")
+                # generic-worker's account of a command (process.Result.String)
+                self.info(f"   Exit Code: {status}\n   User Time: {go_duration(usage[0])}\n"
+                          f" Kernel Time: {go_duration(usage[1])}\n"
+                          f"   Wall Time: {go_duration(wall)}\n"
+                          f"      Result: {'SUCCEEDED' if status == 0 else 'FAILED'}")
                 if status != 0:
                     if status in self.payload.get("onExitStatus", {}).get("retry", []):
                         raise TaskError(f"task appears to have failed intermittently - exit "
@@ -425,7 +430,10 @@ class TaskRun:
             return ["/bin/sh", "-c", line]
         return list(command)
 
-    def _execute(self, argv: list[str], env: dict[str, str]) -> int:
+    def _execute(self, argv: list[str], env: dict[str, str]
+                 ) -> tuple[int, tuple[float, float]]:
+        """Run one command: its exit status, and the user and kernel CPU seconds of its
+        process and the descendants it waited for (`wait4`, as Go's ProcessState)."""
         with open(self.backing_log, "ab") as log:
             try:
                 # argv[0] without a slash is looked up on the worker's PATH, as Go's exec does
@@ -439,10 +447,11 @@ class TaskRun:
                 aborted = self._aborted
             if aborted is not None:
                 _kill_group(process)
-            status = process.wait()
+            _, wait_status, usage = os.wait4(process.pid, 0)
+            process.returncode = status = os.waitstatus_to_exitcode(wait_status)
             with self._lock:
                 self._process = None
-        return status
+        return status, (usage.ru_utime, usage.ru_stime)
 
     # -- reclaim -----------------------------------------------------------------------------
 
@@ -622,6 +631,21 @@ def _quote(argv: list[str]) -> str:
     import shlex
 
     return shlex.join(argv)
+
+
+def go_duration(seconds: float) -> str:
+    """`seconds` as Go prints a `time.Duration` (`1.5s`, `312.5ms`, `2m3.5s`), as
+    generic-worker's logs show user, kernel and wall time."""
+    if seconds < 0.001:
+        return f"{round(seconds * 1e6)}µs" if seconds else "0s"
+    if seconds < 1:
+        return f"{seconds * 1e3:.3f}".rstrip("0").rstrip(".") + "ms"
+    minutes, rest = divmod(seconds, 60)
+    hours, minutes = divmod(int(minutes), 60)
+    text = f"{rest:.3f}".rstrip("0").rstrip(".") + "s"
+    if minutes or hours:
+        text = f"{minutes}m{text}"
+    return f"{hours}h{text}" if hours else text
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
