@@ -25,6 +25,12 @@ from .conftest import PREDECESSOR_PLATFORMS, REFERENCE_CONFIG, ROOT, require_ref
 from .pipeline_support import check_every_task_completed_with_its_artifacts, explain, pool_worker
 
 TIMEOUT = 900
+# the README's setup line for an adopted repository, with this checkout as the requirement
+ADOPTER_SETUP = next(
+    line.removeprefix("setup: '").removesuffix("'") for line in (
+        ROOT / "README.md").read_text().splitlines() if line.startswith("setup: '")
+).replace('"cib-decision @ git+https://github.com/<org>/cib-decision@<commit>"',
+          '"{requirement}"')
 
 
 def adopting_repository(path):
@@ -35,8 +41,7 @@ def adopting_repository(path):
     assert ours.count("setup: ./scripts/setup") == 1
     (path / ".taskcluster.yml").write_text(ours.replace(
         "setup: ./scripts/setup",
-        "setup: 'python3 -m venv .venv && .venv/bin/pip install --quiet "
-        f"--disable-pip-version-check \"cib-decision @ file://{ROOT}\"'"))
+        f"setup: '{ADOPTER_SETUP.format(requirement=f'cib-decision @ file://{ROOT}')}'"))
     # what its deployment grants beyond cib-decision's own: its pools' third domain and
     # its provider (the decision names exactly these when they are missing)
     roles = []

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
+import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -417,6 +418,15 @@ def fleet_providers(fleet: Any) -> dict[str, str]:
 
 
 @contextmanager
+def uv_cache_dir() -> str:
+    """uv's cache on this machine, as uv finds it (`UV_CACHE_DIR`, `XDG_CACHE_HOME/uv`,
+    `~/.cache/uv`)."""
+    if os.environ.get("UV_CACHE_DIR"):
+        return os.environ["UV_CACHE_DIR"]
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return str(Path(base) / "uv")
+
+
 def local_pipeline(source: Path, revision: str, work: Path, *,
                    environment: str | None = None, builders: int = 2,
                    full_name: str = "example/images",
@@ -442,8 +452,12 @@ def local_pipeline(source: Path, revision: str, work: Path, *,
         "GIT_CONFIG_SYSTEM": str(git_url_rewrites(
             work / "machine" / "gitconfig", repo,
             [f"https://github.com/{full_name}", f"https://github.com/{FORK_OWNER}/{name}"])),
-        # a pip cache the worker image keeps between tasks
+        # a pip cache the worker image keeps between tasks, the uv that scripts/uv installs
+        # once into the image, and uv's download cache: this machine's own (scripts/setup
+        # filled it), as a worker image built with the packages preloaded
         "PIP_CACHE_DIR": str(work / "machine" / "pip-cache"),
+        "CIB_UV_DIR": str(work / "machine" / "uv"),
+        "UV_CACHE_DIR": uv_cache_dir(),
         # the image builders' ISO-to-disk converter (a Windows installer run in a real worker
         # image; a qemu-img stand-in here, docs/images.md)
         "CIB_CONVERT_COMMAND": STAND_IN_CONVERT_COMMAND,

@@ -11,11 +11,13 @@ transforms = TransformSequence()
 transforms.add_validate(TaskEnvItem)
 
 # `pip install --target` makes a directory that runs from wherever it is unpacked; the archive
-# holds its contents (so a mount's `directory` is the import path).
+# holds its contents (so a mount's `directory` is the import path). cib's own source installs
+# with the uv its scripts/uv pins (about a tenth of pip's CPU), else with pip.
 BUILD = ('git clone --quiet "$CIB_HEAD_REPOSITORY" src && cd src && '
          'git checkout --quiet "$CIB_HEAD_REV" && '
-         'python3 -m pip install --quiet --disable-pip-version-check --no-warn-script-location '
-         '--target ../env . && '
+         '{ if uv=$(./scripts/uv python3); then "$uv" pip install --quiet --python python3 '
+         '--target ../env .; else python3 -m pip install --quiet --disable-pip-version-check '
+         '--no-warn-script-location --target ../env .; fi; } && '
          'mkdir -p ../artifacts && tar -czf ../artifacts/cib-env.tar.gz -C ../env .')
 # A fleet repository that is not cib-decision's source: the cib-decision its decision runs
 # (`task_env.installed_requirement`), from wherever that was installed from.
