@@ -417,7 +417,6 @@ def fleet_providers(fleet: Any) -> dict[str, str]:
     return found
 
 
-@contextmanager
 def uv_cache_dir() -> str:
     """uv's cache on this machine, as uv finds it (`UV_CACHE_DIR`, `XDG_CACHE_HOME/uv`,
     `~/.cache/uv`)."""
@@ -427,6 +426,7 @@ def uv_cache_dir() -> str:
     return str(Path(base) / "uv")
 
 
+@contextmanager
 def local_pipeline(source: Path, revision: str, work: Path, *,
                    environment: str | None = None, builders: int = 2,
                    full_name: str = "example/images",
