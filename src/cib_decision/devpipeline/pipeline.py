@@ -458,6 +458,10 @@ def local_pipeline(source: Path, revision: str, work: Path, *,
         "PIP_CACHE_DIR": str(work / "machine" / "pip-cache"),
         "CIB_UV_DIR": str(work / "machine" / "uv"),
         "UV_CACHE_DIR": uv_cache_dir(),
+        # the certificate authorities this machine trusts (a TLS-inspecting proxy's among
+        # them), as the image's own trust store
+        **{name: os.environ[name] for name in ("SSL_CERT_FILE", "SSL_CERT_DIR")
+           if os.environ.get(name)},
         # the image builders' ISO-to-disk converter (a Windows installer run in a real worker
         # image; a qemu-img stand-in here, docs/images.md)
         "CIB_CONVERT_COMMAND": STAND_IN_CONVERT_COMMAND,

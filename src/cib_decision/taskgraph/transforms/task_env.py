@@ -15,9 +15,9 @@ transforms.add_validate(TaskEnvItem)
 # with the uv its scripts/uv pins (about a tenth of pip's CPU), else with pip.
 BUILD = ('git clone --quiet "$CIB_HEAD_REPOSITORY" src && cd src && '
          'git checkout --quiet "$CIB_HEAD_REV" && '
-         '{ if uv=$(./scripts/uv python3); then "$uv" pip install --quiet --python python3 '
-         '--target ../env .; else python3 -m pip install --quiet --disable-pip-version-check '
-         '--no-warn-script-location --target ../env .; fi; } && '
+         '{ { uv=$(./scripts/uv python3) && UV_SYSTEM_CERTS=${UV_SYSTEM_CERTS:-1} "$uv" pip '
+         'install --quiet --python python3 --target ../env .; } || python3 -m pip install '
+         '--quiet --disable-pip-version-check --no-warn-script-location --target ../env .; } && '
          'mkdir -p ../artifacts && tar -czf ../artifacts/cib-env.tar.gz -C ../env .')
 # A fleet repository that is not cib-decision's source: the cib-decision its decision runs
 # (`task_env.installed_requirement`), from wherever that was installed from.
