@@ -4,6 +4,7 @@ the shared step that turns these into task descriptions)."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import shlex
@@ -18,6 +19,9 @@ MAX_SYMBOL = 25  # Treeherder's limit for symbols and group symbols
 PLATFORM_ABBREVIATIONS = {"amazon": "aws", "azure": "az", "google": "gcp"}
 
 
+# Symbols and platforms repeat across a graph's tasks (every region's task of a key, every
+# task of a platform): each is worked out once per process.
+@functools.cache
 def th_symbol(text: str) -> str:
     """A Treeherder symbol for `text`: kept when short enough, else shortened with a hash
     so that two long names never share a symbol."""
@@ -28,6 +32,7 @@ def th_symbol(text: str) -> str:
     return f"{text[:MAX_SYMBOL - 7]}-{digest}"
 
 
+@functools.cache
 def th_platform(name: str) -> str:
     """A Treeherder machine platform (letters, digits, `_` and `-`, at most 50)."""
     return re.sub(r"[^A-Za-z0-9_-]+", "-", name)[:50] + "/opt"
@@ -124,13 +129,20 @@ def notify_routes(config, key: str) -> list[str]:
     """The notify routes of a task of `key` (docs/notify.md): one per address and event of the
     key's `notify` setting (by default its pools' owners, on failed and exception), none in a
     pull-request graph unless its environment says `notify-pull-requests: true`."""
-    loaded = graph_fleet.load(graph_fleet.config_dir(config.graph_config))
     if config.params["cib_pull_request"] and \
             not pull_request_may(config.params, "notify-pull-requests"):
         return []
+    loaded = graph_fleet.load(graph_fleet.config_dir(config.graph_config))
+    return list(_key_routes(loaded, key))
+
+
+@functools.lru_cache(maxsize=4096)
+def _key_routes(loaded: graph_fleet.GraphFleet, key: str) -> tuple[str, ...]:
+    # every task of a key gets the same routes (GraphFleet compares by identity: a fleet
+    # loaded again is another entry)
     setting = loaded.fleet.keys[key].notify
-    return [NOTIFY_ROUTE.format(address=address, event=event)
-            for address in setting.emails for event in setting.events]
+    return tuple(NOTIFY_ROUTE.format(address=address, event=event)
+                 for address in setting.emails for event in setting.events)
 
 
 def notify_owners(config, key: str, task: dict[str, Any]) -> dict[str, Any]:
