@@ -25,7 +25,8 @@ pytest.register_assert_rewrite("tests.devtc_support", "tests.plan_support")
 
 # Test modules that take minutes, slowest first. They are collected first so that, with one
 # worker per core, the longest module starts at once instead of last.
-SLOWEST_MODULES = ("test_local_pipeline.py", "test_local_pipeline_adoption.py")
+SLOWEST_MODULES = ("test_local_pipeline.py", "test_local_pipeline_promote.py",
+                   "test_local_pipeline_adoption.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

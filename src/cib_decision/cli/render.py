@@ -7,8 +7,6 @@ from __future__ import annotations
 from typing import TextIO
 
 import orjson
-from rich.console import Console
-from rich.table import Table
 
 from ..changes import ChangeReport
 from ..plan import Plan
@@ -20,6 +18,11 @@ def _yes_no(flag: bool, yes: str) -> str:
 
 def changes_table(report: ChangeReport, out: TextIO) -> None:
     """Print what must be rebuilt, and which pools change, as two tables."""
+    # rich is imported by the tables only: `--format json` (a decision's plan, the bench's)
+    # does without its import
+    from rich.console import Console
+    from rich.table import Table
+
     console = Console(file=out, width=160 if not out.isatty() else None)
     console.print(f"changes from {report.base[:12]} to {report.head[:12]}")
     images = Table("key", "image", "rebuild", "digest", "because", box=None, pad_edge=False)
@@ -45,6 +48,9 @@ def changes_table(report: ChangeReport, out: TextIO) -> None:
 
 def plan_table(plan: Plan, out: TextIO) -> None:
     """Label, kind, Treeherder symbol, dependencies and reason of every task that would run."""
+    from rich.console import Console
+    from rich.table import Table
+
     console = Console(file=out, width=200 if not out.isatty() else None)
     table = Table(box=None, pad_edge=False)
     for name in ("label", "kind", "symbol", "dependencies", "reason"):

@@ -138,8 +138,10 @@ def _key(kind: str, content: bytes) -> str:
 @cache
 def _code_fingerprint() -> bytes:
     """What the parsed and validated content of a file depends on besides its bytes: our
-    parsing and validating code, and the libraries under it (their files' size and time)."""
-    import jsonschema_rs.jsonschema_rs
+    parsing and validating code, and the libraries under it (their files' size and time).
+    jsonschema-rs is found, not imported: a fleet read from this cache is not validated."""
+    import importlib.util
+
     import yaml
 
     from .. import yamlsrc
@@ -149,7 +151,11 @@ def _code_fingerprint() -> bytes:
                             f"{yaml.__with_libyaml__}\0".encode())
     for module in (yamlsrc, schemas, validate, sys.modules[__name__]):
         digest.update(Path(module.__file__ or "").read_bytes())
-    for module in (yaml, jsonschema_rs.jsonschema_rs):
-        stat = os.stat(module.__file__ or "")
-        digest.update(f"{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
+    stat = os.stat(yaml.__file__ or "")
+    digest.update(f"{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
+    spec = importlib.util.find_spec("jsonschema_rs")
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        for path in sorted(Path(location).glob("jsonschema_rs*")):  # the compiled module
+            stat = path.stat()
+            digest.update(f"{path.name}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
     return digest.digest()
