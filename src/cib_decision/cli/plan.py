@@ -83,7 +83,7 @@ def cmd_changes(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     from ..checkrun import plan_markdown, plan_mermaid
     from ..plan import PlanRequest, make_plan
-    from .render import plan_dot, plan_json, plan_table
+    from .render import plan_dot, plan_json_bytes, plan_table, write_bytes
 
     message = args.message
     if message is not None and message.startswith("@"):
@@ -101,7 +101,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         pull_request_action=args.pull_request_action, environment=args.environment),
         notify=lambda line: print(line, file=sys.stderr))
     if args.format == "json":
-        print(plan_json(plan))
+        write_bytes(plan_json_bytes(plan))
     elif args.format == "dot":
         print(plan_dot(plan))
     elif args.format == "mermaid":
