@@ -621,3 +621,43 @@ def test_keys_alike_in_os_architecture_gpu_clouds_and_edition_share_their_shared
                    win10.targets, win10.pools)
     assert applicable_shared_inputs(gpu, fleet.shared) is not applicable_shared_inputs(
         win10, fleet.shared)
+
+
+# --- digests known from another fleet ------------------------------------------------------
+
+
+def copy_of_bundled(tmp_path: Path) -> Path:
+    directory = tmp_path / "config"
+    shutil.copytree(CONFIG_DIR, directory)
+    return directory
+
+
+def test_known_digests_are_taken_only_for_keys_unchanged_under_the_same_shared_inputs(
+        tmp_path):
+    head = load_original(CONFIG_DIR)
+    known = (head, fleet_digests(head))
+    directory = copy_of_bundled(tmp_path)
+    replace_once(directory / "win10-64.yaml", "timezone:", "timezone: CET #")
+    base = load_fleet(DirectorySource(directory))
+    reused = fleet_digests(base, known)
+    # the same digests as computed afresh, whichever way each key came
+    assert reused == fleet_digests(load_fleet(DirectorySource(directory)))
+    taken = {name for name in base.keys if reused[name] is known[1][name]}
+    assert taken == set(base.keys) - {"win10-64"}
+
+
+def test_a_change_of_the_shared_inputs_takes_no_known_digest(tmp_path):
+    head = load_original(CONFIG_DIR)
+    known = (head, fleet_digests(head))
+    directory = copy_of_bundled(tmp_path)
+    shared = next(directory / f"{name}.yaml" for name in SHARED_FILES
+                  if (directory / f"{name}.yaml").exists())
+    shared.write_text(shared.read_text(encoding="utf-8") + "\n# a comment changes no data\n",
+                      encoding="utf-8")
+    same = load_fleet(DirectorySource(directory))
+    assert all(fleet_digests(same, known)[n] is known[1][n] for n in same.keys)
+    (directory / "drivers.yaml").write_text(yaml.safe_dump([]), encoding="utf-8")
+    changed = load_fleet(DirectorySource(directory))
+    reused = fleet_digests(changed, known)
+    assert not any(reused[n] is known[1][n] for n in changed.keys)
+    assert reused == fleet_digests(load_fleet(DirectorySource(directory)))

@@ -156,6 +156,20 @@ def key_digests(key: ImageKey, shared: SharedInputs) -> KeyDigests:
 _key_digests: WeakKeyDictionary[ImageKey, tuple[SharedInputs, KeyDigests]] = WeakKeyDictionary()
 
 
-def fleet_digests(fleet: Fleet) -> dict[str, KeyDigests]:
-    """Digests of every key of the fleet, by key name."""
-    return {name: key_digests(key, fleet.shared) for name, key in fleet.keys.items()}
+def fleet_digests(fleet: Fleet, known: tuple[Fleet, dict[str, KeyDigests]] | None = None
+                  ) -> dict[str, KeyDigests]:
+    """Digests of every key of the fleet, by key name. With `known` (another fleet and its
+    digests: the head's, when a plan asks for its base's), a key whose name and document are
+    the same there, under the same shared inputs, takes its digests from there: an ImageKey
+    is built from its name and document alone, and its digests from it and the shared inputs
+    (a push that changes one key of 1000 computes one key's)."""
+    if known is None:
+        return {name: key_digests(key, fleet.shared) for name, key in fleet.keys.items()}
+    other, digests = known
+    same_shared = other.shared.files == fleet.shared.files
+    found: dict[str, KeyDigests] = {}
+    for name, key in fleet.keys.items():
+        twin = other.keys.get(name) if same_shared else None
+        found[name] = (digests[name] if twin is not None and name in digests
+                       and twin.raw == key.raw else key_digests(key, fleet.shared))
+    return found

@@ -124,7 +124,8 @@ def _make_plan(request: PlanRequest, notify: Callable[[str], None] | None) -> Pl
         source = (DirectorySource(root.repository / config_name) if request.head is None
                   else _git_config(head_commit, config_name))
         cache = ParsedCache.from_environment()
-        head_fleet = graph_fleet.load(root.repository / config_name, source, cache).fleet
+        head = graph_fleet.load(root.repository / config_name, source, cache)
+        head_fleet = head.fleet
         base_fleet, base_rev = _base(repo, request, head_commit, config_name, cache)
         message = request.message
         if message is None:
@@ -142,7 +143,7 @@ def _make_plan(request: PlanRequest, notify: Callable[[str], None] | None) -> Pl
         # push's report only says why the tasks that run do: it is made for their keys once
         # the graph is known (a push changing one key of 1000 compares one key, not 1000).
         report = report_of() if request.tasks_for.startswith("github-pull-request") else None
-        parameters = _parameters(request, head_fleet, base_fleet, report, directives,
+        parameters = _parameters(request, head, base_fleet, report, directives,
                                  head_commit.hexsha, base_rev)
         plan = _generate(root, parameters, directives, report or report_of)
         plan.skipped = _skipped(head_fleet, directives, parameters)
@@ -177,7 +178,7 @@ def _base(repo: git.Repo, request: PlanRequest, head: git.Commit, config_name: s
         return None, commit.hexsha  # nothing counts as built at a broken base
 
 
-def _parameters(request: PlanRequest, fleet: Fleet, base: Fleet | None,
+def _parameters(request: PlanRequest, head: graph_fleet.GraphFleet, base: Fleet | None,
                 report: ChangeReport | None, directives: Directives, head_rev: str,
                 base_rev: str | None) -> dict[str, Any]:
     """The decision's parameters for `request` (`report`: the whole change report, which a
@@ -185,6 +186,7 @@ def _parameters(request: PlanRequest, fleet: Fleet, base: Fleet | None,
     from .taskgraph.items import built_tasks
     from .taskgraph.parameters import trusted_environments
 
+    fleet = head.fleet
     pull_request = request.tasks_for.startswith("github-pull-request")
     number = (request.pull_request or 1) if pull_request else 0
     environment = request.environment or next(iter(fleet.environments))
@@ -210,7 +212,7 @@ def _parameters(request: PlanRequest, fleet: Fleet, base: Fleet | None,
         "cib_pull_request_action": request.pull_request_action if pull_request else "",
         "cib_changed_keys": report.changed_keys() if pull_request and report else None,
         # what the base's graph for the same event and environment would have built
-        "cib_built_tasks": built_tasks(base, fleet_digests(base), {
+        "cib_built_tasks": built_tasks(base, fleet_digests(base, (fleet, head.digests)), {
             "cib_pull_request": number, "cib_environment": environment}) if base else [],
         "cib_trusted_environments": trusted_environments(base) if pull_request else None,
     }
