@@ -20,7 +20,7 @@ from .errors import CibError, TransientError
 
 # --- the clients --------------------------------------------------------------------------------
 # What cib calls on each `taskcluster.<Service>` (whose methods take `*args, **kwargs`, so the
-# real clients satisfy these); tests/test_tc_clients.py checks each name against the client's
+# real clients satisfy these); tests/test_tc_adapter.py checks each name against the client's
 # own API reference, so a misspelt call cannot hide behind `Any`.
 
 

@@ -120,9 +120,8 @@ def _task_variable(queue: Queue, task_id: str, name: str) -> str | None:
     of a build: `CIB_DISK_IMAGE_TASK_ID`)."""
     definition = call("queue", f"give the definition of task {task_id}",
                       lambda: queue.task(task_id), allow=(404,))
-    if definition == 404:
+    if not isinstance(definition, dict):  # 404: the queue no longer knows the task
         return None
-    assert isinstance(definition, dict)
     env = (definition.get("payload") or {}).get("env") or {}
     value = env.get(name)
     return value if isinstance(value, str) and value else None
