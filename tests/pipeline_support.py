@@ -3,8 +3,25 @@ declared artifacts, the end of each unfinished task's log, the worker that ran a
 
 from __future__ import annotations
 
+import shutil
+
+import pytest
+
 from cib_decision.devpipeline.pipeline import EventResult, LocalPipeline, summary
+from cib_decision.devtc.testing import require_schemas
 from cib_decision.errors import CibError
+
+from .conftest import ROOT
+
+
+def require_pipeline_tools(clones_this_checkout: bool = True) -> None:
+    """Skip, saying why, where a local pipeline cannot run: the genuine Taskcluster schemas,
+    qemu-img (the stand-in disk sources) and, when it plays this checkout, its git history."""
+    require_schemas()
+    if shutil.which("qemu-img") is None:
+        pytest.skip("qemu-img is not installed (Debian: qemu-utils; .ci/run installs it)")
+    if clones_this_checkout and not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout: the local pipeline clones the repository")
 
 
 def explain(pipeline: LocalPipeline, result: EventResult) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -36,7 +35,12 @@ from cib_decision.devpipeline.pipeline import (
 from cib_decision.devtc.testing import require_schemas
 
 from .conftest import ROOT
-from .pipeline_support import check_every_task_completed_with_its_artifacts, explain, pool_worker
+from .pipeline_support import (
+    check_every_task_completed_with_its_artifacts,
+    explain,
+    pool_worker,
+    require_pipeline_tools,
+)
 
 TIMEOUT = 900
 
@@ -46,11 +50,7 @@ def played(tmp_path_factory):
     """The deployment after a push, a pull request, its close, a pull request that rebuilds
     one key's images and a cron decision, then a pull request with a broken key file and a
     change whose build fails, as a pull request and pushed; each event's result."""
-    require_schemas()
-    if shutil.which("qemu-img") is None:
-        pytest.skip("qemu-img is not installed (Debian: qemu-utils; .ci/run installs it)")
-    if not (ROOT / ".git").exists():
-        pytest.skip("not a git checkout: the local pipeline clones the repository")
+    require_pipeline_tools()
     work = tmp_path_factory.mktemp("local-pipeline")
     scenarios = ["push", "pull-request", "pull-request-untrusted", "pull-request-closed",
                  "pull-request-image", "cron", "cron-drift"]

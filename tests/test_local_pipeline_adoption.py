@@ -19,10 +19,14 @@ import subprocess
 import pytest
 
 from cib_decision.devpipeline.pipeline import local_pipeline, play_scenarios
-from cib_decision.devtc.testing import require_schemas
 
 from .conftest import PREDECESSOR_PLATFORMS, REFERENCE_CONFIG, ROOT, require_reference
-from .pipeline_support import check_every_task_completed_with_its_artifacts, explain, pool_worker
+from .pipeline_support import (
+    check_every_task_completed_with_its_artifacts,
+    explain,
+    pool_worker,
+    require_pipeline_tools,
+)
 
 TIMEOUT = 900
 # the README's setup line for an adopted repository, with this checkout as the requirement
@@ -85,9 +89,7 @@ def migrate_rules(repo) -> None:
 def adopted(tmp_path_factory):
     """The first push of the adopted repository, then the push that migrates win2012's
     validation rules and rebuilds its images."""
-    require_schemas()
-    if shutil.which("qemu-img") is None:
-        pytest.skip("qemu-img is not installed (Debian: qemu-utils; .ci/run installs it)")
+    require_pipeline_tools(clones_this_checkout=False)
     repo = adopting_repository(tmp_path_factory.mktemp("cloud-image-builder"))
     assert not (repo / "taskcluster" / "config.yml").exists()  # no kinds of its own
     with local_pipeline(repo, "HEAD", tmp_path_factory.mktemp("adoption")) as pipeline:

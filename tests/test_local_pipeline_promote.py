@@ -7,15 +7,17 @@ tests/test_local_pipeline.py plays a push. Two deployments share the local cloud
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
 from cib_decision.devpipeline.pipeline import local_pipeline, play_scenarios, summary
-from cib_decision.devtc.testing import require_schemas
 
 from .conftest import ROOT
-from .pipeline_support import check_every_task_completed_with_its_artifacts, explain
+from .pipeline_support import (
+    check_every_task_completed_with_its_artifacts,
+    explain,
+    require_pipeline_tools,
+)
 
 TIMEOUT = 900
 SCENARIOS = ["push", "pool-deploy", "promote"]
@@ -25,11 +27,7 @@ SCENARIOS = ["push", "pool-deploy", "promote"]
 def played(tmp_path_factory):
     """Both pipelines (staging, production) and each event's result: the push, the
     pool-deploy push, production's push and the promote action."""
-    require_schemas()
-    if shutil.which("qemu-img") is None:
-        pytest.skip("qemu-img is not installed (Debian: qemu-utils; .ci/run installs it)")
-    if not (ROOT / ".git").exists():
-        pytest.skip("not a git checkout: the local pipeline clones the repository")
+    require_pipeline_tools()
     work = tmp_path_factory.mktemp("local-pipeline-promote")
     with local_pipeline(ROOT, "HEAD", work, promotion=True) as pipeline:
         events = list(play_scenarios(pipeline, SCENARIOS, TIMEOUT))
