@@ -52,7 +52,11 @@ def test_a_pool_deploy_push_redeploys_and_verifies_every_pool_and_builds_nothing
 def test_the_promote_action_copies_the_release_into_the_target_and_deploys_its_pools(played):
     pipeline, results = played
     target = pipeline.promotion
-    check_every_task_completed_with_its_artifacts(target, results["target-push"])
+    pushed = results["target-push"]
+    check_every_task_completed_with_its_artifacts(target, pushed)
+    # its push said `include keys: ubuntu-2404` (the fleet's first key): one key's images
+    built = {t.label for t in pushed.tasks if t.label.startswith("machine-image-")}
+    assert built and all(label.startswith("machine-image-ubuntu-2404-") for label in built)
     action = results["promote"]
     check_every_task_completed_with_its_artifacts(target, action)
     promotes = [t for t in action.tasks if t.label.startswith("promote-")]
@@ -60,7 +64,7 @@ def test_the_promote_action_copies_the_release_into_the_target_and_deploys_its_p
     release = json.loads(target.artifact(promotes[0].task_id, "public/release.json"))
     # production's Google images live in its own project (config/environments.yaml)
     google = [image for image in release["images"] if image["platform"] == "google"]
-    assert release["key"] != "ubuntu-2404" or google, release
+    assert release["key"] == "ubuntu-2404" and google, release
     assert all(image["id"].startswith("projects/example-cib-images-production/")
                for image in google), google
     # each pool of the key in the target environment runs the promoted images

@@ -505,7 +505,7 @@ def play_scenarios(pipeline: LocalPipeline, scenarios: list[str],
         elif scenario == "pull-request-closed":
             yield pipeline.play("pull-request-closed", pr_head, base=head, timeout=timeout)
         elif scenario == "promote":  # the prepared fleet, whatever was pushed since
-            yield from _promote(pipeline, pipeline.head, timeout)
+            yield from _promote(pipeline, timeout)
         elif scenario == "cron":
             yield pipeline.play("cron", head, timeout=timeout)
         elif scenario == "cron-drift":  # .cron.yml's daily job: `cib drift` on a worker
@@ -517,14 +517,21 @@ def play_scenarios(pipeline: LocalPipeline, scenarios: list[str],
             raise CibError(f"unknown scenario {scenario!r}")
 
 
-def _promote(pipeline: LocalPipeline, head: str, timeout: float) -> Iterator[EventResult]:
-    """The other environment's push of `head` (its own decision, whose actions.json offers
-    `promote`), then the `promote` action on it for the first key the push released, from
-    the played environment."""
+def _promote(pipeline: LocalPipeline, timeout: float) -> Iterator[EventResult]:
+    """The other environment's push (its own decision, whose actions.json offers `promote`),
+    then the `promote` action on it for the key the push released, from the played
+    environment. The push names that key (`include keys`: the first key of the fleet with a
+    target), so the other environment builds one key's images, not the fleet's."""
     target = pipeline.promotion
     if target is None:
         raise CibError("promote needs the deployment started with promotion=True")
-    pushed = target.play("push", head, timeout=timeout)
+    fleet = load_fleet(DirectorySource(str(repository.config_dir(pipeline._repo()))))
+    key = next((name for name, k in sorted(fleet.keys.items()) if k.targets), None)
+    if key is None:
+        raise CibError("the fleet has no key with a target to promote")
+    narrowed = pipeline.commit(f"Release {key} in {target.environment} to promote it\n\n"
+                               f"include keys: {key}")
+    pushed = target.play("push", narrowed, timeout=timeout)
     yield pushed
     released = sorted(t.label.removeprefix("tag-") for t in pushed.tasks
                       if t.label.startswith("tag-") and t.ok)
