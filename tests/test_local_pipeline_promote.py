@@ -10,6 +10,7 @@ import json
 
 import pytest
 
+from cib_decision.config import DirectorySource, load_fleet
 from cib_decision.devpipeline.pipeline import local_pipeline, play_scenarios, summary
 
 from .conftest import ROOT
@@ -68,10 +69,12 @@ def test_the_promote_action_copies_the_release_into_the_target_and_deploys_its_p
     assert all(image["id"].startswith("projects/example-cib-images-production/")
                for image in google), google
     # each pool of the key in the target environment runs the promoted images
+    fleet = load_fleet(DirectorySource(str(pipeline.repo / "config")))
+    key_pools = {pool.id for pool in fleet.keys["ubuntu-2404"].pools}
     promoted = {image["id"] for image in release["images"]}
     pools = target.tc.worker_pools()
-    served = [pool_id for pool_id, pool in pools.items() if promoted & strings(pool["config"])]
-    assert served, explain(target, action)
+    served = {pool_id for pool_id, pool in pools.items() if promoted & strings(pool["config"])}
+    assert key_pools and served == key_pools, (served, key_pools, explain(target, action))
 
 
 def strings(value) -> set[str]:
