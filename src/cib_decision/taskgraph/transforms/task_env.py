@@ -12,12 +12,14 @@ transforms.add_validate(TaskEnvItem)
 
 # `pip install --target` makes a directory that runs from wherever it is unpacked; the archive
 # holds its contents (so a mount's `directory` is the import path). cib's own source installs
-# with the uv its scripts/uv pins (about a tenth of pip's CPU), else with pip.
+# with the uv its scripts/uv pins (about a tenth of pip's CPU), else with pip into a fresh
+# directory (pip --target skips what a failed uv left there).
 BUILD = ('git clone --quiet "$CIB_HEAD_REPOSITORY" src && cd src && '
          'git checkout --quiet "$CIB_HEAD_REV" && '
          '{ { uv=$(./scripts/uv python3) && UV_SYSTEM_CERTS=${UV_SYSTEM_CERTS:-1} "$uv" pip '
-         'install --quiet --python python3 --target ../env .; } || python3 -m pip install '
-         '--quiet --disable-pip-version-check --no-warn-script-location --target ../env .; } && '
+         'install --quiet --python python3 --target ../env .; } || { rm -rf ../env && '
+         'python3 -m pip install --quiet --disable-pip-version-check --no-warn-script-location '
+         '--target ../env .; }; } && '
          'mkdir -p ../artifacts && tar -czf ../artifacts/cib-env.tar.gz -C ../env .')
 # A fleet repository that is not cib-decision's source: the cib-decision its decision runs
 # (`task_env.installed_requirement`), from wherever that was installed from.
